@@ -1,0 +1,87 @@
+//! Command-line types (clap) and dispatch to one file per command; no command
+//! decides anything itself, they all go through the shared `Evaluator`.
+
+mod eval;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The process exit codes: interface, documented in `--help` and README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Allowed / all passed / valid.
+    Ok = 0,
+    /// Denied / a test failed / invalid.
+    Deny = 1,
+    /// Error: bad input, bad bundle, unreadable file.
+    Error = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 allowed / all passed, 1 denied / a test failed, 2 error (bad input, bad policy bundle, unreadable file).";
+
+/// promo-policy: a policy-as-code gate for environment promotion.
+#[derive(Debug, Parser)]
+#[command(name = "promo-policy", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log more (-v info, -vv debug) to stderr; RUST_LOG overrides.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide one promotion request (exit 0 allowed, 1 denied, 2 error).
+    Eval(eval::EvalArgs),
+    /// Run the bundle's Rego unit tests and the corpus cases (exit 0 all pass, 1 any fail, 2 error).
+    Test(test::TestArgs),
+}
+
+/// Flags every command that builds an engine shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// The Rego policy bundle directory.
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+impl CommonArgs {
+    fn engine_config(&self) -> promo_policy::EngineConfig {
+        promo_policy::EngineConfig {
+            policies: self.policies.clone(),
+        }
+    }
+}
+
+/// Run the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Test(args) => test::run(args),
+    }
+}
+
+/// Logs go to stderr so stdout stays machine-readable.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

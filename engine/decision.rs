@@ -1,0 +1,363 @@
+//! The decision record and the one fail-closed combine that turns stage results into
+//! allow or deny; nothing else in the engine may decide `allowed`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::policy::{PolicyError, PolicyOutcome, RuleFinding};
+use crate::request::Artifact;
+
+/// The engine's name in decisions.
+pub const ENGINE_ID: &str = "promo-policy";
+/// The engine's version in decisions.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Longest violation message kept (GitHub's check-run annotation limit).
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// A promotion decision (CONTRACT §3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// UUIDv7, unique per decision.
+    pub decision_id: String,
+    /// The request's own id.
+    pub request_id: String,
+    /// What was to be promoted.
+    pub artifact: Artifact,
+    /// Source environment.
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+    /// The verdict.
+    pub allowed: bool,
+    /// Every reason for a deny (empty when allowed).
+    pub violations: Vec<Violation>,
+    /// Things worth knowing that do not deny.
+    pub warnings: Vec<Violation>,
+    /// The evaluation time (RFC 3339), the `input.now` policy saw.
+    pub evaluated_at: String,
+    /// sha256 of the canonical request JSON.
+    pub input_digest: BTreeMap<String, String>,
+    /// The exact policy bundle.
+    pub policy: PolicyRef,
+    /// Plugins that ran, with their digests and results.
+    pub plugins: Vec<PluginRecord>,
+    /// Which engine decided.
+    pub engine: EngineRef,
+}
+
+/// One reason for a deny, or a warning.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Violation {
+    /// Stable id, e.g. `approvals.min_count`.
+    pub id: String,
+    /// Which stage raised it: `policy`, `request`, `attestation`, `plugin:<name>`.
+    pub source: String,
+    /// A sentence a person can act on.
+    pub msg: String,
+    /// The facts that caused it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<serde_json::Value>,
+}
+
+impl Violation {
+    /// A violation from `source`, its message capped at [`MAX_MESSAGE_CHARS`].
+    pub fn new(id: impl Into<String>, source: impl Into<String>, msg: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            source: source.into(),
+            msg: cap_message(msg.into()),
+            facts: None,
+        }
+    }
+
+    fn from_finding(f: RuleFinding, source: &str) -> Self {
+        Self {
+            id: f.id,
+            source: source.to_string(),
+            msg: cap_message(f.msg),
+            facts: f.facts,
+        }
+    }
+}
+
+fn cap_message(msg: String) -> String {
+    if msg.chars().count() <= MAX_MESSAGE_CHARS {
+        return msg;
+    }
+    let mut cut: String = msg.chars().take(MAX_MESSAGE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The policy bundle a decision was made under.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyRef {
+    /// Where it was loaded from.
+    pub uri: String,
+    /// `{"sha256": <bundle digest>}`.
+    pub digest: BTreeMap<String, String>,
+}
+
+/// A plugin that took part in a decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRecord {
+    /// Plugin name.
+    pub name: String,
+    /// `{"sha256": <module digest>}`.
+    pub digest: BTreeMap<String, String>,
+    /// Whether it ran and passed.
+    pub ok: bool,
+    /// `required` or `advisory`.
+    pub mode: String,
+}
+
+/// The engine that decided.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EngineRef {
+    /// Always `promo-policy`.
+    pub id: String,
+    /// Crate version.
+    pub version: String,
+}
+
+impl Default for EngineRef {
+    fn default() -> Self {
+        Self {
+            id: ENGINE_ID.to_string(),
+            version: ENGINE_VERSION.to_string(),
+        }
+    }
+}
+
+/// Everything the stages found, ready to combine.
+#[derive(Debug)]
+pub struct StageResults {
+    /// What the policy said, or why it could not say.
+    pub policy: Result<PolicyOutcome, PolicyError>,
+    /// Denying violations raised by stages other than policy (plugins, attestations).
+    pub stage_violations: Vec<Violation>,
+    /// Warnings raised by stages other than policy.
+    pub stage_warnings: Vec<Violation>,
+}
+
+/// The verdict and its reasons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Every reason for a deny.
+    pub violations: Vec<Violation>,
+    /// Warnings.
+    pub warnings: Vec<Violation>,
+}
+
+/// The one place that decides: allowed only when the policy evaluated, said allow,
+/// and nothing from any stage denies.
+pub fn combine(results: StageResults) -> Verdict {
+    let StageResults {
+        policy,
+        stage_violations,
+        stage_warnings,
+    } = results;
+    let mut violations = Vec::new();
+    let mut warnings = Vec::new();
+    let policy_allows = match policy {
+        // The policy ran and allowed. Any deny entries it also produced still deny:
+        // a bundle that says both is contradicting itself, and we side with deny.
+        Ok(PolicyOutcome {
+            allow: true,
+            deny,
+            warn,
+        }) => {
+            violations.extend(
+                deny.into_iter()
+                    .map(|f| Violation::from_finding(f, "policy")),
+            );
+            warnings.extend(
+                warn.into_iter()
+                    .map(|f| Violation::from_finding(f, "policy")),
+            );
+            true
+        }
+        // The policy ran and denied; it owes a reason, and if it gave none we say so
+        // rather than deny silently.
+        Ok(PolicyOutcome {
+            allow: false,
+            deny,
+            warn,
+        }) => {
+            if deny.is_empty() {
+                violations.push(Violation::new(
+                    "policy.denied",
+                    "policy",
+                    "the policy did not allow this promotion and gave no reason",
+                ));
+            }
+            violations.extend(
+                deny.into_iter()
+                    .map(|f| Violation::from_finding(f, "policy")),
+            );
+            warnings.extend(
+                warn.into_iter()
+                    .map(|f| Violation::from_finding(f, "policy")),
+            );
+            false
+        }
+        // The policy could not decide (runtime error, timeout, wrong shape): deny.
+        Err(e) => {
+            violations.push(Violation::new("policy.error", "policy", e.to_string()));
+            false
+        }
+    };
+    violations.extend(stage_violations);
+    warnings.extend(stage_warnings);
+    let allowed = match (policy_allows, violations.is_empty()) {
+        // The only way to allow: the policy said yes and nothing denies.
+        (true, true) => true,
+        // The policy said yes but a stage or a deny entry says no.
+        (true, false) => false,
+        // The policy said no (or failed); its reasons are already listed.
+        (false, _) => false,
+    };
+    Verdict {
+        allowed,
+        violations,
+        warnings,
+    }
+}
+
+/// Canonical JSON bytes: object keys sorted, no insignificant whitespace; the
+/// input to `inputDigest`, so equal requests digest equally whatever their layout.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(&serde_json::Value::String(k.clone()), out);
+                    out.push(b':');
+                    if let Some(child) = map.get(k) {
+                        write(child, out);
+                    }
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => {
+                // Scalars serialise infallibly; an empty write would only change the
+                // digest, never the verdict.
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(1024);
+    write(value, &mut out);
+    out
+}
+
+/// `{"sha256": hex}` of some bytes.
+pub fn sha256_set(bytes: &[u8]) -> BTreeMap<String, String> {
+    BTreeMap::from([("sha256".to_string(), hex::encode(Sha256::digest(bytes)))])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn finding(id: &str) -> RuleFinding {
+        RuleFinding {
+            id: id.into(),
+            msg: format!("{id} happened"),
+            facts: None,
+        }
+    }
+
+    fn outcome(allow: bool, deny: &[&str]) -> Result<PolicyOutcome, PolicyError> {
+        Ok(PolicyOutcome {
+            allow,
+            deny: deny.iter().map(|d| finding(d)).collect(),
+            warn: vec![finding("w.x")],
+        })
+    }
+
+    fn run(policy: Result<PolicyOutcome, PolicyError>, stage: Vec<Violation>) -> Verdict {
+        combine(StageResults {
+            policy,
+            stage_violations: stage,
+            stage_warnings: vec![],
+        })
+    }
+
+    #[test]
+    fn allow_only_when_policy_allows_and_nothing_denies() {
+        let v = run(outcome(true, &[]), vec![]);
+        assert!(v.allowed);
+        assert_eq!(v.warnings.len(), 1);
+    }
+
+    #[test]
+    fn policy_allow_with_deny_entries_denies() {
+        let v = run(outcome(true, &["a.b"]), vec![]);
+        assert!(!v.allowed);
+        assert_eq!(v.violations[0].id, "a.b");
+    }
+
+    #[test]
+    fn stage_violation_overrides_policy_allow() {
+        let v = run(
+            outcome(true, &[]),
+            vec![Violation::new("plugin.trap", "plugin:x", "boom")],
+        );
+        assert!(!v.allowed);
+        assert_eq!(v.violations[0].source, "plugin:x");
+    }
+
+    #[test]
+    fn silent_policy_deny_is_named() {
+        let v = run(outcome(false, &[]), vec![]);
+        assert!(!v.allowed);
+        assert_eq!(v.violations[0].id, "policy.denied");
+    }
+
+    #[test]
+    fn policy_error_denies() {
+        let v = run(Err(PolicyError::Runtime("boom".into())), vec![]);
+        assert!(!v.allowed);
+        assert_eq!(v.violations[0].id, "policy.error");
+        assert!(v.violations[0].msg.contains("boom"));
+    }
+
+    #[test]
+    fn long_messages_are_capped() {
+        let v = Violation::new("x", "policy", "y".repeat(5000));
+        assert_eq!(v.msg.chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_ignores_layout() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": [1, {"d": 1, "c": 2}], "a": "x"}"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(canonical_json(&a), br#"{"a":"x","b":[1,{"c":2,"d":1}]}"#);
+    }
+}

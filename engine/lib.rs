@@ -1,0 +1,15 @@
+//! promo-policy: a policy-as-code gate for environment promotion. A promotion request
+//! goes in; a fail-closed, explained decision comes out (see ARCHITECTURE.md).
+
+pub mod attest;
+pub mod decision;
+pub mod evaluator;
+pub mod policy;
+pub mod request;
+pub mod sign;
+pub mod testing;
+
+pub use decision::{Decision, Violation};
+pub use evaluator::{Engine, EngineConfig, Error, Evaluator};
+pub use policy::PolicyBundle;
+pub use request::{PromotionRequest, RequestError};

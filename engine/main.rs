@@ -1,0 +1,21 @@
+//! The `promo-policy` binary: parse the command line, dispatch, and map the outcome to
+//! the exit code (0 allow/pass, 1 deny/fail, 2 error); it holds no policy logic.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.verbose);
+    match cli::run(args) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            // `{:#}` prints the whole anyhow chain on one line.
+            eprintln!("promo-policy: error: {err:#}");
+            cli::Exit::Error.into()
+        }
+    }
+}

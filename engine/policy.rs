@@ -1,0 +1,563 @@
+//! The Rego bundle: load a policy directory, digest it, compile it once and evaluate
+//! `data.promo.decision` with regorus; it never turns an evaluation error into an allow.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regorus::utils::limits::ExecutionTimerConfig;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The one entry point every bundle must define.
+pub const ENTRY_POINT: &str = "data.promo.decision";
+
+/// Wall-clock budget for one policy evaluation. The default bundle decides in well
+/// under a millisecond; a policy that needs a second is looping, and a gate that
+/// hangs is a gate people bypass.
+pub const POLICY_TIME_LIMIT: Duration = Duration::from_secs(1);
+
+/// Builtins a gate must not call: each either reaches the network (a decision must
+/// not depend on it, and it is an exfiltration path) or reads the host clock or
+/// randomness (a decision must be reproducible from its recorded input and time).
+pub const REFUSED_BUILTINS: &[(&str, &str)] = &[
+    (
+        "http.send",
+        "a promotion gate must not depend on the network",
+    ),
+    (
+        "net.lookup_ip_addr",
+        "a promotion gate must not depend on the network",
+    ),
+    ("opa.runtime", "it exposes the host's environment to policy"),
+    (
+        "time.now_ns",
+        "decisions must be reproducible: use `input.now`",
+    ),
+    ("rand.intn", "decisions must be reproducible"),
+    ("uuid.rfc4122", "decisions must be reproducible"),
+];
+
+/// Why a bundle could not be loaded or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A file or directory could not be read.
+    #[error("cannot read `{path}`: {reason}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// A Rego file does not parse or compile (regorus names file, line and column).
+    #[error("{0}")]
+    Parse(String),
+    /// A data file is not valid JSON/YAML or conflicts with another.
+    #[error("data file `{path}`: {reason}")]
+    Data {
+        /// The data file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A policy calls a builtin the gate refuses.
+    #[error("{path}:{line}:{col}: `{builtin}` is refused: {why}")]
+    RefusedBuiltin {
+        /// File that calls it.
+        path: String,
+        /// Line of the call.
+        line: u32,
+        /// Column of the call.
+        col: u32,
+        /// The builtin.
+        builtin: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// The bundle has no Rego at all, or no entry point.
+    #[error(
+        "bundle `{0}` has no policies (expected `*.rego` files defining `data.promo.decision`)"
+    )]
+    Empty(PathBuf),
+    /// Evaluation failed at runtime.
+    #[error("policy evaluation failed: {0}")]
+    Runtime(String),
+    /// The entry point produced something other than a decision.
+    #[error("`data.promo.decision` {0}")]
+    Shape(String),
+}
+
+/// One file of the bundle, path relative to the bundle root with `/` separators.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleFile {
+    /// Path relative to the bundle root.
+    pub path: String,
+    /// File contents.
+    pub contents: String,
+}
+
+/// A loaded, compiled and prepared policy bundle; immutable and shared.
+#[derive(Clone)]
+pub struct PolicyBundle {
+    uri: String,
+    digest: String,
+    policies: Vec<BundleFile>,
+    tests: Vec<BundleFile>,
+    data: Vec<(String, regorus::Value)>,
+    prepared: regorus::Engine,
+}
+
+impl std::fmt::Debug for PolicyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyBundle")
+            .field("uri", &self.uri)
+            .field("digest", &self.digest)
+            .field("policies", &self.policies.len())
+            .field("tests", &self.tests.len())
+            .finish()
+    }
+}
+
+/// What `data.promo.decision` said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyOutcome {
+    /// The policy's own verdict.
+    pub allow: bool,
+    /// Deny entries, in the policy's order.
+    pub deny: Vec<RuleFinding>,
+    /// Warn entries, in the policy's order.
+    pub warn: Vec<RuleFinding>,
+}
+
+/// One `{id, msg, facts}` entry of a `deny` or `warn` set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleFinding {
+    /// Stable violation id.
+    pub id: String,
+    /// Sentence a person can act on.
+    pub msg: String,
+    /// The facts that caused it, when the rule gives them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<serde_json::Value>,
+}
+
+impl PolicyBundle {
+    /// Load every `*.rego` (tests kept aside) and `data.json`/`data.yaml` under `dir`,
+    /// refuse network and clock builtins, compile and prepare once.
+    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        let mut files = Vec::new();
+        collect_files(dir, dir, &mut files)?;
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let mut policies = Vec::new();
+        let mut tests = Vec::new();
+        let mut data_files = Vec::new();
+        let mut hasher = Sha256::new();
+        for (rel, abs) in files {
+            let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+            let is_rego = name.ends_with(".rego");
+            let is_data = matches!(name.as_str(), "data.json" | "data.yaml" | "data.yml");
+            if !is_rego && !is_data {
+                continue;
+            }
+            let contents = std::fs::read_to_string(&abs).map_err(|e| PolicyError::Io {
+                path: abs.clone(),
+                reason: e.to_string(),
+            })?;
+            let file = BundleFile {
+                path: rel.clone(),
+                contents,
+            };
+            if is_rego && name.ends_with("_test.rego") {
+                tests.push(file);
+                continue;
+            }
+            // Length-prefixed pairs, so no two different bundles hash alike.
+            hasher.update((file.path.len() as u64).to_be_bytes());
+            hasher.update(file.path.as_bytes());
+            hasher.update((file.contents.len() as u64).to_be_bytes());
+            hasher.update(file.contents.as_bytes());
+            if is_rego {
+                policies.push(file);
+            } else {
+                data_files.push(file);
+            }
+        }
+        if policies.is_empty() {
+            return Err(PolicyError::Empty(dir.to_path_buf()));
+        }
+        let data = data_files
+            .iter()
+            .map(|f| Ok((f.path.clone(), mount_data(f)?)))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+
+        let mut engine = new_engine(&policies, &data)?;
+        // The first evaluation prepares the engine (rule index, schedule); clones
+        // taken afterwards keep that work. An empty input is enough, and the result
+        // does not matter here: a bundle without the entry point is caught below.
+        engine.set_input(regorus::Value::new_object());
+        let warm = engine.eval_rule(ENTRY_POINT.to_string());
+        if let Err(e) = &warm {
+            let msg = e.to_string();
+            if msg.contains("not a valid rule path") || msg.contains("not found") {
+                return Err(PolicyError::Parse(format!(
+                    "bundle `{}` does not define `{ENTRY_POINT}`: {msg}",
+                    dir.display()
+                )));
+            }
+        }
+
+        Ok(Self {
+            uri: dir.display().to_string(),
+            digest: hex::encode(hasher.finalize()),
+            policies,
+            tests,
+            data,
+            prepared: engine,
+        })
+    }
+
+    /// Where the bundle came from, as given.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Hex sha256 over the sorted, length-prefixed (path, contents) pairs of the
+    /// policy and data files (tests excluded: they do not change decisions).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The policy modules (no tests).
+    pub fn policies(&self) -> &[BundleFile] {
+        &self.policies
+    }
+
+    /// The `*_test.rego` modules.
+    pub fn tests(&self) -> &[BundleFile] {
+        &self.tests
+    }
+
+    /// A per-thread evaluator: a clone of the prepared engine (cheap).
+    pub fn evaluator(&self) -> regorus::Engine {
+        self.prepared.clone()
+    }
+
+    /// An engine with the test modules loaded too, for `promo-policy test`.
+    pub fn test_engine(&self) -> Result<regorus::Engine, PolicyError> {
+        let mut all = self.policies.clone();
+        all.extend(self.tests.iter().cloned());
+        new_engine(&all, &self.data)
+    }
+}
+
+/// Evaluate the entry point with `input` on a prepared engine and read the decision.
+pub fn evaluate(
+    engine: &mut regorus::Engine,
+    input: regorus::Value,
+) -> Result<PolicyOutcome, PolicyError> {
+    engine.set_input(input);
+    let value = engine
+        .eval_rule(ENTRY_POINT.to_string())
+        .map_err(|e| PolicyError::Runtime(e.to_string()))?;
+    read_outcome(&value)
+}
+
+fn read_outcome(value: &regorus::Value) -> Result<PolicyOutcome, PolicyError> {
+    if *value == regorus::Value::Undefined {
+        return Err(PolicyError::Shape("is undefined for this input".into()));
+    }
+    let json: serde_json::Value = serde_json::to_value(value)
+        .map_err(|e| PolicyError::Shape(format!("cannot be read: {e}")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| PolicyError::Shape(format!("must be an object, got `{json}`")))?;
+    let allow = match obj.get("allow") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        other => {
+            return Err(PolicyError::Shape(format!(
+                "`allow` must be a boolean, got `{}`",
+                other.map_or("nothing".to_string(), |v| v.to_string())
+            )))
+        }
+    };
+    Ok(PolicyOutcome {
+        allow,
+        deny: read_findings(obj.get("deny"), "deny")?,
+        warn: read_findings(obj.get("warn"), "warn")?,
+    })
+}
+
+fn read_findings(
+    v: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<Vec<RuleFinding>, PolicyError> {
+    let items = match v {
+        None => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(other) => {
+            return Err(PolicyError::Shape(format!(
+                "`{field}` must be an array, got `{other}`"
+            )))
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            let id = item.get("id").and_then(|v| v.as_str());
+            let msg = item.get("msg").and_then(|v| v.as_str());
+            match (id, msg) {
+                (Some(id), Some(msg)) => Ok(RuleFinding {
+                    id: id.to_string(),
+                    msg: msg.to_string(),
+                    facts: item.get("facts").cloned(),
+                }),
+                // A deny entry without an id is still a deny: keep it, name the gap.
+                _ => Ok(RuleFinding {
+                    id: "policy.malformed_violation".to_string(),
+                    msg: format!("a `{field}` entry lacks a string `id` or `msg`: `{item}`"),
+                    facts: None,
+                }),
+            }
+        })
+        .collect()
+}
+
+fn new_engine(
+    policies: &[BundleFile],
+    data: &[(String, regorus::Value)],
+) -> Result<regorus::Engine, PolicyError> {
+    let mut engine = regorus::Engine::new();
+    // OPA's default: a builtin given bad arguments is undefined, not a hard error.
+    // Strict mode would turn a missing optional field into `policy.error` denials
+    // everywhere; our rules guard their inputs instead.
+    engine.set_strict_builtin_errors(false);
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: POLICY_TIME_LIMIT,
+        check_interval: NonZeroU32::MIN,
+    });
+    for file in policies {
+        refuse_builtins(file)?;
+        engine
+            .add_policy(file.path.clone(), file.contents.clone())
+            .map_err(|e| PolicyError::Parse(e.to_string()))?;
+    }
+    for (path, value) in data {
+        engine
+            .add_data(value.clone())
+            .map_err(|e| PolicyError::Data {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(engine)
+}
+
+/// Scan a module's tokens (so comments and strings never match) for refused builtins.
+fn refuse_builtins(file: &BundleFile) -> Result<(), PolicyError> {
+    use regorus::unstable::{Lexer, Source, TokenKind};
+    let source = Source::from_contents(file.path.clone(), file.contents.clone())
+        .map_err(|e| PolicyError::Parse(e.to_string()))?;
+    let mut lexer = Lexer::new(&source);
+    // A sliding window of the last three tokens: `http` `.` `send`.
+    let mut window: Vec<(String, u32, u32)> = Vec::with_capacity(3);
+    loop {
+        let token = lexer
+            .next_token()
+            .map_err(|e| PolicyError::Parse(e.to_string()))?;
+        if matches!(token.0, TokenKind::Eof) {
+            return Ok(());
+        }
+        let text = match token.0 {
+            TokenKind::Ident | TokenKind::Symbol => token.1.text().to_string(),
+            _ => String::new(),
+        };
+        if window.len() == 3 {
+            window.remove(0);
+        }
+        window.push((text, token.1.line, token.1.col));
+        if let [(a, line, col), (dot, _, _), (b, _, _)] = window.as_slice() {
+            if dot == "." {
+                let called = format!("{a}.{b}");
+                if let Some((builtin, why)) = REFUSED_BUILTINS.iter().find(|(n, _)| *n == called) {
+                    return Err(PolicyError::RefusedBuiltin {
+                        path: file.path.clone(),
+                        line: *line,
+                        col: *col,
+                        builtin: (*builtin).to_string(),
+                        why: (*why).to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Parse a data file and nest it under its directory path (`promo/data.json` ->
+/// `{"promo": <contents>}`), as OPA bundles do.
+fn mount_data(file: &BundleFile) -> Result<regorus::Value, PolicyError> {
+    let err = |reason: String| PolicyError::Data {
+        path: file.path.clone(),
+        reason,
+    };
+    let mut value = if file.path.ends_with(".json") {
+        regorus::Value::from_json_str(&file.contents).map_err(|e| err(e.to_string()))?
+    } else {
+        regorus::Value::from_yaml_str(&file.contents).map_err(|e| err(e.to_string()))?
+    };
+    if !matches!(value, regorus::Value::Object(_)) {
+        return Err(err("the top level must be an object".into()));
+    }
+    let dirs: Vec<&str> = file.path.split('/').collect();
+    for dir in dirs.iter().rev().skip(1) {
+        let mut obj = regorus::Value::new_object();
+        obj.as_object_mut()
+            .map_err(|e| err(e.to_string()))?
+            .insert(regorus::Value::from(*dir), value);
+        value = obj;
+    }
+    Ok(value)
+}
+
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), PolicyError> {
+    let io = |e: std::io::Error| PolicyError::Io {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type().map_err(io)?;
+        if kind.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if kind.is_file() {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, path));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn bundle(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<PolicyBundle, PolicyError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        let b = PolicyBundle::load(dir.path());
+        (dir, b)
+    }
+
+    const DECISION: &str = r#"package promo
+deny contains v if { some name; some v in data.promo.rules[name].deny }
+decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []}
+"#;
+
+    #[test]
+    fn data_is_mounted_under_its_directory() {
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            (
+                "promo/rules/x.rego",
+                "package promo.rules.x\ndeny contains {\"id\": \"x\", \"msg\": data.promo.config.m} if input.bad\n",
+            ),
+            ("promo/data.json", r#"{"config": {"m": "configured"}}"#),
+        ]);
+        let b = b.unwrap();
+        let mut e = b.evaluator();
+        let input = regorus::Value::from_json_str(r#"{"bad": true}"#).unwrap();
+        let out = evaluate(&mut e, input).unwrap();
+        assert!(!out.allow);
+        assert_eq!(out.deny[0].msg, "configured");
+    }
+
+    #[test]
+    fn http_send_is_refused_with_file_and_line() {
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            (
+                "promo/net.rego",
+                "package promo.rules.net\n# http.send in a comment is fine\nx := http.send({\"url\": \"http://x\"})\n",
+            ),
+        ]);
+        let err = b.unwrap_err().to_string();
+        assert!(err.contains("promo/net.rego:3:"), "{err}");
+        assert!(err.contains("`http.send` is refused"), "{err}");
+    }
+
+    #[test]
+    fn parse_error_names_file_and_line() {
+        let (_d, b) = bundle(&[("promo/decision.rego", "package promo\n\ndecision := {\n")]);
+        let err = b.unwrap_err().to_string();
+        assert!(err.contains("promo/decision.rego:"), "{err}");
+    }
+
+    #[test]
+    fn digest_changes_with_content_but_not_with_tests() {
+        let (_d1, a) = bundle(&[("promo/decision.rego", DECISION)]);
+        let (_d2, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            (
+                "promo/decision_test.rego",
+                "package promo_test\ntest_x if true\n",
+            ),
+        ]);
+        let (_d3, c) = bundle(&[("promo/decision.rego", &format!("{DECISION}\n"))]);
+        let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+        assert_eq!(b.tests().len(), 1);
+    }
+
+    #[test]
+    fn runtime_error_is_an_error_not_an_allow() {
+        let (_d, b) = bundle(&[(
+            "promo/decision.rego",
+            "package promo\ndecision := {\"allow\": true, \"deny\": [], \"warn\": []} if input.x == 1\ndecision := {\"allow\": false, \"deny\": [], \"warn\": []} if input.x == 1\n",
+        )]);
+        let b = b.unwrap();
+        let mut e = b.evaluator();
+        let input = regorus::Value::from_json_str(r#"{"x": 1}"#).unwrap();
+        assert!(evaluate(&mut e, input).is_err());
+    }
+
+    #[test]
+    fn undefined_decision_is_an_error() {
+        let (_d, b) = bundle(&[(
+            "promo/decision.rego",
+            "package promo\ndecision := {\"allow\": true} if input.never\n",
+        )]);
+        let mut e = b.unwrap().evaluator();
+        let err = evaluate(&mut e, regorus::Value::new_object()).unwrap_err();
+        assert!(err.to_string().contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn deny_entry_without_id_still_denies() {
+        let out = read_outcome(
+            &regorus::Value::from_json_str(r#"{"allow": true, "deny": [{"msg": "x"}]}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out.deny[0].id, "policy.malformed_violation");
+    }
+}

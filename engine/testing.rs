@@ -1,0 +1,270 @@
+//! Policy testing: runs the bundle's Rego unit tests and the corpus cases through the
+//! real evaluator; it reports, it never edits policies or expectations.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::evaluator::{parse_time, Engine, Error};
+use crate::policy::{PolicyBundle, PolicyError};
+
+/// What kind of test a result belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// A `test_*` rule in a `*_test.rego` file.
+    Rego,
+    /// A corpus case (request + expected decision).
+    Corpus,
+}
+
+/// How one test ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "lowercase")]
+pub enum Outcome {
+    /// It passed.
+    Pass,
+    /// It ran and the result was wrong.
+    Fail(String),
+    /// It could not run (evaluation error, missing expectation): never a pass.
+    Error(String),
+}
+
+/// One test's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    /// `data.pkg.test_x` or `corpus/cases/<name>`.
+    pub name: String,
+    /// Rego or corpus.
+    pub kind: TestKind,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How long it took.
+    #[serde(serialize_with = "ser_micros")]
+    pub duration: Duration,
+}
+
+fn ser_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Run every `test_*` rule of the bundle's `*_test.rego` modules on the interpreter
+/// (the RVM rejects `with`), optionally only those whose name matches `filter`.
+pub fn run_rego_tests(
+    bundle: &PolicyBundle,
+    filter: Option<&regex::Regex>,
+) -> Result<Vec<TestResult>, PolicyError> {
+    let mut engine = bundle.test_engine()?;
+    let names = discover_tests(&mut engine);
+    let mut results = Vec::new();
+    for name in names {
+        if filter.is_some_and(|f| !f.is_match(&name)) {
+            continue;
+        }
+        let mut e = engine.clone();
+        let start = Instant::now();
+        let outcome = match e.eval_rule(name.clone()) {
+            Ok(regorus::Value::Bool(true)) => Outcome::Pass,
+            Ok(regorus::Value::Undefined) => {
+                Outcome::Fail("undefined (a condition did not hold)".into())
+            }
+            Ok(other) => Outcome::Fail(format!("expected `true`, got `{other}`")),
+            Err(err) => Outcome::Error(err.to_string()),
+        };
+        results.push(TestResult {
+            name,
+            kind: TestKind::Rego,
+            outcome,
+            duration: start.elapsed(),
+        });
+    }
+    Ok(results)
+}
+
+/// `data.<package>.<rule>` of every `test_*` rule in a `*_test.rego` module, in file order.
+fn discover_tests(engine: &mut regorus::Engine) -> Vec<String> {
+    use regorus::unstable::{Rule, RuleHead};
+    let mut names = Vec::new();
+    for module in engine.get_modules().iter() {
+        if !module
+            .package
+            .span
+            .source
+            .get_path()
+            .ends_with("_test.rego")
+        {
+            continue;
+        }
+        let package = module.package.refr.span().text().to_string();
+        for rule in &module.policy {
+            let head = match rule.as_ref() {
+                Rule::Spec { head, .. } => head,
+                Rule::Default { .. } => continue,
+            };
+            let refr = match head {
+                RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. } => refr,
+                // Functions take arguments; they are helpers, not tests.
+                RuleHead::Func { .. } => continue,
+            };
+            let rule_name = refr.span().text();
+            if rule_name.starts_with("test_") {
+                let full = format!("data.{package}.{rule_name}");
+                // Incremental definitions of one test rule share a name: run it once.
+                if !names.contains(&full) {
+                    names.push(full);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// A corpus case: a request file and what its decision must be.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Directory name, e.g. `prod-allow-baseline`.
+    pub name: String,
+    /// The case directory.
+    pub dir: PathBuf,
+    /// What it proves and how it must end.
+    pub spec: CaseSpec,
+}
+
+/// `case.json`: a case's description, evaluation time and expectation.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSpec {
+    /// One sentence: what the case proves.
+    pub description: String,
+    /// The evaluation time (RFC 3339); the case is evaluated `--at` it.
+    pub at: String,
+    /// The expected decision; a case without one is an error, never a pass.
+    pub expect: Option<Expectation>,
+}
+
+/// The decision a case expects.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Violation ids, sorted.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Warning ids, sorted.
+    #[serde(default)]
+    pub warn: Vec<String>,
+}
+
+impl Expectation {
+    /// What a decision actually was, in the same shape.
+    pub fn of(decision: &Decision) -> Self {
+        let mut deny: Vec<String> = decision.violations.iter().map(|v| v.id.clone()).collect();
+        let mut warn: Vec<String> = decision.warnings.iter().map(|v| v.id.clone()).collect();
+        deny.sort();
+        warn.sort();
+        Self {
+            allowed: decision.allowed,
+            deny,
+            warn,
+        }
+    }
+}
+
+/// Load every case directory under `dir` (sorted by name). A directory without
+/// `request.json` is skipped; one whose `case.json` is missing or unreadable is a
+/// load error naming it.
+pub fn load_cases(dir: &Path) -> Result<Vec<Case>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+    let mut cases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+        let path = entry.path();
+        if !path.is_dir() || !path.join("request.json").is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let spec_path = path.join("case.json");
+        let text = std::fs::read_to_string(&spec_path)
+            .map_err(|e| format!("case `{name}`: cannot read `{}`: {e}", spec_path.display()))?;
+        let spec: CaseSpec = serde_json::from_str(&text)
+            .map_err(|e| format!("case `{name}`: `{}`: {e}", spec_path.display()))?;
+        cases.push(Case {
+            name,
+            dir: path,
+            spec,
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(cases)
+}
+
+/// Evaluate one case with the engine at the case's time.
+pub fn evaluate_case(engine: &Arc<Engine>, case: &Case) -> Result<Decision, Error> {
+    let at = parse_time(&case.spec.at)?;
+    let bytes = std::fs::read(case.dir.join("request.json")).map_err(|e| {
+        crate::request::RequestError::Malformed {
+            line: 0,
+            column: 0,
+            reason: format!(
+                "cannot read `{}`: {e}",
+                case.dir.join("request.json").display()
+            ),
+        }
+    })?;
+    let mut evaluator = engine.evaluator();
+    Ok(evaluator.evaluate_bytes(&bytes, at)?)
+}
+
+/// Run every corpus case and compare it with its expectation.
+pub fn run_corpus(
+    engine: &Arc<Engine>,
+    dir: &Path,
+    filter: Option<&regex::Regex>,
+) -> Result<Vec<TestResult>, String> {
+    let mut results = Vec::new();
+    for case in load_cases(dir)? {
+        let name = format!("corpus/{}", case.name);
+        if filter.is_some_and(|f| !f.is_match(&name)) {
+            continue;
+        }
+        let start = Instant::now();
+        let outcome = match (&case.spec.expect, evaluate_case(engine, &case)) {
+            (None, _) => {
+                Outcome::Error("case.json has no `expect`: add the expected decision".into())
+            }
+            (Some(_), Err(e)) => Outcome::Error(e.to_string()),
+            (Some(want), Ok(decision)) => {
+                let got = Expectation::of(&decision);
+                if &got == want {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail(format!(
+                        "expected allowed={} deny={:?} warn={:?}, got allowed={} deny={:?} warn={:?}",
+                        want.allowed, want.deny, want.warn, got.allowed, got.deny, got.warn
+                    ))
+                }
+            }
+        };
+        results.push(TestResult {
+            name,
+            kind: TestKind::Corpus,
+            outcome,
+            duration: start.elapsed(),
+        });
+    }
+    Ok(results)
+}
+
+/// Counts for the closing `N passed, N failed` line (errors count as failed).
+pub fn tally(results: &[TestResult]) -> (usize, usize) {
+    let passed = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Pass)
+        .count();
+    (passed, results.len() - passed)
+}

@@ -1,0 +1,295 @@
+//! The real `promo-policy` binary: exit codes, output formats and refusals of bad input.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::Path;
+
+const AT: &str = "2026-11-26T18:00:00Z";
+const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
+
+fn bin() -> Command {
+    Command::cargo_bin("promo-policy").unwrap()
+}
+
+fn request() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn eval_allowed_request_exits_0_with_json_decision() {
+    let out = bin()
+        .args(["eval", ALLOWED, "--at", AT, "--format", "json"])
+        .assert()
+        .code(0);
+    let d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(d["allowed"], true);
+    assert_eq!(d["evaluatedAt"], AT);
+    assert_eq!(d["engine"]["id"], "promo-policy");
+    assert_eq!(d["policy"]["digest"]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn eval_denied_request_exits_1_and_names_the_violation() {
+    let mut r = request();
+    r["approvals"] = serde_json::json!([]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "r.json", &r.to_string());
+    bin()
+        .args(["eval", p.to_str().unwrap(), "--at", AT, "--format", "text"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with("DENIED"))
+        .stdout(predicate::str::contains("approvals.min_count"));
+}
+
+#[test]
+fn eval_reads_stdin() {
+    bin()
+        .args(["eval", "-", "--at", AT, "--format", "json"])
+        .write_stdin(std::fs::read(ALLOWED).unwrap())
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn eval_github_format_prints_annotations() {
+    let mut r = request();
+    r["to"] = "qa".into();
+    bin()
+        .args(["eval", "-", "--at", AT, "--format", "github"])
+        .write_stdin(r.to_string())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "::error title=path.unknown_environment::",
+        ))
+        .stdout(predicate::str::contains(
+            "::notice title=promo-policy::DENIED",
+        ));
+}
+
+#[test]
+fn malformed_json_exits_2_naming_line_and_column() {
+    bin()
+        .args(["eval", "-", "--at", AT])
+        .write_stdin("{\n  \"id\": \n}")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("line 3, column 1"));
+}
+
+#[test]
+fn duplicate_keys_exit_2_naming_the_key() {
+    let body = std::fs::read_to_string(ALLOWED).unwrap();
+    let body = body.replacen("\"to\":", "\"to\": \"dev\", \"to\":", 1);
+    bin()
+        .args(["eval", "-", "--at", AT])
+        .write_stdin(body)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("duplicate key `to`"));
+}
+
+#[test]
+fn schema_violation_exits_2_naming_the_pointer() {
+    let mut r = request();
+    r["slo"]["burnRates"]["1h"] = serde_json::json!(-1.0);
+    r["approvals"][0]["decision"] = "maybe".into();
+    bin()
+        .args(["eval", "-", "--at", AT])
+        .write_stdin(r.to_string())
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("`/approvals/0/decision`"));
+}
+
+#[test]
+fn oversized_and_deep_bodies_exit_2() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    bin()
+        .args(["eval", "-", "--at", AT])
+        .write_stdin(deep)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nesting deeper than 64"));
+    let big = format!("{{\"id\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    bin()
+        .args(["eval", "-", "--at", AT])
+        .write_stdin(big)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("limit is 1048576 bytes"));
+}
+
+#[test]
+fn unreadable_file_and_bad_time_exit_2() {
+    bin()
+        .args(["eval", "no/such/file.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read `no/such/file.json`"));
+    bin()
+        .args(["eval", ALLOWED, "--at", "tomorrow"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid time `tomorrow`"));
+}
+
+#[test]
+fn policy_parse_error_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "promo/decision.rego",
+        "package promo\n\ndecision := {\"allow\": \n",
+    );
+    bin()
+        .args([
+            "eval",
+            ALLOWED,
+            "--at",
+            AT,
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("promo/decision.rego:"));
+}
+
+#[test]
+fn network_builtin_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "promo/decision.rego",
+        "package promo\n\nr := http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1\"})\ndecision := {\"allow\": true, \"deny\": [], \"warn\": []}\n");
+    bin()
+        .args([
+            "eval",
+            ALLOWED,
+            "--at",
+            AT,
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("promo/decision.rego:3:")
+                .and(predicate::str::contains("`http.send` is refused")),
+        );
+}
+
+#[test]
+fn policy_runtime_error_is_a_deny_with_policy_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two complete definitions of one rule that disagree: a runtime conflict error.
+    write(dir.path(), "promo/decision.rego",
+        "package promo\n\ndecision := {\"allow\": true, \"deny\": [], \"warn\": []} if input.now\ndecision := {\"allow\": false, \"deny\": [], \"warn\": []} if input.now\n");
+    let out = bin()
+        .args([
+            "eval",
+            ALLOWED,
+            "--at",
+            AT,
+            "--format",
+            "json",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(1);
+    let d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(d["allowed"], false);
+    assert_eq!(d["violations"][0]["id"], "policy.error");
+}
+
+#[test]
+fn test_command_passes_on_the_shipped_bundle_and_tallies() {
+    bin()
+        .args(["test"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::is_match(r"(?m)^\d+ passed, 0 failed\n\z").unwrap());
+}
+
+#[test]
+fn test_command_fails_on_a_wrong_expectation_and_an_error_is_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = |name: &str, expect: &str| {
+        write(
+            dir.path(),
+            &format!("{name}/request.json"),
+            &std::fs::read_to_string(ALLOWED).unwrap(),
+        );
+        write(
+            dir.path(),
+            &format!("{name}/case.json"),
+            &format!("{{\"description\": \"x\", \"at\": \"{AT}\"{expect}}}"),
+        );
+    };
+    case(
+        "wrong",
+        r#", "expect": {"allowed": false, "deny": ["approvals.min_count"]}"#,
+    );
+    case("no-expect", "");
+    bin()
+        .args([
+            "test",
+            "--corpus",
+            dir.path().to_str().unwrap(),
+            "--run",
+            "corpus/",
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL  corpus/wrong"))
+        .stdout(predicate::str::contains(
+            "ERROR corpus/no-expect: case.json has no `expect`",
+        ))
+        .stdout(predicate::str::ends_with("0 passed, 2 failed\n"));
+}
+
+#[test]
+fn failing_rego_test_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "promo/decision.rego",
+        "package promo\n\ndecision := {\"allow\": true, \"deny\": [], \"warn\": []}\n",
+    );
+    write(dir.path(), "promo/decision_test.rego",
+        "package promo_test\n\ntest_allows_everything if data.promo.decision.allow\ntest_denies_something_fails if not data.promo.decision.allow\n");
+    bin()
+        .args([
+            "test",
+            "--no-corpus",
+            "--policies",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "FAIL  data.promo_test.test_denies_something_fails",
+        ))
+        .stdout(predicate::str::ends_with("1 passed, 1 failed\n"));
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    bin()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Exit codes: 0 allowed"));
+}

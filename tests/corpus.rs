@@ -1,0 +1,94 @@
+//! Every corpus case through the real engine: its decision must match the case's own
+//! `expect` and the reviewed insta snapshot in `corpus/snapshots/`.
+
+use promo_policy::testing::{evaluate_case, load_cases, Expectation};
+use promo_policy::{Engine, EngineConfig};
+
+#[test]
+fn corpus_cases_match_expectations_and_snapshots() {
+    // Relative paths, so decisions (policy.uri) are the same on every machine;
+    // cargo runs integration tests from the package root.
+    let engine = Engine::load(&EngineConfig {
+        policies: "policies".into(),
+    })
+    .unwrap();
+    let cases = load_cases("corpus/cases".as_ref()).unwrap();
+    assert!(
+        cases.len() >= 40,
+        "the corpus must hold at least 40 cases, found {}",
+        cases.len()
+    );
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        let decision =
+            evaluate_case(&engine, case).unwrap_or_else(|e| panic!("case `{}`: {e}", case.name));
+        let want = case
+            .spec
+            .expect
+            .clone()
+            .unwrap_or_else(|| panic!("case `{}` has no expect", case.name));
+        let got = Expectation::of(&decision);
+        if got != want {
+            mismatches.push(format!("{}: expected {want:?}, got {got:?}", case.name));
+        }
+        insta::with_settings!({
+            snapshot_path => "../corpus/snapshots",
+            prepend_module_to_snapshot => false,
+            description => case.spec.description.clone(),
+            omit_expression => true,
+        }, {
+            // The decision id is random by design and the bundle digest moves with any
+            // policy edit; everything else must hold still.
+            insta::assert_json_snapshot!(case.name.clone(), decision, {
+                ".decisionId" => "[uuid]",
+                ".policy.digest.sha256" => "[bundle-digest]",
+            });
+        });
+    }
+    assert!(
+        mismatches.is_empty(),
+        "cases whose decision differs from case.json:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn every_violation_id_is_shown_both_ways() {
+    // Each id of the default bundle must be produced by at least one case, and the
+    // rule family it belongs to must have at least one allowed case.
+    let ids = [
+        "path.skipped_environment",
+        "path.unknown_environment",
+        "approvals.min_count",
+        "approvals.self_approval",
+        "approvals.stale",
+        "approvals.rejected",
+        "slo.fast_burn",
+        "slo.slow_burn",
+        "slo.budget_exhausted",
+        "slo.inconclusive",
+        "freeze.active",
+        "freeze.break_glass",
+        "soak.too_short",
+        "checks.missing",
+        "checks.failed",
+        "digest.unpinned",
+    ];
+    let cases = load_cases("corpus/cases".as_ref()).unwrap();
+    for id in ids {
+        let shown = cases.iter().any(|c| {
+            let e = c.spec.expect.as_ref().unwrap();
+            e.deny.iter().chain(&e.warn).any(|d| d == id)
+        });
+        assert!(shown, "no corpus case produces `{id}`");
+        let family = id.split('.').next().unwrap();
+        let allowed = cases.iter().any(|c| {
+            let e = c.spec.expect.as_ref().unwrap();
+            e.allowed && c.name.starts_with(family)
+        });
+        assert!(
+            allowed,
+            "no allowed corpus case named `{family}-*` exercises the passing side of `{id}`"
+        );
+    }
+}

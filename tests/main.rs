@@ -1,0 +1,7 @@
+//! The one integration-test binary: named modules drive the real binary, the corpus
+//! and (as they land) the server and plugins.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod cli;
+mod corpus;
