@@ -7,11 +7,23 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use serde::{Deserialize, Serialize};
+
+use crate::attest::keys::SigningKey;
+use crate::attest::{verify_attestations, AttestError, TrustStore, Verified};
 use crate::decision::{
     canonical_json, combine, sha256_set, Decision, EngineRef, PolicyRef, StageResults,
 };
 use crate::policy::{self, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
+use crate::sign::{self, SignError, DECISION_PREDICATE_TYPE};
+
+/// The shipped development signing key (PKCS#8 PEM). Decisions signed with it prove
+/// nothing; `eval` says so on stderr. Production passes `--key`.
+pub const DEV_SIGNING_KEY_PEM: &str = include_str!("../corpus/keys/decisions-dev.key");
+
+/// The verifier id written into signed decisions (SLSA VSA `verifier.id`).
+pub const VERIFIER_ID: &str = "https://promo-policy.dev/verifier/promo-policy";
 
 /// Any error that stops the engine from being built or a request from being read.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +34,18 @@ pub enum Error {
     /// The policy bundle could not be loaded.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The trust file could not be loaded.
+    #[error("trust file `{path}`: {source}")]
+    Trust {
+        /// The trust file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: AttestError,
+    },
+    /// The signing key could not be loaded, or signing failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
     /// A time value could not be read.
     #[error("invalid time `{value}`: expected RFC 3339, e.g. `2026-11-26T18:00:00Z`")]
     Time {
@@ -35,13 +59,50 @@ pub enum Error {
 pub struct EngineConfig {
     /// The policy bundle directory.
     pub policies: PathBuf,
+    /// The trust file; `None` means `<policies>/trust.json` (or `.yaml`) when it
+    /// exists, else no trusted keys (every attestation is then rejected).
+    pub trust: Option<PathBuf>,
+    /// The decision-signing key (PKCS#8 PEM); `None` means the shipped dev key.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             policies: PathBuf::from("policies"),
+            trust: None,
+            signing_key: None,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The config for a policy directory, with default trust and the dev key.
+    pub fn with_policies(policies: impl Into<PathBuf>) -> Self {
+        Self {
+            policies: policies.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The key decisions are signed with, and whether it is the shipped dev key.
+#[derive(Debug)]
+pub struct Signer {
+    key: SigningKey,
+    keyid: String,
+    dev: bool,
+}
+
+impl Signer {
+    /// The keyid (hex sha256 of the SPKI DER) of the signing key.
+    pub fn keyid(&self) -> &str {
+        &self.keyid
+    }
+
+    /// True when this is the shipped development key.
+    pub fn is_dev_key(&self) -> bool {
+        self.dev
     }
 }
 
@@ -49,6 +110,9 @@ impl Default for EngineConfig {
 #[derive(Debug)]
 pub struct Engine {
     bundle: PolicyBundle,
+    trust: TrustStore,
+    trust_path: Option<PathBuf>,
+    signer: Signer,
 }
 
 impl Engine {
@@ -56,12 +120,83 @@ impl Engine {
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
         let bundle = PolicyBundle::load(&config.policies)?;
-        Ok(Arc::new(Self { bundle }))
+        let trust_path = match &config.trust {
+            Some(p) => Some(p.clone()),
+            None => ["trust.json", "trust.yaml", "trust.yml"]
+                .iter()
+                .map(|n| config.policies.join(n))
+                .find(|p| p.is_file()),
+        };
+        let trust = match &trust_path {
+            Some(p) => TrustStore::load(p).map_err(|source| Error::Trust {
+                path: p.clone(),
+                source,
+            })?,
+            None => {
+                tracing::warn!("no trust file: every attestation will be rejected");
+                TrustStore::empty()
+            }
+        };
+        let signer = match &config.signing_key {
+            Some(p) => {
+                let key = sign::load_signing_key(p)?;
+                Signer {
+                    keyid: key.keyid(),
+                    key,
+                    dev: false,
+                }
+            }
+            None => {
+                let key = SigningKey::from_pkcs8_pem(DEV_SIGNING_KEY_PEM).map_err(|e| {
+                    SignError::Key {
+                        path: "<shipped dev key>".into(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Signer {
+                    keyid: key.keyid(),
+                    key,
+                    dev: true,
+                }
+            }
+        };
+        Ok(Arc::new(Self {
+            bundle,
+            trust,
+            trust_path,
+            signer,
+        }))
     }
 
     /// The loaded policy bundle.
     pub fn bundle(&self) -> &PolicyBundle {
         &self.bundle
+    }
+
+    /// The trust store attestations are verified against.
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
+    }
+
+    /// The trust file in use, if any.
+    pub fn trust_path(&self) -> Option<&std::path::Path> {
+        self.trust_path.as_deref()
+    }
+
+    /// The decision signer.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Sign an evaluation: the decision becomes the predicate of an in-toto Statement
+    /// v1 (subject = the artifact) carrying the SLSA VSA fields, in a DSSE envelope.
+    pub fn sign(&self, evaluation: &Evaluation) -> Result<SignedDecision, SignError> {
+        let statement = decision_statement(evaluation)?;
+        let envelope = sign::sign_statement(&self.signer.key, &statement)?;
+        Ok(SignedDecision {
+            decision: evaluation.decision.clone(),
+            envelope,
+        })
     }
 
     /// A per-thread evaluator sharing this engine.
@@ -71,6 +206,68 @@ impl Engine {
             rego: self.bundle.evaluator(),
         }
     }
+}
+
+/// A decision and what was verified on the way to it.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The decision.
+    pub decision: Decision,
+    /// The attestation verification results policy saw as `input.verified`.
+    pub verified: Verified,
+}
+
+/// A decision with its DSSE envelope: what `eval --format json` and the sidecar return.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedDecision {
+    /// The decision, in the clear.
+    pub decision: Decision,
+    /// The DSSE envelope whose payload is the signed decision statement.
+    pub envelope: serde_json::Value,
+}
+
+/// The in-toto Statement v1 for a decision: the decision fields plus the SLSA VSA v1
+/// fields (`verifier`, `timeVerified`, `resourceUri`, `policy`, `inputAttestations`,
+/// `verificationResult`, `verifiedLevels`).
+pub fn decision_statement(evaluation: &Evaluation) -> Result<serde_json::Value, SignError> {
+    let d = &evaluation.decision;
+    let mut predicate = serde_json::to_value(d).map_err(|e| SignError::Unsignable {
+        reason: e.to_string(),
+    })?;
+    let inputs: Vec<serde_json::Value> = evaluation
+        .verified
+        .attestations
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "uri": format!("request:{}#/attestations/{}", d.request_id, a.index),
+                "digest": a.envelope_digest,
+            })
+        })
+        .collect();
+    if let Some(obj) = predicate.as_object_mut() {
+        obj.insert(
+            "verifier".into(),
+            serde_json::json!({"id": VERIFIER_ID, "version": {"promo-policy": d.engine.version}}),
+        );
+        obj.insert("timeVerified".into(), d.evaluated_at.clone().into());
+        obj.insert("resourceUri".into(), d.artifact.name.clone().into());
+        obj.insert("inputAttestations".into(), inputs.into());
+        obj.insert(
+            "verificationResult".into(),
+            if d.allowed { "PASSED" } else { "FAILED" }.into(),
+        );
+        obj.insert(
+            "verifiedLevels".into(),
+            serde_json::json!([format!("PROMOTION_{}", d.to.to_uppercase())]),
+        );
+    }
+    Ok(serde_json::json!({
+        "_type": crate::attest::statement::STATEMENT_V1,
+        "subject": [{"name": d.artifact.name, "digest": d.artifact.digest}],
+        "predicateType": DECISION_PREDICATE_TYPE,
+        "predicate": predicate,
+    }))
 }
 
 /// Per-thread evaluation state: a prepared clone of the Rego engine.
@@ -98,24 +295,44 @@ impl Evaluator {
         &mut self,
         bytes: &[u8],
         now: OffsetDateTime,
-    ) -> Result<Decision, RequestError> {
+    ) -> Result<Evaluation, RequestError> {
         let request = PromotionRequest::from_slice(bytes)?;
         Ok(self.evaluate(&request, now))
     }
 
+    /// Evaluate and sign: the whole pipeline as the faces use it.
+    pub fn decide(
+        &mut self,
+        request: &PromotionRequest,
+        now: OffsetDateTime,
+    ) -> Result<SignedDecision, SignError> {
+        let evaluation = self.evaluate(request, now);
+        self.engine.sign(&evaluation)
+    }
+
     /// Run a validated request through every stage. Infallible by design: every
     /// failure past validation becomes a violation in a denied decision.
-    pub fn evaluate(&mut self, request: &PromotionRequest, now: OffsetDateTime) -> Decision {
+    pub fn evaluate(&mut self, request: &PromotionRequest, now: OffsetDateTime) -> Evaluation {
         let now_text = format_time(now);
 
-        // Stage: attestations. Verification lands with the trust store; until then
-        // nothing is verified and every policy requirement on verified facts fails.
-        let verified = serde_json::json!({"attestations": [], "rejected": []});
+        // Stage: attestations. Claims become facts only here; what fails lands in
+        // `rejected` with its reason, and policy decides what that means.
+        let verified = verify_attestations(
+            &self.engine.trust,
+            &request.typed.attestations,
+            &request.typed.artifact.digest,
+            &request.typed.to,
+        );
+        let verified_json = serde_json::to_value(&verified).unwrap_or_else(|e| {
+            // INVARIANT: Verified is plain data and always serialises; if it ever did
+            // not, policy sees a rejection rather than silently nothing.
+            serde_json::json!({"attestations": [], "rejected": [{"index": 0, "reason": e.to_string()}]})
+        });
 
         // Stage: policy.
         let input = serde_json::json!({
             "request": request.raw,
-            "verified": verified,
+            "verified": verified_json,
             "plugins": {},
             "now": now_text,
         });
@@ -128,7 +345,7 @@ impl Evaluator {
             stage_warnings: Vec::new(),
         });
         let bundle = &self.engine.bundle;
-        Decision {
+        let decision = Decision {
             decision_id: uuid::Uuid::now_v7().to_string(),
             request_id: request.typed.id.clone(),
             artifact: request.typed.artifact.clone(),
@@ -145,7 +362,8 @@ impl Evaluator {
             },
             plugins: Vec::new(),
             engine: EngineRef::default(),
-        }
+        };
+        Evaluation { decision, verified }
     }
 }
 

@@ -217,7 +217,7 @@ pub fn evaluate_case(engine: &Arc<Engine>, case: &Case) -> Result<Decision, Erro
         }
     })?;
     let mut evaluator = engine.evaluator();
-    Ok(evaluator.evaluate_bytes(&bytes, at)?)
+    Ok(evaluator.evaluate_bytes(&bytes, at)?.decision)
 }
 
 /// Run every corpus case and compare it with its expectation.
@@ -267,4 +267,83 @@ pub fn tally(results: &[TestResult]) -> (usize, usize) {
         .filter(|r| r.outcome == Outcome::Pass)
         .count();
     (passed, results.len() - passed)
+}
+
+/// File in a case directory listing the attestations to sign into its request.
+pub const ATTESTATION_SOURCES: &str = "attestations.src.json";
+
+/// One entry of `attestations.src.json`: which corpus key signs which statement, how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationSource {
+    /// Key file stem under the keys directory, e.g. `builder-ed25519`.
+    pub key: String,
+    /// The in-toto statement to sign.
+    pub statement: serde_json::Value,
+    /// How to sign: `pae` (DSSE, the default), `raw-payload` (the legacy mistake,
+    /// which must never verify), or `tamper` (sign, then change the payload).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Encode with URL-safe base64 without padding (seen in real envelopes).
+    #[serde(default)]
+    pub url_safe: bool,
+}
+
+fn default_mode() -> String {
+    "pae".to_string()
+}
+
+/// Sign a case's attestation sources with the corpus keys into DSSE envelopes, in
+/// order. Deterministic (Ed25519 and RFC 6979 ECDSA), so the corpus can check that a
+/// request's envelopes still match their readable sources.
+pub fn sign_attestation_sources(
+    sources: &[AttestationSource],
+    keys_dir: &Path,
+) -> Result<Vec<serde_json::Value>, String> {
+    use base64::Engine as _;
+    use crate::attest::dsse::{pae, INTOTO_PAYLOAD_TYPE};
+    use crate::attest::keys::SigningKey;
+    sources
+        .iter()
+        .map(|src| {
+            let key_path = keys_dir.join(format!("{}.key", src.key));
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| format!("cannot read `{}`: {e}", key_path.display()))?;
+            let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())?;
+            let mut payload = serde_json::to_vec(&src.statement).map_err(|e| e.to_string())?;
+            let sig = match src.mode.as_str() {
+                "pae" | "tamper" => key.sign(&pae(INTOTO_PAYLOAD_TYPE, &payload)),
+                "raw-payload" => key.sign(&payload),
+                other => return Err(format!("unknown mode `{other}` (pae, raw-payload, tamper)")),
+            };
+            if src.mode == "tamper" {
+                // Swap a byte inside the JSON so it still parses but no longer matches.
+                payload.extend_from_slice(b" ");
+            }
+            let b64 = |bytes: &[u8]| {
+                if src.url_safe {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+                } else {
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                }
+            };
+            Ok(serde_json::json!({
+                "payloadType": INTOTO_PAYLOAD_TYPE,
+                "payload": b64(&payload),
+                "signatures": [{"keyid": key.keyid(), "sig": b64(&sig)}],
+            }))
+        })
+        .collect()
+}
+
+/// Read a case's `attestations.src.json`, if it has one.
+pub fn read_attestation_sources(case_dir: &Path) -> Result<Option<Vec<AttestationSource>>, String> {
+    let path = case_dir.join(ATTESTATION_SOURCES);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("`{}`: {e}", path.display()))
 }

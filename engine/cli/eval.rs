@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use promo_policy::evaluator::parse_time;
-use promo_policy::{Decision, Engine, Violation};
+use promo_policy::{Decision, PromotionRequest, Violation};
 
 use super::{CommonArgs, Exit};
 
@@ -15,7 +15,7 @@ use super::{CommonArgs, Exit};
 pub enum Format {
     /// ALLOWED/DENIED and one line per violation.
     Text,
-    /// The decision as JSON.
+    /// `{"decision", "envelope"}`: the decision and its signed DSSE envelope.
     Json,
     /// GitHub Actions workflow commands (`::error::`, `::warning::`).
     Github,
@@ -33,6 +33,9 @@ pub struct EvalArgs {
     /// Evaluation time (RFC 3339) instead of the clock, for replay and tests.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
+    /// Also write the signed decision (the DSSE envelope) to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -44,16 +47,22 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         None => time::OffsetDateTime::now_utc(),
     };
     let bytes = read_request(&args.request)?;
-    let engine = Engine::load(&args.common.engine_config()).with_context(|| {
-        format!(
-            "cannot load the policy bundle `{}`",
-            args.common.policies.display()
-        )
-    })?;
-    let mut evaluator = engine.evaluator();
-    let decision = evaluator
-        .evaluate_bytes(&bytes, now)
+    let engine = args.common.load_engine()?;
+    let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
+    let mut evaluator = engine.evaluator();
+    let signed = evaluator.decide(&request, now).context("cannot sign the decision")?;
+    if engine.signer().is_dev_key() {
+        eprintln!(
+            "promo-policy: warning: decision signed with the shipped DEV key (keyid {}); it proves nothing: pass --key for real use",
+            &engine.signer().keyid()[..16]
+        );
+    }
+    if let Some(out) = &args.out {
+        let body = serde_json::to_string_pretty(&signed.envelope)? + "\n";
+        std::fs::write(out, body).with_context(|| format!("cannot write `{}`", out.display()))?;
+    }
+    let decision = &signed.decision;
 
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
@@ -61,9 +70,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         Format::Json
     });
     let out = match format {
-        Format::Text => render_text(&decision),
-        Format::Json => serde_json::to_string_pretty(&decision)? + "\n",
-        Format::Github => render_github(&decision),
+        Format::Text => render_text(decision),
+        Format::Json => serde_json::to_string_pretty(&signed)? + "\n",
+        Format::Github => render_github(decision),
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(if decision.allowed {

@@ -2,7 +2,9 @@
 //! decides anything itself, they all go through the shared `Evaluator`.
 
 mod eval;
+mod keygen;
 mod test;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run the bundle's Rego unit tests and the corpus cases (exit 0 all pass, 1 any fail, 2 error).
     Test(test::TestArgs),
+    /// Check a signed decision, optionally re-evaluating its request (exit 0 valid, 1 invalid, 2 error).
+    Verify(verify::VerifyArgs),
+    /// Write a new Ed25519 decision-signing key pair.
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Flags every command that builds an engine shares.
@@ -53,13 +59,28 @@ pub struct CommonArgs {
     /// The Rego policy bundle directory.
     #[arg(long, value_name = "DIR", default_value = "policies")]
     pub policies: PathBuf,
+    /// Trusted attestation keys [default: <policies>/trust.json if present].
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+    /// Decision-signing key, PKCS#8 PEM [default: the shipped dev key, with a warning].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 impl CommonArgs {
     fn engine_config(&self) -> promo_policy::EngineConfig {
         promo_policy::EngineConfig {
             policies: self.policies.clone(),
+            trust: self.trust.clone(),
+            signing_key: self.key.clone(),
         }
+    }
+
+    /// Load the engine, naming what failed.
+    fn load_engine(&self) -> anyhow::Result<std::sync::Arc<promo_policy::Engine>> {
+        use anyhow::Context;
+        promo_policy::Engine::load(&self.engine_config())
+            .with_context(|| format!("cannot load the engine from `{}`", self.policies.display()))
     }
 }
 
@@ -68,6 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Test(args) => test::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Keygen(args) => keygen::run(args),
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use promo_policy::testing::{self, Outcome, TestResult};
-use promo_policy::Engine;
 
 use super::{CommonArgs, Exit};
 
@@ -44,12 +43,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<Exit> {
         .map(regex::Regex::new)
         .transpose()
         .context("invalid --run pattern")?;
-    let engine = Engine::load(&args.common.engine_config()).with_context(|| {
-        format!(
-            "cannot load the policy bundle `{}`",
-            args.common.policies.display()
-        )
-    })?;
+    let engine = args.common.load_engine()?;
     let mut results = testing::run_rego_tests(engine.bundle(), filter.as_ref())?;
     if !args.no_corpus {
         results.extend(

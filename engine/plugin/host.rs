@@ -365,14 +365,14 @@ impl PluginHost {
                 .map_err(|e| fail(FailureKind::LoadFailed, format!("plugin `{name}`: cannot set fuel: {e}")))?;
         }
         let started = Instant::now();
-        let classify = |store: &Store<StoreState>, e: wasmtime::Error, stage: Stage| {
+        let why = |store: &Store<StoreState>, e: wasmtime::Error, stage: Stage| {
             classify(name, limits, store, e, stage, started.elapsed())
         };
 
         let instance = ready
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(&store, e, Stage::Instantiate))?;
+            .map_err(|e| why(&store, e, Stage::Instantiate))?;
 
         // Resolve exports by index once per instance; check_module() proved their types,
         // so a failure here means a host bug, reported as an ABI mismatch (fail closed).
@@ -406,12 +406,12 @@ impl PluginHost {
                 .typed::<(), ()>(&store)
                 .map_err(|_| abi_err(abi::EXPORT_INITIALIZE))?;
             init.call(&mut store, ())
-                .map_err(|e| classify(&store, e, Stage::Initialize))?;
+                .map_err(|e| why(&store, e, Stage::Initialize))?;
         }
 
         let version = abi_version
             .call(&mut store, ())
-            .map_err(|e| classify(&store, e, Stage::Call))?;
+            .map_err(|e| why(&store, e, Stage::Call))?;
         if version != ABI_VERSION {
             return Err(fail(
                 FailureKind::AbiMismatch,
@@ -427,7 +427,7 @@ impl PluginHost {
         })?;
         let in_ptr = alloc
             .call(&mut store, len_i32)
-            .map_err(|e| classify(&store, e, Stage::Call))? as u32;
+            .map_err(|e| why(&store, e, Stage::Call))? as u32;
         {
             let mem = memory.data_mut(&mut store);
             let range = guest_range(in_ptr, input_len as u32, mem.len()).ok_or_else(|| {
@@ -450,7 +450,7 @@ impl PluginHost {
 
         let packed = check
             .call(&mut store, (in_ptr as i32, len_i32))
-            .map_err(|e| classify(&store, e, Stage::Call))?;
+            .map_err(|e| why(&store, e, Stage::Call))?;
         let (out_ptr, out_len) = abi::unpack_result(packed);
         if out_len as usize > limits.max_output_bytes {
             return Err(fail(
@@ -663,7 +663,8 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
             path: dir.to_path_buf(),
             source,
         })?;
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        // `Path::is_dir` follows symlinks, so a linked plugin directory is found too.
+        if entry.path().is_dir() {
             dirs.push(entry.path());
         }
     }

@@ -343,7 +343,7 @@ fn parse_limits(t: &toml::Table) -> Result<LimitOverrides, (String, String)> {
             // fuel: any positive budget; u64 fuel, and TOML integers stop at i64::MAX.
             _ => i64::MAX,
         };
-        if n < 1 || n > max {
+        if !(1..=max).contains(&n) {
             return Err((field, format!("is `{n}`; it must be between 1 and {max}")));
         }
         let n = n as u64;

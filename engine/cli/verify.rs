@@ -1,0 +1,131 @@
+//! `promo-policy verify`: check a signed decision's signature and shape, and with
+//! `--replay` re-evaluate its request under the current bundle at its recorded time.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use promo_policy::attest::keys::PublicKey;
+use promo_policy::decision::{canonical_json, sha256_set};
+use promo_policy::evaluator::parse_time;
+use promo_policy::sign::{verify_statement_envelope, DECISION_PREDICATE_TYPE};
+use promo_policy::testing::Expectation;
+use promo_policy::{Decision, PromotionRequest};
+
+use super::{CommonArgs, Exit};
+
+/// Arguments of `verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The signed decision: a DSSE envelope, or `eval --format json` output (`{"decision","envelope"}`).
+    #[arg(value_name = "DECISION.json")]
+    decision: PathBuf,
+    /// Public key (SPKI PEM) the decision must be signed with [default: the keys the trust file trusts for decisions].
+    #[arg(long = "key", value_name = "PUB.pem")]
+    public_key: Option<PathBuf>,
+    /// Re-evaluate this request at the decision's recorded time and compare outcomes.
+    #[arg(long, value_name = "REQUEST.json")]
+    replay: Option<PathBuf>,
+    /// The bundle for --replay.
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    policies: PathBuf,
+    /// Trust file (decision keys when --key is absent; attestation keys for --replay).
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
+    let text = std::fs::read_to_string(&args.decision)
+        .with_context(|| format!("cannot read `{}`", args.decision.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not JSON", args.decision.display()))?;
+    let envelope = doc.get("envelope").unwrap_or(&doc);
+
+    let common = CommonArgs {
+        policies: args.policies.clone(),
+        trust: args.trust.clone(),
+        key: None,
+    };
+    let keys = match &args.public_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            vec![PublicKey::from_pem(&pem).with_context(|| format!("`{}` is not a public key", path.display()))?]
+        }
+        None => {
+            let engine = common.load_engine()?;
+            let keys: Vec<PublicKey> = engine
+                .trust()
+                .keys()
+                .iter()
+                .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
+                .map(|k| k.key.clone())
+                .collect();
+            anyhow::ensure!(!keys.is_empty(), "no --key given and the trust file trusts no key for `{DECISION_PREDICATE_TYPE}`");
+            keys
+        }
+    };
+
+    let statement = match verify_statement_envelope(envelope, &keys) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("INVALID  {e}");
+            return Ok(Exit::Deny);
+        }
+    };
+    let decision: Decision = match serde_json::from_value(statement["predicate"].clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("INVALID  the signed predicate is not a promo-policy decision: {e}");
+            return Ok(Exit::Deny);
+        }
+    };
+    let subject_ok = statement["subject"].as_array().is_some_and(|subjects| {
+        subjects.iter().any(|s| {
+            s["name"] == decision.artifact.name.as_str()
+                && serde_json::to_value(&decision.artifact.digest).is_ok_and(|d| s["digest"] == d)
+        })
+    });
+    if !subject_ok {
+        println!("INVALID  the statement's subject is not the decision's artifact");
+        return Ok(Exit::Deny);
+    }
+    println!(
+        "VALID  decision {} {} {} -> {} ({}) at {}",
+        decision.decision_id,
+        if decision.allowed { "ALLOWED" } else { "DENIED" },
+        decision.from,
+        decision.to,
+        decision.artifact.name,
+        decision.evaluated_at
+    );
+
+    let Some(replay) = &args.replay else {
+        return Ok(Exit::Ok);
+    };
+    let bytes = std::fs::read(replay).with_context(|| format!("cannot read `{}`", replay.display()))?;
+    let request = PromotionRequest::from_slice(&bytes)
+        .with_context(|| format!("invalid request `{}`", replay.display()))?;
+    if sha256_set(&canonical_json(&request.raw)) != decision.input_digest {
+        println!("MISMATCH  `{}` is not the request this decision was made on (inputDigest differs)", replay.display());
+        return Ok(Exit::Deny);
+    }
+    let engine = common.load_engine()?;
+    let at = parse_time(&decision.evaluated_at)?;
+    let replayed = engine.evaluator().evaluate(&request, at).decision;
+    let same_bundle = replayed.policy.digest == decision.policy.digest;
+    let (was, now) = (Expectation::of(&decision), Expectation::of(&replayed));
+    println!(
+        "bundle: {}",
+        if same_bundle { "same digest as when decided" } else { "DIFFERENT digest from when decided" }
+    );
+    if was == now {
+        println!("REPLAYED  same outcome: allowed={} deny={:?} warn={:?}", now.allowed, now.deny, now.warn);
+        Ok(Exit::Ok)
+    } else {
+        println!(
+            "DIFFERS  recorded allowed={} deny={:?} warn={:?}; replayed allowed={} deny={:?} warn={:?}",
+            was.allowed, was.deny, was.warn, now.allowed, now.deny, now.warn
+        );
+        Ok(Exit::Deny)
+    }
+}
