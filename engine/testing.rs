@@ -300,9 +300,9 @@ pub fn sign_attestation_sources(
     sources: &[AttestationSource],
     keys_dir: &Path,
 ) -> Result<Vec<serde_json::Value>, String> {
-    use base64::Engine as _;
     use crate::attest::dsse::{pae, INTOTO_PAYLOAD_TYPE};
     use crate::attest::keys::SigningKey;
+    use base64::Engine as _;
     sources
         .iter()
         .map(|src| {
@@ -342,7 +342,8 @@ pub fn read_attestation_sources(case_dir: &Path) -> Result<Option<Vec<Attestatio
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| format!("`{}`: {e}", path.display()))

@@ -28,8 +28,13 @@ fn eval_allowed_request_exits_0_with_json_decision() {
         .args(["eval", ALLOWED, "--at", AT, "--format", "json"])
         .assert()
         .code(0);
-    let d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let signed: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let d = &signed["decision"];
     assert_eq!(d["allowed"], true);
+    assert_eq!(
+        signed["envelope"]["payloadType"],
+        "application/vnd.in-toto+json"
+    );
     assert_eq!(d["evaluatedAt"], AT);
     assert_eq!(d["engine"]["id"], "promo-policy");
     assert_eq!(d["policy"]["digest"]["sha256"].as_str().unwrap().len(), 64);
@@ -209,7 +214,8 @@ fn policy_runtime_error_is_a_deny_with_policy_error() {
         ])
         .assert()
         .code(1);
-    let d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let signed: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let d = &signed["decision"];
     assert_eq!(d["allowed"], false);
     assert_eq!(d["violations"][0]["id"], "policy.error");
 }
@@ -292,4 +298,116 @@ fn help_documents_exit_codes() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("Exit codes: 0 allowed"));
+}
+
+#[test]
+fn eval_without_key_signs_with_the_dev_key_and_says_so() {
+    bin()
+        .args(["eval", ALLOWED, "--at", AT, "--format", "json"])
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("shipped DEV key"));
+}
+
+#[test]
+fn signed_decision_verifies_and_fails_after_any_payload_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    bin()
+        .args(["keygen", "--out", keys.to_str().unwrap()])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("keyid:"));
+    let envelope = dir.path().join("decision.dsse.json");
+    bin()
+        .args(["eval", ALLOWED, "--at", AT, "--format", "json", "--key"])
+        .arg(keys.join("signing.key"))
+        .arg("--out")
+        .arg(&envelope)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("DEV key").not());
+    let public = keys.join("signing.pub");
+    bin()
+        .arg("verify")
+        .arg(&envelope)
+        .arg("--key")
+        .arg(&public)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("VALID"));
+
+    // Replay: same request, same bundle, same time -> same outcome.
+    bin()
+        .arg("verify")
+        .arg(&envelope)
+        .arg("--key")
+        .arg(&public)
+        .args(["--replay", ALLOWED])
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("same digest")
+                .and(predicate::str::contains("REPLAYED  same outcome")),
+        );
+
+    // Flip one payload byte: the signature no longer covers it.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&envelope).unwrap()).unwrap();
+    let mut payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let i = payload.windows(4).position(|w| w == b"true").unwrap();
+    payload[i..i + 4].copy_from_slice(b"TRUE");
+    env["payload"] = b64.encode(&payload).into();
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, env.to_string()).unwrap();
+    bin()
+        .arg("verify")
+        .arg(&tampered)
+        .arg("--key")
+        .arg(&public)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with("INVALID"));
+
+    // Another key does not verify it either.
+    bin()
+        .arg("verify")
+        .arg(&envelope)
+        .args(["--key", "corpus/keys/decisions-dev.pub"])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn replay_with_a_different_request_is_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = dir.path().join("d.json");
+    bin()
+        .args(["eval", ALLOWED, "--at", AT, "--out"])
+        .arg(&envelope)
+        .assert()
+        .code(0);
+    let mut r = request();
+    r["id"] = "req-other".into();
+    let other = write(dir.path(), "other.json", &r.to_string());
+    bin()
+        .arg("verify")
+        .arg(&envelope)
+        .args(["--key", "corpus/keys/decisions-dev.pub", "--replay"])
+        .arg(&other)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("MISMATCH"));
+}
+
+#[test]
+fn missing_signing_key_exits_2_and_prints_no_decision() {
+    bin()
+        .args(["eval", ALLOWED, "--at", AT, "--key", "no/such.key"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("no/such.key"));
 }

@@ -8,10 +8,7 @@ use promo_policy::{Engine, EngineConfig};
 fn corpus_cases_match_expectations_and_snapshots() {
     // Relative paths, so decisions (policy.uri) are the same on every machine;
     // cargo runs integration tests from the package root.
-    let engine = Engine::load(&EngineConfig {
-        policies: "policies".into(),
-    })
-    .unwrap();
+    let engine = Engine::load(&EngineConfig::with_policies("policies")).unwrap();
     let cases = load_cases("corpus/cases".as_ref()).unwrap();
     assert!(
         cases.len() >= 40,

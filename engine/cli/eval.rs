@@ -51,7 +51,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
     let mut evaluator = engine.evaluator();
-    let signed = evaluator.decide(&request, now).context("cannot sign the decision")?;
+    let signed = evaluator
+        .decide(&request, now)
+        .context("cannot sign the decision")?;
     if engine.signer().is_dev_key() {
         eprintln!(
             "promo-policy: warning: decision signed with the shipped DEV key (keyid {}); it proves nothing: pass --key for real use",

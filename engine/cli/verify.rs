@@ -49,7 +49,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
-            vec![PublicKey::from_pem(&pem).with_context(|| format!("`{}` is not a public key", path.display()))?]
+            vec![PublicKey::from_pem(&pem)
+                .with_context(|| format!("`{}` is not a public key", path.display()))?]
         }
         None => {
             let engine = common.load_engine()?;
@@ -60,7 +61,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
                 .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
                 .map(|k| k.key.clone())
                 .collect();
-            anyhow::ensure!(!keys.is_empty(), "no --key given and the trust file trusts no key for `{DECISION_PREDICATE_TYPE}`");
+            anyhow::ensure!(
+                !keys.is_empty(),
+                "no --key given and the trust file trusts no key for `{DECISION_PREDICATE_TYPE}`"
+            );
             keys
         }
     };
@@ -92,7 +96,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     println!(
         "VALID  decision {} {} {} -> {} ({}) at {}",
         decision.decision_id,
-        if decision.allowed { "ALLOWED" } else { "DENIED" },
+        if decision.allowed {
+            "ALLOWED"
+        } else {
+            "DENIED"
+        },
         decision.from,
         decision.to,
         decision.artifact.name,
@@ -102,11 +110,15 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let Some(replay) = &args.replay else {
         return Ok(Exit::Ok);
     };
-    let bytes = std::fs::read(replay).with_context(|| format!("cannot read `{}`", replay.display()))?;
+    let bytes =
+        std::fs::read(replay).with_context(|| format!("cannot read `{}`", replay.display()))?;
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", replay.display()))?;
     if sha256_set(&canonical_json(&request.raw)) != decision.input_digest {
-        println!("MISMATCH  `{}` is not the request this decision was made on (inputDigest differs)", replay.display());
+        println!(
+            "MISMATCH  `{}` is not the request this decision was made on (inputDigest differs)",
+            replay.display()
+        );
         return Ok(Exit::Deny);
     }
     let engine = common.load_engine()?;
@@ -116,10 +128,17 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let (was, now) = (Expectation::of(&decision), Expectation::of(&replayed));
     println!(
         "bundle: {}",
-        if same_bundle { "same digest as when decided" } else { "DIFFERENT digest from when decided" }
+        if same_bundle {
+            "same digest as when decided"
+        } else {
+            "DIFFERENT digest from when decided"
+        }
     );
     if was == now {
-        println!("REPLAYED  same outcome: allowed={} deny={:?} warn={:?}", now.allowed, now.deny, now.warn);
+        println!(
+            "REPLAYED  same outcome: allowed={} deny={:?} warn={:?}",
+            now.allowed, now.deny, now.warn
+        );
         Ok(Exit::Ok)
     } else {
         println!(
