@@ -1,7 +1,9 @@
 //! Every corpus case through the real engine: its decision must match the case's own
 //! `expect` and the reviewed insta snapshot in `corpus/snapshots/`.
 
-use promo_policy::testing::{evaluate_case, load_cases, Expectation};
+use promo_policy::testing::{
+    evaluate_case, load_cases, read_attestation_sources, sign_attestation_sources, Expectation,
+};
 use promo_policy::{Engine, EngineConfig};
 
 #[test]
@@ -70,6 +72,11 @@ fn every_violation_id_is_shown_both_ways() {
         "checks.missing",
         "checks.failed",
         "digest.unpinned",
+        "provenance.missing",
+        "provenance.digest_mismatch",
+        "provenance.untrusted_builder",
+        "provenance.source_not_allowed",
+        "attestation.invalid",
     ];
     let cases = load_cases("corpus/cases".as_ref()).unwrap();
     for id in ids {
@@ -88,4 +95,30 @@ fn every_violation_id_is_shown_both_ways() {
             "no allowed corpus case named `{family}-*` exercises the passing side of `{id}`"
         );
     }
+}
+
+#[test]
+fn signed_envelopes_match_their_readable_sources() {
+    // A reviewer reads attestations.src.json; this proves request.json carries exactly
+    // those statements, signed as stated (run `cargo run --example sign_corpus`).
+    let mut checked = 0;
+    for case in load_cases("corpus/cases".as_ref()).unwrap() {
+        let Some(sources) = read_attestation_sources(&case.dir).unwrap() else {
+            continue;
+        };
+        let envelopes = sign_attestation_sources(&sources, "corpus/keys".as_ref()).unwrap();
+        let request: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(case.dir.join("request.json")).unwrap()).unwrap();
+        assert_eq!(
+            request["attestations"],
+            serde_json::Value::Array(envelopes),
+            "case `{}`: request.json is out of date with attestations.src.json; run `cargo run --example sign_corpus`",
+            case.name
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 50,
+        "expected most cases to carry signed provenance, found {checked}"
+    );
 }

@@ -22,7 +22,7 @@ pub const EXPORT_ABI_VERSION: &str = "promo_abi_version";
 pub const EXPORT_INITIALIZE: &str = "_initialize";
 
 /// Export handles resolved once per module, so a check looks them up by index, not name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Exports {
     pub memory: ModuleExport,
     pub alloc: ModuleExport,
@@ -66,7 +66,7 @@ fn sig_text(params: &[Ty], results: &[Ty]) -> String {
 pub(crate) fn check_module(module: &Module) -> Result<Exports, String> {
     if let Some(import) = module.imports().next() {
         return Err(format!(
-            "imports `{}.{}`, but plugins are granted no imports (no WASI)",
+            "imports `{}.{}`, but plugins are granted no imports, WASI included",
             import.module(),
             import.name()
         ));

@@ -201,7 +201,7 @@ impl Drop for Ticker {
 /// per process (in an `Arc`) and call [`PluginHost::run`] from any thread.
 pub struct PluginHost {
     // Field order matters for drop: stop the ticker before the engine goes.
-    ticker: Option<Ticker>,
+    _ticker: Option<Ticker>,
     plugins: Vec<Loaded>,
     infos: Vec<PluginInfo>,
     engine: Engine,
@@ -247,7 +247,7 @@ impl PluginHost {
         };
         let infos = plugins.iter().map(|p| p.info.clone()).collect();
         Ok(PluginHost {
-            ticker,
+            _ticker: ticker,
             plugins,
             infos,
             engine,
@@ -528,9 +528,9 @@ fn classify(
         return fail(
             FailureKind::MemoryLimit,
             format!(
-                "plugin `{name}`: memory limit exceeded (tried to grow its memory to {} MiB; the cap is {} MiB)",
-                desired >> 20,
-                limits.memory_bytes >> 20
+                "plugin `{name}`: memory limit exceeded (tried to grow its memory to {}; the cap is {})",
+                mib(desired),
+                mib(limits.memory_bytes)
             ),
         );
     }
@@ -577,6 +577,15 @@ fn classify(
             FailureKind::Trap,
             format!("plugin `{name}` failed: {}", first_line(&e)),
         ),
+    }
+}
+
+/// `16 MiB`, or `16.06 MiB` when not a whole number of MiB.
+fn mib(bytes: usize) -> String {
+    if bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.2} MiB", bytes as f64 / (1 << 20) as f64)
     }
 }
 

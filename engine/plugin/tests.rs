@@ -265,13 +265,11 @@ fn fuel_budget_stops_a_busy_plugin() {
     );
     let host = load(&dir.0);
     assert!(host.fuel_enabled());
-    let started = Instant::now();
     let outs = host.run("prod", &request(), &verified());
     let f = failure(&outs[0]);
     assert_eq!(f.kind, FailureKind::Timeout);
+    // Fuel, not the 10 s wall clock, stopped it: the message says which.
     assert!(f.message.contains("ran out of fuel (budget 100000)"), "{}", f.message);
-    // Fuel, not the 10 s wall clock, stopped it.
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 const ABI_PRELUDE: &str = r#"

@@ -1,0 +1,83 @@
+# Change freezes: during a freeze window for the target environment nothing is promoted,
+# except an emergency change that an incident commander has approved (break-glass).
+#
+# Break-glass is allowed but loud: it is a warning on an allowed decision, so the use is
+# recorded in the signed decision and shows up in every report.
+package promo.rules.freeze
+
+import data.promo.lib
+
+cfg := lib.target.freeze
+
+# Windows are half-open [start, end): a freeze "until 2027-01-04T00:00:00Z" is over at
+# that instant, the way people read an end date.
+active contains w if {
+	some w in cfg.windows
+	lib.ns(w.start) <= lib.now_ns
+	lib.now_ns < lib.ns(w.end)
+}
+
+# The break-glass approval must itself count (not the author, not stale, not
+# future-dated): otherwise an author could grant themselves the role in the request.
+_break_glass_approvers := [a |
+	some a in lib.counted
+	cfg.breakGlassRole in lib.roles(a)
+]
+
+break_glass if {
+	input.request.change.emergency == true
+	count(_break_glass_approvers) > 0
+}
+
+_emergency := true if input.request.change.emergency == true else := false
+
+deny contains {
+	"id": "freeze.active",
+	"msg": sprintf("%s is frozen from %s until %s (%s); only an emergency change approved by role %s may be promoted now%s", [
+		lib.to, w.start, w.end, w.reason,
+		cfg.breakGlassRole,
+		_freeze_hint,
+	]),
+	"facts": {"window": w, "emergency": _emergency, "breakGlassRole": cfg.breakGlassRole},
+} if {
+	some w in active
+	not break_glass
+}
+
+# Say why an emergency did not qualify, down to the break-glass approval that did not
+# count, so the on-call does not have to guess.
+_freeze_hint := sprintf(" (this change is marked emergency but has no counted approval from %s%s)", [
+	cfg.breakGlassRole,
+	_uncounted_break_glass,
+]) if {
+	_emergency
+} else := ""
+
+_uncounted_break_glass := "" if {
+	count(_uncounted) == 0
+} else := sprintf(": %s", [concat("; ", sort([lib.explain(a) | some a in _uncounted]))])
+
+_uncounted := [a |
+	some a in lib.approvals
+	a.decision == "approved"
+	cfg.breakGlassRole in lib.roles(a)
+	not lib.eligible(a)
+]
+
+warn contains {
+	"id": "freeze.break_glass",
+	"msg": sprintf("break-glass used: %s is frozen from %s until %s (%s), promoted anyway as emergency change %s approved by %s %s", [
+		lib.to, w.start, w.end, w.reason,
+		object.get(input.request.change, "ticket", "(no ticket)"),
+		cfg.breakGlassRole,
+		lib.names(_break_glass_approvers),
+	]),
+	"facts": {
+		"window": w,
+		"ticket": object.get(input.request.change, "ticket", null),
+		"approvedBy": [a.approver | some a in _break_glass_approvers],
+	},
+} if {
+	some w in active
+	break_glass
+}

@@ -1,0 +1,56 @@
+# Soak time: an artifact must have run in the source environment for a while before it
+# moves on, because the bugs that slip past tests show up under real traffic over hours
+# (leaks, cron jobs, daily peaks), not in the minutes after a deploy.
+package promo.rules.soak
+
+import data.promo.lib
+
+cfg := lib.target.soak
+
+_deployed := object.get(input.request, "deployedToSourceAt", null)
+
+deployed_ns := lib.ns(_deployed) if is_string(_deployed)
+
+# Unknown is not short enough to pass: without a deploy time the gate cannot tell
+# a day-old artifact from one deployed a minute ago.
+deny contains {
+	"id": "soak.too_short",
+	"msg": sprintf("%s needs the artifact to have soaked %vh in %s, but the request has no deployedToSourceAt, so its soak time is unknown; add when it was deployed to %s", [
+		lib.to, cfg.minHours, lib.from, lib.from,
+	]),
+	"facts": {"minHours": cfg.minHours, "deployedToSourceAt": null},
+} if {
+	cfg.minHours > 0
+	not is_string(_deployed)
+}
+
+# A timestamp the engine cannot read is as unknown as a missing one.
+deny contains {
+	"id": "soak.too_short",
+	"msg": sprintf("%s needs the artifact to have soaked %vh in %s, but deployedToSourceAt %s is not a valid RFC 3339 time, so its soak time is unknown", [
+		lib.to, cfg.minHours, lib.from, _deployed,
+	]),
+	"facts": {"minHours": cfg.minHours, "deployedToSourceAt": _deployed},
+} if {
+	cfg.minHours > 0
+	is_string(_deployed)
+	not deployed_ns
+}
+
+deny contains {
+	"id": "soak.too_short",
+	"msg": sprintf("%s needs the artifact to have soaked %vh in %s; it was deployed there at %s, %vh ago, so it can be promoted from %s", [
+		lib.to, cfg.minHours, lib.from,
+		_deployed,
+		lib.hours_between(deployed_ns, lib.now_ns),
+		time.format(deployed_ns + lib.hours_ns(cfg.minHours)),
+	]),
+	"facts": {
+		"minHours": cfg.minHours,
+		"deployedToSourceAt": _deployed,
+		"soakedHours": lib.hours_between(deployed_ns, lib.now_ns),
+	},
+} if {
+	cfg.minHours > 0
+	lib.now_ns - deployed_ns < lib.hours_ns(cfg.minHours)
+}
