@@ -23,7 +23,11 @@ fn benches(c: &mut Criterion) {
     let request = PromotionRequest::from_slice(&bytes).unwrap();
     let mut evaluator = engine.evaluator();
     let evaluation = evaluator.evaluate(&request, now);
-    assert!(evaluation.decision.allowed, "the bench request must be allowed: {:?}", evaluation.decision.violations);
+    assert!(
+        evaluation.decision.allowed,
+        "the bench request must be allowed: {:?}",
+        evaluation.decision.violations
+    );
 
     // The floor's input: exactly what the pipeline hands to regorus.
     let input = serde_json::json!({

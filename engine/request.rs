@@ -365,7 +365,8 @@ mod tests {
             "id": "req-1",
             "artifact": {"name": "registry.example.com/a", "digest": {"sha256": "ab"}},
             "from": "dev",
-            "to": "staging"
+            "to": "staging",
+            "change": {"type": "app", "author": "bob"}
         })
     }
 
@@ -464,6 +465,15 @@ mod tests {
             errs.iter().any(|e| e.message.contains("\"to\"")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn change_author_is_required() {
+        // Without an author, self-approval could not be detected.
+        let mut v = minimal();
+        v["change"] = serde_json::json!({"type": "app"});
+        let errs = schema_err(v);
+        assert!(errs.iter().any(|e| e.pointer == "/change" && e.message.contains("author")), "{errs:?}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ fn main() -> Result<(), String> {
         let envelopes = sign_attestation_sources(&sources, keys)?;
         let path = case.dir.join("request.json");
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-        let mut request: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let mut request: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| e.to_string())?;
         if request["attestations"] == serde_json::Value::Array(envelopes.clone()) {
             continue;
         }
