@@ -314,28 +314,9 @@ impl Evaluator {
     /// failure past validation becomes a violation in a denied decision.
     pub fn evaluate(&mut self, request: &PromotionRequest, now: OffsetDateTime) -> Evaluation {
         let now_text = format_time(now);
-
-        // Stage: attestations. Claims become facts only here; what fails lands in
-        // `rejected` with its reason, and policy decides what that means.
-        let verified = verify_attestations(
-            &self.engine.trust,
-            &request.typed.attestations,
-            &request.typed.artifact.digest,
-            &request.typed.to,
-        );
-        let verified_json = serde_json::to_value(&verified).unwrap_or_else(|e| {
-            // INVARIANT: Verified is plain data and always serialises; if it ever did
-            // not, policy sees a rejection rather than silently nothing.
-            serde_json::json!({"attestations": [], "rejected": [{"index": 0, "reason": e.to_string()}]})
-        });
+        let Facts { verified, input } = self.gather(request, &now_text);
 
         // Stage: policy.
-        let input = serde_json::json!({
-            "request": request.raw,
-            "verified": verified_json,
-            "plugins": {},
-            "now": now_text,
-        });
         let outcome = policy::evaluate(&mut self.rego, regorus::Value::from(input));
 
         // Stage: decision.
@@ -367,6 +348,74 @@ impl Evaluator {
     }
 }
 
+/// What the stages before policy established about a request.
+struct Facts {
+    verified: Verified,
+    /// The policy input: `{"request", "verified", "plugins", "now"}`.
+    input: serde_json::Value,
+}
+
+impl Evaluator {
+    /// The stages before policy: verify attestations, (run plugins,) build the input.
+    fn gather(&mut self, request: &PromotionRequest, now_text: &str) -> Facts {
+        // Stage: attestations. Claims become facts only here; what fails lands in
+        // `rejected` with its reason, and policy decides what that means.
+        let verified = verify_attestations(
+            &self.engine.trust,
+            &request.typed.attestations,
+            &request.typed.artifact.digest,
+            &request.typed.to,
+        );
+        let verified_json = serde_json::to_value(&verified).unwrap_or_else(|e| {
+            // INVARIANT: Verified is plain data and always serialises; if it ever did
+            // not, policy sees a rejection rather than silently nothing.
+            serde_json::json!({"attestations": [], "rejected": [{"index": 0, "reason": e.to_string()}]})
+        });
+        let input = serde_json::json!({
+            "request": request.raw,
+            "verified": verified_json,
+            "plugins": {},
+            "now": now_text,
+        });
+        Facts { verified, input }
+    }
+
+    /// Evaluate any rule of the bundle (`promo/decision`, `data.promo.rules.slo.deny`)
+    /// over the same input `evaluate` builds: the OPA Data API. `Ok(None)` when the
+    /// path is undefined for this input or names no rule.
+    pub fn query_data(
+        &mut self,
+        request: &PromotionRequest,
+        now: OffsetDateTime,
+        path: &str,
+    ) -> Result<Option<serde_json::Value>, PolicyError> {
+        let rule = data_path(path);
+        let Facts { input, .. } = self.gather(request, &format_time(now));
+        self.rego.set_input(regorus::Value::from(input));
+        match self.rego.eval_rule(rule) {
+            Ok(regorus::Value::Undefined) => Ok(None),
+            Ok(v) => serde_json::to_value(&v)
+                .map(Some)
+                .map_err(|e| PolicyError::Runtime(e.to_string())),
+            // OPA answers an unknown path as undefined, not an error.
+            Err(e) if e.to_string().contains("not a valid rule path") => Ok(None),
+            Err(e) => Err(PolicyError::Runtime(e.to_string())),
+        }
+    }
+}
+
+/// `promo/decision`, `/promo/decision`, `promo.decision` or `data.promo.decision` ->
+/// `data.promo.decision`.
+pub fn data_path(path: &str) -> String {
+    let p = path.trim_matches('/').replace('/', ".");
+    let p = p.strip_prefix("data.").unwrap_or(&p).to_string();
+    if p.is_empty() || p == "data" {
+        "data".to_string()
+    } else {
+        format!("data.{p}")
+    }
+}
+
 /// Format a time as RFC 3339 in UTC with second precision (`2026-11-26T18:00:00Z`).
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -386,6 +435,16 @@ pub fn parse_time(value: &str) -> Result<OffsetDateTime, Error> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_paths_normalise() {
+        assert_eq!(data_path("promo/decision"), "data.promo.decision");
+        assert_eq!(data_path("/data/promo/decision/"), "data.promo.decision");
+        assert_eq!(
+            data_path("promo.rules.slo.deny"),
+            "data.promo.rules.slo.deny"
+        );
+    }
 
     #[test]
     fn time_round_trip_is_utc_seconds() {
