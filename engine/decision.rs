@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::plugin::PluginOutcome;
 use crate::policy::{PolicyError, PolicyOutcome, RuleFinding};
 use crate::request::Artifact;
 
@@ -141,6 +142,69 @@ pub struct StageResults {
     pub stage_violations: Vec<Violation>,
     /// Warnings raised by stages other than policy.
     pub stage_warnings: Vec<Violation>,
+}
+
+/// What the plugins found, sorted into denying violations, warnings and the records
+/// a decision lists.
+#[derive(Debug, Default)]
+pub struct PluginFindings {
+    /// Violations from required plugins (they deny).
+    pub violations: Vec<Violation>,
+    /// Findings of advisory plugins (they warn).
+    pub warnings: Vec<Violation>,
+    /// One record per plugin that was due to run.
+    pub records: Vec<PluginRecord>,
+}
+
+/// Turn plugin outcomes into findings. A required plugin denies unless it ran, said
+/// `ok`, and listed no violations; an advisory plugin's findings only warn.
+pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
+    let mut out = PluginFindings::default();
+    for o in outcomes {
+        let source = format!("plugin:{}", o.name);
+        let mut found = Vec::new();
+        let passed = match &o.result {
+            // Ran, passed, nothing to report.
+            Ok(r) if r.ok && r.violations.is_empty() => true,
+            // Ran and said not ok, or said ok while listing violations (contradictory:
+            // we side with the violations). Each one is reported.
+            Ok(r) => {
+                found.extend(
+                    r.violations
+                        .iter()
+                        .map(|v| Violation::new(&v.id, &source, &v.msg)),
+                );
+                if found.is_empty() {
+                    found.push(Violation::new(
+                        "plugin.failed",
+                        &source,
+                        format!(
+                            "plugin `{}` reported not ok without giving a reason",
+                            o.name
+                        ),
+                    ));
+                }
+                false
+            }
+            // Did not run to completion: trap, timeout, memory cap, bad output, ABI.
+            Err(f) => {
+                found.push(Violation::new(f.kind.violation_id(), &source, &f.message));
+                false
+            }
+        };
+        if o.required {
+            out.violations.extend(found);
+        } else {
+            out.warnings.extend(found);
+        }
+        out.records.push(PluginRecord {
+            name: o.name.clone(),
+            digest: [("sha256".to_string(), o.digest.clone())].into(),
+            ok: passed,
+            mode: if o.required { "required" } else { "advisory" }.to_string(),
+        });
+    }
+    out
 }
 
 /// The verdict and its reasons.

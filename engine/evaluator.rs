@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::attest::keys::SigningKey;
 use crate::attest::{verify_attestations, AttestError, TrustStore, Verified};
 use crate::decision::{
-    canonical_json, combine, sha256_set, Decision, EngineRef, PolicyRef, StageResults,
+    canonical_json, combine, plugin_findings, sha256_set, Decision, EngineRef, PluginFindings,
+    PolicyRef, StageResults,
 };
+use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
 use crate::policy::{self, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
 use crate::sign::{self, SignError, DECISION_PREDICATE_TYPE};
@@ -43,6 +45,9 @@ pub enum Error {
         #[source]
         source: AttestError,
     },
+    /// The plugin directory or a manifest could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The signing key could not be loaded, or signing failed.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -64,6 +69,11 @@ pub struct EngineConfig {
     pub trust: Option<PathBuf>,
     /// The decision-signing key (PKCS#8 PEM); `None` means the shipped dev key.
     pub signing_key: Option<PathBuf>,
+    /// The plugin directory (`<dir>/<name>/plugin.toml`); a missing directory means
+    /// no plugins.
+    pub plugins: PathBuf,
+    /// Where compiled plugin modules are cached between runs (`None`: no disk cache).
+    pub plugin_cache: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -72,8 +82,23 @@ impl Default for EngineConfig {
             policies: PathBuf::from("policies"),
             trust: None,
             signing_key: None,
+            plugins: PathBuf::from("plugins"),
+            plugin_cache: default_plugin_cache(),
         }
     }
+}
+
+/// `$PROMO_POLICY_CACHE_DIR`, else `$XDG_CACHE_HOME/promo-policy`, else
+/// `$HOME/.cache/promo-policy`: compiled plugins survive between CLI runs.
+pub fn default_plugin_cache() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("PROMO_POLICY_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("promo-policy")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("promo-policy")))
 }
 
 impl EngineConfig {
@@ -113,6 +138,7 @@ pub struct Engine {
     trust: TrustStore,
     trust_path: Option<PathBuf>,
     signer: Signer,
+    plugins: PluginHost,
 }
 
 impl Engine {
@@ -160,11 +186,19 @@ impl Engine {
                 }
             }
         };
+        let plugins = PluginHost::load(
+            &config.plugins,
+            &HostOptions {
+                cache_dir: config.plugin_cache.clone(),
+                ..HostOptions::default()
+            },
+        )?;
         Ok(Arc::new(Self {
             bundle,
             trust,
             trust_path,
             signer,
+            plugins,
         }))
     }
 
@@ -181,6 +215,11 @@ impl Engine {
     /// The trust file in use, if any.
     pub fn trust_path(&self) -> Option<&std::path::Path> {
         self.trust_path.as_deref()
+    }
+
+    /// The plugin host.
+    pub fn plugins(&self) -> &PluginHost {
+        &self.plugins
     }
 
     /// The decision signer.
@@ -314,16 +353,25 @@ impl Evaluator {
     /// failure past validation becomes a violation in a denied decision.
     pub fn evaluate(&mut self, request: &PromotionRequest, now: OffsetDateTime) -> Evaluation {
         let now_text = format_time(now);
-        let Facts { verified, input } = self.gather(request, &now_text);
+        let Facts {
+            verified,
+            plugins,
+            input,
+        } = self.gather(request, &now_text);
 
         // Stage: policy.
         let outcome = policy::evaluate(&mut self.rego, regorus::Value::from(input));
 
         // Stage: decision.
+        let PluginFindings {
+            violations: plugin_violations,
+            warnings: plugin_warnings,
+            records: plugin_records,
+        } = plugin_findings(&plugins);
         let verdict = combine(StageResults {
             policy: outcome,
-            stage_violations: Vec::new(),
-            stage_warnings: Vec::new(),
+            stage_violations: plugin_violations,
+            stage_warnings: plugin_warnings,
         });
         let bundle = &self.engine.bundle;
         let decision = Decision {
@@ -341,7 +389,7 @@ impl Evaluator {
                 uri: bundle.uri().to_string(),
                 digest: [("sha256".to_string(), bundle.digest().to_string())].into(),
             },
-            plugins: Vec::new(),
+            plugins: plugin_records,
             engine: EngineRef::default(),
         };
         Evaluation { decision, verified }
@@ -351,6 +399,7 @@ impl Evaluator {
 /// What the stages before policy established about a request.
 struct Facts {
     verified: Verified,
+    plugins: Vec<PluginOutcome>,
     /// The policy input: `{"request", "verified", "plugins", "now"}`.
     input: serde_json::Value,
 }
@@ -371,13 +420,26 @@ impl Evaluator {
             // not, policy sees a rejection rather than silently nothing.
             serde_json::json!({"attestations": [], "rejected": [{"index": 0, "reason": e.to_string()}]})
         });
+        // Stage: plugins, each in a fresh sandbox; they see only verified facts.
+        let plugins = self
+            .engine
+            .plugins
+            .run(&request.typed.to, &request.raw, &verified_json);
+        let plugins_json: serde_json::Map<String, serde_json::Value> = plugins
+            .iter()
+            .map(|o| (o.name.clone(), plugin_input(o)))
+            .collect();
         let input = serde_json::json!({
             "request": request.raw,
             "verified": verified_json,
-            "plugins": {},
+            "plugins": plugins_json,
             "now": now_text,
         });
-        Facts { verified, input }
+        Facts {
+            verified,
+            plugins,
+            input,
+        }
     }
 
     /// Evaluate any rule of the bundle (`promo/decision`, `data.promo.rules.slo.deny`)
@@ -401,6 +463,20 @@ impl Evaluator {
             Err(e) if e.to_string().contains("not a valid rule path") => Ok(None),
             Err(e) => Err(PolicyError::Runtime(e.to_string())),
         }
+    }
+}
+
+/// `input.plugins.<name>` for Rego: what the plugin said, or its failure as a
+/// violation (so a policy reading it never mistakes a crash for a pass).
+fn plugin_input(o: &PluginOutcome) -> serde_json::Value {
+    match &o.result {
+        Ok(r) => serde_json::json!({"ok": r.ok, "violations": r.violations, "facts": r.facts}),
+        Err(f) => serde_json::json!({
+            "ok": false,
+            "violations": [{"id": f.kind.violation_id(), "msg": f.message}],
+            "facts": {},
+            "error": f.message,
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod attest;
 pub mod decision;
 pub mod evaluator;
+pub mod plugin;
 pub mod policy;
 pub mod request;
 pub mod sign;

@@ -473,7 +473,11 @@ mod tests {
         let mut v = minimal();
         v["change"] = serde_json::json!({"type": "app"});
         let errs = schema_err(v);
-        assert!(errs.iter().any(|e| e.pointer == "/change" && e.message.contains("author")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.pointer == "/change" && e.message.contains("author")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -36,11 +36,13 @@ fn corpus_cases_match_expectations_and_snapshots() {
             description => case.spec.description.clone(),
             omit_expression => true,
         }, {
-            // The decision id is random by design and the bundle digest moves with any
-            // policy edit; everything else must hold still.
+            // The decision id is random by design, the bundle digest moves with any
+            // policy edit, and a C plugin's module digest with the compiler that built
+            // it; everything else must hold still.
             insta::assert_json_snapshot!(case.name.clone(), decision, {
                 ".decisionId" => "[uuid]",
                 ".policy.digest.sha256" => "[bundle-digest]",
+                ".plugins[].digest.sha256" => "[module-digest]",
             });
         });
     }

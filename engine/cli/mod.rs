@@ -59,6 +59,9 @@ pub struct CommonArgs {
     /// The Rego policy bundle directory.
     #[arg(long, value_name = "DIR", default_value = "policies")]
     pub policies: PathBuf,
+    /// WASM plugin checks: `<DIR>/<name>/plugin.toml` (a missing directory means none).
+    #[arg(long, value_name = "DIR", default_value = "plugins")]
+    pub plugins: PathBuf,
     /// Trusted attestation keys [default: <policies>/trust.json if present].
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
@@ -73,6 +76,8 @@ impl CommonArgs {
             policies: self.policies.clone(),
             trust: self.trust.clone(),
             signing_key: self.key.clone(),
+            plugins: self.plugins.clone(),
+            ..promo_policy::EngineConfig::default()
         }
     }
 

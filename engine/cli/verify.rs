@@ -28,6 +28,9 @@ pub struct VerifyArgs {
     /// The bundle for --replay.
     #[arg(long, value_name = "DIR", default_value = "policies")]
     policies: PathBuf,
+    /// The plugins for --replay.
+    #[arg(long, value_name = "DIR", default_value = "plugins")]
+    plugins: PathBuf,
     /// Trust file (decision keys when --key is absent; attestation keys for --replay).
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
@@ -42,6 +45,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
 
     let common = CommonArgs {
         policies: args.policies.clone(),
+        plugins: args.plugins.clone(),
         trust: args.trust.clone(),
         key: None,
     };

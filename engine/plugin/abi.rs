@@ -172,8 +172,8 @@ impl InputParts<'_> {
 /// Other fields are ignored. `ok: true` with violations is contradictory and refused.
 pub fn parse_output(bytes: &[u8]) -> Result<PluginOutput, String> {
     use serde_json::Value;
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("returned a result that is not JSON ({e})"))?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("returned a result that is not JSON ({e})"))?;
     let Value::Object(mut obj) = value else {
         return Err("returned a result that is not a JSON object".into());
     };
@@ -192,11 +192,19 @@ pub fn parse_output(bytes: &[u8]) -> Result<PluginOutput, String> {
                 };
                 let id = match v.remove("id") {
                     Some(Value::String(s)) if !s.is_empty() => s,
-                    _ => return Err(format!("returned `violations[{i}].id` that is not a non-empty string")),
+                    _ => {
+                        return Err(format!(
+                            "returned `violations[{i}].id` that is not a non-empty string"
+                        ))
+                    }
                 };
                 let msg = match v.remove("msg") {
                     Some(Value::String(s)) => s,
-                    _ => return Err(format!("returned `violations[{i}].msg` that is not a string")),
+                    _ => {
+                        return Err(format!(
+                            "returned `violations[{i}].msg` that is not a string"
+                        ))
+                    }
                 };
                 out.push(PluginViolation { id, msg });
             }

@@ -20,6 +20,9 @@ use super::limits::{
 use super::manifest::{Manifest, Mode, ANY_ENVIRONMENT, MANIFEST_FILE};
 use super::{FailureKind, PluginError, PluginFailure, PluginOutcome, PluginOutput};
 
+/// Shortest epoch tick accepted from [`HostOptions`].
+const MIN_EPOCH_TICK: Duration = Duration::from_millis(1);
+
 /// How the host is set up; `Default` gives the documented budgets and no disk cache.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -229,7 +232,8 @@ impl PluginHost {
     /// `plugin.abi_mismatch`.
     pub fn load(dir: &Path, options: &HostOptions) -> Result<PluginHost, PluginError> {
         let manifests = discover(dir)?;
-        let fuel = manifests.iter().any(|m| m.limits.fuel.is_some()) || options.defaults.fuel.is_some();
+        let fuel =
+            manifests.iter().any(|m| m.limits.fuel.is_some()) || options.defaults.fuel.is_some();
         let engine = build_engine(options, fuel)?;
         let cache = options
             .cache_dir
@@ -240,8 +244,10 @@ impl PluginHost {
             .into_iter()
             .map(|m| prepare(&engine, cache.as_ref(), m, options))
             .collect();
+        // A zero tick would make the ticker spin.
+        let epoch_tick = options.epoch_tick.max(MIN_EPOCH_TICK);
         let ticker = if plugins.iter().any(|p| p.ready.is_some()) {
-            Some(Ticker::start(&engine, options.epoch_tick).map_err(PluginError::Ticker)?)
+            Some(Ticker::start(&engine, epoch_tick).map_err(PluginError::Ticker)?)
         } else {
             None
         };
@@ -252,7 +258,7 @@ impl PluginHost {
             infos,
             engine,
             fuel,
-            epoch_tick: options.epoch_tick,
+            epoch_tick,
         })
     }
 
@@ -283,7 +289,9 @@ impl PluginHost {
             return Vec::new();
         }
         let shared = SharedInput::new(environment, request, verified);
-        selected.map(|p| self.outcome(p, environment, &shared)).collect()
+        selected
+            .map(|p| self.outcome(p, environment, &shared))
+            .collect()
     }
 
     /// Runs the plugin called `name` for `environment`, whether or not its manifest
@@ -324,11 +332,18 @@ impl PluginHost {
     fn deadline_ticks(&self, wall: Duration) -> u64 {
         let tick = self.epoch_tick.as_nanos().max(1);
         let ticks = wall.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX - 1).saturating_add(1)
+        u64::try_from(ticks)
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
     /// One check in a fresh store and instance.
-    fn call(&self, info: &PluginInfo, ready: &Ready, shared: &SharedInput) -> Result<PluginOutput, PluginFailure> {
+    fn call(
+        &self,
+        info: &PluginInfo,
+        ready: &Ready,
+        shared: &SharedInput,
+    ) -> Result<PluginOutput, PluginFailure> {
         let name = info.name.as_str();
         let limits = &info.limits;
         let input = InputParts {
@@ -362,7 +377,12 @@ impl PluginHost {
         if self.fuel {
             store
                 .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-                .map_err(|e| fail(FailureKind::LoadFailed, format!("plugin `{name}`: cannot set fuel: {e}")))?;
+                .map_err(|e| {
+                    fail(
+                        FailureKind::LoadFailed,
+                        format!("plugin `{name}`: cannot set fuel: {e}"),
+                    )
+                })?;
         }
         let started = Instant::now();
         let why = |store: &Store<StoreState>, e: wasmtime::Error, stage: Stage| {
@@ -386,21 +406,26 @@ impl PluginHost {
             Some(Extern::Memory(m)) => m,
             _ => return Err(abi_err(abi::EXPORT_MEMORY)),
         };
-        let func = |store: &mut Store<StoreState>, e: &wasmtime::ModuleExport, what: &str| match instance
-            .get_module_export(&mut *store, e)
-        {
-            Some(Extern::Func(f)) => Ok(f),
-            _ => Err(abi_err(what)),
-        };
+        let func =
+            |store: &mut Store<StoreState>, e: &wasmtime::ModuleExport, what: &str| match instance
+                .get_module_export(&mut *store, e)
+            {
+                Some(Extern::Func(f)) => Ok(f),
+                _ => Err(abi_err(what)),
+            };
         let alloc = func(&mut store, &ready.exports.alloc, abi::EXPORT_ALLOC)?
             .typed::<i32, i32>(&store)
             .map_err(|_| abi_err(abi::EXPORT_ALLOC))?;
         let check = func(&mut store, &ready.exports.check, abi::EXPORT_CHECK)?
             .typed::<(i32, i32), i64>(&store)
             .map_err(|_| abi_err(abi::EXPORT_CHECK))?;
-        let abi_version = func(&mut store, &ready.exports.abi_version, abi::EXPORT_ABI_VERSION)?
-            .typed::<(), i32>(&store)
-            .map_err(|_| abi_err(abi::EXPORT_ABI_VERSION))?;
+        let abi_version = func(
+            &mut store,
+            &ready.exports.abi_version,
+            abi::EXPORT_ABI_VERSION,
+        )?
+        .typed::<(), i32>(&store)
+        .map_err(|_| abi_err(abi::EXPORT_ABI_VERSION))?;
         if let Some(init) = &ready.exports.initialize {
             let init = func(&mut store, init, abi::EXPORT_INITIALIZE)?
                 .typed::<(), ()>(&store)
@@ -423,7 +448,10 @@ impl PluginHost {
 
         // INVARIANT: input_len <= max_input_bytes <= MAX_INPUT_BYTES < 2^31.
         let len_i32 = i32::try_from(input_len).map_err(|_| {
-            fail(FailureKind::MemoryLimit, format!("plugin `{name}`: input of {input_len} bytes is too large"))
+            fail(
+                FailureKind::MemoryLimit,
+                format!("plugin `{name}`: input of {input_len} bytes is too large"),
+            )
         })?;
         let in_ptr = alloc
             .call(&mut store, len_i32)
@@ -472,7 +500,8 @@ impl PluginHost {
                 ),
             )
         })?;
-        abi::parse_output(&mem[range]).map_err(|why| fail(FailureKind::BadOutput, format!("plugin `{name}` {why}")))
+        abi::parse_output(&mem[range])
+            .map_err(|why| fail(FailureKind::BadOutput, format!("plugin `{name}` {why}")))
     }
 }
 
@@ -484,10 +513,15 @@ struct SharedInput {
 }
 
 impl SharedInput {
-    fn new(environment: &str, request: &serde_json::Value, verified: &serde_json::Value) -> SharedInput {
+    fn new(
+        environment: &str,
+        request: &serde_json::Value,
+        verified: &serde_json::Value,
+    ) -> SharedInput {
         // Serializing a `Value` cannot fail (its map keys are strings); `null` would
         // still reach the plugin as valid JSON, so there is no silent pass either way.
-        let json = |v: &serde_json::Value| serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
+        let json =
+            |v: &serde_json::Value| serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
         SharedInput {
             request: json(request),
             verified: json(verified),
@@ -548,7 +582,9 @@ fn classify(
                 FailureKind::Timeout,
                 format!(
                     "plugin `{name}` ran out of fuel (budget {})",
-                    limits.fuel.map_or_else(|| "unlimited".to_string(), |f| f.to_string())
+                    limits
+                        .fuel
+                        .map_or_else(|| "unlimited".to_string(), |f| f.to_string())
                 ),
             ),
             other => fail(
@@ -571,7 +607,10 @@ fn classify(
         // instance pool, an allocation failure. The sandbox never ran the plugin.
         Stage::Instantiate => fail(
             FailureKind::LoadFailed,
-            format!("plugin `{name}` could not be instantiated: {}", first_line(&e)),
+            format!(
+                "plugin `{name}` could not be instantiated: {}",
+                first_line(&e)
+            ),
         ),
         Stage::Initialize | Stage::Call => fail(
             FailureKind::Trap,
@@ -597,7 +636,9 @@ fn first_line(e: &wasmtime::Error) -> String {
 /// wasmtime's text for a trap without its "wasm trap: " prefix.
 fn trap_text(trap: &Trap) -> String {
     let text = trap.to_string();
-    text.strip_prefix("wasm trap: ").unwrap_or(&text).to_string()
+    text.strip_prefix("wasm trap: ")
+        .unwrap_or(&text)
+        .to_string()
 }
 
 /// The trap's kind in snake case (`StackOverflow` -> `stack_overflow`).
@@ -632,9 +673,10 @@ fn build_engine(options: &HostOptions, fuel: bool) -> Result<Engine, PluginError
         .wasm_memory64(false);
 
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(options.max_instances)
-        .total_memories(options.max_instances)
-        .total_tables(options.max_instances)
+    let slots = options.max_instances.max(1);
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
         .max_memories_per_module(1)
         .max_tables_per_module(1)
         .table_elements(MAX_TABLE_ELEMENTS)
@@ -688,7 +730,9 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
                 if p.is_file() {
                     return Err(PluginError::ManifestSyntax {
                         path: p,
-                        message: format!("YAML manifests are not supported; write `{MANIFEST_FILE}`"),
+                        message: format!(
+                            "YAML manifests are not supported; write `{MANIFEST_FILE}`"
+                        ),
                     });
                 }
             }
@@ -701,7 +745,10 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
             return Err(PluginError::ManifestField {
                 path,
                 field: "name".into(),
-                reason: format!("is `{}`, but the plugin's directory is `{dir_name}`; they must match", manifest.name),
+                reason: format!(
+                    "is `{}`, but the plugin's directory is `{dir_name}`; they must match",
+                    manifest.name
+                ),
             });
         }
         // Names are unique because they equal their (distinct) directory names.
@@ -711,7 +758,12 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
 }
 
 /// Reads, compiles (or loads from cache) and checks one plugin's module.
-fn prepare(engine: &Engine, cache: Option<&ModuleCache>, m: Manifest, options: &HostOptions) -> Loaded {
+fn prepare(
+    engine: &Engine,
+    cache: Option<&ModuleCache>,
+    m: Manifest,
+    options: &HostOptions,
+) -> Loaded {
     let mut info = PluginInfo {
         name: m.name.clone(),
         description: m.description.clone(),
@@ -746,7 +798,8 @@ fn make_ready(
 ) -> Result<Ready, PluginFailure> {
     let name = &m.name;
     let path = &m.module;
-    let load_failed = |why: String| fail(FailureKind::LoadFailed, format!("plugin `{name}`: {why}"));
+    let load_failed =
+        |why: String| fail(FailureKind::LoadFailed, format!("plugin `{name}`: {why}"));
 
     let size = std::fs::metadata(path)
         .map_err(|e| load_failed(format!("cannot read module `{}`: {e}", path.display())))?
@@ -757,7 +810,8 @@ fn make_ready(
             path.display()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| load_failed(format!("cannot read module `{}`: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| load_failed(format!("cannot read module `{}`: {e}", path.display())))?;
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     info.digest = hex::encode(sha);
 
@@ -767,8 +821,13 @@ fn make_ready(
         Some(module) => module,
         None => {
             let started = Instant::now();
-            let module = Module::new(engine, &bytes)
-                .map_err(|e| load_failed(format!("module `{}` does not compile: {}", path.display(), first_line(&e))))?;
+            let module = Module::new(engine, &bytes).map_err(|e| {
+                load_failed(format!(
+                    "module `{}` does not compile: {}",
+                    path.display(),
+                    first_line(&e)
+                ))
+            })?;
             tracing::debug!(plugin = %name, ms = started.elapsed().as_millis() as u64, "compiled plugin module");
             if let Some(c) = cache {
                 c.store(&module, &sha);
@@ -786,7 +845,8 @@ fn make_ready(
     let pre = Linker::<StoreState>::new(engine)
         .instantiate_pre(&module)
         .map_err(|e| load_failed(format!("cannot prepare instances: {}", first_line(&e))))?;
-    let config_json = serde_json::to_vec(&m.config).map_err(|e| load_failed(format!("cannot encode config: {e}")))?;
+    let config_json = serde_json::to_vec(&m.config)
+        .map_err(|e| load_failed(format!("cannot encode config: {e}")))?;
     Ok(Ready {
         pre,
         exports,

@@ -64,7 +64,9 @@ impl LimitOverrides {
     pub fn apply(&self, defaults: &Limits) -> Limits {
         // INVARIANT: parse() bounded every value, so the casts below cannot truncate.
         Limits {
-            wall_time: self.wall_ms.map_or(defaults.wall_time, Duration::from_millis),
+            wall_time: self
+                .wall_ms
+                .map_or(defaults.wall_time, Duration::from_millis),
             memory_bytes: self
                 .memory_mb
                 .map_or(defaults.memory_bytes, |mb| (mb as usize) << 20),
@@ -129,7 +131,10 @@ impl Manifest {
             if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
                 return Err(bad(
                     key,
-                    format!("is not a manifest field (expected one of {})", list(TOP_LEVEL_FIELDS)),
+                    format!(
+                        "is not a manifest field (expected one of {})",
+                        list(TOP_LEVEL_FIELDS)
+                    ),
                 ));
             }
         }
@@ -156,7 +161,9 @@ impl Manifest {
                 Some(n) => {
                     return Err(bad(
                         "abi",
-                        format!("is `{n}`, but this host supports ABI `1` only (see plugins/ABI.md)"),
+                        format!(
+                            "is `{n}`, but this host supports ABI `1` only (see plugins/ABI.md)"
+                        ),
                     ))
                 }
                 None => return Err(bad("abi", format!("must be an integer, not {}", kind(v)))),
@@ -164,14 +171,25 @@ impl Manifest {
         }
 
         let environments = match table.get("environments") {
-            None => return Err(bad("environments", "is missing (e.g. `[\"staging\", \"prod\"]` or `[\"*\"]`)".into())),
+            None => {
+                return Err(bad(
+                    "environments",
+                    "is missing (e.g. `[\"staging\", \"prod\"]` or `[\"*\"]`)".into(),
+                ))
+            }
             Some(v) => env_list(v).map_err(|r| bad("environments", r))?,
         };
         if environments.is_empty() {
-            return Err(bad("environments", "must name at least one environment, or `*`".into()));
+            return Err(bad(
+                "environments",
+                "must name at least one environment, or `*`".into(),
+            ));
         }
         if environments.len() > 1 && environments.iter().any(|e| e == ANY_ENVIRONMENT) {
-            return Err(bad("environments", "lists `*` with other environments; use `[\"*\"]` alone".into()));
+            return Err(bad(
+                "environments",
+                "lists `*` with other environments; use `[\"*\"]` alone".into(),
+            ));
         }
 
         let mode = match table.get("mode") {
@@ -180,7 +198,10 @@ impl Manifest {
                 Some("required") => Mode::Required,
                 Some("advisory") => Mode::Advisory,
                 Some(other) => {
-                    return Err(bad("mode", format!("is `{other}`; expected `required` or `advisory`")))
+                    return Err(bad(
+                        "mode",
+                        format!("is `{other}`; expected `required` or `advisory`"),
+                    ))
                 }
                 None => return Err(bad("mode", format!("must be a string, not {}", kind(v)))),
             },
@@ -199,7 +220,10 @@ impl Manifest {
         let runs_everywhere = environments.iter().any(|e| e == ANY_ENVIRONMENT);
         for env in &required_in {
             if env == ANY_ENVIRONMENT {
-                return Err(bad("required_in", "cannot be `*`; use `mode = \"required\"`".into()));
+                return Err(bad(
+                    "required_in",
+                    "cannot be `*`; use `mode = \"required\"`".into(),
+                ));
             }
             if !runs_everywhere && !environments.contains(env) {
                 return Err(bad(
@@ -211,7 +235,9 @@ impl Manifest {
 
         let config = match table.get("config") {
             None => serde_json::Value::Object(serde_json::Map::new()),
-            Some(toml::Value::Table(t)) => toml_table_to_json(t, "config").map_err(|(f, r)| bad(&f, r))?,
+            Some(toml::Value::Table(t)) => {
+                toml_table_to_json(t, "config").map_err(|(f, r)| bad(&f, r))?
+            }
             Some(v) => return Err(bad("config", format!("must be a table, not {}", kind(v)))),
         };
 
@@ -253,7 +279,11 @@ const LIMIT_FIELDS: &[&str] = &["wall_ms", "memory_mb", "fuel", "output_kb", "in
 const MAX_NAME_LEN: usize = 64;
 
 fn list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn kind(v: &toml::Value) -> &'static str {
@@ -279,8 +309,11 @@ fn required_str(table: &toml::Table, field: &str) -> Result<String, String> {
 /// Plugin and environment names: `[a-z0-9][a-z0-9_-]*`, at most [`MAX_NAME_LEN`].
 fn check_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !first_ok || !rest_ok || name.len() > MAX_NAME_LEN {
         return Err(format!(
             "is `{name}`; use 1 to {MAX_NAME_LEN} lowercase letters, digits, `-` or `_`, starting with a letter or digit"
@@ -307,7 +340,10 @@ fn check_module_path(module: &str) -> Result<(), String> {
 
 fn env_list(v: &toml::Value) -> Result<Vec<String>, String> {
     let toml::Value::Array(items) = v else {
-        return Err(format!("must be an array of environment names, not {}", kind(v)));
+        return Err(format!(
+            "must be an array of environment names, not {}",
+            kind(v)
+        ));
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -330,7 +366,10 @@ fn parse_limits(t: &toml::Table) -> Result<LimitOverrides, (String, String)> {
     for (key, v) in t {
         let field = format!("limits.{key}");
         if !LIMIT_FIELDS.contains(&key.as_str()) {
-            return Err((field, format!("is not a limit (expected one of {})", list(LIMIT_FIELDS))));
+            return Err((
+                field,
+                format!("is not a limit (expected one of {})", list(LIMIT_FIELDS)),
+            ));
         }
         let Some(n) = v.as_integer() else {
             return Err((field, format!("must be an integer, not {}", kind(v))));
@@ -375,9 +414,16 @@ fn toml_to_json(v: &toml::Value, at: &str) -> Result<serde_json::Value, (String,
     Ok(match v {
         toml::Value::String(s) => J::String(s.clone()),
         toml::Value::Integer(i) => J::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(J::Number)
-            .ok_or_else(|| (at.to_string(), format!("is `{f}`, which JSON cannot represent")))?,
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .ok_or_else(|| {
+                    (
+                        at.to_string(),
+                        format!("is `{f}`, which JSON cannot represent"),
+                    )
+                })?
+        }
         toml::Value::Boolean(b) => J::Bool(*b),
         toml::Value::Datetime(d) => J::String(d.to_string()),
         toml::Value::Array(items) => {

@@ -143,17 +143,33 @@ fn missing_directory_means_no_plugins() {
 fn misbehaving_fixtures_fail_closed_with_their_own_kind() {
     let host = load(&fixtures_dir());
     let expected: &[(&str, FailureKind, &str)] = &[
-        ("infinite-loop", FailureKind::Timeout, "wall-time limit of 50 ms"),
-        ("memory-bomb", FailureKind::MemoryLimit, "memory limit exceeded"),
+        (
+            "infinite-loop",
+            FailureKind::Timeout,
+            "wall-time limit of 50 ms",
+        ),
+        (
+            "memory-bomb",
+            FailureKind::MemoryLimit,
+            "memory limit exceeded",
+        ),
         ("wild-access", FailureKind::Trap, "memory_out_of_bounds"),
         ("stack-overflow", FailureKind::Trap, "stack_overflow"),
         ("unreachable", FailureKind::Trap, "unreachable_code_reached"),
         ("garbage-json", FailureKind::BadOutput, "not JSON"),
         ("oversized-output", FailureKind::BadOutput, "over its cap"),
         ("oob-result", FailureKind::BadOutput, "outside its"),
-        ("missing-export", FailureKind::AbiMismatch, "does not export `check`"),
+        (
+            "missing-export",
+            FailureKind::AbiMismatch,
+            "does not export `check`",
+        ),
         ("wrong-abi", FailureKind::AbiMismatch, "ABI version 2"),
-        ("wasi-import", FailureKind::AbiMismatch, "wasi_snapshot_preview1.fd_write"),
+        (
+            "wasi-import",
+            FailureKind::AbiMismatch,
+            "wasi_snapshot_preview1.fd_write",
+        ),
         ("not-wasm", FailureKind::LoadFailed, "does not compile"),
     ];
     for round in 0..3 {
@@ -164,14 +180,21 @@ fn misbehaving_fixtures_fail_closed_with_their_own_kind() {
             assert!(o.required, "{name}");
             let f = failure(o);
             assert_eq!(f.kind, *kind, "{name}: {}", f.message);
-            assert!(f.message.contains(&format!("`{name}`")), "{name}: {}", f.message);
+            assert!(
+                f.message.contains(&format!("`{name}`")),
+                "{name}: {}",
+                f.message
+            );
             assert!(f.message.contains(phrase), "{name}: {}", f.message);
         }
         let good = output(&outcomes["well-behaved"]);
         assert!(good.ok);
         assert_eq!(good.facts, json!({"fixture": "well-behaved"}));
         // Digests are of the module files, failed or not (not-wasm's bytes are readable).
-        assert!(outcomes.values().all(|o| o.digest.len() == 64), "round {round}");
+        assert!(
+            outcomes.values().all(|o| o.digest.len() == 64),
+            "round {round}"
+        );
     }
 }
 
@@ -188,13 +211,20 @@ fn failure_kinds_have_distinct_violation_ids() {
     let ids: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.violation_id()).collect();
     assert_eq!(ids.len(), kinds.len());
     assert!(ids.iter().all(|id| id.starts_with("plugin.")));
-    assert_eq!(FailureKind::MemoryLimit.violation_id(), "plugin.memory_limit");
+    assert_eq!(
+        FailureKind::MemoryLimit.violation_id(),
+        "plugin.memory_limit"
+    );
 }
 
 #[test]
 fn load_failures_are_listed_with_the_plugin() {
     let host = load(&fixtures_dir());
-    let infos: BTreeMap<_, _> = host.plugins().iter().map(|p| (p.name.as_str(), p)).collect();
+    let infos: BTreeMap<_, _> = host
+        .plugins()
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
     assert_eq!(
         infos["missing-export"].load_error.as_ref().map(|f| f.kind),
         Some(FailureKind::AbiMismatch)
@@ -204,7 +234,10 @@ fn load_failures_are_listed_with_the_plugin() {
         Some(FailureKind::LoadFailed)
     );
     assert!(infos["well-behaved"].load_error.is_none());
-    assert_eq!(infos["infinite-loop"].limits.wall_time, Duration::from_millis(50));
+    assert_eq!(
+        infos["infinite-loop"].limits.wall_time,
+        Duration::from_millis(50)
+    );
     assert_eq!(infos["memory-bomb"].limits.memory_bytes, 16 << 20);
     // Names come back sorted.
     let names: Vec<_> = host.plugins().iter().map(|p| p.name.clone()).collect();
@@ -244,9 +277,13 @@ fn environments_select_plugins_and_mode_sets_required() {
     let prod = by_name(host.run("prod", &request(), &verified()));
     assert!(prod["vuln-threshold"].required, "required_in prod");
     // run_plugin ignores the environment list.
-    let dev = host.run_plugin("ticket-format", "dev", &request(), &verified()).unwrap();
+    let dev = host
+        .run_plugin("ticket-format", "dev", &request(), &verified())
+        .unwrap();
     assert!(output(&dev).ok);
-    assert!(host.run_plugin("nope", "dev", &request(), &verified()).is_none());
+    assert!(host
+        .run_plugin("nope", "dev", &request(), &verified())
+        .is_none());
 }
 
 #[test]
@@ -269,7 +306,11 @@ fn fuel_budget_stops_a_busy_plugin() {
     let f = failure(&outs[0]);
     assert_eq!(f.kind, FailureKind::Timeout);
     // Fuel, not the 10 s wall clock, stopped it: the message says which.
-    assert!(f.message.contains("ran out of fuel (budget 100000)"), "{}", f.message);
+    assert!(
+        f.message.contains("ran out of fuel (budget 100000)"),
+        "{}",
+        f.message
+    );
 }
 
 const ABI_PRELUDE: &str = r#"
@@ -295,15 +336,39 @@ fn results_are_validated_against_the_abi() {
     let dir = TempDir::new("results");
     let cases: &[(&str, &str, Option<&str>)] = &[
         ("minimal", r#"{"ok":true}"#, None),
-        ("with-extra", r#"{"ok":true,"score":3,"facts":{"a":1}}"#, None),
+        (
+            "with-extra",
+            r#"{"ok":true,"score":3,"facts":{"a":1}}"#,
+            None,
+        ),
         ("ok-false-bare", r#"{"ok":false}"#, None),
         ("no-ok", r#"{"violations":[]}"#, Some("without `ok`")),
-        ("ok-string", r#"{"ok":"yes"}"#, Some("`ok` is not a boolean")),
+        (
+            "ok-string",
+            r#"{"ok":"yes"}"#,
+            Some("`ok` is not a boolean"),
+        ),
         ("array", r#"[1,2]"#, Some("not a JSON object")),
-        ("viol-no-id", r#"{"ok":false,"violations":[{"msg":"x"}]}"#, Some("`violations[0].id`")),
-        ("viol-not-array", r#"{"ok":false,"violations":{}}"#, Some("`violations` that is not an array")),
-        ("facts-array", r#"{"ok":true,"facts":[]}"#, Some("`facts` that is not an object")),
-        ("ok-with-violations", r#"{"ok":true,"violations":[{"id":"a","msg":"b"}]}"#, Some("`ok: true` together with 1")),
+        (
+            "viol-no-id",
+            r#"{"ok":false,"violations":[{"msg":"x"}]}"#,
+            Some("`violations[0].id`"),
+        ),
+        (
+            "viol-not-array",
+            r#"{"ok":false,"violations":{}}"#,
+            Some("`violations` that is not an array"),
+        ),
+        (
+            "facts-array",
+            r#"{"ok":true,"facts":[]}"#,
+            Some("`facts` that is not an object"),
+        ),
+        (
+            "ok-with-violations",
+            r#"{"ok":true,"violations":[{"id":"a","msg":"b"}]}"#,
+            Some("`ok: true` together with 1"),
+        ),
     ];
     for (name, result, _) in cases {
         dir.plugin(name, "", &returning(result));
@@ -324,7 +389,10 @@ fn results_are_validated_against_the_abi() {
         }
     }
     let bare = output(&outs["ok-false-bare"]);
-    assert!(!bare.ok && bare.violations.is_empty(), "ok:false without violations still fails, upstream");
+    assert!(
+        !bare.ok && bare.violations.is_empty(),
+        "ok:false without violations still fails, upstream"
+    );
 }
 
 #[test]
@@ -365,7 +433,11 @@ fn guest_pointers_and_caps_are_checked() {
         ),
     );
     // Input larger than its 1 KiB cap.
-    dir.plugin("small-input-cap", "[limits]\ninput_kb = 1", &returning(r#"{"ok":true}"#));
+    dir.plugin(
+        "small-input-cap",
+        "[limits]\ninput_kb = 1",
+        &returning(r#"{"ok":true}"#),
+    );
     // Result just over a 1 KiB output cap.
     dir.plugin(
         "small-output-cap",
@@ -418,10 +490,22 @@ fn guest_pointers_and_caps_are_checked() {
     let outs = by_name(host.run("prod", &request(), &verified()));
     let expect = [
         ("alloc-oob", FailureKind::BadOutput, "not a writable region"),
-        ("big-initial-memory", FailureKind::MemoryLimit, "the cap is 16 MiB"),
+        (
+            "big-initial-memory",
+            FailureKind::MemoryLimit,
+            "the cap is 16 MiB",
+        ),
         ("init-trap", FailureKind::Trap, "in `_initialize`"),
-        ("small-input-cap", FailureKind::MemoryLimit, "exceeds the input cap of 1024 bytes"),
-        ("small-output-cap", FailureKind::BadOutput, "1025 bytes, over its cap of 1024"),
+        (
+            "small-input-cap",
+            FailureKind::MemoryLimit,
+            "exceeds the input cap of 1024 bytes",
+        ),
+        (
+            "small-output-cap",
+            FailureKind::BadOutput,
+            "1025 bytes, over its cap of 1024",
+        ),
         ("bad-signature", FailureKind::AbiMismatch, "wrong type"),
     ];
     for (name, kind, phrase) in expect {
@@ -442,7 +526,10 @@ fn compiled_modules_are_cached_and_corrupt_entries_recompiled() {
     assert!(first.plugins().iter().all(|p| !p.from_cache));
     let second = PluginHost::load(&plugins_dir(), &options).unwrap();
     assert!(second.plugins().iter().all(|p| p.from_cache));
-    assert!(second.run("prod", &request(), &verified()).iter().all(|o| o.result.is_ok()));
+    assert!(second
+        .run("prod", &request(), &verified())
+        .iter()
+        .all(|o| o.result.is_ok()));
 
     // Corrupt every entry differently: a flipped byte deep in the artifact, a
     // truncation, garbage. Each must be detected, removed and recompiled.
@@ -462,10 +549,19 @@ fn compiled_modules_are_cached_and_corrupt_entries_recompiled() {
     std::fs::write(&entries[2], b"not a cache entry").unwrap();
 
     let third = PluginHost::load(&plugins_dir(), &options).unwrap();
-    assert!(third.plugins().iter().all(|p| !p.from_cache && p.load_error.is_none()));
-    assert!(third.run("prod", &request(), &verified()).iter().all(|o| o.result.is_ok()));
+    assert!(third
+        .plugins()
+        .iter()
+        .all(|p| !p.from_cache && p.load_error.is_none()));
+    assert!(third
+        .run("prod", &request(), &verified())
+        .iter()
+        .all(|o| o.result.is_ok()));
     let fourth = PluginHost::load(&plugins_dir(), &options).unwrap();
-    assert!(fourth.plugins().iter().all(|p| p.from_cache), "entries were rewritten");
+    assert!(
+        fourth.plugins().iter().all(|p| p.from_cache),
+        "entries were rewritten"
+    );
 }
 
 #[test]
@@ -475,7 +571,10 @@ fn dropping_the_host_stops_its_ticker() {
     // hang in Drop would be).
     for _ in 0..20 {
         let host = load(&plugins_dir());
-        assert!(host.run("prod", &request(), &verified()).iter().all(|o| o.result.is_ok()));
+        assert!(host
+            .run("prod", &request(), &verified())
+            .iter()
+            .all(|o| o.result.is_ok()));
         drop(host);
     }
 }
@@ -491,30 +590,99 @@ fn manifest_err(text: &str) -> String {
 fn manifest_errors_name_the_file_and_the_field() {
     let base = "name = \"p\"\nmodule = \"p.wasm\"\nenvironments = [\"prod\"]\n";
     let cases: &[(String, &str)] = &[
-        (format!("{base}enviroments = []"), "field `enviroments` is not a manifest field"),
-        ("module = \"p.wasm\"\nenvironments = [\"prod\"]".into(), "field `name` is missing"),
-        ("name = \"P!\"\nmodule = \"p.wasm\"\nenvironments = [\"prod\"]".into(), "field `name` is `P!`"),
-        ("name = \"p\"\nenvironments = [\"prod\"]".into(), "field `module` is missing"),
-        ("name = \"p\"\nmodule = \"p.so\"\nenvironments = [\"prod\"]".into(), "must end in `.wasm` or `.wat`"),
-        ("name = \"p\"\nmodule = \"../p.wasm\"\nenvironments = [\"prod\"]".into(), "inside the plugin's directory"),
-        ("name = \"p\"\nmodule = \"/p.wasm\"\nenvironments = [\"prod\"]".into(), "inside the plugin's directory"),
-        ("name = \"p\"\nmodule = \"p.wasm\"".into(), "field `environments` is missing"),
-        ("name = \"p\"\nmodule = \"p.wasm\"\nenvironments = []".into(), "at least one"),
-        ("name = \"p\"\nmodule = \"p.wasm\"\nenvironments = [\"*\", \"prod\"]".into(), "`*` with other"),
-        ("name = \"p\"\nmodule = \"p.wasm\"\nenvironments = [\"prod\", \"prod\"]".into(), "lists `prod` twice"),
-        ("name = \"p\"\nmodule = \"p.wasm\"\nenvironments = \"prod\"".into(), "must be an array"),
-        (format!("{base}mode = \"strict\""), "field `mode` is `strict`"),
-        (format!("{base}required_in = [\"prod\"]"), "only makes sense with `mode = \"advisory\"`"),
-        (format!("{base}mode = \"advisory\"\nrequired_in = [\"staging\"]"), "names `staging`, which is not in `environments`"),
+        (
+            format!("{base}enviroments = []"),
+            "field `enviroments` is not a manifest field",
+        ),
+        (
+            "module = \"p.wasm\"\nenvironments = [\"prod\"]".into(),
+            "field `name` is missing",
+        ),
+        (
+            "name = \"P!\"\nmodule = \"p.wasm\"\nenvironments = [\"prod\"]".into(),
+            "field `name` is `P!`",
+        ),
+        (
+            "name = \"p\"\nenvironments = [\"prod\"]".into(),
+            "field `module` is missing",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.so\"\nenvironments = [\"prod\"]".into(),
+            "must end in `.wasm` or `.wat`",
+        ),
+        (
+            "name = \"p\"\nmodule = \"../p.wasm\"\nenvironments = [\"prod\"]".into(),
+            "inside the plugin's directory",
+        ),
+        (
+            "name = \"p\"\nmodule = \"/p.wasm\"\nenvironments = [\"prod\"]".into(),
+            "inside the plugin's directory",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.wasm\"".into(),
+            "field `environments` is missing",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.wasm\"\nenvironments = []".into(),
+            "at least one",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.wasm\"\nenvironments = [\"*\", \"prod\"]".into(),
+            "`*` with other",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.wasm\"\nenvironments = [\"prod\", \"prod\"]".into(),
+            "lists `prod` twice",
+        ),
+        (
+            "name = \"p\"\nmodule = \"p.wasm\"\nenvironments = \"prod\"".into(),
+            "must be an array",
+        ),
+        (
+            format!("{base}mode = \"strict\""),
+            "field `mode` is `strict`",
+        ),
+        (
+            format!("{base}required_in = [\"prod\"]"),
+            "only makes sense with `mode = \"advisory\"`",
+        ),
+        (
+            format!("{base}mode = \"advisory\"\nrequired_in = [\"staging\"]"),
+            "names `staging`, which is not in `environments`",
+        ),
         (format!("{base}abi = 2"), "field `abi` is `2`"),
-        (format!("{base}config = 3"), "field `config` must be a table"),
-        (format!("{base}[config]\nx = nan"), "field `config.x` is `NaN`"),
-        (format!("{base}[limits]\nwall_ms = 0"), "field `limits.wall_ms` is `0`"),
-        (format!("{base}[limits]\nwall_ms = 60000"), "between 1 and 10000"),
-        (format!("{base}[limits]\nmemory_mb = 4096"), "field `limits.memory_mb`"),
-        (format!("{base}[limits]\nwall = 5"), "field `limits.wall` is not a limit"),
-        (format!("{base}[limits]\nfuel = \"lots\""), "field `limits.fuel` must be an integer"),
-        ("name = \"p\"\nmodule = ".into(), "cannot parse plugin manifest `/x/plugins/p/plugin.toml`"),
+        (
+            format!("{base}config = 3"),
+            "field `config` must be a table",
+        ),
+        (
+            format!("{base}[config]\nx = nan"),
+            "field `config.x` is `NaN`",
+        ),
+        (
+            format!("{base}[limits]\nwall_ms = 0"),
+            "field `limits.wall_ms` is `0`",
+        ),
+        (
+            format!("{base}[limits]\nwall_ms = 60000"),
+            "between 1 and 10000",
+        ),
+        (
+            format!("{base}[limits]\nmemory_mb = 4096"),
+            "field `limits.memory_mb`",
+        ),
+        (
+            format!("{base}[limits]\nwall = 5"),
+            "field `limits.wall` is not a limit",
+        ),
+        (
+            format!("{base}[limits]\nfuel = \"lots\""),
+            "field `limits.fuel` must be an integer",
+        ),
+        (
+            "name = \"p\"\nmodule = ".into(),
+            "cannot parse plugin manifest `/x/plugins/p/plugin.toml`",
+        ),
     ];
     for (text, phrase) in cases {
         let err = manifest_err(text);
@@ -580,13 +748,20 @@ fn directory_level_errors() {
 
     let named = dir.plugin("right", "", &returning(r#"{"ok":true}"#));
     std::fs::rename(&named, dir.0.join("wrong")).unwrap();
-    let err = PluginHost::load(&dir.0, &HostOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("field `name` is `right`, but the plugin's directory is `wrong`"), "{err}");
+    let err = PluginHost::load(&dir.0, &HostOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("field `name` is `right`, but the plugin's directory is `wrong`"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir.0.join("wrong")).unwrap();
 
     std::fs::create_dir_all(dir.0.join("yaml")).unwrap();
     std::fs::write(dir.0.join("yaml/plugin.yaml"), "name: yaml").unwrap();
-    let err = PluginHost::load(&dir.0, &HostOptions::default()).unwrap_err().to_string();
+    let err = PluginHost::load(&dir.0, &HostOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("YAML manifests are not supported"), "{err}");
     std::fs::remove_dir_all(dir.0.join("yaml")).unwrap();
 
@@ -604,7 +779,12 @@ fn directory_level_errors() {
 
 #[test]
 fn result_packing_round_trips() {
-    for (p, l) in [(0u32, 0u32), (16, 62), (u32::MAX, u32::MAX), (0x8000_0000, 1)] {
+    for (p, l) in [
+        (0u32, 0u32),
+        (16, 62),
+        (u32::MAX, u32::MAX),
+        (0x8000_0000, 1),
+    ] {
         assert_eq!(unpack_result(pack_result(p, l)), (p, l));
     }
     assert_eq!(unpack_result(-1), (u32::MAX, u32::MAX));
@@ -618,14 +798,21 @@ fn output_parsing_defaults() {
     assert!(parse_output(b"").is_err());
     assert!(parse_output(br#"{"ok":true,"violations":null}"#).is_err());
     // Deeply nested facts hit serde_json's recursion limit: bad output, not a crash.
-    let deep = format!(r#"{{"ok":true,"facts":{{"a":{}1{}}}}}"#, "[".repeat(1000), "]".repeat(1000));
+    let deep = format!(
+        r#"{{"ok":true,"facts":{{"a":{}1{}}}}}"#,
+        "[".repeat(1000),
+        "]".repeat(1000)
+    );
     assert!(parse_output(deep.as_bytes()).is_err());
 }
 
 #[test]
 fn trap_codes_are_snake_case() {
     assert_eq!(trap_code(&wasmtime::Trap::StackOverflow), "stack_overflow");
-    assert_eq!(trap_code(&wasmtime::Trap::UnreachableCodeReached), "unreachable_code_reached");
+    assert_eq!(
+        trap_code(&wasmtime::Trap::UnreachableCodeReached),
+        "unreachable_code_reached"
+    );
 }
 
 // ---- ticket-format ----
@@ -640,7 +827,9 @@ fn ticket_request(change: Value) -> Value {
 fn ticket_format_plugin() {
     let host = load(&plugins_dir());
     let run = |env: &str, req: &Value| {
-        let o = host.run_plugin("ticket-format", env, req, &verified()).unwrap();
+        let o = host
+            .run_plugin("ticket-format", env, req, &verified())
+            .unwrap();
         output(&o).clone()
     };
     let pass: &[(&str, Value)] = &[
@@ -648,7 +837,10 @@ fn ticket_format_plugin() {
         ("staging", json!({"ticket": "INC-7"})),
         ("staging", json!({"ticket": "CHG-0001", "type": "app"})),
         // key order and whitespace do not matter
-        ("prod", json!({"emergency": false, "author": "x", "ticket": "CHG-42"})),
+        (
+            "prod",
+            json!({"emergency": false, "author": "x", "ticket": "CHG-42"}),
+        ),
     ];
     for (env, change) in pass {
         let out = run(env, &ticket_request(change.clone()));
@@ -671,7 +863,11 @@ fn ticket_format_plugin() {
         ("staging", json!({"ticket": 1234}), "ticket.missing"),
         ("staging", json!({"type": "app"}), "ticket.missing"),
         // a "ticket" elsewhere (nested deeper, or as a string value) is not change.ticket
-        ("staging", json!({"meta": {"ticket": "CHG-1"}, "note": "\"ticket\": \"CHG-2\""}), "ticket.missing"),
+        (
+            "staging",
+            json!({"meta": {"ticket": "CHG-1"}, "note": "\"ticket\": \"CHG-2\""}),
+            "ticket.missing",
+        ),
     ];
     for (env, change, id) in fail {
         let out = run(env, &ticket_request(change.clone()));
@@ -684,7 +880,10 @@ fn ticket_format_plugin() {
         "change ticket `INC-7` does not match an allowed prefix followed by digits (allowed: `CHG-`)"
     );
     let out = run("staging", &ticket_request(json!({"ticket": "X-1"})));
-    assert!(out.violations[0].msg.ends_with("(allowed: `CHG-`, `INC-`)"), "{out:?}");
+    assert!(
+        out.violations[0].msg.ends_with("(allowed: `CHG-`, `INC-`)"),
+        "{out:?}"
+    );
     let out = run("staging", &ticket_request(json!({})));
     assert_eq!(
         out.violations[0].msg,
@@ -696,7 +895,10 @@ fn ticket_format_plugin() {
     r["ticket"] = json!("CHG-1");
     assert_eq!(ids(&run("prod", &r)), vec!["ticket.missing"]);
     // A ticket with escapes echoes back as valid JSON.
-    let out = run("staging", &ticket_request(json!({"ticket": "tab\there \u{1F600} \\"})));
+    let out = run(
+        "staging",
+        &ticket_request(json!({"ticket": "tab\there \u{1F600} \\"})),
+    );
     assert_eq!(ids(&out), vec!["ticket.format"]);
     assert_eq!(out.facts["ticket"], json!("tab\there \u{1F600} \\"));
 }
@@ -717,18 +919,31 @@ fn ticket_format_config_errors_fail_closed() {
     }
     dir.plugin("env-only", "[config.by_environment]\nprod = [\"P-\"]", &wat);
     let host = load(&dir.0);
-    let outs = by_name(host.run("prod", &ticket_request(json!({"ticket": "P-1"})), &verified()));
+    let outs = by_name(host.run(
+        "prod",
+        &ticket_request(json!({"ticket": "P-1"})),
+        &verified(),
+    ));
     for (name, _) in configs {
         assert_eq!(ids(output(&outs[name])), vec!["ticket.config"], "{name}");
     }
     assert!(output(&outs["env-only"]).ok);
-    let staging = by_name(host.run("staging", &ticket_request(json!({"ticket": "P-1"})), &verified()));
+    let staging = by_name(host.run(
+        "staging",
+        &ticket_request(json!({"ticket": "P-1"})),
+        &verified(),
+    ));
     assert_eq!(ids(output(&staging["env-only"])), vec!["ticket.config"]);
 }
 
 // ---- semver-gate ----
 
-fn semver_run(host: &PluginHost, env: &str, version: Option<Value>, current: Option<Value>) -> PluginOutput {
+fn semver_run(
+    host: &PluginHost,
+    env: &str,
+    version: Option<Value>,
+    current: Option<Value>,
+) -> PluginOutput {
     let mut r = request();
     match version {
         Some(v) => r["artifact"]["version"] = v,
@@ -742,7 +957,9 @@ fn semver_run(host: &PluginHost, env: &str, version: Option<Value>, current: Opt
             r.as_object_mut().unwrap().remove("currentVersion");
         }
     }
-    let o = host.run_plugin("semver-gate", env, &r, &verified()).unwrap();
+    let o = host
+        .run_plugin("semver-gate", env, &r, &verified())
+        .unwrap();
     output(&o).clone()
 }
 
@@ -750,10 +967,25 @@ fn semver_run(host: &PluginHost, env: &str, version: Option<Value>, current: Opt
 fn semver_gate_validates_versions() {
     let host = load(&plugins_dir());
     let valid = [
-        "0.0.0", "1.2.3", "10.20.30", "1.1.2-prerelease+meta", "1.1.2+meta", "1.1.2+meta-valid",
-        "1.0.0-alpha", "1.0.0-alpha.beta", "1.0.0-alpha.1", "1.0.0-alpha0.valid", "1.0.0-rc.1+build.1",
-        "2.0.0-rc.1+build.123", "1.2.3-beta", "10.2.3-DEV-SNAPSHOT", "1.2.3-SNAPSHOT-123",
-        "2.0.0+build.1848", "2.0.1-alpha.1227", "1.0.0-0A.is.legal", "1.0.0+0.build.1-rc.10000aaa-kk-0.1",
+        "0.0.0",
+        "1.2.3",
+        "10.20.30",
+        "1.1.2-prerelease+meta",
+        "1.1.2+meta",
+        "1.1.2+meta-valid",
+        "1.0.0-alpha",
+        "1.0.0-alpha.beta",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha0.valid",
+        "1.0.0-rc.1+build.1",
+        "2.0.0-rc.1+build.123",
+        "1.2.3-beta",
+        "10.2.3-DEV-SNAPSHOT",
+        "1.2.3-SNAPSHOT-123",
+        "2.0.0+build.1848",
+        "2.0.1-alpha.1227",
+        "1.0.0-0A.is.legal",
+        "1.0.0+0.build.1-rc.10000aaa-kk-0.1",
         "99999999999999999999999.999999999999999999.99999999999999999",
     ];
     for v in valid {
@@ -761,17 +993,45 @@ fn semver_gate_validates_versions() {
         assert!(out.ok, "{v} should be valid: {out:?}");
     }
     let invalid = [
-        "1", "1.2", "1.2.3-0123", "1.2.3-0123.0123", "1.1.2+.123", "+invalid", "-invalid", "alpha",
-        "1.0.0-alpha..1", "01.1.1", "1.01.1", "1.1.01", "1.2.3.DEV", "1.2-SNAPSHOT", "v1.2.3",
-        "1.2.3-", "1.2.3+", "1.2.3 ", " 1.2.3", "1.2.3-rc.1+b+c", "1.2.3-\u{e9}", "1.2.3\\n",
+        "1",
+        "1.2",
+        "1.2.3-0123",
+        "1.2.3-0123.0123",
+        "1.1.2+.123",
+        "+invalid",
+        "-invalid",
+        "alpha",
+        "1.0.0-alpha..1",
+        "01.1.1",
+        "1.01.1",
+        "1.1.01",
+        "1.2.3.DEV",
+        "1.2-SNAPSHOT",
+        "v1.2.3",
+        "1.2.3-",
+        "1.2.3+",
+        "1.2.3 ",
+        " 1.2.3",
+        "1.2.3-rc.1+b+c",
+        "1.2.3-\u{e9}",
+        "1.2.3\\n",
     ];
     for v in invalid {
         let out = semver_run(&host, "staging", Some(json!(v)), None);
         assert_eq!(ids(&out), vec!["semver.invalid"], "{v}: {out:?}");
     }
-    assert_eq!(ids(&semver_run(&host, "prod", None, None)), vec!["semver.missing"]);
-    assert_eq!(ids(&semver_run(&host, "prod", Some(json!(142)), None)), vec!["semver.missing"]);
-    assert_eq!(ids(&semver_run(&host, "prod", Some(json!("")), None)), vec!["semver.missing"]);
+    assert_eq!(
+        ids(&semver_run(&host, "prod", None, None)),
+        vec!["semver.missing"]
+    );
+    assert_eq!(
+        ids(&semver_run(&host, "prod", Some(json!(142)), None)),
+        vec!["semver.missing"]
+    );
+    assert_eq!(
+        ids(&semver_run(&host, "prod", Some(json!("")), None)),
+        vec!["semver.missing"]
+    );
 }
 
 #[test]
@@ -779,9 +1039,21 @@ fn semver_gate_orders_by_precedence() {
     let host = load(&plugins_dir());
     // semver.org section 11, in increasing precedence.
     let ordered = [
-        "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
-        "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "1.9.0", "1.10.0", "2.0.0",
-        "10.0.0", "100000000000000000000.0.0",
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.1.0",
+        "1.9.0",
+        "1.10.0",
+        "2.0.0",
+        "10.0.0",
+        "100000000000000000000.0.0",
     ];
     for (i, newer) in ordered.iter().enumerate() {
         for (j, older) in ordered.iter().enumerate() {
@@ -791,12 +1063,21 @@ fn semver_gate_orders_by_precedence() {
                 std::cmp::Ordering::Equal => "same",
                 std::cmp::Ordering::Less => "older",
             };
-            assert_eq!(out.facts["comparison"], json!(expected), "{newer} vs {older}");
+            assert_eq!(
+                out.facts["comparison"],
+                json!(expected),
+                "{newer} vs {older}"
+            );
             assert_eq!(out.ok, i > j, "{newer} vs {older}: {out:?}");
         }
     }
     // Build metadata does not count.
-    let out = semver_run(&host, "staging", Some(json!("1.2.3+b")), Some(json!("1.2.3+a")));
+    let out = semver_run(
+        &host,
+        "staging",
+        Some(json!("1.2.3+b")),
+        Some(json!("1.2.3+a")),
+    );
     assert_eq!(ids(&out), vec!["semver.not_newer"]);
     assert_eq!(
         out.violations[0].msg,
@@ -821,21 +1102,43 @@ fn semver_gate_current_version_and_prereleases() {
     let out = semver_run(&host, "prod", Some(json!("1.0.0")), Some(json!(3)));
     assert_eq!(ids(&out), vec!["semver.current_invalid"]);
     // Pre-releases: fine in staging, never in prod.
-    assert!(semver_run(&host, "staging", Some(json!("1.43.0-rc.1")), Some(json!("1.42.0"))).ok);
-    let out = semver_run(&host, "prod", Some(json!("1.43.0-rc.1")), Some(json!("1.42.0")));
+    assert!(
+        semver_run(
+            &host,
+            "staging",
+            Some(json!("1.43.0-rc.1")),
+            Some(json!("1.42.0"))
+        )
+        .ok
+    );
+    let out = semver_run(
+        &host,
+        "prod",
+        Some(json!("1.43.0-rc.1")),
+        Some(json!("1.42.0")),
+    );
     assert_eq!(ids(&out), vec!["semver.prerelease"]);
     assert_eq!(
         out.violations[0].msg,
         "pre-release `1.43.0-rc.1` may not be promoted to `prod`; promote a release version"
     );
     // Both at once.
-    let out = semver_run(&host, "prod", Some(json!("1.0.0-rc.1")), Some(json!("1.0.0")));
+    let out = semver_run(
+        &host,
+        "prod",
+        Some(json!("1.0.0-rc.1")),
+        Some(json!("1.0.0")),
+    );
     assert_eq!(ids(&out), vec!["semver.prerelease", "semver.not_newer"]);
     // A very long bad version is clipped in the message, and the result stays valid JSON.
     let long = format!("1.2.3-{}\u{e9}", "a".repeat(5000));
     let out = semver_run(&host, "prod", Some(json!(long)), None);
     assert_eq!(ids(&out), vec!["semver.invalid"]);
-    assert!(out.violations[0].msg.len() < 400, "{}", out.violations[0].msg.len());
+    assert!(
+        out.violations[0].msg.len() < 400,
+        "{}",
+        out.violations[0].msg.len()
+    );
 }
 
 // ---- vuln-threshold ----
@@ -873,7 +1176,9 @@ fn trivy(severities: &[&str]) -> Value {
 
 fn vuln_run(host: &PluginHost, env: &str, attestations: Vec<Value>) -> PluginOutput {
     let v = json!({"attestations": attestations, "rejected": []});
-    let o = host.run_plugin("vuln-threshold", env, &request(), &v).unwrap();
+    let o = host
+        .run_plugin("vuln-threshold", env, &request(), &v)
+        .unwrap();
     output(&o).clone()
 }
 
@@ -881,21 +1186,57 @@ fn vuln_run(host: &PluginHost, env: &str, attestations: Vec<Value>) -> PluginOut
 fn vuln_threshold_reads_the_documented_shapes() {
     let host = load(&plugins_dir());
     let cases: Vec<(&str, Value, u64)> = vec![
-        ("trivy clean", scan(COSIGN, true, trivy(&["LOW", "HIGH"])), 0),
-        ("trivy critical", scan(COSIGN, true, trivy(&["CRITICAL", "HIGH", "critical"])), 2),
-        ("cosign legacy type", scan("cosign.sigstore.dev/attestation/vuln/v1", true, trivy(&["CRITICAL"])), 1),
-        ("summary", scan(COSIGN, true, json!({"summary": {"CRITICAL": 4, "HIGH": 9}})), 4),
-        ("grype", scan(COSIGN, true, json!({"matches": [
-            {"vulnerability": {"id": "CVE-1", "severity": "Critical"}, "relatedVulnerabilities": [{"severity": "Critical"}]},
-            {"vulnerability": {"id": "CVE-2", "severity": "Medium"}}
-        ]})), 1),
-        ("in-toto list", scan(INTOTO, true, json!([
-            {"id": "CVE-1", "severity": [{"method": "nvd", "score": "medium"}, {"method": "cvss_score", "score": "5.2"}]},
-            {"id": "CVE-2", "severity": [{"method": "cvss_score", "score": "9.8"}]},
-            {"id": "CVE-3", "severity": [{"method": "nvd", "score": "CRITICAL"}]},
-            {"vulnerability": {"id": "CVE-4", "severity": [{"method": "cvss_score", "score": "10.0"}]}},
-            {"id": "CVE-5", "severity": [{"method": "cvss_score", "score": "8.9"}]}
-        ])), 3),
+        (
+            "trivy clean",
+            scan(COSIGN, true, trivy(&["LOW", "HIGH"])),
+            0,
+        ),
+        (
+            "trivy critical",
+            scan(COSIGN, true, trivy(&["CRITICAL", "HIGH", "critical"])),
+            2,
+        ),
+        (
+            "cosign legacy type",
+            scan(
+                "cosign.sigstore.dev/attestation/vuln/v1",
+                true,
+                trivy(&["CRITICAL"]),
+            ),
+            1,
+        ),
+        (
+            "summary",
+            scan(COSIGN, true, json!({"summary": {"CRITICAL": 4, "HIGH": 9}})),
+            4,
+        ),
+        (
+            "grype",
+            scan(
+                COSIGN,
+                true,
+                json!({"matches": [
+                    {"vulnerability": {"id": "CVE-1", "severity": "Critical"}, "relatedVulnerabilities": [{"severity": "Critical"}]},
+                    {"vulnerability": {"id": "CVE-2", "severity": "Medium"}}
+                ]}),
+            ),
+            1,
+        ),
+        (
+            "in-toto list",
+            scan(
+                INTOTO,
+                true,
+                json!([
+                    {"id": "CVE-1", "severity": [{"method": "nvd", "score": "medium"}, {"method": "cvss_score", "score": "5.2"}]},
+                    {"id": "CVE-2", "severity": [{"method": "cvss_score", "score": "9.8"}]},
+                    {"id": "CVE-3", "severity": [{"method": "nvd", "score": "CRITICAL"}]},
+                    {"vulnerability": {"id": "CVE-4", "severity": [{"method": "cvss_score", "score": "10.0"}]}},
+                    {"id": "CVE-5", "severity": [{"method": "cvss_score", "score": "8.9"}]}
+                ]),
+            ),
+            3,
+        ),
         ("in-toto empty", scan(INTOTO, true, json!([])), 0),
     ];
     for (what, att, critical) in cases {
@@ -907,7 +1248,11 @@ fn vuln_threshold_reads_the_documented_shapes() {
             assert_eq!(ids(&out), vec!["vuln.critical"], "{what}");
         }
     }
-    let out = vuln_run(&host, "prod", vec![scan(COSIGN, true, trivy(&["CRITICAL", "CRITICAL"]))]);
+    let out = vuln_run(
+        &host,
+        "prod",
+        vec![scan(COSIGN, true, trivy(&["CRITICAL", "CRITICAL"]))],
+    );
     assert_eq!(
         out.violations[0].msg,
         "the verified vulnerability scan reports 2 critical finding(s); at most 0 may be promoted to `prod`"
@@ -918,7 +1263,10 @@ fn vuln_threshold_reads_the_documented_shapes() {
 fn vuln_threshold_fails_closed() {
     let host = load(&plugins_dir());
     // No scan: a violation in prod (require_scan_in), fine in staging.
-    assert_eq!(ids(&vuln_run(&host, "prod", vec![])), vec!["vuln.scan_missing"]);
+    assert_eq!(
+        ids(&vuln_run(&host, "prod", vec![])),
+        vec!["vuln.scan_missing"]
+    );
     assert!(vuln_run(&host, "staging", vec![]).ok);
     // A scan of another artifact does not count.
     let out = vuln_run(&host, "prod", vec![scan(COSIGN, false, trivy(&[]))]);
@@ -926,7 +1274,10 @@ fn vuln_threshold_fails_closed() {
     assert_eq!(out.facts["ignored"], json!(1));
     // Other predicate types are not scans.
     let slsa = scan("https://slsa.dev/provenance/v1", true, trivy(&[]));
-    assert_eq!(ids(&vuln_run(&host, "prod", vec![slsa])), vec!["vuln.scan_missing"]);
+    assert_eq!(
+        ids(&vuln_run(&host, "prod", vec![slsa])),
+        vec!["vuln.scan_missing"]
+    );
     // An unreadable result is a violation, even next to a clean readable one.
     let odd = scan(COSIGN, true, json!({"findings": 3}));
     let out = vuln_run(&host, "staging", vec![odd.clone()]);
@@ -937,14 +1288,19 @@ fn vuln_threshold_fails_closed() {
     let out = vuln_run(
         &host,
         "prod",
-        vec![scan(COSIGN, true, trivy(&[])), scan(INTOTO, true, json!([{"id": "x", "severity": "critical"}]))],
+        vec![
+            scan(COSIGN, true, trivy(&[])),
+            scan(INTOTO, true, json!([{"id": "x", "severity": "critical"}])),
+        ],
     );
     assert_eq!(out.facts["critical"], json!(1));
     assert_eq!(out.facts["scans"], json!(2));
     // Unverified claims in the request never count: only `verified` is read.
     let mut r = request();
     r["attestations"] = json!([scan(COSIGN, true, trivy(&[]))]);
-    let o = host.run_plugin("vuln-threshold", "prod", &r, &verified()).unwrap();
+    let o = host
+        .run_plugin("vuln-threshold", "prod", &r, &verified())
+        .unwrap();
     assert_eq!(ids(output(&o)), vec!["vuln.scan_missing"]);
 }
 
@@ -967,7 +1323,8 @@ fn vuln_threshold_config() {
         .unwrap();
     }
     let host = load(&dir.0);
-    let v = json!({"attestations": [scan(COSIGN, true, trivy(&["CRITICAL", "CRITICAL", "CRITICAL"]))]});
+    let v =
+        json!({"attestations": [scan(COSIGN, true, trivy(&["CRITICAL", "CRITICAL", "CRITICAL"]))]});
     let outs = by_name(host.run("prod", &request(), &v));
     assert!(output(&outs["three"]).ok);
     assert_eq!(ids(output(&outs["bad"])), vec!["vuln.config"]);
@@ -1002,18 +1359,52 @@ fn bench_per_call() {
     let req = request();
     let req_len = serde_json::to_vec(&req).unwrap().len();
     let ver = json!({"attestations": [scan(COSIGN, true, trivy(&["HIGH", "LOW", "CRITICAL"]))], "rejected": []});
-    println!("request: {req_len} bytes; median of 9 runs");
+    let ver_len = serde_json::to_vec(&ver).unwrap().len();
+    println!("request: {req_len} bytes, verified: {ver_len} bytes; medians of 9 runs");
 
     let fixtures = load(&fixtures_dir());
+    let empty = json!({});
     let ns = median_ns_per_call(
         || {
-            let o = fixtures.run_plugin("well-behaved", "prod", &req, &ver).unwrap();
+            let o = fixtures
+                .run_plugin("well-behaved", "prod", &empty, &empty)
+                .unwrap();
             assert!(o.result.is_ok());
         },
         20_000,
         9,
     );
-    println!("trivial plugin (well-behaved), fresh sandbox per call: {:.2} µs", ns / 1000.0);
+    println!(
+        "trivial plugin, fresh sandbox, empty request: {:.2} µs",
+        ns / 1000.0
+    );
+    let ns = median_ns_per_call(
+        || {
+            let a = serde_json::to_vec(&req).unwrap();
+            let b = serde_json::to_vec(&ver).unwrap();
+            assert!(a.len() + b.len() > 0);
+        },
+        20_000,
+        9,
+    );
+    println!(
+        "serializing request + verified (once per run, shared by its plugins): {:.2} µs",
+        ns / 1000.0
+    );
+    let ns = median_ns_per_call(
+        || {
+            let o = fixtures
+                .run_plugin("well-behaved", "prod", &req, &ver)
+                .unwrap();
+            assert!(o.result.is_ok());
+        },
+        20_000,
+        9,
+    );
+    println!(
+        "trivial plugin, fresh sandbox, the request above: {:.2} µs",
+        ns / 1000.0
+    );
 
     let shipped = load(&plugins_dir());
     for name in ["ticket-format", "semver-gate", "vuln-threshold"] {
@@ -1035,7 +1426,39 @@ fn bench_per_call() {
         5_000,
         9,
     );
-    println!("all three shipped plugins for prod (one run): {:.2} µs", ns / 1000.0);
+    println!(
+        "all three shipped plugins for prod (one run): {:.2} µs",
+        ns / 1000.0
+    );
+
+    // Scaling: the same total work on one thread and on two.
+    let shared = std::sync::Arc::new(load(&plugins_dir()));
+    for threads in [1u32, 2] {
+        let per_thread = 20_000 / threads;
+        let t = Instant::now();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let host = shared.clone();
+                let (req, ver) = (req.clone(), ver.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..per_thread {
+                        let o = host
+                            .run_plugin("ticket-format", "prod", &req, &ver)
+                            .unwrap();
+                        assert!(o.result.is_ok());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "ticket-format on {threads} thread(s): {:.0} checks/s",
+            20_000.0 / secs
+        );
+    }
 
     // Fuel on for every plugin (a huge budget) to price always-on metering.
     let dir = TempDir::new("bench-fuel");
@@ -1077,11 +1500,17 @@ fn bench_per_call() {
     };
     let t = Instant::now();
     drop(PluginHost::load(&plugins_dir(), &options).unwrap());
-    println!("load shipped plugins, compiling (and writing the cache): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "load shipped plugins, compiling (and writing the cache): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let t = Instant::now();
     let h = PluginHost::load(&plugins_dir(), &options).unwrap();
     assert!(h.plugins().iter().all(|p| p.from_cache));
-    println!("load shipped plugins from the cache: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "load shipped plugins from the cache: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 #[test]
@@ -1095,4 +1524,17 @@ fn abi_md_wat_example_runs() {
     let outs = host.run("prod", &request(), &verified());
     let out = output(&outs[0]);
     assert!(out.ok && out.violations.is_empty());
+}
+
+#[test]
+fn one_pool_slot_is_reused_check_after_check() {
+    let options = HostOptions {
+        max_instances: 1,
+        ..HostOptions::default()
+    };
+    let host = PluginHost::load(&plugins_dir(), &options).unwrap();
+    for _ in 0..3 {
+        let outs = host.run("prod", &request(), &verified());
+        assert!(outs.iter().all(|o| o.result.is_ok()), "{outs:?}");
+    }
 }
