@@ -227,6 +227,11 @@ impl Engine {
         &self.signer
     }
 
+    /// Sign the SLSA VSA v1 form of an evaluation ([`vsa_statement`]) as a DSSE envelope.
+    pub fn sign_vsa(&self, evaluation: &Evaluation) -> Result<serde_json::Value, SignError> {
+        sign::sign_statement(&self.signer.key, &vsa_statement(evaluation))
+    }
+
     /// Sign an evaluation: the decision becomes the predicate of an in-toto Statement
     /// v1 (subject = the artifact) carrying the SLSA VSA fields, in a DSSE envelope.
     pub fn sign(&self, evaluation: &Evaluation) -> Result<SignedDecision, SignError> {
@@ -245,6 +250,54 @@ impl Engine {
             rego: self.bundle.evaluator(),
         }
     }
+}
+
+/// VSA `inputAttestations`: each verified attestation by its place in the request and
+/// the digest of its envelope.
+fn input_attestations(evaluation: &Evaluation) -> Vec<serde_json::Value> {
+    let id = &evaluation.decision.request_id;
+    evaluation
+        .verified
+        .attestations
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "uri": format!("request:{id}#/attestations/{}", a.index),
+                "digest": a.envelope_digest,
+            })
+        })
+        .collect()
+}
+
+/// The environment an allowed promotion verified the artifact for, as a VSA level.
+fn verified_level(d: &Decision) -> String {
+    format!("PROMO_POLICY_PROMOTION_{}", d.to.to_uppercase())
+}
+
+/// predicateType of a standard SLSA Verification Summary Attestation.
+pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
+
+/// A standard SLSA VSA v1 statement for an evaluation, for consumers that understand
+/// VSAs but not promo-policy decisions: `verifiedLevels` names the environment the
+/// artifact was verified for (`PROMO_POLICY_PROMOTION_<ENV>`), and the decision id,
+/// violations and warnings are not repeated (they are in the decision statement).
+pub fn vsa_statement(evaluation: &Evaluation) -> serde_json::Value {
+    let d = &evaluation.decision;
+    let inputs = input_attestations(evaluation);
+    serde_json::json!({
+        "_type": crate::attest::statement::STATEMENT_V1,
+        "subject": [{"name": d.artifact.name, "digest": d.artifact.digest}],
+        "predicateType": VSA_PREDICATE_TYPE,
+        "predicate": {
+            "verifier": {"id": VERIFIER_ID, "version": {"promo-policy": d.engine.version}},
+            "timeVerified": d.evaluated_at,
+            "resourceUri": d.artifact.name,
+            "policy": {"uri": d.policy.uri, "digest": d.policy.digest},
+            "inputAttestations": inputs,
+            "verificationResult": if d.allowed { "PASSED" } else { "FAILED" },
+            "verifiedLevels": [verified_level(d)],
+        },
+    })
 }
 
 /// A decision and what was verified on the way to it.
@@ -273,17 +326,7 @@ pub fn decision_statement(evaluation: &Evaluation) -> Result<serde_json::Value, 
     let mut predicate = serde_json::to_value(d).map_err(|e| SignError::Unsignable {
         reason: e.to_string(),
     })?;
-    let inputs: Vec<serde_json::Value> = evaluation
-        .verified
-        .attestations
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "uri": format!("request:{}#/attestations/{}", d.request_id, a.index),
-                "digest": a.envelope_digest,
-            })
-        })
-        .collect();
+    let inputs = input_attestations(evaluation);
     if let Some(obj) = predicate.as_object_mut() {
         obj.insert(
             "verifier".into(),
@@ -298,7 +341,7 @@ pub fn decision_statement(evaluation: &Evaluation) -> Result<serde_json::Value, 
         );
         obj.insert(
             "verifiedLevels".into(),
-            serde_json::json!([format!("PROMOTION_{}", d.to.to_uppercase())]),
+            serde_json::json!([verified_level(d)]),
         );
     }
     Ok(serde_json::json!({
