@@ -6,6 +6,7 @@ pub mod decision;
 pub mod evaluator;
 pub mod policy;
 pub mod request;
+pub mod server;
 pub mod sign;
 pub mod testing;
 
