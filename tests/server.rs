@@ -1206,6 +1206,27 @@ fn shutdown_lets_an_in_flight_request_finish() {
 }
 
 #[test]
+fn a_slow_client_gets_408_and_the_server_keeps_serving() {
+    let mut cfg = config(Path::new("policies"), Some("prod"));
+    cfg.limits.body_read_timeout = std::time::Duration::from_millis(200);
+    let running = Running::start(cfg);
+    let addr = running.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /v1/promotions/evaluate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"id\":"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    // Never send the rest: the server must answer on its own.
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("did not arrive"), "{response}");
+    let health = ureq::get(&running.url("/health")).call().unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[test]
 fn the_watcher_reloads_a_changed_bundle() {
     let bundle = bundle_copy();
     let mut cfg = config(bundle.path(), Some("prod"));

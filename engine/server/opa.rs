@@ -125,7 +125,7 @@ async fn query_data(
         .inner
         .gate
         .run(move || {
-            let result = query_path(&mut loaded.engine.evaluator(), &request, now, &path);
+            let result = loaded.with_evaluator(|ev| query_path(ev, &request, now, &path));
             (result, loaded, request)
         })
         .await?;

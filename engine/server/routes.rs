@@ -122,7 +122,7 @@ async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiErro
     let signed = server
         .inner
         .gate
-        .run(move || loaded.engine.evaluator().decide(&request, now))
+        .run(move || loaded.with_evaluator(|ev| ev.decide(&request, now)))
         .await??;
     Ok(signed)
 }
