@@ -1227,6 +1227,58 @@ fn a_slow_client_gets_408_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn a_client_trickling_its_headers_is_cut_off() {
+    let mut cfg = config(Path::new("policies"), Some("prod"));
+    cfg.limits.header_read_timeout = std::time::Duration::from_millis(200);
+    let running = Running::start(cfg);
+    let addr = running.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    // Never finish the headers: the server must close the connection on its own.
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(!response.contains("200 OK"), "{response}");
+    let health = ureq::get(&running.url("/health")).call().unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[test]
+fn connections_past_the_cap_wait_instead_of_being_served() {
+    let mut cfg = config(Path::new("policies"), Some("prod"));
+    cfg.limits.max_connections = 1;
+    let running = Running::start(cfg);
+    let addr = running.base.trim_start_matches("http://").to_string();
+    // Hold the only connection with a keep-alive request.
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = held.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // A second connection is accepted by the kernel but not served while the first is open.
+    let mut waiting = std::net::TcpStream::connect(&addr).unwrap();
+    waiting
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    waiting
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "served past the connection cap"
+    );
+    // Once the first closes, the second is served.
+    drop(held);
+    waiting.set_read_timeout(None).unwrap();
+    let mut response = String::new();
+    waiting.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[test]
 fn the_watcher_reloads_a_changed_bundle() {
     let bundle = bundle_copy();
     let mut cfg = config(bundle.path(), Some("prod"));

@@ -65,6 +65,19 @@ pub const EVALUATION_TIMEOUT: Duration = Duration::from_secs(3);
 /// budgets above plus a margin, still under the API server's 10 s webhook timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
 
+/// How long a client may take to send a request's headers (the body has its own budget,
+/// [`BODY_READ_TIMEOUT`]). Headers are a few hundred bytes; a client slower than this is
+/// holding a connection open on purpose.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections open at once. A sidecar serves its own pod or an API server's few
+/// connections; a thousand leaves room for bursts and keeps file descriptors and buffers
+/// (tens of KiB each) bounded.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// How many requests may wait for an evaluation worker before the sidecar sheds load.
 /// One decision costs well under a millisecond of CPU, so 256 queued requests are tens of
 /// milliseconds of work; past that, latency grows without bound and the caller is better
@@ -133,8 +146,12 @@ pub struct Limits {
     pub max_concurrent_evaluations: usize,
     /// Requests that may wait for a worker before 503 (see [`MAX_QUEUED_EVALUATIONS`]).
     pub max_queued_evaluations: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
     /// See [`BODY_READ_TIMEOUT`].
     pub body_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
     /// See [`EVALUATION_TIMEOUT`].
     pub evaluation_timeout: Duration,
     /// See [`REQUEST_TIMEOUT`].
@@ -148,7 +165,9 @@ impl Default for Limits {
                 .map(std::num::NonZeroUsize::get)
                 .unwrap_or(2),
             max_queued_evaluations: MAX_QUEUED_EVALUATIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
             body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
             evaluation_timeout: EVALUATION_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
         }
@@ -409,24 +428,85 @@ impl Server {
     /// Serve on `listener` until `shutdown` resolves, then stop accepting, let in-flight
     /// requests finish and return. Also runs the watcher (if configured) and, on unix,
     /// reloads on SIGHUP.
+    ///
+    /// HTTP/1.1 over hyper directly rather than `axum::serve`, for two budgets it lacks: a
+    /// header-read timeout (a client trickling its headers would hold a connection
+    /// forever) and a cap on open connections (past it, new ones wait in the kernel's
+    /// backlog instead of costing memory here).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::service::TowerToHyperService;
+        use tower::ServiceExt as _;
+
         let background = reload::spawn_triggers(self.clone());
-        let drain = self.clone();
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                drain.begin_drain();
-                tracing::info!("shutting down: draining in-flight requests");
-            })
-            .await;
+        let router = self.router();
+        let limits = self.inner.config.limits.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&connections).acquire_owned() => permit,
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = permit else { break };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone().map_request(
+                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
+            let mut stopped = stopped.clone();
+            let header_timeout = limits.header_read_timeout;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    _ = stopped.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            // Reap finished connections so the set stays as small as the open ones.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        self.begin_drain();
+        tracing::info!(
+            connections = tasks.len(),
+            "shutting down: draining in-flight requests"
+        );
+        let _ = stop.send(());
+        while tasks.join_next().await.is_some() {}
         for task in background {
             task.abort();
         }
-        result.map_err(ServerError::Io)
+        Ok(())
     }
 
     /// Build a new generation from the same config and swap it in; on failure the old one
