@@ -1305,19 +1305,12 @@ fn the_watcher_reloads_a_changed_bundle() {
 }
 
 #[test]
-fn the_serve_binary_starts_answers_and_stops_on_sigterm() {
+fn the_serve_binary_answers_reloads_on_sighup_and_stops_on_sigterm() {
+    let bundle = bundle_copy();
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--environment",
-            "prod",
-            "--watch-interval",
-            "0",
-            "--at",
-            AT,
-        ])
+        .args(["serve", "--addr", "127.0.0.1:0", "--environment", "prod"])
+        .args(["--watch-interval", "0", "--at", AT, "--policies"])
+        .arg(bundle.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -1340,12 +1333,35 @@ fn the_serve_binary_starts_answers_and_stops_on_sigterm() {
         .into_json()
         .unwrap();
     assert_eq!(signed["decision"]["evaluatedAt"], AT);
+    let first = signed["decision"]["policy"]["digest"]["sha256"].clone();
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The shell's builtin `kill`: no dependency on procps being installed.
+    let kill = |signal: &str| {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill {signal} {}", child.id()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    touch_policy(bundle.path(), "reload me");
+    kill("-HUP");
+    let mut reloaded = false;
+    for _ in 0..500 {
+        let signed: Value = ureq::post(&format!("{base}/v1/promotions/evaluate"))
+            .send_json(request())
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if signed["decision"]["policy"]["digest"]["sha256"] != first {
+            reloaded = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(reloaded, "SIGHUP did not reload the bundle");
+
+    kill("-TERM");
     let exit = child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
     let mut rest = String::new();
