@@ -206,8 +206,9 @@ impl ServerConfig {
     }
 }
 
-/// One loaded generation: the engine and what was derived from it. Immutable; a reload
-/// builds a new one and swaps it in, and in-flight requests finish on the old one.
+/// One loaded generation: the engine and what was derived from it. Immutable (but for
+/// its pool of idle evaluators); a reload builds a new one and swaps it in, and in-flight
+/// requests finish on the old one.
 #[derive(Debug)]
 pub struct Loaded {
     /// The engine.
