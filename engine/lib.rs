@@ -7,6 +7,7 @@ pub mod evaluator;
 pub mod plugin;
 pub mod policy;
 pub mod request;
+pub mod server;
 pub mod sign;
 pub mod testing;
 

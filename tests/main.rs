@@ -1,8 +1,9 @@
-//! The one integration-test binary: named modules drive the real binary, the corpus
-//! and (as they land) the server and plugins.
+//! The one integration-test binary: named modules drive the real binary, the corpus,
+//! the plugins and the server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod cli;
 mod corpus;
 mod plugins;
+mod server;

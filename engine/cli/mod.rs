@@ -3,6 +3,7 @@
 
 mod eval;
 mod keygen;
+mod serve;
 mod test;
 mod verify;
 
@@ -51,6 +52,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a new Ed25519 decision-signing key pair.
     Keygen(keygen::KeygenArgs),
+    /// Serve decisions over HTTP: OPA's Data API, promotions, Kubernetes admission.
+    Serve(serve::ServeArgs),
 }
 
 /// Flags every command that builds an engine shares.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Test(args) => test::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

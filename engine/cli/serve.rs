@@ -1,0 +1,130 @@
+//! `promo-policy serve`: run the HTTP sidecar until SIGTERM or Ctrl-C, then drain; the
+//! routes and their rules live in `promo_policy::server`, not here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use promo_policy::evaluator::parse_time;
+use promo_policy::server::{
+    Clock, Limits, Server, ServerConfig, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
+};
+
+use super::{CommonArgs, Exit};
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; a pod's sidecar needs no more).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// The environment this sidecar guards: admission requires decisions into it.
+    #[arg(long, value_name = "NAME")]
+    environment: Option<String>,
+    /// A directory of signed decision envelopes (`*.json`) that admission may rely on.
+    #[arg(long, value_name = "DIR")]
+    decisions: Option<PathBuf>,
+    /// Evaluations run at once [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<usize>,
+    /// Requests that may wait for an evaluation before the sidecar answers 503.
+    #[arg(long, value_name = "N", default_value_t = MAX_QUEUED_EVALUATIONS)]
+    max_queue: usize,
+    /// Check the bundle, trust file, key and decision directory for changes every SECS
+    /// seconds and reload (0: reload on SIGHUP only).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    watch_interval: u64,
+    /// Fixed evaluation time for every decision (tests and demos only).
+    #[arg(long, value_name = "TIME", hide = true)]
+    at: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
+    let clock = match &args.at {
+        Some(at) => Clock::Fixed(parse_time(at)?),
+        None => Clock::System,
+    };
+    let mut limits = Limits {
+        max_queued_evaluations: args.max_queue,
+        ..Limits::default()
+    };
+    if let Some(n) = args.max_concurrency {
+        limits.max_concurrent_evaluations = n.max(1);
+    }
+    let config = ServerConfig {
+        engine: args.common.engine_config(),
+        environment: args.environment.clone(),
+        decisions: args.decisions.clone(),
+        clock,
+        limits,
+        watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
+    };
+    let server = Server::new(config).with_context(|| {
+        format!(
+            "cannot start the sidecar with the bundle `{}`",
+            args.common.policies.display()
+        )
+    })?;
+    let loaded = server.loaded();
+    if loaded.engine.signer().is_dev_key() {
+        eprintln!(
+            "promo-policy: warning: decisions are signed with the shipped DEV key (keyid {}); they prove nothing: pass --key for real use",
+            &loaded.engine.signer().keyid()[..16]
+        );
+    }
+    if args.environment.is_none() {
+        eprintln!("promo-policy: warning: no --environment: /v1/admission refuses every image");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on `{}`", args.addr))?;
+        let bound = listener.local_addr()?;
+        // One line on stderr that scripts (and tests binding port 0) can read.
+        eprintln!(
+            "promo-policy: serving on http://{bound} (bundle sha256:{}, environment {})",
+            &loaded.engine.bundle().digest()[..12],
+            args.environment.as_deref().unwrap_or("<none>")
+        );
+        drop(loaded);
+        server
+            .serve(listener, shutdown_signal())
+            .await
+            .context("the sidecar stopped with an error")
+    })?;
+    eprintln!("promo-policy: stopped");
+    Ok(Exit::Ok)
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,760 @@
+//! The Kubernetes validating webhook: every image of a Pod or workload must be pinned by
+//! digest and covered by a verified, signed decision that allowed that digest into this
+//! sidecar's environment; it never admits on a doubt, an unknown kind or a failed check.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+
+use super::errors::{json_response, ApiError};
+use super::routes::{fail, pretty, read_body};
+use super::{Loaded, Server, ServerError, MAX_ADMISSION_BODY_BYTES};
+use crate::attest::PublicKey;
+use crate::evaluator::Engine;
+use crate::request::RequestError;
+use crate::sign::{verify_statement_envelope, DECISION_PREDICATE_TYPE};
+
+/// The annotation that carries signed decisions: a JSON array of DSSE envelopes, on the
+/// object or on its pod template.
+pub const DECISIONS_ANNOTATION: &str = "promo-policy.dev/decisions";
+
+/// The Rego package whose `deny` rules may add reasons to refuse an object.
+pub const ADMISSION_PACKAGE: &str = "data.promo.admission";
+
+/// The optional admission rule: a set of strings or `{"msg": ...}` objects.
+const ADMISSION_DENY_RULE: &str = "data.promo.admission.deny";
+
+/// The only AdmissionReview version served (what `admissionReviewVersions: ["v1"]` sends).
+const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Most decisions one object's annotations may carry. One per container is typical and a
+/// pod rarely has more than a dozen; each costs a signature check, so a cap keeps one
+/// review from buying unbounded CPU.
+pub const MAX_ANNOTATION_DECISIONS: usize = 64;
+
+/// Most files read from `--decisions DIR`. The index lives in memory and is rebuilt on
+/// every reload; ten thousand decisions is years of promotions for one environment.
+pub const MAX_DECISION_FILES: usize = 10_000;
+
+/// Largest decision file read. A signed decision is a few KiB; a file of envelopes for a
+/// whole release train stays far below this.
+pub const MAX_DECISION_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+const ROUTE_ADMISSION: &str = "admission";
+
+/// The keys trusted to sign promotion decisions into `environment`.
+pub(super) fn decision_keys(engine: &Engine, environment: Option<&str>) -> Vec<PublicKey> {
+    engine
+        .trust()
+        .keys()
+        .iter()
+        .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
+        .filter(|k| environment.is_none_or(|env| k.trusts_environment(env)))
+        .map(|k| k.key.clone())
+        .collect()
+}
+
+/// A verified decision that allowed one digest into the sidecar's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedDecision {
+    /// The decision's id.
+    pub decision_id: String,
+    /// The artifact name it was made for.
+    pub name: String,
+    /// Where it came from (a file, or the annotation).
+    pub source: String,
+}
+
+/// Check that `envelope` is a decision signed by one of `keys` that allowed an artifact
+/// into `environment`; returns the artifact's sha256 (lowercase hex) and the decision.
+pub fn verify_allowing_decision(
+    envelope: &Value,
+    keys: &[PublicKey],
+    environment: &str,
+    source: &str,
+) -> Result<(String, AllowedDecision), String> {
+    let statement = verify_statement_envelope(envelope, keys).map_err(|e| e.to_string())?;
+    let predicate = statement
+        .get("predicate")
+        .filter(|p| p.is_object())
+        .ok_or("the decision statement has no predicate object")?;
+    let id = predicate
+        .get("decisionId")
+        .and_then(Value::as_str)
+        .unwrap_or("<no id>")
+        .to_string();
+    if predicate.get("allowed") != Some(&Value::Bool(true)) {
+        return Err(format!("decision `{id}` did not allow the promotion"));
+    }
+    let to = predicate.get("to").and_then(Value::as_str).unwrap_or("");
+    if to != environment {
+        return Err(format!(
+            "decision `{id}` allowed a promotion into `{to}`, not `{environment}`"
+        ));
+    }
+    let digest = predicate
+        .pointer("/artifact/digest/sha256")
+        .and_then(Value::as_str)
+        .filter(|h| is_sha256_hex(h))
+        .ok_or_else(|| format!("decision `{id}` carries no sha256 artifact digest"))?;
+    // INVARIANT: the signed subject and the decision name the same artifact; a statement
+    // where they differ was not made by promo-policy and is not trusted.
+    let subject_matches = statement
+        .get("subject")
+        .and_then(Value::as_array)
+        .is_some_and(|subjects| {
+            subjects
+                .iter()
+                .any(|s| s.pointer("/digest/sha256").and_then(Value::as_str) == Some(digest))
+        });
+    if !subject_matches {
+        return Err(format!(
+            "decision `{id}`: the signed subject does not match the decision's artifact"
+        ));
+    }
+    let name = predicate
+        .pointer("/artifact/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Ok((
+        digest.to_string(),
+        AllowedDecision {
+            decision_id: id,
+            name,
+            source: source.to_string(),
+        },
+    ))
+}
+
+fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Allowed decisions by artifact sha256, read from `--decisions DIR` and verified once
+/// per load.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionIndex {
+    by_digest: HashMap<String, AllowedDecision>,
+    rejected: usize,
+}
+
+impl DecisionIndex {
+    /// Read every `*.json` file directly in `dir` (one envelope, or an array of them);
+    /// envelopes that do not verify as an allow into `environment` are logged and left
+    /// out. An unreadable directory is an error; a bad file is not.
+    pub fn load(dir: &Path, keys: &[PublicKey], environment: &str) -> Result<Self, ServerError> {
+        let err = |path: &Path, reason: String| ServerError::Decisions {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| err(dir, e.to_string()))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| {
+                let hidden = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+                !hidden && p.extension().is_some_and(|e| e == "json") && p.is_file()
+            })
+            .collect();
+        files.sort();
+        if files.len() > MAX_DECISION_FILES {
+            return Err(err(
+                dir,
+                format!(
+                    "{} decision files; the limit is {MAX_DECISION_FILES}",
+                    files.len()
+                ),
+            ));
+        }
+        let mut index = Self::default();
+        for file in &files {
+            let shown = file.display().to_string();
+            let envelopes = match read_envelopes(file) {
+                Ok(v) => v,
+                Err(reason) => {
+                    tracing::warn!(file = %shown, %reason, "decision file skipped");
+                    index.rejected += 1;
+                    continue;
+                }
+            };
+            for (i, envelope) in envelopes.iter().enumerate() {
+                let source = format!("{shown}#{i}");
+                match verify_allowing_decision(envelope, keys, environment, &source) {
+                    Ok((digest, decision)) => {
+                        index.by_digest.entry(digest).or_insert(decision);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%source, %reason, "decision not accepted");
+                        index.rejected += 1;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            accepted = index.by_digest.len(),
+            rejected = index.rejected,
+            "decision directory loaded"
+        );
+        Ok(index)
+    }
+
+    /// The allowing decision for an artifact sha256, if any.
+    pub fn get(&self, sha256: &str) -> Option<&AllowedDecision> {
+        self.by_digest.get(sha256)
+    }
+
+    /// How many digests have an allowing decision.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether no decision was accepted.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+fn read_envelopes(file: &Path) -> Result<Vec<Value>, String> {
+    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    if size > MAX_DECISION_FILE_BYTES {
+        return Err(format!(
+            "{size} bytes; the limit is {MAX_DECISION_FILE_BYTES}"
+        ));
+    }
+    let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
+    match serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())? {
+        Value::Array(items) => Ok(items),
+        obj @ Value::Object(_) => Ok(vec![obj]),
+        _ => Err("not a DSSE envelope or an array of them".into()),
+    }
+}
+
+/// The parts of an AdmissionReview the webhook reads, checked for shape.
+struct Review {
+    uid: String,
+    /// The whole review, the Rego input of `data.promo.admission.deny`.
+    full: Value,
+}
+
+/// Parse and shape-check an AdmissionReview; a review the webhook cannot even answer
+/// (no `request`, no `uid`) is a 400, which the API server treats as a failure.
+fn parse_review(body: &[u8]) -> Result<Review, ApiError> {
+    let full: Value = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let reason = match text.rfind(" at line ") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        ApiError::Request(RequestError::Malformed {
+            line: e.line(),
+            column: e.column(),
+            reason,
+        })
+    })?;
+    let invalid = |pointer: &str, message: String| ApiError::Invalid {
+        pointer: pointer.to_string(),
+        message,
+    };
+    let Some(obj) = full.as_object() else {
+        return Err(invalid(
+            "",
+            "an AdmissionReview must be a JSON object".into(),
+        ));
+    };
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if api_version != REVIEW_API_VERSION {
+        return Err(invalid(
+            "/apiVersion",
+            format!("`apiVersion` must be `{REVIEW_API_VERSION}`, got `{api_version}`"),
+        ));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != "AdmissionReview" {
+        return Err(invalid(
+            "/kind",
+            format!("`kind` must be `AdmissionReview`, got `{kind}`"),
+        ));
+    }
+    let Some(request) = obj.get("request").and_then(Value::as_object) else {
+        return Err(invalid(
+            "/request",
+            "the AdmissionReview has no `request` object".into(),
+        ));
+    };
+    let uid = match request.get("uid") {
+        Some(Value::String(uid)) if !uid.is_empty() => uid.clone(),
+        _ => {
+            return Err(invalid(
+                "/request/uid",
+                "the AdmissionReview request has no `uid` to answer".into(),
+            ))
+        }
+    };
+    Ok(Review { uid, full })
+}
+
+/// The webhook's answer to one review.
+#[derive(Debug)]
+struct Verdict {
+    uid: String,
+    allowed: bool,
+    /// What the review was about, for messages: `Deployment shop/web`.
+    subject: String,
+    /// Why refused (empty when allowed).
+    reasons: Vec<String>,
+    /// The decisions that vouched for the images.
+    decision_ids: Vec<String>,
+    dry_run: bool,
+}
+
+impl Verdict {
+    fn to_review(&self, environment: Option<&str>) -> Value {
+        let mut response = Map::new();
+        response.insert("uid".into(), Value::String(self.uid.clone()));
+        response.insert("allowed".into(), Value::Bool(self.allowed));
+        if !self.allowed {
+            let message = format!(
+                "promo-policy refused {} for environment `{}`: {}",
+                self.subject,
+                environment.unwrap_or("<none>"),
+                self.reasons.join("; ")
+            );
+            response.insert(
+                "status".into(),
+                json!({"code": 403, "reason": "Forbidden", "message": message}),
+            );
+        }
+        if !self.decision_ids.is_empty() {
+            response.insert(
+                "auditAnnotations".into(),
+                json!({"decisions": self.decision_ids.join(",")}),
+            );
+        }
+        json!({
+            "apiVersion": REVIEW_API_VERSION,
+            "kind": "AdmissionReview",
+            "response": response,
+        })
+    }
+}
+
+/// Where the pod spec sits in an object of this kind, or `None` for a kind the webhook
+/// does not know (refused: the webhook's rules should not send it).
+fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
+    match (group, kind) {
+        ("", "Pod") => Some("/spec"),
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("", "ReplicationController")
+        | ("batch", "Job") => Some("/spec/template/spec"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    }
+}
+
+/// The image's sha256 when it is pinned (`name@sha256:<64 lowercase hex>`, a tag before
+/// the digest allowed and ignored), else why not.
+pub fn pinned_digest(image: &str) -> Result<&str, String> {
+    let Some((name, digest)) = image.rsplit_once('@') else {
+        return Err("not pinned by digest (expected `name@sha256:<64 hex>`)".into());
+    };
+    if name.is_empty() {
+        return Err("has no repository name before the digest".into());
+    }
+    let Some(hex) = digest.strip_prefix("sha256:") else {
+        return Err(format!("digest `{digest}` is not a sha256 digest"));
+    };
+    if !is_sha256_hex(hex) {
+        return Err(format!(
+            "digest `{digest}` is not `sha256:` and 64 lowercase hex digits"
+        ));
+    }
+    Ok(hex)
+}
+
+/// One image to check: which container list, the container's name, the image.
+struct ContainerImage {
+    section: &'static str,
+    name: String,
+    image: Option<String>,
+}
+
+fn containers(spec: &Map<String, Value>) -> Result<Vec<ContainerImage>, String> {
+    let mut out = Vec::new();
+    for (field, section) in [
+        ("initContainers", "initContainer"),
+        ("containers", "container"),
+        ("ephemeralContainers", "ephemeralContainer"),
+    ] {
+        let items = match spec.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(format!("`{field}` is not a list")),
+        };
+        for (i, item) in items.iter().enumerate() {
+            let name = item
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("#{i}"), str::to_string);
+            let image = item
+                .get("image")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            out.push(ContainerImage {
+                section,
+                name,
+                image,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The decision envelopes in the annotation at `pointer`, verified: allowed digests, and
+/// notes on the envelopes that were not accepted.
+fn annotated_decisions(
+    object: &Value,
+    metadata_pointers: &[String],
+    keys: &[PublicKey],
+    environment: &str,
+    allowed: &mut HashMap<String, AllowedDecision>,
+    notes: &mut Vec<String>,
+) {
+    let key = DECISIONS_ANNOTATION.replace('~', "~0").replace('/', "~1");
+    let mut seen = 0usize;
+    for metadata in metadata_pointers {
+        let pointer = format!("{metadata}/annotations/{key}");
+        let Some(value) = object.pointer(&pointer) else {
+            continue;
+        };
+        let Some(text) = value.as_str() else {
+            notes.push(format!(
+                "annotation `{DECISIONS_ANNOTATION}` at `{metadata}` is not a string"
+            ));
+            continue;
+        };
+        let envelopes = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items,
+            Ok(obj @ Value::Object(_)) => vec![obj],
+            Ok(_) | Err(_) => {
+                notes.push(format!(
+                    "annotation `{DECISIONS_ANNOTATION}` at `{metadata}` is not a JSON array of DSSE envelopes"
+                ));
+                continue;
+            }
+        };
+        for (i, envelope) in envelopes.iter().enumerate() {
+            if seen == MAX_ANNOTATION_DECISIONS {
+                notes.push(format!(
+                    "only the first {MAX_ANNOTATION_DECISIONS} annotated decisions were checked"
+                ));
+                return;
+            }
+            seen += 1;
+            let source = format!("annotation at `{metadata}` #{i}");
+            match verify_allowing_decision(envelope, keys, environment, &source) {
+                Ok((digest, decision)) => {
+                    allowed.entry(digest).or_insert(decision);
+                }
+                Err(reason) => notes.push(format!("{source} not accepted: {reason}")),
+            }
+        }
+    }
+}
+
+/// The optional Rego rules: `data.promo.admission.deny` over the AdmissionReview.
+fn policy_reasons(loaded: &Loaded, review: &Value) -> Vec<String> {
+    let mut rego = loaded.engine.bundle().evaluator();
+    rego.set_input(regorus::Value::from(review.clone()));
+    let value = match rego.eval_rule(ADMISSION_DENY_RULE.to_string()) {
+        Ok(v) => v,
+        // The package exists but defines no `deny`: nothing to add.
+        Err(e) if e.to_string().contains("not a valid rule path") => return Vec::new(),
+        // Fail closed: a broken admission policy refuses, with its error.
+        Err(e) => return vec![format!("admission policy failed: {e}")],
+    };
+    if value == regorus::Value::Undefined {
+        return Vec::new();
+    }
+    let items = match serde_json::to_value(&value) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => {
+            return vec![format!(
+                "`{ADMISSION_DENY_RULE}` must be a set, got `{other}`"
+            )]
+        }
+        Err(e) => return vec![format!("admission policy result unreadable: {e}")],
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(msg) => format!("policy: {msg}"),
+            Value::Object(obj) => {
+                let msg = obj
+                    .get("msg")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| Value::Object(obj.clone()).to_string(), str::to_string);
+                match obj.get("id").and_then(Value::as_str) {
+                    Some(id) => format!("policy {id}: {msg}"),
+                    None => format!("policy: {msg}"),
+                }
+            }
+            other => format!("policy: {other}"),
+        })
+        .collect()
+}
+
+/// Decide one review. Every branch that is not a clean pass refuses with a reason.
+fn decide(loaded: &Loaded, environment: Option<&str>, review: &Review) -> Verdict {
+    let request = review.full.get("request").cloned().unwrap_or(Value::Null);
+    let dry_run = request.get("dryRun") == Some(&Value::Bool(true));
+    let group = request
+        .pointer("/kind/group")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = request.pointer("/kind/kind").and_then(Value::as_str);
+    let name = request
+        .get("name")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            request
+                .pointer("/object/metadata/name")
+                .and_then(Value::as_str)
+        })
+        .or_else(|| {
+            request
+                .pointer("/object/metadata/generateName")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("<unnamed>");
+    let subject = match request.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() => format!("{} `{ns}/{name}`", kind.unwrap_or("object")),
+        _ => format!("{} `{name}`", kind.unwrap_or("object")),
+    };
+    let mut verdict = Verdict {
+        uid: review.uid.clone(),
+        allowed: false,
+        subject,
+        reasons: Vec::new(),
+        decision_ids: Vec::new(),
+        dry_run,
+    };
+    let refuse = |mut v: Verdict, reason: String| {
+        v.reasons.push(reason);
+        v.allowed = false;
+        v
+    };
+
+    match request.get("operation").and_then(Value::as_str) {
+        // Nothing runs because of a delete, and CONNECT (exec, attach, port-forward)
+        // starts no new image: only creates and updates can bring an image in.
+        Some("DELETE" | "CONNECT") => {
+            verdict.allowed = true;
+            return verdict;
+        }
+        // These can bring an image in: check below.
+        Some("CREATE" | "UPDATE") => {}
+        // An operation this webhook does not know: refuse rather than guess.
+        Some(other) => return refuse(verdict, format!("operation `{other}` is not handled")),
+        // The review does not say what it is: refuse.
+        None => return refuse(verdict, "the review has no `request.operation`".into()),
+    }
+    let Some(environment) = environment else {
+        return refuse(
+            verdict,
+            "the sidecar was started without `--environment`, so it can admit no image".into(),
+        );
+    };
+    let Some(kind) = kind else {
+        return refuse(verdict, "the review has no `request.kind.kind`".into());
+    };
+    let Some(spec_pointer) = pod_spec_pointer(group, kind) else {
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{group}/{kind}")
+        };
+        return refuse(
+            verdict,
+            format!("kind `{gk}` is not a Pod or a workload with a pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); send only those to this webhook"),
+        );
+    };
+    let Some(object) = request.get("object").filter(|o| o.is_object()) else {
+        return refuse(verdict, "the review carries no `request.object`".into());
+    };
+    let Some(spec) = object.pointer(spec_pointer).and_then(Value::as_object) else {
+        return refuse(
+            verdict,
+            format!("the {kind} has no pod template at `{spec_pointer}`"),
+        );
+    };
+    let images = match containers(spec) {
+        Ok(images) if images.is_empty() => {
+            return refuse(verdict, "the pod template has no containers".into())
+        }
+        Ok(images) => images,
+        Err(reason) => return refuse(verdict, format!("the pod template is malformed: {reason}")),
+    };
+
+    // Decisions from the object's own annotations and from its pod template's (pods a
+    // controller creates carry the template's annotations, not the workload's).
+    let mut metadata_pointers = vec!["/metadata".to_string()];
+    if spec_pointer != "/spec" {
+        if let Some(template) = spec_pointer.strip_suffix("/spec") {
+            metadata_pointers.push(format!("{template}/metadata"));
+        }
+    }
+    let mut annotated = HashMap::new();
+    let mut notes = Vec::new();
+    annotated_decisions(
+        object,
+        &metadata_pointers,
+        &loaded.decision_keys,
+        environment,
+        &mut annotated,
+        &mut notes,
+    );
+
+    let mut reasons = Vec::new();
+    for c in &images {
+        let label = format!("{} `{}`", c.section, c.name);
+        let Some(image) = &c.image else {
+            reasons.push(format!("{label} has no image"));
+            continue;
+        };
+        let digest = match pinned_digest(image) {
+            Ok(d) => d,
+            Err(why) => {
+                reasons.push(format!("{label} image `{image}` {why}"));
+                continue;
+            }
+        };
+        match annotated.get(digest).or_else(|| loaded.decisions.get(digest)) {
+            Some(decision) => {
+                if !verdict.decision_ids.contains(&decision.decision_id) {
+                    verdict.decision_ids.push(decision.decision_id.clone());
+                }
+            }
+            None => reasons.push(format!(
+                "{label} image `{image}`: no verified decision allowed `sha256:{}` into `{environment}`",
+                &digest[..12]
+            )),
+        }
+    }
+    if !reasons.is_empty() {
+        // Say why annotated decisions did not count: that is usually the fix.
+        reasons.extend(notes);
+    }
+    if loaded.admission_rules {
+        reasons.extend(policy_reasons(loaded, &review.full));
+    }
+    verdict.allowed = reasons.is_empty();
+    verdict.reasons = reasons;
+    verdict
+}
+
+/// `POST /v1/admission`: a Kubernetes `admission.k8s.io/v1` AdmissionReview in, one out
+/// with `response.uid` echoed. A review that cannot be answered (not JSON, no request,
+/// no uid) is a 400; every other problem is `allowed: false` with the reason.
+pub(super) async fn handle(State(server): State<Server>, req: Request) -> Response {
+    let started = Instant::now();
+    let pretty = pretty(req.uri());
+    let environment = server.config().environment.clone();
+    let outcome = async {
+        let body = read_body(&server, req, MAX_ADMISSION_BODY_BYTES).await?;
+        let review = parse_review(&body)?;
+        let loaded = server.loaded();
+        let env = environment.clone();
+        server
+            .inner
+            .gate
+            .run(move || decide(&loaded, env.as_deref(), &review))
+            .await
+    }
+    .await;
+    match outcome {
+        Ok(verdict) => {
+            let env_label = match &environment {
+                Some(env) => server.loaded().environment_label(env),
+                None => "none".to_string(),
+            };
+            let result = if verdict.allowed { "allow" } else { "deny" };
+            // A dry run must have no side effects: it is answered the same but neither
+            // counted as an admission nor logged as one.
+            if verdict.dry_run {
+                tracing::debug!(uid = %verdict.uid, allowed = verdict.allowed, "dry-run admission review");
+            } else {
+                server
+                    .metrics()
+                    .decision(ROUTE_ADMISSION, result, &env_label);
+                server.metrics().latency(ROUTE_ADMISSION, started.elapsed());
+                tracing::info!(
+                    uid = %verdict.uid,
+                    subject = %verdict.subject,
+                    allowed = verdict.allowed,
+                    decisions = %verdict.decision_ids.join(","),
+                    reasons = %verdict.reasons.join("; "),
+                    "admission review"
+                );
+            }
+            json_response(
+                StatusCode::OK,
+                &verdict.to_review(environment.as_deref()),
+                pretty,
+            )
+        }
+        Err(e) => fail(&server, ROUTE_ADMISSION, e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn pinned_images_yield_their_digest() {
+        let image = format!("registry.example.com/payments/api@sha256:{HEX}");
+        assert_eq!(pinned_digest(&image).unwrap(), HEX);
+        let tagged = format!("registry.example.com:5000/api:1.2@sha256:{HEX}");
+        assert_eq!(pinned_digest(&tagged).unwrap(), HEX);
+    }
+
+    #[test]
+    fn unpinned_or_odd_digests_are_refused() {
+        assert!(pinned_digest("nginx:1.27").is_err());
+        assert!(pinned_digest(&format!("@sha256:{HEX}")).is_err());
+        assert!(pinned_digest(&format!("api@sha512:{HEX}")).is_err());
+        assert!(pinned_digest(&format!("api@sha256:{}", HEX.to_uppercase())).is_err());
+        assert!(pinned_digest(&format!("api@sha256:{}", &HEX[1..])).is_err());
+    }
+
+    #[test]
+    fn pod_spec_pointers_cover_every_workload() {
+        assert_eq!(pod_spec_pointer("", "Pod"), Some("/spec"));
+        for kind in ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"] {
+            assert_eq!(pod_spec_pointer("apps", kind), Some("/spec/template/spec"));
+        }
+        assert_eq!(
+            pod_spec_pointer("batch", "Job"),
+            Some("/spec/template/spec")
+        );
+        assert_eq!(
+            pod_spec_pointer("batch", "CronJob"),
+            Some("/spec/jobTemplate/spec/template/spec")
+        );
+        assert_eq!(pod_spec_pointer("", "ConfigMap"), None);
+        assert_eq!(pod_spec_pointer("evil.example.com", "Deployment"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! The sidecar's Prometheus metrics (prometheus-client, text format); label values come
+//! only from bounded sets (routes, results, configured environments), never raw input.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::decision::Decision;
+
+/// Decision latency buckets: 100 µs doubling to about 3.3 s, which spans a cached
+/// decision on loopback up to the evaluation budget.
+const LATENCY_BUCKETS: (f64, f64, u16) = (0.0001, 2.0, 16);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    route: String,
+    result: String,
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    route: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BundleLabels {
+    digest: String,
+}
+
+fn latency_histogram() -> Histogram {
+    let (start, factor, count) = LATENCY_BUCKETS;
+    Histogram::new(exponential_buckets(start, factor, count))
+}
+
+/// The metrics registry and handles to every metric in it.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    errors: Family<ErrorLabels, Counter>,
+    plugin_failures: Family<PluginLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    bundle: Family<BundleLabels, Gauge>,
+    in_flight: Gauge,
+}
+
+/// Counts one request in flight for as long as it lives (dropped on cancellation too).
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered and at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("promo");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let latency =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let plugin_failures = Family::<PluginLabels, Counter>::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let bundle = Family::<BundleLabels, Gauge>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "decisions",
+            "Decisions made, by route, result (allow, deny, undefined) and target environment",
+            decisions.clone(),
+        );
+        registry.register(
+            "decision_duration_seconds",
+            "Time to answer a decision request, body read to response, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "request_errors",
+            "Requests answered with an error instead of a decision, by route and cause",
+            errors.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Required or advisory plugins that did not pass because they failed to run, by plugin and cause",
+            plugin_failures.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Bundle reloads, by result (ok, error)",
+            reloads.clone(),
+        );
+        registry.register(
+            "bundle_info",
+            "The policy bundle serving decisions (value 1), by sha256 digest",
+            bundle.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "HTTP requests being served now (a draining sidecar counts down to 0)",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            latency,
+            errors,
+            plugin_failures,
+            reloads,
+            bundle,
+            in_flight,
+        }
+    }
+
+    /// Count a request in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Count one decision.
+    pub fn decision(&self, route: &str, result: &str, environment: &str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                route: route.to_string(),
+                result: result.to_string(),
+                environment: environment.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count the plugin failures recorded in a decision: violations the engine raised
+    /// (`source` `plugin:<name>`, id `plugin.*`) for a plugin that did not pass.
+    pub fn plugin_failures(&self, decision: &Decision) {
+        for v in &decision.violations {
+            let Some(plugin) = v.source.strip_prefix("plugin:") else {
+                continue;
+            };
+            // Only the engine's own failure ids (trap, timeout, bad result, cap hit):
+            // a plugin's verdict is not a failure, and its own ids are unbounded.
+            if !v.id.starts_with("plugin.") {
+                continue;
+            }
+            if !decision.plugins.iter().any(|p| p.name == plugin && !p.ok) {
+                continue;
+            }
+            self.plugin_failures
+                .get_or_create(&PluginLabels {
+                    plugin: plugin.to_string(),
+                    cause: v.id.clone(),
+                })
+                .inc();
+        }
+    }
+
+    /// Observe how long a decision request took.
+    pub fn latency(&self, route: &str, elapsed: Duration) {
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Count one request answered with an error.
+    pub fn error(&self, route: &str, cause: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                route: route.to_string(),
+                cause: cause.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one reload.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
+
+    /// Record which bundle is serving.
+    pub fn set_bundle(&self, digest: &str) {
+        self.bundle.clear();
+        self.bundle
+            .get_or_create(&BundleLabels {
+                digest: digest.to_string(),
+            })
+            .set(1);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

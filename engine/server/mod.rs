@@ -1,0 +1,670 @@
+//! The sidecar: an axum HTTP face over the shared `Engine` (OPA Data API, promotion
+//! decisions, Kubernetes admission, health, metrics); it decides nothing itself and never
+//! answers a bad request with an allow or a 5xx.
+//!
+//! Layout: [`Server`] owns the loaded engine generation (swapped atomically on reload),
+//! the evaluation gate (bounded concurrency that sheds load with 503) and the metrics;
+//! `routes` holds the promotion, health and metrics handlers, `opa` the OPA-compatible
+//! API, `admission` the validating webhook and `reload` the hot reload.
+
+mod admission;
+mod errors;
+mod metrics;
+mod opa;
+mod reload;
+mod routes;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+use crate::evaluator::{Engine, EngineConfig, Evaluator};
+
+pub use admission::{DecisionIndex, DECISIONS_ANNOTATION};
+pub use errors::ApiError;
+pub use metrics::Metrics;
+
+/// The address `serve` binds by default: loopback only, as OPA does since 1.0, so a
+/// sidecar is not reachable from the network unless someone asks for it.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8181";
+
+/// Largest body accepted on the routes that carry a promotion request. The request itself
+/// is capped at [`crate::request::MAX_BODY_BYTES`] by the strict parser; the slack lets a
+/// client wrap it (`{"input": ...}`) and still get the parser's precise size error rather
+/// than a bare 413 from the transport.
+pub const MAX_REQUEST_BODY_BYTES: usize = crate::request::MAX_BODY_BYTES + 4 * 1024;
+
+/// Largest AdmissionReview accepted. It carries `object` and `oldObject`, each up to
+/// etcd's default 1.5 MiB object limit, plus the review's own fields.
+pub const MAX_ADMISSION_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest ad-hoc query text (`/v1/query`). Real queries are a line; this only stops
+/// someone from making the Rego parser chew on megabytes.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// How long a client may take to send its body. A 4 MiB body crosses loopback or a
+/// cluster network in milliseconds; a client slower than this is broken or hostile
+/// (slowloris), and it must not hold a connection for the API server's whole 10 s
+/// webhook timeout.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one evaluation may take, queueing included. Above the policy's own 1 s budget
+/// ([`crate::policy::POLICY_TIME_LIMIT`]) so a slow policy reports its own error first,
+/// and well under the API server's default 10 s webhook timeout so the caller hears why.
+pub const EVALUATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Backstop for a whole request (body, queue, evaluation, response): the sum of the two
+/// budgets above plus a margin, still under the API server's 10 s webhook timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// How long a client may take to send a request's headers (the body has its own budget,
+/// [`BODY_READ_TIMEOUT`]). Headers are a few hundred bytes; a client slower than this is
+/// holding a connection open on purpose.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most connections open at once. A sidecar serves its own pod or an API server's few
+/// connections; a thousand leaves room for bursts and keeps file descriptors and buffers
+/// (tens of KiB each) bounded.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How many requests may wait for an evaluation worker before the sidecar sheds load.
+/// One decision costs well under a millisecond of CPU, so 256 queued requests are tens of
+/// milliseconds of work; past that, latency grows without bound and the caller is better
+/// served by a 503 it can retry on another replica.
+pub const MAX_QUEUED_EVALUATIONS: usize = 256;
+
+/// `Retry-After` (seconds) sent with a 503 when the sidecar sheds load. One second is
+/// long enough for a queue measured in milliseconds to drain.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// How often the bundle, trust file and decision directory are checked for changes when
+/// watching is on. A mounted ConfigMap updates within about a minute anyway; two seconds
+/// of a stale bundle is nothing next to that, and a stat of a few dozen files is free.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most idle evaluators kept per generation. Only as many as run at once are ever made,
+/// so this is a backstop, sized well above any sensible `--max-concurrency`.
+pub const MAX_POOLED_EVALUATORS: usize = 64;
+
+/// Why the sidecar could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The engine (bundle, trust file, signing key) could not be loaded.
+    #[error(transparent)]
+    Engine(#[from] crate::evaluator::Error),
+    /// The decision directory could not be read.
+    #[error("decision directory `{path}`: {reason}")]
+    Decisions {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The listener failed.
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+    /// The blocking reload task died.
+    #[error("reload task failed: {0}")]
+    Task(String),
+}
+
+/// Where the time of a decision comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock, read once per decision.
+    System,
+    /// A fixed time, for tests and replays.
+    Fixed(OffsetDateTime),
+}
+
+impl Clock {
+    /// The evaluation time for a decision made now.
+    pub fn now(&self) -> OffsetDateTime {
+        match self {
+            Clock::System => OffsetDateTime::now_utc(),
+            Clock::Fixed(t) => *t,
+        }
+    }
+}
+
+/// Budgets a deployment may tune; the defaults are the named constants above.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Evaluations running at once (each on a blocking thread). Default: the number of
+    /// CPUs, since an evaluation is pure CPU work and more threads only contend.
+    pub max_concurrent_evaluations: usize,
+    /// Requests that may wait for a worker before 503 (see [`MAX_QUEUED_EVALUATIONS`]).
+    pub max_queued_evaluations: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// See [`BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`EVALUATION_TIMEOUT`].
+    pub evaluation_timeout: Duration,
+    /// See [`REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_evaluations: std::thread::available_parallelism()
+                .map(std::num::NonZeroUsize::get)
+                .unwrap_or(2),
+            max_queued_evaluations: MAX_QUEUED_EVALUATIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            body_read_timeout: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            evaluation_timeout: EVALUATION_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Everything `serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bundle, trust file and signing key.
+    pub engine: EngineConfig,
+    /// The environment this sidecar guards (admission); `None` refuses every admission.
+    pub environment: Option<String>,
+    /// A directory of signed decision envelopes (`*.json`) admission may rely on.
+    pub decisions: Option<PathBuf>,
+    /// Where decision time comes from.
+    pub clock: Clock,
+    /// Budgets.
+    pub limits: Limits,
+    /// Poll the bundle, trust file and decision directory for changes this often;
+    /// `None` reloads on SIGHUP only.
+    pub watch_interval: Option<Duration>,
+}
+
+impl ServerConfig {
+    /// A config for a bundle directory with every default.
+    pub fn new(engine: EngineConfig) -> Self {
+        Self {
+            engine,
+            environment: None,
+            decisions: None,
+            clock: Clock::System,
+            limits: Limits::default(),
+            watch_interval: None,
+        }
+    }
+}
+
+/// One loaded generation: the engine and what was derived from it. Immutable (but for
+/// its pool of idle evaluators); a reload builds a new one and swaps it in, and in-flight
+/// requests finish on the old one.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Keys trusted to sign promotion decisions into the sidecar's environment.
+    pub decision_keys: Vec<crate::attest::PublicKey>,
+    /// Allowed decisions from `--decisions DIR`, verified at load.
+    pub decisions: DecisionIndex,
+    /// The environments the bundle configures (`data.promo.config.environments`): the
+    /// only values used as a metric label, so a caller cannot blow up cardinality.
+    pub environments: std::collections::BTreeSet<String>,
+    /// Whether the bundle defines `data.promo.admission.deny`.
+    pub admission_rules: bool,
+    /// Evaluators returned after use: a reused one skips the per-clone warm-up, about a
+    /// fifth of a decision's cost with the default bundle.
+    pool: std::sync::Mutex<Vec<Evaluator>>,
+}
+
+impl Loaded {
+    /// Build a complete generation from the config; blocking (file I/O, compilation).
+    pub fn build(config: &ServerConfig) -> Result<Self, ServerError> {
+        let engine = Engine::load(&config.engine)?;
+        let decision_keys = admission::decision_keys(&engine, config.environment.as_deref());
+        let decisions = match (&config.decisions, &config.environment) {
+            (Some(dir), Some(env)) => DecisionIndex::load(dir, &decision_keys, env)?,
+            (Some(dir), None) => {
+                tracing::warn!(dir = %dir.display(), "--decisions without --environment: no decision can apply");
+                DecisionIndex::default()
+            }
+            (None, _) => DecisionIndex::default(),
+        };
+        let environments = configured_environments(&engine);
+        if let Some(env) = &config.environment {
+            if !environments.contains(env) {
+                tracing::warn!(environment = %env, "the bundle configures no such environment");
+            }
+        }
+        let admission_rules = engine
+            .bundle()
+            .evaluator()
+            .get_packages()
+            .map(|p| p.iter().any(|p| p == admission::ADMISSION_PACKAGE))
+            .unwrap_or(false);
+        Ok(Self {
+            engine,
+            decision_keys,
+            decisions,
+            environments,
+            admission_rules,
+            pool: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Run `work` with an evaluator of this generation, taken from the pool (or made)
+    /// and given back after. At most one evaluator per running evaluation exists, so
+    /// the pool stays as small as the worker count.
+    pub fn with_evaluator<T>(&self, work: impl FnOnce(&mut Evaluator) -> T) -> T {
+        let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
+        let mut evaluator = pooled.unwrap_or_else(|| self.engine.evaluator());
+        let out = work(&mut evaluator);
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < MAX_POOLED_EVALUATORS {
+                pool.push(evaluator);
+            }
+        }
+        out
+    }
+
+    /// The metric label for an environment name from a request.
+    pub fn environment_label(&self, name: &str) -> String {
+        if self.environments.contains(name) {
+            name.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+}
+
+fn configured_environments(engine: &Engine) -> std::collections::BTreeSet<String> {
+    let mut rego = engine.bundle().evaluator();
+    match opa::eval_document(&mut rego, "promo/config/environments") {
+        Ok(Some(serde_json::Value::Object(map))) => map.keys().cloned().collect(),
+        _ => std::collections::BTreeSet::new(),
+    }
+}
+
+/// Why the last reload failed, for `/health` and the logs.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    /// When (RFC 3339, wall clock).
+    pub at: String,
+    /// The error.
+    pub reason: String,
+}
+
+/// The sidecar: cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ServerConfig,
+    loaded: ArcSwap<Loaded>,
+    reload_failure: ArcSwapOption<ReloadFailure>,
+    metrics: Metrics,
+    gate: Gate,
+    draining: AtomicBool,
+    /// Serialises reloads so two triggers cannot race to swap.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Server {
+    /// Load the engine (and decision directory) and build the sidecar; blocking.
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        let loaded = Loaded::build(&config)?;
+        let metrics = Metrics::new();
+        metrics.set_bundle(loaded.engine.bundle().digest());
+        let gate = Gate::new(&config.limits);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                loaded: ArcSwap::from_pointee(loaded),
+                reload_failure: ArcSwapOption::empty(),
+                metrics,
+                gate,
+                draining: AtomicBool::new(false),
+                reloading: tokio::sync::Mutex::new(()),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration the sidecar runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The generation serving requests now.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.inner.loaded.load_full()
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Why the last reload failed, if it did (cleared by a good reload).
+    pub fn reload_failure(&self) -> Option<Arc<ReloadFailure>> {
+        self.inner.reload_failure.load_full()
+    }
+
+    /// Mark the sidecar as shutting down: `/health/ready` turns 503 so load balancers stop
+    /// sending work while in-flight requests finish.
+    pub fn begin_drain(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Server::begin_drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Every route, with the body limits, timeout and shared state applied.
+    pub fn router(&self) -> Router {
+        let request_limit = DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES);
+        let admission_limit = DefaultBodyLimit::max(MAX_ADMISSION_BODY_BYTES);
+        Router::new()
+            .route(
+                "/v1/promotions/evaluate",
+                post(routes::evaluate).layer(request_limit),
+            )
+            .route("/v1/data", opa::data_v1_methods().layer(request_limit))
+            .route(
+                "/v1/data/{*path}",
+                opa::data_v1_methods().layer(request_limit),
+            )
+            .route(
+                "/v0/data/{*path}",
+                opa::data_v0_methods().layer(request_limit),
+            )
+            .route("/v1/policies", opa::policies_methods())
+            .route("/v1/policies/{*id}", opa::policy_methods())
+            .route(
+                "/v1/query",
+                get(opa::query_get)
+                    .post(opa::query_post)
+                    .layer(request_limit),
+            )
+            .route(
+                "/v1/admission",
+                post(admission::handle).layer(admission_limit),
+            )
+            .route("/health", get(routes::health))
+            .route("/health/live", get(routes::live))
+            .route("/health/ready", get(routes::ready))
+            .route("/metrics", get(routes::metrics))
+            .fallback(routes::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                routes::track_in_flight,
+            ))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                self.inner.config.limits.request_timeout,
+            ))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, then stop accepting, let in-flight
+    /// requests finish and return. Also runs the watcher (if configured) and, on unix,
+    /// reloads on SIGHUP.
+    ///
+    /// HTTP/1.1 over hyper directly rather than `axum::serve`, for two budgets it lacks: a
+    /// header-read timeout (a client trickling its headers would hold a connection
+    /// forever) and a cap on open connections (past it, new ones wait in the kernel's
+    /// backlog instead of costing memory here).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        use hyper_util::service::TowerToHyperService;
+        use tower::ServiceExt as _;
+
+        let background = reload::spawn_triggers(self.clone());
+        let router = self.router();
+        let limits = self.inner.config.limits.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&connections).acquire_owned() => permit,
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = permit else { break };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone().map_request(
+                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
+            let mut stopped = stopped.clone();
+            let header_timeout = limits.header_read_timeout;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    _ = stopped.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            // Reap finished connections so the set stays as small as the open ones.
+            while tasks.try_join_next().is_some() {}
+        }
+        drop(listener);
+        self.begin_drain();
+        tracing::info!(
+            connections = tasks.len(),
+            "shutting down: draining in-flight requests"
+        );
+        let _ = stop.send(());
+        while tasks.join_next().await.is_some() {}
+        for task in background {
+            task.abort();
+        }
+        Ok(())
+    }
+
+    /// Build a new generation from the same config and swap it in; on failure the old one
+    /// keeps serving, and the failure is logged, counted and shown in `/health`.
+    pub async fn reload(&self) -> Result<(), ServerError> {
+        reload::reload(self).await
+    }
+}
+
+/// Bounded concurrency for CPU-bound work: `workers` evaluations at once on blocking
+/// threads, `admitted` caps workers plus queue; past it the sidecar answers 503.
+struct Gate {
+    admitted: Arc<Semaphore>,
+    workers: Arc<Semaphore>,
+    capacity: usize,
+    timeout: Duration,
+}
+
+impl Gate {
+    fn new(limits: &Limits) -> Self {
+        let workers = limits.max_concurrent_evaluations.max(1);
+        let capacity = workers + limits.max_queued_evaluations;
+        Self {
+            admitted: Arc::new(Semaphore::new(capacity)),
+            workers: Arc::new(Semaphore::new(workers)),
+            capacity,
+            timeout: limits.evaluation_timeout,
+        }
+    }
+
+    /// Run `work` on a blocking thread once a worker is free; 503 when the queue is full
+    /// or the budget runs out. A timed-out evaluation keeps its worker until it ends, so
+    /// the limit stays true even when callers give up.
+    async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let _admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded {
+                capacity: self.capacity,
+            })?;
+        let worker = match tokio::time::timeout_at(
+            deadline,
+            Arc::clone(&self.workers).acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(ApiError::Internal("evaluation pool closed".into())),
+            Err(_elapsed) => {
+                return Err(ApiError::EvaluationTimeout {
+                    budget: self.timeout,
+                })
+            }
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let _worker = worker;
+            work()
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(join)) => Err(ApiError::Internal(format!(
+                "evaluation task failed: {join}"
+            ))),
+            Err(_elapsed) => Err(ApiError::EvaluationTimeout {
+                budget: self.timeout,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn gate(workers: usize, queued: usize) -> Gate {
+        Gate::new(&Limits {
+            max_concurrent_evaluations: workers,
+            max_queued_evaluations: queued,
+            ..Limits::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_full_gate_sheds_load_with_overloaded() {
+        let gate = Arc::new(gate(1, 0));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let busy = Arc::clone(&gate);
+        let first = tokio::spawn(async move {
+            busy.run(move || {
+                let _ = started.send(());
+                let _ = wait.recv();
+                1
+            })
+            .await
+        });
+        running.await.unwrap();
+        let second = gate.run(|| 2).await;
+        assert!(matches!(second, Err(ApiError::Overloaded { capacity: 1 })));
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        // Capacity is back once the first evaluation is done.
+        assert_eq!(gate.run(|| 3).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_waits_for_a_worker() {
+        let gate = Arc::new(gate(1, 1));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let busy = Arc::clone(&gate);
+        let first = tokio::spawn(async move {
+            busy.run(move || {
+                let _ = started.send(());
+                let _ = wait.recv();
+                1
+            })
+            .await
+        });
+        running.await.unwrap();
+        let queued = Arc::clone(&gate);
+        let second = tokio::spawn(async move { queued.run(|| 2).await });
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_evaluation_over_budget_is_a_timeout_and_keeps_its_worker() {
+        let gate = Gate::new(&Limits {
+            max_concurrent_evaluations: 1,
+            max_queued_evaluations: 1,
+            evaluation_timeout: Duration::from_millis(20),
+            ..Limits::default()
+        });
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = gate
+            .run(move || {
+                let _ = wait.recv();
+            })
+            .await;
+        assert!(matches!(slow, Err(ApiError::EvaluationTimeout { .. })));
+        // The abandoned evaluation still holds the only worker: the next one times out
+        // waiting rather than running beside it.
+        let next = gate.run(|| 1).await;
+        assert!(matches!(next, Err(ApiError::EvaluationTimeout { .. })));
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn fixed_clock_is_fixed() {
+        let t = crate::evaluator::parse_time("2026-11-26T18:00:00Z").unwrap();
+        assert_eq!(Clock::Fixed(t).now(), t);
+    }
+}

@@ -1,0 +1,493 @@
+//! OPA's REST API as OPA clients call it: the Data API (v1 and v0), the read-only
+//! Policy API and the Query API; writes are refused with 405, since the bundle on disk is
+//! the source of truth, and no route lets a caller's input pose as a verified fact.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post, MethodRouter};
+use serde_json::{json, Value};
+
+use super::errors::{json_response, ApiError};
+use super::routes::{fail, parse_object, pretty, read_body};
+use super::{Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
+use crate::evaluator::data_path;
+use crate::request::{parse_strict, PromotionRequest, RequestError, SchemaViolation};
+
+const ROUTE_DATA: &str = "data";
+const ROUTE_DATA_V0: &str = "data_v0";
+const ROUTE_QUERY: &str = "query";
+const ROUTE_POLICIES: &str = "policies";
+
+/// The JSON type of a value, for messages.
+pub(super) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `/v1/data` and `/v1/data/{path}`: GET and POST read, writes are refused.
+pub(super) fn data_v1_methods() -> MethodRouter<Server> {
+    get(data_v1_get)
+        .post(data_v1_post)
+        .put(refuse_data_write)
+        .patch(refuse_data_write)
+        .delete(refuse_data_write)
+}
+
+/// `/v0/data/{path}`: POST reads, writes are refused.
+pub(super) fn data_v0_methods() -> MethodRouter<Server> {
+    post(data_v0_post)
+        .put(refuse_data_v0_write)
+        .patch(refuse_data_v0_write)
+        .delete(refuse_data_v0_write)
+}
+
+/// `/v1/policies`: the list.
+pub(super) fn policies_methods() -> MethodRouter<Server> {
+    get(list_policies)
+}
+
+/// `/v1/policies/{id}`: one module; uploads and deletes are refused.
+pub(super) fn policy_methods() -> MethodRouter<Server> {
+    get(get_policy)
+        .put(refuse_policy_write)
+        .delete(refuse_policy_write)
+        .patch(refuse_policy_write)
+}
+
+async fn refuse_data_write(State(server): State<Server>) -> Response {
+    let error = ApiError::ReadOnly {
+        what: "data",
+        allow: "GET, POST",
+    };
+    fail(&server, ROUTE_DATA, error)
+}
+
+async fn refuse_data_v0_write(State(server): State<Server>) -> Response {
+    let error = ApiError::ReadOnly {
+        what: "data",
+        allow: "POST",
+    };
+    fail(&server, ROUTE_DATA_V0, error)
+}
+
+async fn refuse_policy_write(State(server): State<Server>) -> Response {
+    let error = ApiError::ReadOnly {
+        what: "the policy list",
+        allow: "GET",
+    };
+    fail(&server, ROUTE_POLICIES, error)
+}
+
+/// Validate a request found at `at` in the body: schema pointers are rewritten to point
+/// into the body the client sent (`/input/slo/objective`).
+fn promotion_request(value: Value, at: &str) -> Result<PromotionRequest, ApiError> {
+    PromotionRequest::from_value(value).map_err(|e| match e {
+        RequestError::Schema(violations) if !at.is_empty() => {
+            ApiError::Request(RequestError::Schema(
+                violations
+                    .into_iter()
+                    .map(|v| SchemaViolation {
+                        pointer: format!("{at}{}", v.pointer),
+                        message: v.message,
+                    })
+                    .collect(),
+            ))
+        }
+        other => ApiError::Request(other),
+    })
+}
+
+/// How many levels above a Data API path are tried to find the rule whose value holds it
+/// (`promo/decision/allow` is inside the rule `promo/decision`). Each try re-runs the
+/// stages before policy, so the walk is short; rule values nest a level or two deep.
+const MAX_RULE_ASCENT: usize = 3;
+
+/// Evaluate `data.{path}` over the engine's input for `request` (attestations verified,
+/// plugins run, `now` fixed), as `eval` would.
+async fn query_data(
+    server: &Server,
+    request: PromotionRequest,
+    path: String,
+) -> Result<Option<Value>, ApiError> {
+    let loaded = server.loaded();
+    let now = server.config().clock.now();
+    let result = server
+        .inner
+        .gate
+        .run(move || {
+            let result = loaded.with_evaluator(|ev| query_path(ev, &request, now, &path));
+            (result, loaded, request)
+        })
+        .await?;
+    let (result, loaded, request) = result;
+    let value = result?;
+    count_data_decision(server, &loaded, &request, &value);
+    Ok(value)
+}
+
+/// `query_data`, extended to paths inside a rule's value: when the path names no rule,
+/// evaluate the nearest enclosing rule and descend into its value, as OPA does.
+fn query_path(
+    evaluator: &mut crate::Evaluator,
+    request: &PromotionRequest,
+    now: time::OffsetDateTime,
+    path: &str,
+) -> Result<Option<Value>, crate::policy::PolicyError> {
+    let found = evaluator.query_data(request, now, path)?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let lowest = segments.len().saturating_sub(MAX_RULE_ASCENT).max(1);
+    for cut in (lowest..segments.len()).rev() {
+        if let Some(value) = evaluator.query_data(request, now, &segments[..cut].join("/"))? {
+            return Ok(descend(value, &segments[cut..]));
+        }
+    }
+    Ok(None)
+}
+
+fn descend(mut value: Value, segments: &[&str]) -> Option<Value> {
+    for segment in segments {
+        value = match value {
+            Value::Object(mut map) => map.remove(*segment)?,
+            Value::Array(mut items) => {
+                let i: usize = segment.parse().ok()?;
+                if i >= items.len() {
+                    return None;
+                }
+                items.swap_remove(i)
+            }
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+fn count_data_decision(
+    server: &Server,
+    loaded: &super::Loaded,
+    request: &PromotionRequest,
+    value: &Option<Value>,
+) {
+    let result = match value {
+        None => "undefined",
+        Some(v) => match v.get("allow") {
+            Some(Value::Bool(true)) => "allow",
+            Some(Value::Bool(false)) => "deny",
+            _ => "defined",
+        },
+    };
+    let environment = loaded.environment_label(&request.typed.to);
+    server.metrics().decision(ROUTE_DATA, result, &environment);
+}
+
+/// `POST /v1/data/{path}` with `{"input": <promotion request>}`: `{"result": ...}`, or
+/// `200 {}` when the document is undefined (OPA's Data API).
+async fn data_v1_post(
+    State(server): State<Server>,
+    path: Option<Path<String>>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let pretty = pretty(req.uri());
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let outcome = async {
+        let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
+        let mut object = parse_object(&body)?;
+        let input = object.remove("input").ok_or_else(|| ApiError::Invalid {
+            pointer: "/input".into(),
+            message: "`input` is required: the promotion request to evaluate".into(),
+        })?;
+        let request = promotion_request(input, "/input")?;
+        query_data(&server, request, path.clone()).await
+    }
+    .await;
+    match outcome {
+        Ok(value) => {
+            server.metrics().latency(ROUTE_DATA, started.elapsed());
+            let body = match value {
+                None => json!({}),
+                Some(result) => {
+                    let decision_id = uuid::Uuid::now_v7().to_string();
+                    tracing::info!(%decision_id, path = %data_path(&path), "data api decision");
+                    json!({"decision_id": decision_id, "result": result})
+                }
+            };
+            json_response(StatusCode::OK, &body, pretty)
+        }
+        Err(e) => fail(&server, ROUTE_DATA, e),
+    }
+}
+
+/// The Rego reference for a slash-separated data path, each segment quoted, so a path
+/// can only ever name a document: `promo/config` -> `data["promo"]["config"]`.
+fn data_ref(path: &str) -> String {
+    let mut reference = String::from("data");
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        reference.push('[');
+        reference.push_str(&Value::String(segment.to_string()).to_string());
+        reference.push(']');
+    }
+    reference
+}
+
+/// Evaluate the document at a data path (rule or plain data) with whatever input the
+/// engine holds; `Ok(None)` when undefined.
+pub(super) fn eval_document(
+    rego: &mut regorus::Engine,
+    path: &str,
+) -> Result<Option<Value>, String> {
+    let results = rego
+        .eval_query(data_ref(path), false)
+        .map_err(|e| e.to_string())?;
+    let Some(value) = results
+        .result
+        .first()
+        .and_then(|r| r.expressions.first())
+        .map(|e| &e.value)
+    else {
+        return Ok(None);
+    };
+    if *value == regorus::Value::Undefined {
+        return Ok(None);
+    }
+    serde_json::to_value(value)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// `GET /v1/data/{path}`: the document with no input (configuration, constants); rules
+/// that need a request are undefined here, as in OPA.
+async fn data_v1_get(
+    State(server): State<Server>,
+    path: Option<Path<String>>,
+    uri: Uri,
+) -> Response {
+    let pretty = pretty(&uri);
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let loaded = server.loaded();
+    let outcome = server
+        .inner
+        .gate
+        .run(move || eval_document(&mut loaded.engine.bundle().evaluator(), &path))
+        .await;
+    match outcome {
+        Ok(Ok(None)) => json_response(StatusCode::OK, &json!({}), pretty),
+        Ok(Ok(Some(result))) => json_response(StatusCode::OK, &json!({"result": result}), pretty),
+        Ok(Err(e)) => fail(
+            &server,
+            ROUTE_DATA,
+            ApiError::Policy(crate::policy::PolicyError::Runtime(e)),
+        ),
+        Err(e) => fail(&server, ROUTE_DATA, e),
+    }
+}
+
+/// `POST /v0/data/{path}`: the body is the input itself; the answer is the bare value,
+/// 404 when undefined (OPA's v0 Data API, used by webhooks that cannot wrap input).
+async fn data_v0_post(
+    State(server): State<Server>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let pretty = pretty(req.uri());
+    let outcome = async {
+        let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
+        let request = promotion_request(parse_strict(&body)?, "")?;
+        query_data(&server, request, path.clone()).await
+    }
+    .await;
+    match outcome {
+        Ok(Some(value)) => {
+            server.metrics().latency(ROUTE_DATA_V0, started.elapsed());
+            json_response(StatusCode::OK, &value, pretty)
+        }
+        Ok(None) => fail(
+            &server,
+            ROUTE_DATA_V0,
+            ApiError::Undefined {
+                path: data_path(&path),
+            },
+        ),
+        Err(e) => fail(&server, ROUTE_DATA_V0, e),
+    }
+}
+
+/// `GET /v1/policies`: every loaded module as `{"id", "raw"}` (OPA's shape, without the
+/// AST, which regorus does not expose in OPA's format).
+async fn list_policies(State(server): State<Server>, uri: Uri) -> Response {
+    let loaded = server.loaded();
+    let result: Vec<Value> = loaded
+        .engine
+        .bundle()
+        .policies()
+        .iter()
+        .map(|f| json!({"id": f.path, "raw": f.contents}))
+        .collect();
+    json_response(StatusCode::OK, &json!({"result": result}), pretty(&uri))
+}
+
+/// `GET /v1/policies/{id}`: one module, 404 when not loaded.
+async fn get_policy(State(server): State<Server>, Path(id): Path<String>, uri: Uri) -> Response {
+    let loaded = server.loaded();
+    let wanted = id.trim_start_matches('/');
+    match loaded
+        .engine
+        .bundle()
+        .policies()
+        .iter()
+        .find(|f| f.path == wanted)
+    {
+        Some(f) => json_response(
+            StatusCode::OK,
+            &json!({"result": {"id": f.path, "raw": f.contents}}),
+            pretty(&uri),
+        ),
+        None => fail(
+            &server,
+            ROUTE_POLICIES,
+            ApiError::NotFound(format!("policy `{wanted}` is not loaded")),
+        ),
+    }
+}
+
+/// `GET /v1/query?q=...`: an ad-hoc query over the bundle's data.
+pub(super) async fn query_get(State(server): State<Server>, uri: Uri) -> Response {
+    let pretty = pretty(&uri);
+    let params = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
+        Ok(Query(p)) => p,
+        Err(e) => {
+            return fail(
+                &server,
+                ROUTE_QUERY,
+                ApiError::Query(format!("bad query string: {}", e.body_text())),
+            )
+        }
+    };
+    let Some(query) = params.get("q").cloned() else {
+        return fail(
+            &server,
+            ROUTE_QUERY,
+            ApiError::Query("`q` is required: the Rego query to evaluate".into()),
+        );
+    };
+    run_query(&server, query, pretty).await
+}
+
+/// `POST /v1/query` with `{"query": "..."}`. An `input` is refused: the Query API would
+/// hand it to policy as given, unverified; use the Data API, which verifies first.
+pub(super) async fn query_post(State(server): State<Server>, req: Request) -> Response {
+    let pretty = pretty(req.uri());
+    let query = async {
+        let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
+        let object = parse_object(&body)?;
+        if object.get("input").is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::Invalid {
+                pointer: "/input".into(),
+                message: "`input` is not accepted by the Query API, which would pass it to policy unverified; POST it to /v1/data/{path}, which verifies attestations first".into(),
+            });
+        }
+        match object.get("query") {
+            Some(Value::String(q)) => Ok(q.clone()),
+            Some(other) => Err(ApiError::Invalid {
+                pointer: "/query".into(),
+                message: format!("`query` must be a string, got {}", type_name(other)),
+            }),
+            None => Err(ApiError::Invalid {
+                pointer: "/query".into(),
+                message: "`query` is required: the Rego query to evaluate".into(),
+            }),
+        }
+    }
+    .await;
+    match query {
+        Ok(q) => run_query(&server, q, pretty).await,
+        Err(e) => fail(&server, ROUTE_QUERY, e),
+    }
+}
+
+/// Evaluate an ad-hoc query: `{"result": [<bindings>, ...]}`, one object of variable
+/// bindings per solution, solutions without bindings left out (as OPA does).
+async fn run_query(server: &Server, query: String, pretty: bool) -> Response {
+    if query.len() > MAX_QUERY_BYTES {
+        return fail(
+            server,
+            ROUTE_QUERY,
+            ApiError::Query(format!(
+                "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                query.len()
+            )),
+        );
+    }
+    if query.trim().is_empty() {
+        return fail(
+            server,
+            ROUTE_QUERY,
+            ApiError::Query("the query is empty".into()),
+        );
+    }
+    let loaded = server.loaded();
+    let outcome = server
+        .inner
+        .gate
+        .run(move || loaded.engine.bundle().evaluator().eval_query(query, false))
+        .await;
+    let results = match outcome {
+        Ok(Ok(results)) => results,
+        // A query that does not parse or fails is the caller's query: 400, not 500.
+        Ok(Err(e)) => {
+            return fail(
+                server,
+                ROUTE_QUERY,
+                ApiError::Query(format!("query failed: {e}")),
+            )
+        }
+        Err(e) => return fail(server, ROUTE_QUERY, e),
+    };
+    let mut solutions = Vec::new();
+    for result in results.result {
+        let bindings = match serde_json::to_value(&result.bindings) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => continue,
+            Err(e) => return fail(server, ROUTE_QUERY, ApiError::Internal(e.to_string())),
+        };
+        let visible: serde_json::Map<String, Value> = bindings
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("__") && !k.starts_with('$'))
+            .collect();
+        if !visible.is_empty() {
+            solutions.push(Value::Object(visible));
+        }
+    }
+    json_response(StatusCode::OK, &json!({"result": solutions}), pretty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::ENTRY_POINT;
+
+    #[test]
+    fn data_refs_quote_every_segment() {
+        assert_eq!(data_ref("promo/config"), r#"data["promo"]["config"]"#);
+        assert_eq!(data_ref(""), "data");
+        assert_eq!(data_ref(r#"a"]; x := ["#), r#"data["a\"]; x := ["]"#);
+    }
+
+    #[test]
+    fn entry_point_is_the_decision_path() {
+        assert_eq!(data_path("promo/decision"), ENTRY_POINT);
+    }
+}

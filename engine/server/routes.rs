@@ -1,0 +1,217 @@
+//! The promotion-decision route, health, metrics and the shared body-reading rules
+//! (content type, size, slow clients); no route here decides anything itself.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use super::errors::{json_response, ApiError};
+use super::Server;
+use crate::evaluator::SignedDecision;
+use crate::request::{parse_strict, PromotionRequest};
+
+/// Route label for `/v1/promotions/evaluate`.
+const ROUTE_EVALUATE: &str = "evaluate";
+
+/// Whether `?pretty` / `?pretty=true` was given (OPA's boolean query parameters).
+pub(super) fn pretty(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            k == "pretty" && (v.is_empty() || v.eq_ignore_ascii_case("true"))
+        })
+    })
+}
+
+/// Refuse a body declared as something other than JSON. No `Content-Type` is accepted
+/// (OPA accepts it too); `application/json` and any `application/*+json` are.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let found = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    let mime = found
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let is_json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::ContentType { found })
+    }
+}
+
+/// Read a whole JSON body under the route's size limit (set by `DefaultBodyLimit` on the
+/// route) and the slow-client budget.
+pub(super) async fn read_body(
+    server: &Server,
+    req: Request,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    check_content_type(req.headers())?;
+    let budget = server.config().limits.body_read_timeout;
+    match tokio::time::timeout(budget, Bytes::from_request(req, &())).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
+            Err(ApiError::TooLarge { limit })
+        }
+        Ok(Err(other)) => Err(ApiError::Body {
+            reason: other.body_text(),
+        }),
+        Err(_elapsed) => Err(ApiError::BodyTimeout { budget }),
+    }
+}
+
+/// Count an error on `route` and turn it into its response.
+pub(super) fn fail(server: &Server, route: &str, error: ApiError) -> Response {
+    server.metrics().error(route, error.metric_cause());
+    if error.status().is_server_error() {
+        tracing::warn!(route, error = %error, "request failed");
+    } else {
+        tracing::debug!(route, error = %error, "request refused");
+    }
+    error.into_response()
+}
+
+/// `POST /v1/promotions/evaluate`: a promotion request in, `{"decision", "envelope"}`
+/// out, 200 whether allowed or denied (the verdict is in the body).
+pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Response {
+    let started = Instant::now();
+    let pretty = pretty(req.uri());
+    match decide(&server, req).await {
+        Ok(signed) => {
+            let loaded = server.loaded();
+            let d = &signed.decision;
+            let environment = loaded.environment_label(&d.to);
+            let result = if d.allowed { "allow" } else { "deny" };
+            let metrics = server.metrics();
+            metrics.decision(ROUTE_EVALUATE, result, &environment);
+            metrics.plugin_failures(d);
+            metrics.latency(ROUTE_EVALUATE, started.elapsed());
+            tracing::info!(
+                decision_id = %d.decision_id,
+                request_id = %d.request_id,
+                to = %d.to,
+                allowed = d.allowed,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "decision"
+            );
+            match serde_json::to_value(&signed) {
+                Ok(body) => json_response(StatusCode::OK, &body, pretty),
+                Err(e) => fail(&server, ROUTE_EVALUATE, ApiError::Internal(e.to_string())),
+            }
+        }
+        Err(e) => fail(&server, ROUTE_EVALUATE, e),
+    }
+}
+
+async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiError> {
+    let body = read_body(server, req, super::MAX_REQUEST_BODY_BYTES).await?;
+    let request = PromotionRequest::from_value(parse_strict(&body)?)?;
+    let loaded = server.loaded();
+    let now = server.config().clock.now();
+    let signed = server
+        .inner
+        .gate
+        .run(move || loaded.with_evaluator(|ev| ev.decide(&request, now)))
+        .await??;
+    Ok(signed)
+}
+
+/// Middleware: count every request in flight (`promo_requests_in_flight`).
+pub(super) async fn track_in_flight(
+    State(server): State<Server>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _in_flight = server.metrics().in_flight();
+    next.run(req).await
+}
+
+/// `GET /health`: OPA's health check, `200 {}` when the bundle (and its plugins) are
+/// loaded. The sidecar cannot run without a loaded engine (startup fails, a failed
+/// reload keeps the old one), so this is 200 while the process serves; a failed reload
+/// is reported in the body, next to the digest still serving.
+pub(super) async fn health(State(server): State<Server>) -> Response {
+    let body = match server.reload_failure() {
+        None => json!({}),
+        Some(failure) => json!({
+            "reload": {
+                "ok": false,
+                "at": failure.at,
+                "error": failure.reason,
+                "serving": {"sha256": server.loaded().engine.bundle().digest()},
+            }
+        }),
+    };
+    json_response(StatusCode::OK, &body, false)
+}
+
+/// `GET /health/live`: the process answers.
+pub(super) async fn live() -> Response {
+    json_response(StatusCode::OK, &json!({}), false)
+}
+
+/// `GET /health/ready`: 200 while taking work, 503 once shutdown has begun so load
+/// balancers stop sending requests while in-flight ones finish.
+pub(super) async fn ready(State(server): State<Server>) -> Response {
+    if server.is_draining() {
+        let mut response = json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"code": "unavailable", "message": "shutting down"}),
+            false,
+        );
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(super::RETRY_AFTER_SECS),
+        );
+        return response;
+    }
+    json_response(StatusCode::OK, &json!({}), false)
+}
+
+/// `GET /metrics`: Prometheus/OpenMetrics text.
+pub(super) async fn metrics(State(server): State<Server>) -> Response {
+    match server.metrics().encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("cannot encode metrics: {e}")).into_response(),
+    }
+}
+
+/// Any other path: 404 in OPA's error shape.
+pub(super) async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::NotFound(format!("no route for `{method} {}`", uri.path())).into_response()
+}
+
+/// Parse a body as strict JSON and require an object.
+pub(super) fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match parse_strict(body)? {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::Invalid {
+            pointer: String::new(),
+            message: format!(
+                "the body must be a JSON object, got {}",
+                super::opa::type_name(&other)
+            ),
+        }),
+    }
+}
