@@ -485,28 +485,41 @@ impl Evaluator {
         }
     }
 
-    /// Evaluate any rule of the bundle (`promo/decision`, `data.promo.rules.slo.deny`)
-    /// over the same input `evaluate` builds: the OPA Data API. `Ok(None)` when the
-    /// path is undefined for this input or names no rule.
+    /// Evaluate any document of the bundle (`promo/decision`, `promo/decision/allow`,
+    /// `promo/config`) over the same input `evaluate` builds: the OPA Data API.
+    /// `Ok(None)` when the path is undefined for this input.
     pub fn query_data(
         &mut self,
         request: &PromotionRequest,
         now: OffsetDateTime,
         path: &str,
     ) -> Result<Option<serde_json::Value>, PolicyError> {
-        let rule = data_path(path);
         let Facts { input, .. } = self.gather(request, &format_time(now));
         self.rego.set_input(regorus::Value::from(input));
-        match self.rego.eval_rule(rule) {
-            Ok(regorus::Value::Undefined) => Ok(None),
-            Ok(v) => serde_json::to_value(&v)
+        let results = self
+            .rego
+            .eval_query(data_ref(path), false)
+            .map_err(|e| PolicyError::Runtime(e.to_string()))?;
+        match results.result.first().and_then(|r| r.expressions.first()) {
+            None => Ok(None),
+            Some(e) if e.value == regorus::Value::Undefined => Ok(None),
+            Some(e) => serde_json::to_value(&e.value)
                 .map(Some)
                 .map_err(|e| PolicyError::Runtime(e.to_string())),
-            // OPA answers an unknown path as undefined, not an error.
-            Err(e) if e.to_string().contains("not a valid rule path") => Ok(None),
-            Err(e) => Err(PolicyError::Runtime(e.to_string())),
         }
     }
+}
+
+/// A slash-separated data path as a Rego reference with every segment quoted
+/// (`promo/config` -> `data["promo"]["config"]`), so no path can inject Rego.
+pub fn data_ref(path: &str) -> String {
+    let mut reference = String::from("data");
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        reference.push('[');
+        reference.push_str(&serde_json::Value::String(segment.to_string()).to_string());
+        reference.push(']');
+    }
+    reference
 }
 
 /// `input.plugins.<name>` for Rego: what the plugin said, or its failure as a

@@ -1299,9 +1299,17 @@ fn the_watcher_reloads_a_changed_bundle() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
     assert!(reloaded, "the bundle change was never picked up");
-    assert!(running
-        .metric("promo_reloads_total{result=\"ok\"}")
-        .is_some());
+    // The counter is bumped just after the swap: wait for it rather than race it.
+    let counted = (0..400).any(|_| {
+        let seen = running
+            .metric("promo_reloads_total{result=\"ok\"}")
+            .is_some();
+        if !seen {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        seen
+    });
+    assert!(counted, "the reload was not counted in /metrics");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::errors::{json_response, ApiError};
 use super::routes::{fail, parse_object, pretty, read_body};
 use super::{Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
-use crate::evaluator::data_path;
+use crate::evaluator::{data_path, data_ref};
 use crate::request::{parse_strict, PromotionRequest, RequestError, SchemaViolation};
 
 const ROUTE_DATA: &str = "data";
@@ -107,11 +107,6 @@ fn promotion_request(value: Value, at: &str) -> Result<PromotionRequest, ApiErro
     })
 }
 
-/// How many levels above a Data API path are tried to find the rule whose value holds it
-/// (`promo/decision/allow` is inside the rule `promo/decision`). Each try re-runs the
-/// stages before policy, so the walk is short; rule values nest a level or two deep.
-const MAX_RULE_ASCENT: usize = 3;
-
 /// Evaluate `data.{path}` over the engine's input for `request` (attestations verified,
 /// plugins run, `now` fixed), as `eval` would.
 async fn query_data(
@@ -135,43 +130,14 @@ async fn query_data(
     Ok(value)
 }
 
-/// `query_data`, extended to paths inside a rule's value: when the path names no rule,
-/// evaluate the nearest enclosing rule and descend into its value, as OPA does.
+/// `query_data` for a slash-separated path (rule, path inside a rule's value, or plain data).
 fn query_path(
     evaluator: &mut crate::Evaluator,
     request: &PromotionRequest,
     now: time::OffsetDateTime,
     path: &str,
 ) -> Result<Option<Value>, crate::policy::PolicyError> {
-    let found = evaluator.query_data(request, now, path)?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let lowest = segments.len().saturating_sub(MAX_RULE_ASCENT).max(1);
-    for cut in (lowest..segments.len()).rev() {
-        if let Some(value) = evaluator.query_data(request, now, &segments[..cut].join("/"))? {
-            return Ok(descend(value, &segments[cut..]));
-        }
-    }
-    Ok(None)
-}
-
-fn descend(mut value: Value, segments: &[&str]) -> Option<Value> {
-    for segment in segments {
-        value = match value {
-            Value::Object(mut map) => map.remove(*segment)?,
-            Value::Array(mut items) => {
-                let i: usize = segment.parse().ok()?;
-                if i >= items.len() {
-                    return None;
-                }
-                items.swap_remove(i)
-            }
-            _ => return None,
-        };
-    }
-    Some(value)
+    evaluator.query_data(request, now, path)
 }
 
 fn count_data_decision(
@@ -232,16 +198,6 @@ async fn data_v1_post(
 
 /// The Rego reference for a slash-separated data path, each segment quoted, so a path
 /// can only ever name a document: `promo/config` -> `data["promo"]["config"]`.
-fn data_ref(path: &str) -> String {
-    let mut reference = String::from("data");
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        reference.push('[');
-        reference.push_str(&Value::String(segment.to_string()).to_string());
-        reference.push(']');
-    }
-    reference
-}
-
 /// Evaluate the document at a data path (rule or plain data) with whatever input the
 /// engine holds; `Ok(None)` when undefined.
 pub(super) fn eval_document(
