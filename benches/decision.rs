@@ -71,6 +71,22 @@ fn benches(c: &mut Criterion) {
             black_box(evaluator.decide(&r, now).unwrap())
         })
     });
+    // The plugins' share: the same pipeline with no plugin directory.
+    let no_plugins = Engine::load(&EngineConfig {
+        plugins: "no-plugins-here".into(),
+        ..EngineConfig::with_policies("policies")
+    })
+    .unwrap();
+    let mut bare_pipeline = no_plugins.evaluator();
+    g.bench_function("pipeline_unsigned_without_plugins", |b| {
+        b.iter(|| {
+            black_box(
+                bare_pipeline
+                    .evaluate_bytes(black_box(&bytes), now)
+                    .unwrap(),
+            )
+        })
+    });
     g.finish();
 }
 
