@@ -277,7 +277,10 @@ fn a_directory_is_its_json_files_in_name_order() {
     );
     assert_eq!(lines[0]["allowed"], true);
     assert_eq!(lines[1]["allowed"], false);
-    assert!(lines[1]["decision"]["violations"].as_array().unwrap().len() > 0);
+    assert!(!lines[1]["decision"]["violations"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert_eq!(lines[2]["error"]["id"], "request.invalid");
     assert!(lines[2]["error"]["msg"]
         .as_str()
