@@ -2,8 +2,8 @@
 //!
 //! Request `i` depends only on the seed and `i` (not on the requests before it), so any
 //! slice of a workload can be generated alone. Each request names the case it came
-//! from and that case's expected decision, which still holds: only ids, tickets and
-//! artifact digests change, and a digest changes consistently in the request and in the
+//! from and that case's expected decision, which still holds: only ids and artifact
+//! digests change, and a digest changes consistently in the request and in the
 //! statements signed for it (cases whose digest is not a lowercase sha256, or whose
 //! envelopes have no readable sources, keep theirs).
 
@@ -131,24 +131,17 @@ impl Workload {
         let mut rng = SplitMix64::new(self.seed ^ index.wrapping_mul(0xA076_1D64_78BD_642F));
         let t = rng.below(self.templates.len() as u64) as usize;
         let variant = rng.below(self.artifacts);
-        let ticket = 1000 + rng.below(9000);
-        self.build(t, variant, index, ticket)
+        self.build(t, variant, index)
     }
 
     /// The first request of every case, each for its first artifact: one of each.
     pub fn one_per_case(&mut self) -> Result<Vec<Generated>, String> {
         (0..self.templates.len())
-            .map(|t| self.build(t, 0, t as u64, 1000))
+            .map(|t| self.build(t, 0, t as u64))
             .collect()
     }
 
-    fn build(
-        &mut self,
-        t: usize,
-        variant: u64,
-        index: u64,
-        ticket: u64,
-    ) -> Result<Generated, String> {
+    fn build(&mut self, t: usize, variant: u64, index: u64) -> Result<Generated, String> {
         let template = &self.templates[t];
         let mut request = template.request.clone();
         if let Some(old) = &template.digest {
@@ -170,10 +163,9 @@ impl Workload {
             }
         }
         let template = &self.templates[t];
+        // Only the id and the artifact vary: any other field may be what a case (or a
+        // plugin, e.g. a ticket-format check) is about.
         request["id"] = format!("req-w{}-{index:08}", self.seed).into();
-        if request["change"]["ticket"].is_string() {
-            request["change"]["ticket"] = format!("CHG-{ticket}").into();
-        }
         Ok(Generated {
             request,
             case: template.name.clone(),
@@ -283,7 +275,7 @@ mod tests {
         let mut w = workload(3);
         // One request per case on a varied artifact (variant 5, not the first).
         for t in 0..w.templates.len() {
-            let g = w.build(t, 5, t as u64, 4242).unwrap();
+            let g = w.build(t, 5, t as u64).unwrap();
             let bytes = serde_json::to_vec(&g.request).unwrap();
             let request = PromotionRequest::from_slice(&bytes).unwrap();
             let decision = evaluator.evaluate(&request, now).decision;
