@@ -11,6 +11,7 @@
 //!
 //! Every failure is an [`AttestError`]; a rejected attestation's reason is its message.
 
+pub mod cache;
 pub mod dsse;
 pub mod keys;
 pub mod slsa;

@@ -99,6 +99,20 @@ pub fn verify_attestations(
     out
 }
 
+/// Verifies one envelope, the per-attestation step of [`verify_attestations`] (which
+/// turns an `Err` into a [`Rejected`] with the error's message): for callers that cache
+/// results, e.g. [`crate::attest::cache::VerifyCache`]. The result depends on the
+/// envelope, `store`, `artifact_digest` and `environment`; `index` is only copied into it.
+pub fn verify_envelope(
+    store: &TrustStore,
+    index: usize,
+    value: &Value,
+    artifact_digest: &BTreeMap<String, String>,
+    environment: &str,
+) -> Result<VerifiedAttestation, AttestError> {
+    verify_one(store, index, value, artifact_digest, environment)
+}
+
 fn verify_one(
     store: &TrustStore,
     index: usize,

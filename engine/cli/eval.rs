@@ -1,10 +1,15 @@
 //! `promo-policy eval`: decide one request and print the decision for a person
-//! (text), a machine (json) or GitHub Actions (github).
+//! (text), a machine (json) or GitHub Actions (github), or with `--batch` many requests
+//! as JSONL in input order (the work is `promo_policy::batch`'s).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use promo_policy::batch::{self, Counts, Input, ProgressLen, Shard};
 use promo_policy::evaluator::parse_time;
 use promo_policy::{Decision, PromotionRequest, Violation};
 
@@ -21,26 +26,54 @@ pub enum Format {
     Github,
 }
 
+const BATCH_HELP: &str = "\
+Batch (--batch): INPUT is a JSONL file (one request per line; an empty line is an invalid \
+input), a directory (its *.json files in name order; other entries are skipped with a note) \
+or - (JSONL on stdin). Output: one JSON line per input, in input order: \
+{\"index\", \"source\", \"allowed\", \"decision\", \"envelope\"}, or for an input that could not be \
+evaluated {\"index\", \"source\", \"allowed\": false, \"error\": {\"id\": \"request.invalid\", \"msg\"}}. \
+A summary line goes to stderr. Exit codes: 0 all allowed, 1 any denied or invalid, 2 error \
+that stopped the batch (unreadable input, bad bundle, unwritable --out).";
+
 /// Arguments of `eval`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = BATCH_HELP)]
 pub struct EvalArgs {
-    /// The request file (`-` for stdin).
+    /// The request file (`-` for stdin); with --batch a JSONL file, a directory of
+    /// request files, or `-`.
     #[arg(value_name = "REQUEST.json")]
     request: PathBuf,
     /// Output format (default: text on a terminal, json otherwise).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "batch")]
     format: Option<Format>,
     /// Evaluation time (RFC 3339) instead of the clock, for replay and tests.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
-    /// Also write the signed decision (the DSSE envelope) to this file.
+    /// Also write the signed decision (the DSSE envelope) to this file; with --batch,
+    /// write the JSONL results here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Evaluate many requests in parallel, streaming JSONL results in input order.
+    #[arg(long)]
+    batch: bool,
+    /// Worker threads for --batch [default: all cores].
+    #[arg(long, value_name = "N", requires = "batch", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Evaluate only the inputs whose 0-based index mod N is K (indices stay global,
+    /// so the shards' outputs merged by index are the whole batch's).
+    #[arg(long, value_name = "K/N", requires = "batch")]
+    shard: Option<Shard>,
+    /// Also write the batch summary as JSON to this file.
+    #[arg(long, value_name = "FILE", requires = "batch")]
+    summary_json: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
+    if args.batch {
+        return run_batch(args);
+    }
     // Read and time-check before loading anything, so a typo fails fast.
     let now = match &args.at {
         Some(at) => parse_time(at)?,
@@ -54,12 +87,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let signed = evaluator
         .decide(&request, now)
         .context("cannot sign the decision")?;
-    if engine.signer().is_dev_key() {
-        eprintln!(
-            "promo-policy: warning: decision signed with the shipped DEV key (keyid {}); it proves nothing: pass --key for real use",
-            &engine.signer().keyid()[..16]
-        );
-    }
+    warn_dev_key(&engine);
     if let Some(out) = &args.out {
         let body = serde_json::to_string_pretty(&signed.envelope)? + "\n";
         std::fs::write(out, body).with_context(|| format!("cannot write `{}`", out.display()))?;
@@ -82,6 +110,130 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Deny
     })
+}
+
+fn warn_dev_key(engine: &promo_policy::Engine) {
+    if engine.signer().is_dev_key() {
+        eprintln!(
+            "promo-policy: warning: decision signed with the shipped DEV key (keyid {}); it proves nothing: pass --key for real use",
+            &engine.signer().keyid()[..16]
+        );
+    }
+}
+
+/// `eval --batch`: results to stdout or `--out`, the summary to stderr (and
+/// `--summary-json`), a progress bar when stderr is a terminal.
+fn run_batch(args: EvalArgs) -> anyhow::Result<Exit> {
+    let at = args.at.as_deref().map(parse_time).transpose()?;
+    let mut input = Input::open(&args.request)?;
+    let engine = args.common.load_engine()?;
+    // Created before any work, so an unwritable path fails fast (exit 2).
+    let sink: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write `{}`", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, sink);
+    warn_dev_key(&engine);
+    if !input.skipped().is_empty() {
+        let names = input.skipped();
+        let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+        let more = names.len().saturating_sub(shown.len());
+        eprintln!(
+            "promo-policy: note: skipped {} entries that are not *.json request files: {}{}",
+            names.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let options = batch::Options {
+        jobs: args.jobs.map_or_else(batch::default_jobs, usize::from),
+        shard: args.shard.unwrap_or(Shard::ALL),
+        at,
+    };
+    let summary = if std::io::stderr().is_terminal() {
+        let bar = Bar::new(input.progress_len(options.shard));
+        let summary = batch::run(&engine, &mut input, &mut out, &options, &bar);
+        bar.bar.finish_and_clear();
+        summary?
+    } else {
+        batch::run(&engine, &mut input, &mut out, &options, &batch::NoProgress)?
+    };
+    eprintln!("promo-policy: batch: {summary}");
+    if let Some(path) = &args.summary_json {
+        let body = serde_json::to_string_pretty(&summary)? + "\n";
+        std::fs::write(path, body).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    Ok(if summary.all_allowed() {
+        Exit::Ok
+    } else {
+        Exit::Deny
+    })
+}
+
+/// The batch progress bar: inputs done (a directory), bytes read (a JSONL file), or a
+/// spinner with a count (a stream).
+struct Bar {
+    bar: ProgressBar,
+    bytes: bool,
+    position: AtomicU64,
+}
+
+impl Bar {
+    fn new(len: Option<ProgressLen>) -> Self {
+        let (bar, template, bytes) = match len {
+            Some(ProgressLen::Inputs(n)) => (
+                ProgressBar::new(n),
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs, {per_sec}, ETA {eta}  {msg}",
+                false,
+            ),
+            Some(ProgressLen::Bytes(n)) => (
+                ProgressBar::new(n),
+                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes}, ETA {eta}  {msg}",
+                true,
+            ),
+            None => (
+                ProgressBar::new_spinner(),
+                "{spinner} [{elapsed_precise}] {pos} inputs, {per_sec}  {msg}",
+                false,
+            ),
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Self {
+            bar,
+            bytes,
+            position: AtomicU64::new(0),
+        }
+    }
+}
+
+impl batch::Progress for Bar {
+    fn input_done(&self, position: u64) {
+        if self.bytes {
+            // Inputs finish out of order; the bar shows the furthest end reached.
+            let furthest = self.position.fetch_max(position, Ordering::Relaxed);
+            self.bar.set_position(furthest.max(position));
+        } else {
+            self.bar.inc(1);
+        }
+    }
+
+    fn chunk_written(&self, counts: &Counts, elapsed: Duration) {
+        let rate = counts.inputs as f64 / elapsed.as_secs_f64().max(1e-9);
+        self.bar.set_message(format!(
+            "{} written: {} allowed, {} denied, {} invalid; {rate:.0} decisions/s",
+            counts.inputs, counts.allowed, counts.denied, counts.invalid
+        ));
+    }
 }
 
 fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
