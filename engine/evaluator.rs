@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attest::cache::VerifyCache;
 use crate::attest::keys::SigningKey;
-use crate::attest::{verify_attestations, AttestError, TrustStore, Verified};
+use crate::attest::{AttestError, TrustStore, Verified};
 use crate::decision::{
     canonical_json, combine, plugin_findings, sha256_set, Decision, EngineRef, PluginFindings,
     PolicyRef, StageResults,
@@ -139,6 +140,9 @@ pub struct Engine {
     trust_path: Option<PathBuf>,
     signer: Signer,
     plugins: PluginHost,
+    /// Shared by every evaluator: an envelope carried by many requests (one
+    /// provenance for one artifact across a batch) is verified once.
+    verify_cache: VerifyCache,
 }
 
 impl Engine {
@@ -199,6 +203,7 @@ impl Engine {
             trust_path,
             signer,
             plugins,
+            verify_cache: VerifyCache::default(),
         }))
     }
 
@@ -220,6 +225,11 @@ impl Engine {
     /// The plugin host.
     pub fn plugins(&self) -> &PluginHost {
         &self.plugins
+    }
+
+    /// The attestation verification cache.
+    pub fn verify_cache(&self) -> &VerifyCache {
+        &self.verify_cache
     }
 
     /// The decision signer.
@@ -452,7 +462,7 @@ impl Evaluator {
     fn gather(&mut self, request: &PromotionRequest, now_text: &str) -> Facts {
         // Stage: attestations. Claims become facts only here; what fails lands in
         // `rejected` with its reason, and policy decides what that means.
-        let verified = verify_attestations(
+        let verified = self.engine.verify_cache.verify_attestations(
             &self.engine.trust,
             &request.typed.attestations,
             &request.typed.artifact.digest,
