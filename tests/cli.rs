@@ -411,3 +411,47 @@ fn missing_signing_key_exits_2_and_prints_no_decision() {
         .stdout(predicate::str::is_empty())
         .stderr(predicate::str::contains("no/such.key"));
 }
+
+#[test]
+fn vsa_is_a_signed_slsa_verification_summary() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let vsa = dir.path().join("vsa.json");
+    bin()
+        .args(["eval", ALLOWED, "--at", AT, "--format", "json", "--vsa"])
+        .arg(&vsa)
+        .assert()
+        .code(0);
+    let env: serde_json::Value = serde_json::from_slice(&std::fs::read(&vsa).unwrap()).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        statement["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
+    assert_eq!(statement["predicate"]["verificationResult"], "PASSED");
+    assert_eq!(
+        statement["predicate"]["verifiedLevels"][0],
+        "PROMO_POLICY_PROMOTION_PROD"
+    );
+    assert_eq!(
+        statement["predicate"]["inputAttestations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The signature is over the DSSE PAE with the dev key.
+    let key = promo_policy::attest::keys::PublicKey::from_pem(
+        &std::fs::read_to_string("corpus/keys/decisions-dev.pub").unwrap(),
+    )
+    .unwrap();
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    let pae = promo_policy::attest::dsse::pae("application/vnd.in-toto+json", &payload);
+    assert!(key.verify(&pae, &sig));
+}

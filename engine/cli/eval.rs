@@ -53,6 +53,9 @@ pub struct EvalArgs {
     /// write the JSONL results here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Also write a standard SLSA VSA v1 (verification_summary/v1) envelope to this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "batch")]
+    vsa: Option<PathBuf>,
     /// Evaluate many requests in parallel, streaming JSONL results in input order.
     #[arg(long)]
     batch: bool,
@@ -84,13 +87,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
     let mut evaluator = engine.evaluator();
-    let signed = evaluator
-        .decide(&request, now)
+    let evaluation = evaluator.evaluate(&request, now);
+    let signed = engine
+        .sign(&evaluation)
         .context("cannot sign the decision")?;
     warn_dev_key(&engine);
     if let Some(out) = &args.out {
         let body = serde_json::to_string_pretty(&signed.envelope)? + "\n";
         std::fs::write(out, body).with_context(|| format!("cannot write `{}`", out.display()))?;
+    }
+    if let Some(vsa) = &args.vsa {
+        let envelope = engine
+            .sign_vsa(&evaluation)
+            .context("cannot sign the VSA")?;
+        let body = serde_json::to_string_pretty(&envelope)? + "\n";
+        std::fs::write(vsa, body).with_context(|| format!("cannot write `{}`", vsa.display()))?;
     }
     let decision = &signed.decision;
 
