@@ -236,14 +236,8 @@ pub fn combine(results: StageResults) -> Verdict {
             deny,
             warn,
         }) => {
-            violations.extend(
-                deny.into_iter()
-                    .map(|f| Violation::from_finding(f, "policy")),
-            );
-            warnings.extend(
-                warn.into_iter()
-                    .map(|f| Violation::from_finding(f, "policy")),
-            );
+            violations.extend(from_policy(deny));
+            warnings.extend(from_policy(warn));
             true
         }
         // The policy ran and denied; it owes a reason, and if it gave none we say so
@@ -260,14 +254,8 @@ pub fn combine(results: StageResults) -> Verdict {
                     "the policy did not allow this promotion and gave no reason",
                 ));
             }
-            violations.extend(
-                deny.into_iter()
-                    .map(|f| Violation::from_finding(f, "policy")),
-            );
-            warnings.extend(
-                warn.into_iter()
-                    .map(|f| Violation::from_finding(f, "policy")),
-            );
+            violations.extend(from_policy(deny));
+            warnings.extend(from_policy(warn));
             false
         }
         // The policy could not decide (runtime error, timeout, wrong shape): deny.
@@ -291,6 +279,13 @@ pub fn combine(results: StageResults) -> Verdict {
         violations,
         warnings,
     }
+}
+
+/// Policy findings as violations with source `policy`.
+fn from_policy(findings: Vec<RuleFinding>) -> impl Iterator<Item = Violation> {
+    findings
+        .into_iter()
+        .map(|f| Violation::from_finding(f, "policy"))
 }
 
 /// Canonical JSON bytes: object keys sorted, no insignificant whitespace; the

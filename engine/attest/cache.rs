@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::attest::trust::TrustStore;
-use crate::attest::verify::{verify_envelope, Rejected, Verified, VerifiedAttestation};
+use crate::attest::verify::{collect_verified, verify_envelope, Verified, VerifiedAttestation};
 use crate::attest::AttestError;
 
 /// Entries kept by [`VerifyCache::default`]. A release train or a re-evaluation of
@@ -143,17 +143,9 @@ impl VerifyCache {
         artifact_digest: &BTreeMap<String, String>,
         environment: &str,
     ) -> Verified {
-        let mut out = Verified::empty();
-        for (index, value) in attestations.iter().enumerate() {
-            match self.verify_envelope(store, index, value, artifact_digest, environment) {
-                Ok(att) => out.attestations.push(att),
-                Err(e) => out.rejected.push(Rejected {
-                    index,
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        out
+        collect_verified(attestations, |index, value| {
+            self.verify_envelope(store, index, value, artifact_digest, environment)
+        })
     }
 
     /// [`verify_envelope`] through the cache.

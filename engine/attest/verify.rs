@@ -86,9 +86,21 @@ pub fn verify_attestations(
     artifact_digest: &BTreeMap<String, String>,
     environment: &str,
 ) -> Verified {
+    collect_verified(attestations, |index, value| {
+        verify_one(store, index, value, artifact_digest, environment)
+    })
+}
+
+/// Sorts each attestation into `attestations` or `rejected` (with the error's message)
+/// by running `verify` on it: the one loop behind [`verify_attestations`] and the
+/// cached variant.
+pub fn collect_verified(
+    attestations: &[Value],
+    mut verify: impl FnMut(usize, &Value) -> Result<VerifiedAttestation, AttestError>,
+) -> Verified {
     let mut out = Verified::empty();
     for (index, value) in attestations.iter().enumerate() {
-        match verify_one(store, index, value, artifact_digest, environment) {
+        match verify(index, value) {
             Ok(att) => out.attestations.push(att),
             Err(e) => out.rejected.push(Rejected {
                 index,
