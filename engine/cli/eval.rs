@@ -201,17 +201,17 @@ impl Bar {
         let (bar, template, bytes) = match len {
             Some(ProgressLen::Inputs(n)) => (
                 ProgressBar::new(n),
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs, {per_sec}, ETA {eta}  {msg}",
+                "{spinner} [{elapsed_precise}] {bar:24} {pos}/{len}, ETA {eta}  {wide_msg}",
                 false,
             ),
             Some(ProgressLen::Bytes(n)) => (
                 ProgressBar::new(n),
-                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes}, ETA {eta}  {msg}",
+                "{spinner} [{elapsed_precise}] {bar:24} {binary_bytes}/{binary_total_bytes}, ETA {eta}  {wide_msg}",
                 true,
             ),
             None => (
                 ProgressBar::new_spinner(),
-                "{spinner} [{elapsed_precise}] {pos} inputs, {per_sec}  {msg}",
+                "{spinner} [{elapsed_precise}] {pos} inputs  {wide_msg}",
                 false,
             ),
         };
@@ -241,8 +241,8 @@ impl batch::Progress for Bar {
     fn chunk_written(&self, counts: &Counts, elapsed: Duration) {
         let rate = counts.inputs as f64 / elapsed.as_secs_f64().max(1e-9);
         self.bar.set_message(format!(
-            "{} written: {} allowed, {} denied, {} invalid; {rate:.0} decisions/s",
-            counts.inputs, counts.allowed, counts.denied, counts.invalid
+            "{rate:.0}/s; {} allowed, {} denied, {} invalid",
+            counts.allowed, counts.denied, counts.invalid
         ));
     }
 }
