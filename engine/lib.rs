@@ -7,6 +7,7 @@ pub mod decision;
 pub mod evaluator;
 pub mod plugin;
 pub mod policy;
+pub mod replay;
 pub mod request;
 pub mod server;
 pub mod sign;

@@ -1,0 +1,126 @@
+//! Recorded requests: one JSONL line that is either a bare promotion request or a
+//! record carrying a request and the time it was decided (an audit log export), so
+//! `eval --batch` and `diff` can re-evaluate history at each request's own time.
+//!
+//! A line is a **record** when it is a JSON object with a top-level `"request"` key
+//! (no promotion request has one: the schema forbids unknown top-level fields). Its
+//! `"request"` must be an object and its `"evaluatedAt"`, when present, an RFC 3339
+//! time; every other key (`seq`, `hash`, `decision`, ...) is ignored. Any other line is
+//! a bare request, taken as it is. Neither is validated here: the request bytes go to
+//! [`crate::PromotionRequest::from_slice`] like any other.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::evaluator::parse_time;
+
+/// A request to evaluate and, when the line recorded one, the time to evaluate it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded<'a> {
+    /// The request's JSON bytes (the line itself for a bare request).
+    pub request: Cow<'a, [u8]>,
+    /// The record's `evaluatedAt`; `None` for a bare request or a record without one.
+    pub at: Option<OffsetDateTime>,
+}
+
+#[derive(Deserialize)]
+struct RecordLine<'a> {
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
+    #[serde(rename = "evaluatedAt")]
+    evaluated_at: Option<String>,
+}
+
+/// Split one line into its request and recorded time. Only a line that is a record
+/// can fail here (a `request` that is not an object, a bad `evaluatedAt`); anything
+/// else is returned whole for the request parser to judge and explain.
+pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
+    let bare = Recorded {
+        request: Cow::Borrowed(line),
+        at: None,
+    };
+    // Cheap pre-check: a record starts as an object and mentions the key somewhere.
+    let first = line.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') || !contains(line, b"\"request\"") {
+        return Ok(bare);
+    }
+    let Ok(record) = serde_json::from_slice::<RecordLine<'_>>(line) else {
+        // Not parseable as an object with those fields (a duplicate key, bad JSON):
+        // the request parser gives the precise error with line and column.
+        return Ok(bare);
+    };
+    let Some(request) = record.request else {
+        return Ok(bare);
+    };
+    if !request.get().trim_start().starts_with('{') {
+        return Err("record field `request` is not an object".to_string());
+    }
+    let at = record
+        .evaluated_at
+        .map(|t| parse_time(&t).map_err(|e| format!("record field `evaluatedAt`: {e}")))
+        .transpose()?;
+    Ok(Recorded {
+        request: Cow::Owned(request.get().as_bytes().to_vec()),
+        at,
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_request_is_returned_whole() {
+        let line = br#"{"apiVersion":"promo-policy.dev/v1","id":"r1"}"#;
+        let r = from_line(line).unwrap();
+        assert_eq!(&*r.request, &line[..]);
+        assert_eq!(r.at, None);
+    }
+
+    #[test]
+    fn record_yields_its_request_and_time() {
+        let line =
+            br#"{"seq":3,"evaluatedAt":"2026-11-26T18:00:00Z","request":{"id":"r1"},"hash":"ab"}"#;
+        let r = from_line(line).unwrap();
+        assert_eq!(&*r.request, br#"{"id":"r1"}"#);
+        assert_eq!(
+            r.at,
+            Some(parse_time("2026-11-26T18:00:00Z").unwrap()),
+            "the record's own time"
+        );
+    }
+
+    #[test]
+    fn record_without_time_has_none() {
+        let r = from_line(br#"{"request":{"id":"r1"}}"#).unwrap();
+        assert_eq!(r.at, None);
+    }
+
+    #[test]
+    fn bad_records_are_named() {
+        let e = from_line(br#"{"request":"masked"}"#).unwrap_err();
+        assert!(e.contains("`request` is not an object"), "{e}");
+        let e = from_line(br#"{"request":{},"evaluatedAt":"yesterday"}"#).unwrap_err();
+        assert!(e.contains("`evaluatedAt`"), "{e}");
+    }
+
+    #[test]
+    fn unparseable_lines_go_to_the_request_parser() {
+        for line in [
+            &b"not json"[..],
+            br#"{"request":{},"request":{}}"#,
+            b"",
+            br#"["request"]"#,
+        ] {
+            assert_eq!(&*from_line(line).unwrap().request, line);
+        }
+    }
+}
