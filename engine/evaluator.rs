@@ -131,6 +131,11 @@ impl Signer {
         self.dev
     }
 
+    /// The public half of the decision key.
+    pub fn public_key(&self) -> crate::attest::PublicKey {
+        self.key.public_key()
+    }
+
     /// Sign any in-toto Statement v1 with the decision key (an audit-log checkpoint is
     /// signed by the same key as the decisions it vouches for).
     pub fn sign_statement(

@@ -305,12 +305,7 @@ impl AuditLog {
     /// Up to `limit` records with `seq > after` that pass `filter`, in seq order. A row
     /// whose columns cannot be read back as a record (a column edited to garbage) comes
     /// back as `Err` with its seq and what is wrong, for the verifier to report.
-    pub fn read(
-        &self,
-        after: u64,
-        limit: usize,
-        filter: &Filter,
-    ) -> Result<Vec<Row>, AuditError> {
+    pub fn read(&self, after: u64, limit: usize, filter: &Filter) -> Result<Vec<Row>, AuditError> {
         let mut sql = format!("SELECT {COLUMNS} FROM records WHERE seq > ?");
         let mut args: Vec<rusqlite::types::Value> = vec![(after as i64).into()];
         let mut arg = |sql: &mut String, clause: &str, values: Vec<rusqlite::types::Value>| {
