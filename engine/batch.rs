@@ -115,7 +115,7 @@ pub enum BatchError {
     #[error("cannot write results: {0}")]
     Write(#[source] io::Error),
     /// Appending a chunk's decisions to the audit log failed; the batch stopped there.
-    #[error("{source}; the batch stopped: it recorded {recorded} decisions and printed the results of its first {printed} inputs, nothing after")]
+    #[error("the batch stopped after recording {recorded} decisions and printing the results of its first {printed} inputs (nothing after)")]
     Audit {
         /// Why the append failed (names the log and its last committed seq).
         #[source]

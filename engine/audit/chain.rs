@@ -494,7 +494,7 @@ fn judge(
     if !sound {
         let skipped = next
             .and_then(|n| n.record.as_ref().ok())
-            .is_some_and(|n| n.prev_hash == r.prev_hash && n.prev_hash != r.hash);
+            .is_some_and(|n| n.prev_hash == r.prev_hash);
         if skipped {
             return at(
                 r.seq,
