@@ -87,14 +87,13 @@ fn hash_of(db: &Path, seq: u64) -> String {
         .unwrap()
 }
 
+/// `promo-policy audit query DB ARGS...`.
+fn audit_query(db: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    bin().args(["audit", "query"]).arg(db).args(args).assert()
+}
+
 fn query(db: &Path, extra: &[&str]) -> Vec<Value> {
-    let a = bin()
-        .args(["audit", "query"])
-        .arg(db)
-        .args(["--format", "json"])
-        .args(extra)
-        .assert()
-        .code(0);
+    let a = audit_query(db, &[&["--format", "json"], extra].concat()).code(0);
     serde_json::from_slice::<Vec<Value>>(&a.get_output().stdout).unwrap()
 }
 
@@ -383,12 +382,13 @@ fn a_full_disk_stops_the_batch_and_says_how_far_the_log_got() {
     assert_eq!(query(&db, &[]).len(), 512);
 }
 
-/// Start `serve --audit` on a free port; its base URL.
-fn serve(db: &Path) -> (std::process::Child, String) {
+/// Start `serve --audit DB EXTRA...` on a free port; its base URL.
+fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
         .args(["serve", "--addr", "127.0.0.1:0", "--watch-interval", "0"])
         .args(["--at", AT, "--audit"])
         .arg(db)
+        .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -412,7 +412,7 @@ fn serve(db: &Path) -> (std::process::Child, String) {
 fn the_sidecars_decisions_appear_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sidecar.db");
-    let (mut child, base) = serve(&db);
+    let (child, base) = serve(&db, &[]);
     let mut ids = Vec::new();
     for path in [ALLOWED, DENIED_PROD] {
         let request: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -423,16 +423,60 @@ fn the_sidecars_decisions_appear_in_the_log() {
             .unwrap();
         ids.push(signed["decision"]["decisionId"].clone());
     }
+    stop(child);
+    let records = query(&db, &[]);
+    let logged: Vec<Value> = records.iter().map(|r| r["decisionId"].clone()).collect();
+    assert_eq!(logged, ids);
+    assert_eq!(records[1]["allowed"], false);
+    verify(&db).code(0);
+}
+
+fn stop(mut child: std::process::Child) {
     std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("kill -TERM {}", child.id()))
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    let records = query(&db, &[]);
-    let logged: Vec<Value> = records.iter().map(|r| r["decisionId"].clone()).collect();
-    assert_eq!(logged, ids);
-    assert_eq!(records[1]["allowed"], false);
+}
+
+#[test]
+fn the_sidecar_withholds_a_decision_it_cannot_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("small.db");
+    // A log with room for a record or two (about 3 pages each) past its schema.
+    let (child, base) = serve(&db, &["--audit-max-pages", "10"]);
+    let request: Value = serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap();
+    let mut given = Vec::new();
+    let mut refused = None;
+    for _ in 0..50 {
+        match ureq::post(&format!("{base}/v1/promotions/evaluate")).send_json(request.clone()) {
+            Ok(reply) => {
+                let signed: Value = reply.into_json().unwrap();
+                given.push(signed["decision"]["decisionId"].clone());
+            }
+            Err(ureq::Error::Status(status, reply)) => {
+                assert!(reply.header("retry-after").is_some());
+                refused = Some((status, reply.into_json::<Value>().unwrap()));
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (status, body) = refused.expect("the log never filled up");
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        body["message"].as_str().unwrap().contains("audit log"),
+        "{body}"
+    );
+    stop(child);
+    // Every decision handed out is in the log, and nothing else.
+    let logged: Vec<Value> = query(&db, &[])
+        .iter()
+        .map(|r| r["decisionId"].clone())
+        .collect();
+    assert_eq!(logged, given);
     verify(&db).code(0);
 }
 
@@ -509,12 +553,7 @@ fn query_filters_and_formats() {
     assert_eq!(seqs(&["--digest", digest]), with_digest);
     assert!(seqs(&["--digest", "sha256:00"]).is_empty());
 
-    let a = bin()
-        .args(["audit", "query"])
-        .arg(&db)
-        .args(["--denied", "--format", "jsonl"])
-        .assert()
-        .code(0);
+    let a = audit_query(&db, &["--denied", "--format", "jsonl"]).code(0);
     let lines: Vec<Value> = stdout_of(&a)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -523,12 +562,7 @@ fn query_filters_and_formats() {
     assert!(lines
         .iter()
         .all(|l| l["request"].is_object() && l["evaluatedAt"].is_string()));
-    let a = bin()
-        .args(["audit", "query"])
-        .arg(&db)
-        .args(["--format", "table", "--env", "dev"])
-        .assert()
-        .code(0);
+    let a = audit_query(&db, &["--format", "table", "--env", "dev"]).code(0);
     let table = stdout_of(&a);
     assert!(table.starts_with("SEQ"), "{table}");
     assert!(
@@ -536,24 +570,14 @@ fn query_filters_and_formats() {
         "{table}"
     );
     assert_eq!(table.lines().count(), 2, "{table}");
-    bin()
-        .args(["audit", "query"])
-        .arg(&db)
-        .args(["--since", "yesterday"])
-        .assert()
-        .code(2);
+    audit_query(&db, &["--since", "yesterday"]).code(2);
 }
 
 #[test]
 fn history_re_evaluates_at_each_records_own_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = mixed_log(dir.path());
-    let a = bin()
-        .args(["audit", "query"])
-        .arg(&db)
-        .args(["--format", "jsonl", "--env", "prod"])
-        .assert()
-        .code(0);
+    let a = audit_query(&db, &["--format", "jsonl", "--env", "prod"]).code(0);
     let history = stdout_of(&a);
     let replay = |extra: &[&str]| -> Vec<Value> {
         let a = bin()

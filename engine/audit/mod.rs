@@ -212,82 +212,68 @@ impl Record {
             set.get("sha256").cloned().unwrap_or_default()
         };
         let ids: Vec<&str> = signed.violations.iter().map(|v| v.id.as_str()).collect();
-        let differs = |field: &str, row: String, signed: String| {
-            (row != signed)
-                .then(|| format!("`{field}` is {row} but its signed decision says {signed}"))
-        };
-        differs(
-            "decisionId",
-            self.decision_id.clone(),
-            signed.decision_id.clone(),
-        )
-        .or_else(|| {
-            differs(
+        let fields = [
+            (
+                "decisionId",
+                self.decision_id.clone(),
+                signed.decision_id.clone(),
+            ),
+            (
                 "requestId",
                 self.request_id.clone(),
                 signed.request_id.clone(),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "artifact.name",
                 self.artifact.name.clone(),
                 signed.artifact.name.clone(),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "artifact.digest",
                 format!("{:?}", self.artifact.digest),
                 format!("{:?}", signed.artifact.digest),
-            )
-        })
-        .or_else(|| differs("from", self.from.clone(), signed.from.clone()))
-        .or_else(|| differs("to", self.to.clone(), signed.to.clone()))
-        .or_else(|| {
-            differs(
+            ),
+            ("from", self.from.clone(), signed.from.clone()),
+            ("to", self.to.clone(), signed.to.clone()),
+            (
                 "allowed",
                 self.allowed.to_string(),
                 signed.allowed.to_string(),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "violations",
                 format!("{:?}", self.violations),
                 format!("{ids:?}"),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "evaluatedAt",
                 self.evaluated_at.clone(),
                 signed.evaluated_at.clone(),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "bundleDigest",
                 self.bundle_digest.sha256.clone(),
                 sha(&signed.policy.digest),
-            )
-        })
-        .or_else(|| {
-            differs(
+            ),
+            (
                 "requestDigest",
                 self.request_digest.sha256.clone(),
                 sha(&signed.input_digest),
-            )
-        })
-        .or_else(|| {
+            ),
+        ];
+        let differs = |(field, row, signed): (&str, String, String)| {
+            (row != signed)
+                .then(|| format!("`{field}` is {row} but its signed decision says {signed}"))
+        };
+        fields.into_iter().find_map(differs).or_else(|| {
             // An unmasked stored request must be the one the decision was made on.
             let request = self.request.as_ref().filter(|_| self.masked.is_empty())?;
             let digest = hex::encode(Sha256::digest(canonical_json(request)));
-            differs(
+            differs((
                 "request",
                 format!("sha256 {digest}"),
                 format!("sha256 {}", self.request_digest.sha256),
-            )
+            ))
         })
     }
 }
