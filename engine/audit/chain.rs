@@ -102,6 +102,9 @@ trait Source {
     fn next_chunk(&mut self) -> Result<Vec<Row>, AuditError>;
     /// A record after `after` whose stored hash is `hash`.
     fn seq_with_hash(&mut self, hash: &str, after: u64) -> Result<Option<u64>, AuditError>;
+    /// Whether a record with this seq comes later (out of order: an export's lines
+    /// moved; a log is always read in seq order).
+    fn holds_seq_later(&mut self, seq: u64) -> Result<bool, AuditError>;
     /// Whether the records may start past seq 1 (an export `--since`).
     fn partial(&self) -> bool;
 }
@@ -122,6 +125,10 @@ impl Source for Db<'_> {
 
     fn seq_with_hash(&mut self, hash: &str, after: u64) -> Result<Option<u64>, AuditError> {
         self.log.seq_with_hash(hash, after)
+    }
+
+    fn holds_seq_later(&mut self, _seq: u64) -> Result<bool, AuditError> {
+        Ok(false)
     }
 
     fn partial(&self) -> bool {
@@ -201,6 +208,16 @@ impl Source for Jsonl {
             }
         }
         Ok(None)
+    }
+
+    fn holds_seq_later(&mut self, seq: u64) -> Result<bool, AuditError> {
+        let mut again = Jsonl::open(&self.path)?;
+        while let Some(text) = again.next_line()? {
+            if serde_json::from_str::<SeqHash>(&text).is_ok_and(|s| s.seq == seq) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn partial(&self) -> bool {
@@ -428,6 +445,13 @@ fn judge(
             format!("seq {} comes after seq {}", r.seq, expected - 1),
         );
     }
+    if r.seq > expected && source.holds_seq_later(expected)? {
+        return at(
+            expected,
+            Tamper::Reordered,
+            format!("seq {} comes before seq {expected}", r.seq),
+        );
+    }
     if r.seq > expected {
         let missing = if r.seq == expected + 1 {
             format!("seq {expected} is missing")
@@ -529,4 +553,78 @@ fn judge(
         );
     }
     Ok(None)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::audit::tests::signed_n;
+    use crate::audit::RecordOptions;
+    use crate::evaluator::DEV_SIGNING_KEY_PEM;
+
+    fn keys() -> Vec<PublicKey> {
+        vec![
+            crate::attest::SigningKey::from_pkcs8_pem(DEV_SIGNING_KEY_PEM)
+                .unwrap()
+                .public_key(),
+        ]
+    }
+
+    /// A log of `n` records and its export lines.
+    fn exported(n: usize) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open_for_append(&dir.path().join("a.db"), None).unwrap();
+        let mut records: Vec<Record> = signed_n(n)
+            .iter()
+            .map(|(d, e, q)| RecordOptions::default().prepare(d, e, q).unwrap())
+            .collect();
+        log.append(&mut records).unwrap();
+        let lines = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        (dir, lines)
+    }
+
+    fn verify_lines(dir: &Path, lines: &[String]) -> VerifyReport {
+        let path = dir.join("export.jsonl");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        verify_export(&path, &keys(), None).unwrap()
+    }
+
+    #[test]
+    fn an_export_walks_like_the_log_and_names_swapped_lines() {
+        let (dir, lines) = exported(4);
+        let report = verify_lines(dir.path(), &lines);
+        assert!(report.intact(), "{report:?}");
+        assert_eq!((report.verified, report.head.seq), (4, 4));
+
+        let mut swapped = lines.clone();
+        swapped.swap(1, 2);
+        let f = verify_lines(dir.path(), &swapped).finding.unwrap();
+        assert_eq!((f.seq, f.kind), (2, Tamper::Reordered), "{f:?}");
+        let mut dup = lines.clone();
+        dup.insert(2, lines[1].clone());
+        let f = verify_lines(dir.path(), &dup).finding.unwrap();
+        assert_eq!((f.seq, f.kind), (2, Tamper::Reordered), "{f:?}");
+
+        // From the middle: anchored on its first record's link.
+        let report = verify_lines(dir.path(), &lines[2..]);
+        assert!(report.intact());
+        assert_eq!((report.first_seq, report.verified), (3, 2));
+    }
+
+    #[test]
+    fn a_record_signed_by_another_key_is_a_bad_signature() {
+        let (dir, lines) = exported(2);
+        let other = crate::attest::SigningKey::ed25519_from_seed(&[9; 32]).public_key();
+        let path = dir.path().join("export.jsonl");
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let f = verify_export(&path, &[other], None)
+            .unwrap()
+            .finding
+            .unwrap();
+        assert_eq!((f.seq, f.kind), (1, Tamper::BadSignature), "{f:?}");
+    }
 }

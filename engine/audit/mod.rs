@@ -389,14 +389,21 @@ pub(crate) mod tests {
 
     /// A signed decision on the corpus's allowed request, and that request.
     pub(crate) fn signed() -> (Decision, Value, Value) {
+        signed_n(1).remove(0)
+    }
+
+    /// `n` signed decisions (distinct ids) on the corpus's allowed request.
+    pub(crate) fn signed_n(n: usize) -> Vec<(Decision, Value, Value)> {
         let engine = Engine::load(&EngineConfig::with_policies("policies")).unwrap();
         let bytes = std::fs::read("corpus/cases/prod-allow-baseline/request.json").unwrap();
         let request = PromotionRequest::from_slice(&bytes).unwrap();
-        let signed = engine
-            .evaluator()
-            .decide(&request, parse_time(AT).unwrap())
-            .unwrap();
-        (signed.decision, signed.envelope, request.raw)
+        let mut evaluator = engine.evaluator();
+        (0..n)
+            .map(|_| {
+                let signed = evaluator.decide(&request, parse_time(AT).unwrap()).unwrap();
+                (signed.decision, signed.envelope, request.raw.clone())
+            })
+            .collect()
     }
 
     #[test]
