@@ -697,7 +697,7 @@ pub fn run_recorded(
     out: &mut dyn Write,
     options: &Options,
     progress: &dyn Progress,
-    mut recorder: Option<Recorder<'_>>,
+    recorder: Option<Recorder<'_>>,
 ) -> Result<Summary, BatchError> {
     let record_options = recorder.as_ref().map(|r| r.options);
     let mut recorded = recorder.as_ref().map(|_| RecordedRange::default());
@@ -717,53 +717,69 @@ pub fn run_recorded(
         .collect();
     let started = Instant::now();
     let mut counts = Counts::default();
-    loop {
-        let chunk = input.read_chunk(options.shard, CHUNK_INPUTS, CHUNK_BYTES)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut results: Vec<Outcome> = pool.install(|| {
-            chunk
-                .into_par_iter()
-                .map(|item| {
-                    let result = with_evaluator(
-                        engine,
-                        &slots,
-                        |ev| evaluate_input(ev, &item, options.at, record_options),
-                        item.index,
-                        &item.source,
-                    );
-                    progress.input_done(item.end);
-                    result
-                })
-                .collect()
-        });
-        if let (Some(recorder), Some(range)) = (recorder.as_mut(), recorded.as_mut()) {
-            let mut records: Vec<Record> = results.iter_mut().filter_map(|r| r.2.take()).collect();
-            if !records.is_empty() {
-                let head =
-                    recorder
-                        .log
-                        .append(&mut records)
-                        .map_err(|source| BatchError::Audit {
-                            source,
-                            recorded: range.records,
-                            printed: counts.inputs,
-                        })?;
-                if range.records == 0 {
-                    range.first_seq = records[0].seq;
+    std::thread::scope(|scope| {
+        // The audit writer commits chunk k while the pool evaluates chunk k+1; chunk k is
+        // printed once its commit is confirmed.
+        let mut writer = recorder.map(|r| ChunkWriter::spawn(scope, r.log));
+        let mut pending: Option<Vec<Outcome>> = None;
+        let mut print = |results: Vec<Outcome>,
+                         writer: &mut Option<ChunkWriter>,
+                         counts: &mut Counts|
+         -> Result<(), BatchError> {
+            if let (Some(w), Some(range)) = (writer.as_mut(), recorded.as_mut()) {
+                w.confirm(range, counts.inputs)?;
+            }
+            for (line, verdict, _) in results {
+                out.write_all(&line).map_err(BatchError::Write)?;
+                counts.add(verdict);
+            }
+            out.flush().map_err(BatchError::Write)?;
+            progress.chunk_written(counts, started.elapsed());
+            Ok(())
+        };
+        loop {
+            let chunk = match input.read_chunk(options.shard, CHUNK_INPUTS, CHUNK_BYTES) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // What was decided and recorded before the failure is still printed.
+                    if let Some(previous) = pending.take() {
+                        print(previous, &mut writer, &mut counts)?;
+                    }
+                    return Err(e);
                 }
-                range.records += records.len() as u64;
-                range.last_seq = head.seq;
+            };
+            let results = (!chunk.is_empty()).then(|| {
+                pool.install(|| {
+                    chunk
+                        .into_par_iter()
+                        .map(|item| {
+                            let result = with_evaluator(
+                                engine,
+                                &slots,
+                                |ev| evaluate_input(ev, &item, options.at, record_options),
+                                item.index,
+                                &item.source,
+                            );
+                            progress.input_done(item.end);
+                            result
+                        })
+                        .collect::<Vec<Outcome>>()
+                })
+            });
+            if let Some(previous) = pending.take() {
+                print(previous, &mut writer, &mut counts)?;
+            }
+            let Some(mut results) = results else { break };
+            match writer.as_mut() {
+                Some(w) => {
+                    w.send(results.iter_mut().filter_map(|r| r.2.take()).collect());
+                    pending = Some(results);
+                }
+                None => print(results, &mut writer, &mut counts)?,
             }
         }
-        for (line, verdict, _) in results {
-            out.write_all(&line).map_err(BatchError::Write)?;
-            counts.add(verdict);
-        }
-        out.flush().map_err(BatchError::Write)?;
-        progress.chunk_written(&counts, started.elapsed());
-    }
+        Ok(())
+    })?;
     let wall = started.elapsed().as_secs_f64();
     Ok(Summary {
         inputs: counts.inputs,
@@ -781,6 +797,103 @@ pub fn run_recorded(
         },
         recorded,
     })
+}
+
+/// The audit log's writer thread for one batch: chunks of records in, one commit
+/// (or the error that stopped it) out per chunk, in order.
+struct ChunkWriter {
+    chunks: std::sync::mpsc::SyncSender<Vec<Record>>,
+    commits: std::sync::mpsc::Receiver<Result<Committed, AuditError>>,
+}
+
+/// One committed chunk.
+struct Committed {
+    records: u64,
+    first_seq: u64,
+    head_seq: u64,
+    elapsed: Duration,
+}
+
+impl ChunkWriter {
+    fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        log: &'scope mut AuditLog,
+    ) -> Self {
+        // One chunk in flight: the next one waits for it, so memory stays two chunks.
+        let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+        let (done, commits) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for mut records in incoming {
+                let started = Instant::now();
+                let result = if records.is_empty() {
+                    Ok(Committed {
+                        records: 0,
+                        first_seq: 0,
+                        head_seq: log.head().seq,
+                        elapsed: Duration::ZERO,
+                    })
+                } else {
+                    log.append(&mut records).map(|head| Committed {
+                        records: records.len() as u64,
+                        first_seq: records[0].seq,
+                        head_seq: head.seq,
+                        elapsed: started.elapsed(),
+                    })
+                };
+                let failed = result.is_err();
+                if done.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self { chunks, commits }
+    }
+
+    /// Hand a chunk's records over (a dead writer is noticed by `confirm`).
+    fn send(&mut self, records: Vec<Record>) {
+        let _ = self.chunks.send(records);
+    }
+
+    /// Wait for the oldest chunk's commit and count it in `range`; `printed` is how many
+    /// results were written before it, for the error.
+    fn confirm(&mut self, range: &mut RecordedRange, printed: u64) -> Result<(), BatchError> {
+        let fail = |source, range: &RecordedRange| BatchError::Audit {
+            source,
+            recorded: range.records,
+            printed,
+        };
+        let committed = match self.commits.recv() {
+            Ok(Ok(c)) => c,
+            Ok(Err(source)) => return Err(fail(source, range)),
+            Err(_) => {
+                return Err(fail(
+                    AuditError::Append {
+                        path: PathBuf::from("<audit log>"),
+                        reason: "the audit writer thread stopped".into(),
+                        head: crate::audit::Head {
+                            seq: range.last_seq,
+                            hash: String::new(),
+                        },
+                    },
+                    range,
+                ))
+            }
+        };
+        if committed.records > 0 {
+            if range.records == 0 {
+                range.first_seq = committed.first_seq;
+            }
+            range.records += committed.records;
+            range.last_seq = committed.head_seq;
+            tracing::debug!(
+                records = committed.records,
+                last_seq = committed.head_seq,
+                elapsed_us = committed.elapsed.as_micros() as u64,
+                "audit chunk committed"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// One input's result line (with the newline), verdict and, when recording, the audit
