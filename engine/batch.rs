@@ -35,7 +35,9 @@
 //!
 //! With a [`Recorder`], each chunk's decisions are appended to the audit log in one
 //! transaction, in input order, *before* the chunk's results are written: a result line
-//! with a decision exists only for a recorded decision. Inputs that were not evaluated
+//! with a decision exists only for a recorded decision. A writer thread commits chunk k
+//! while the pool evaluates chunk k+1, so the commit (and its fsync) costs little wall
+//! time. Inputs that were not evaluated
 //! (no decision) are not recorded. A failed append stops the batch
 //! ([`BatchError::Audit`], saying how far the log got).
 //!
