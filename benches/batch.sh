@@ -4,7 +4,7 @@
 #   memory:  peak RSS (/usr/bin/time -v) at SMALL and LARGE requests;
 #   audit:   --audit off and on (a fresh SQLite log per run; and on with --audit-no-request)
 #            on the same workload, --jobs 2, interleaved, R rounds.
-# Usage: benches/batch.sh [scaling|memory|audit|all]   (env: N, R, SMALL, LARGE, WORK)
+# Usage: benches/batch.sh [scaling|memory|audit|all]   (env: N, R, SMALL, LARGE, WORK, BUILD)
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-4000}
@@ -16,7 +16,8 @@ AT=2026-11-26T18:00:00Z
 BIN=target/release/promo-policy
 GEN=target/release/examples/gen_workload
 mkdir -p "$WORK"
-cargo build --release --locked --bin promo-policy --example gen_workload >&2
+# BUILD=0 reuses the binaries already built (e.g. while others hold the build lock).
+[ "${BUILD:-1}" = 0 ] || cargo build --release --locked --bin promo-policy --example gen_workload >&2
 
 gen() { # count -> file
     f="$WORK/w$1.jsonl"
