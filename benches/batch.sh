@@ -25,13 +25,20 @@ gen() { # count -> file
     echo "$f"
 }
 
-# One run: prints "jobs wall_s user_s sys_s max_rss_kb decisions_per_s".
-one() { # file jobs
+# One timed run: prints "wall_s user_s sys_s max_rss_kb decisions_per_s".
+timed() { # file jobs [extra eval flags...]
+    f=$1 jobs=$2
+    shift 2
     /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" \
-        "$BIN" eval --batch "$1" --at "$AT" --jobs "$2" --out /dev/null \
+        "$BIN" eval --batch "$f" --at "$AT" --jobs "$jobs" --out /dev/null "$@" \
         --summary-json "$WORK/summary.json" 2>/dev/null || [ $? -eq 1 ]
     rate=$(sed -n 's/.*"decisionsPerSecond": \([0-9.]*\).*/\1/p' "$WORK/summary.json")
-    echo "$2 $(tail -n 1 "$WORK/time") $rate"
+    echo "$(tail -n 1 "$WORK/time") $rate"
+}
+
+# One run: prints "jobs wall_s user_s sys_s max_rss_kb decisions_per_s".
+one() { # file jobs
+    echo "$2 $(timed "$1" "$2")"
 }
 
 scaling() {
@@ -61,6 +68,18 @@ memory() {
 # One run with the audit log in mode $2 (off, on, norequest): "mode wall_s user_s sys_s
 # max_rss_kb decisions_per_s log_bytes".
 one_audit() { # file mode
+    rm -f "$WORK/audit.db" "$WORK/audit.db-wal" "$WORK/audit.db-shm"
+    case "$2" in
+        off) run=$(timed "$1" 2) ;;
+        on) run=$(timed "$1" 2 --audit "$WORK/audit.db") ;;
+        norequest) run=$(timed "$1" 2 --audit "$WORK/audit.db" --audit-no-request) ;;
+    esac
+    size=0
+    [ "$2" = off ] || size=$(cat "$WORK/audit.db" "$WORK/audit.db-wal" 2>/dev/null | wc -c)
+    echo "$2 $run $size"
+}
+
+audit() { # file mode
     rm -f "$WORK/audit.db" "$WORK/audit.db-wal" "$WORK/audit.db-shm"
     case "$2" in
         off) extra="" ;;

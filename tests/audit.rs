@@ -40,6 +40,13 @@ fn stderr_of(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8(assert.get_output().stderr.clone()).unwrap()
 }
 
+/// A fresh directory holding a log of `n` allowed decisions.
+fn fresh_log(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = log_of(dir.path(), n);
+    (dir, db)
+}
+
 /// A log of `n` allowed decisions made by `eval --batch --audit`.
 fn log_of(dir: &Path, n: usize) -> PathBuf {
     let input = jsonl(dir, "in.jsonl", &vec![line(ALLOWED); n]);
@@ -203,8 +210,7 @@ fn unusable_audit_paths_fail_before_any_decision_is_printed() {
 
 #[test]
 fn a_corrupt_page_is_an_error_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 40);
+    let (_dir, db) = fresh_log(40);
     // Checkpoint the WAL into the main file, then scribble over the first page's b-tree
     // (past the 100-byte file header): SQLite's schema page. (Garbage inside a record's
     // own bytes is not SQLite's business: `verify` names that record as edited.)
@@ -225,8 +231,7 @@ fn a_corrupt_page_is_an_error_naming_the_file() {
 
 #[test]
 fn verify_names_an_edited_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 6);
+    let (_dir, db) = fresh_log(6);
     verify(&db).code(0);
     sql(&db, "UPDATE records SET allowed = 0 WHERE seq = 3;");
     let out = assert_tampered(&db, 3, "edited");
@@ -234,12 +239,22 @@ fn verify_names_an_edited_record() {
         out.contains("`allowed` is false but its signed decision says true"),
         "{out}"
     );
+    // No checkpoint vouches for a tampered log.
+    let a = bin()
+        .args(["audit", "checkpoint"])
+        .arg(&db)
+        .assert()
+        .code(1);
+    assert!(
+        stdout_of(&a).starts_with("TAMPERED  seq 3"),
+        "{}",
+        stdout_of(&a)
+    );
 }
 
 #[test]
 fn verify_names_a_deleted_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 6);
+    let (_dir, db) = fresh_log(6);
     sql(&db, "DELETE FROM records WHERE seq = 3;");
     let out = assert_tampered(&db, 3, "deleted");
     assert!(out.contains("seq 3 is missing"), "{out}");
@@ -247,8 +262,7 @@ fn verify_names_a_deleted_record() {
 
 #[test]
 fn verify_names_reordered_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 6);
+    let (_dir, db) = fresh_log(6);
     sql(
         &db,
         "UPDATE records SET seq = -3 WHERE seq = 3;
@@ -260,8 +274,7 @@ fn verify_names_reordered_records() {
 
 #[test]
 fn verify_names_an_inserted_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 6);
+    let (_dir, db) = fresh_log(6);
     // Make room at seq 3 and slip in a copy of seq 2 under a new decision id, linked
     // to seq 2 as a real record would be.
     let prev = hash_of(&db, 2);
@@ -279,8 +292,7 @@ fn verify_names_an_inserted_record() {
     assert_tampered(&db, 3, "inserted");
 
     // A verbatim copy appended at the end, with its link and hash made right.
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 4);
+    let (_dir, db) = fresh_log(4);
     let conn = Connection::open(&db).unwrap();
     let records = query(&db, &[]);
     let mut copy: Record = serde_json::from_value(records[1].clone()).unwrap();
@@ -300,8 +312,7 @@ fn verify_names_an_inserted_record() {
 
 #[test]
 fn verify_names_a_bad_envelope_signature() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 5);
+    let (_dir, db) = fresh_log(5);
     let records = query(&db, &[]);
     let mut envelope = records[3]["envelope"].clone();
     let sig = envelope["signatures"][0]["sig"]
@@ -612,8 +623,7 @@ fn history_re_evaluates_at_each_records_own_time() {
 
 #[test]
 fn an_export_verifies_like_the_log_and_its_tampering_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 6);
+    let (dir, db) = fresh_log(6);
     let export = dir.path().join("export.jsonl");
     bin()
         .args(["audit", "export"])
@@ -668,8 +678,7 @@ fn an_export_verifies_like_the_log_and_its_tampering_is_named() {
 
 #[test]
 fn a_checkpoint_catches_a_truncated_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = log_of(dir.path(), 5);
+    let (dir, db) = fresh_log(5);
     let cp = dir.path().join("checkpoint.json");
     let a = bin()
         .args(["audit", "checkpoint"])
