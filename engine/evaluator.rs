@@ -150,6 +150,9 @@ impl Engine {
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
         let bundle = PolicyBundle::load(&config.policies)?;
+        for lint in bundle.lints() {
+            tracing::warn!("policy lint: {}/{lint}", bundle.uri());
+        }
         let trust_path = match &config.trust {
             Some(p) => Some(p.clone()),
             None => ["trust.json", "trust.yaml", "trust.yml"]

@@ -5,6 +5,7 @@ pub mod attest;
 pub mod batch;
 pub mod decision;
 pub mod evaluator;
+pub mod explain;
 pub mod plugin;
 pub mod policy;
 pub mod replay;

@@ -9,6 +9,9 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+mod lint;
+pub use lint::Lint;
+
 /// The one entry point every bundle must define.
 pub const ENTRY_POINT: &str = "data.promo.decision";
 
@@ -105,6 +108,20 @@ pub struct PolicyBundle {
     tests: Vec<BundleFile>,
     data: Vec<(String, regorus::Value)>,
     prepared: regorus::Engine,
+    catalog: Vec<Check>,
+    lints: Vec<Lint>,
+}
+
+/// One check a rule package declares in its `catalog` (`{"<id>": "<what it checks>"}`),
+/// listed by `eval --explain` as passed, denied or warned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The package under `promo.rules`, e.g. `approvals`.
+    pub package: String,
+    /// The violation id the check reports when it fails.
+    pub id: String,
+    /// What it checks, in one sentence.
+    pub what: String,
 }
 
 impl std::fmt::Debug for PolicyBundle {
@@ -192,6 +209,8 @@ impl PolicyBundle {
             .collect::<Result<Vec<_>, PolicyError>>()?;
 
         let mut engine = new_engine(&policies, &data)?;
+        let mut lints = Vec::new();
+        let packages = lint::rule_packages(&mut engine, &mut lints);
         // The first evaluation prepares the engine (rule index, schedule); clones
         // taken afterwards keep that work. An empty input is enough, and the result
         // does not matter here: a bundle without the entry point is caught below.
@@ -207,6 +226,16 @@ impl PolicyBundle {
             }
         }
 
+        let catalog = read_catalog(&engine, &packages, &mut lints);
+        let words = lint::policy_words(&policies)?;
+        for f in &data_files {
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&f.contents)
+                .or_else(|_| serde_yaml::from_str(&f.contents))
+            {
+                lint::unread_data(&f.path, &value, &words, &mut lints);
+            }
+        }
+
         Ok(Self {
             uri: dir.display().to_string(),
             digest: hex::encode(hasher.finalize()),
@@ -214,7 +243,20 @@ impl PolicyBundle {
             tests,
             data,
             prepared: engine,
+            catalog,
+            lints,
         })
+    }
+
+    /// The checks the rule packages declare, by package then id.
+    pub fn catalog(&self) -> &[Check] {
+        &self.catalog
+    }
+
+    /// Static warnings found while loading (see [`Lint`]); a bundle with lints still
+    /// loads and decides.
+    pub fn lints(&self) -> &[Lint] {
+        &self.lints
     }
 
     /// Where the bundle came from, as given.
@@ -351,6 +393,67 @@ fn new_engine(
             })?;
     }
     Ok(engine)
+}
+
+/// Evaluate each rule package's `catalog` (constant data, so no input is needed) and
+/// lint one that is not `{"<id>": "<sentence>"}` or that misses an id its rules emit.
+fn read_catalog(
+    engine: &regorus::Engine,
+    packages: &std::collections::BTreeMap<String, lint::RulePackage>,
+    lints: &mut Vec<Lint>,
+) -> Vec<Check> {
+    let mut catalog = Vec::new();
+    for (name, pkg) in packages {
+        if !pkg.has_catalog {
+            continue;
+        }
+        let mut e = engine.clone();
+        e.set_input(regorus::Value::new_object());
+        let value = e
+            .eval_rule(format!("data.promo.rules.{name}.catalog"))
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::to_value(&v).map_err(|e| e.to_string()));
+        let entries = match value {
+            Ok(serde_json::Value::Object(map))
+                if map.values().all(serde_json::Value::is_string) =>
+            {
+                map
+            }
+            other => {
+                lints.push(Lint {
+                    path: pkg.at.0.clone(),
+                    line: pkg.at.1,
+                    message: format!(
+                        "promo.rules.{name}.catalog must be a constant object {{\"<id>\": \"<what it checks>\"}}, got {}",
+                        match other {
+                            Ok(v) => format!("`{v}`"),
+                            Err(e) => format!("an error: {e}"),
+                        }
+                    ),
+                });
+                continue;
+            }
+        };
+        for (id, path, line) in &pkg.literal_ids {
+            if !entries.contains_key(id) {
+                lints.push(Lint {
+                    path: path.clone(),
+                    line: *line,
+                    message: format!(
+                        "id `{id}` is emitted but not in promo.rules.{name}.catalog: add it, so `eval --explain` lists the check"
+                    ),
+                });
+            }
+        }
+        for (id, what) in entries {
+            catalog.push(Check {
+                package: name.clone(),
+                id,
+                what: what.as_str().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    catalog
 }
 
 /// Scan a module's tokens (so comments and strings never match) for refused builtins.

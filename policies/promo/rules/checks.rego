@@ -8,6 +8,13 @@
 # was retried green passes and a regression after a green run fails.
 package promo.rules.checks
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"checks.missing": "every check the target environment requires ran in the source environment against this artifact",
+	"checks.failed": "the latest counting run of every required check passed",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).
