@@ -150,9 +150,6 @@ impl Engine {
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
         let bundle = PolicyBundle::load(&config.policies)?;
-        for lint in bundle.lints() {
-            tracing::warn!("policy lint: {}/{lint}", bundle.uri());
-        }
         let trust_path = match &config.trust {
             Some(p) => Some(p.clone()),
             None => ["trust.json", "trust.yaml", "trust.yml"]
@@ -208,6 +205,14 @@ impl Engine {
             plugins,
             verify_cache: VerifyCache::default(),
         }))
+    }
+
+    /// Log the bundle's lint warnings (faces that report them otherwise, like
+    /// `test`, do not call this).
+    pub fn log_lints(&self) {
+        for lint in self.bundle.lints() {
+            tracing::warn!("policy lint: {}/{lint}", self.bundle.uri());
+        }
     }
 
     /// The loaded policy bundle.
@@ -383,6 +388,19 @@ impl Evaluator {
     /// The engine this evaluator belongs to.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Record which policy lines evaluations run (regorus line coverage, for
+    /// `test --coverage`); off by default, as it slows evaluation down.
+    pub fn set_coverage(&mut self, enable: bool) {
+        self.rego.set_enable_coverage(enable);
+    }
+
+    /// The lines covered so far, per policy file (see [`Evaluator::set_coverage`]).
+    pub fn coverage_report(&self) -> Result<regorus::coverage::Report, PolicyError> {
+        self.rego
+            .get_coverage_report()
+            .map_err(|e| PolicyError::Runtime(e.to_string()))
     }
 
     /// Parse, validate and evaluate request bytes.

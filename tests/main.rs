@@ -5,6 +5,7 @@
 
 mod batch;
 mod cli;
+mod compliance;
 mod corpus;
 mod plugins;
 mod server;

@@ -84,8 +84,15 @@ impl CommonArgs {
         }
     }
 
-    /// Load the engine, naming what failed.
+    /// Load the engine, naming what failed, and log the bundle's lint warnings.
     fn load_engine(&self) -> anyhow::Result<std::sync::Arc<promo_policy::Engine>> {
+        let engine = self.load_engine_quiet()?;
+        engine.log_lints();
+        Ok(engine)
+    }
+
+    /// Load the engine without logging lints (for commands that report them).
+    fn load_engine_quiet(&self) -> anyhow::Result<std::sync::Arc<promo_policy::Engine>> {
         use anyhow::Context;
         promo_policy::Engine::load(&self.engine_config())
             .with_context(|| format!("cannot load the engine from `{}`", self.policies.display()))
