@@ -6,5 +6,6 @@
 mod batch;
 mod cli;
 mod corpus;
+mod diff;
 mod plugins;
 mod server;
