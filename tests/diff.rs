@@ -411,3 +411,72 @@ fn a_directory_of_request_files_and_stdin_are_inputs() {
         .code(0);
     assert!(stdout(&out).contains("1 evaluated, 0 changed"));
 }
+
+fn git(repo: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .current_dir(repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[test]
+fn git_revisions_of_the_policies_dir_are_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    copy_dir(Path::new("policies"), &repo.join("policies"));
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "base"]);
+    let data = repo.join("policies/data.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&data).unwrap()).unwrap();
+    config["promo"]["config"]["environments"]["prod"]["approvals"]["minCount"] = json!(1);
+    std::fs::write(&data, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    git(&repo, &["commit", "-q", "-a", "-m", "loosen"]);
+
+    let here = std::env::current_dir().unwrap();
+    let corpus = here.join("corpus/cases");
+    let plugins = here.join("plugins");
+    let run = |revs: &[&str], code: i32| -> Value {
+        let out = bin()
+            .current_dir(&repo)
+            .arg("diff")
+            .args(revs)
+            .arg("--plugins")
+            .arg(&plugins)
+            .arg(&corpus)
+            .args(["--format", "json"])
+            .assert()
+            .code(code);
+        serde_json::from_slice(&out.get_output().stdout).unwrap()
+    };
+    let flipped = corpus.join("approvals-min-count-one-deny");
+    let flipped = flipped.to_str().unwrap().to_string();
+
+    // Two revisions.
+    let report = run(&["--base-rev", "HEAD~1", "--policies-rev", "HEAD"], 1);
+    assert!(
+        sources(&report, "denyToAllow").contains(&flipped),
+        "{report}"
+    );
+    assert!(report["base"]["label"]
+        .as_str()
+        .unwrap()
+        .starts_with("HEAD~1:policies ("));
+    // A revision against the files on disk (the same as HEAD here).
+    let report = run(&["--base-rev", "HEAD~1"], 1);
+    assert!(sources(&report, "denyToAllow").contains(&flipped));
+    assert_eq!(report["new"]["label"], "policies");
+    let report = run(&["--base-rev", "HEAD"], 0);
+    assert_eq!(report["summary"]["changed"], 0);
+    assert_eq!(report["base"]["digest"], report["new"]["digest"]);
+
+    bin()
+        .current_dir(&repo)
+        .args(["diff", "--base-rev", "no-such-rev"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("git revision `no-such-rev`"));
+}

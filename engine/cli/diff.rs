@@ -41,8 +41,16 @@ pub struct DiffArgs {
     #[arg(value_name = "INPUT", default_value = "corpus/cases")]
     inputs: Vec<PathBuf>,
     /// The old policy bundle directory, to compare `--policies` (the new one) against.
-    #[arg(long, value_name = "DIR")]
-    base: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "base_rev")]
+    base: Option<PathBuf>,
+    /// Instead of --base: the `--policies` directory as it was at this git revision
+    /// (e.g. `origin/main`), read with git from the repository of the current directory.
+    #[arg(long, value_name = "REV", conflicts_with = "base")]
+    base_rev: Option<String>,
+    /// The new side as the `--policies` directory at this git revision, instead of the
+    /// files on disk.
+    #[arg(long, value_name = "REV")]
+    policies_rev: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -68,9 +76,31 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
         at,
         now: time::OffsetDateTime::now_utc(),
     };
+    let policies = &args.common.policies;
+    // Held until the end: dropping a checkout removes its temporary directory.
+    let base_checkout = args
+        .base_rev
+        .as_deref()
+        .map(|rev| diff::checkout(policies, rev))
+        .transpose()?;
+    let new_checkout = args
+        .policies_rev
+        .as_deref()
+        .map(|rev| diff::checkout(policies, rev))
+        .transpose()?;
+    let base_dir = match (&base_checkout, &args.base) {
+        (Some(c), _) => (c.path().to_path_buf(), c.label().to_string()),
+        (None, Some(dir)) => (dir.clone(), dir.display().to_string()),
+        // clap requires one of them; still an error, never a guess.
+        (None, None) => anyhow::bail!("give --base DIR or --base-rev REV"),
+    };
+    let new_dir = match &new_checkout {
+        Some(c) => (c.path().to_path_buf(), c.label().to_string()),
+        None => (policies.clone(), policies.display().to_string()),
+    };
     let (base, new) = rayon::join(
-        || load(&args.common, &args.base, "--base"),
-        || load(&args.common, &args.common.policies, "--policies"),
+        || load(&args.common, base_dir, "--base"),
+        || load(&args.common, new_dir, "--policies"),
     );
     let (base, new) = (base?, new?);
     let report = diff::run(&base, &new, &args.inputs, clock)?;
@@ -107,16 +137,13 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Load one side's engine, naming the flag and directory when it fails.
-fn load(common: &CommonArgs, policies: &std::path::Path, flag: &str) -> anyhow::Result<Side> {
+/// Load one side's engine from `(dir, label)`, naming the flag and bundle when it fails.
+fn load(common: &CommonArgs, (dir, label): (PathBuf, String), flag: &str) -> anyhow::Result<Side> {
     let config = EngineConfig {
-        policies: policies.to_path_buf(),
+        policies: dir,
         ..common.engine_config()
     };
     let engine: Arc<Engine> = Engine::load(&config)
-        .with_context(|| format!("cannot load the {flag} bundle `{}`", policies.display()))?;
-    Ok(Side {
-        engine,
-        label: policies.display().to_string(),
-    })
+        .with_context(|| format!("cannot load the {flag} bundle `{label}`"))?;
+    Ok(Side { engine, label })
 }

@@ -652,6 +652,149 @@ fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Option<L
     Ok(Some(Line::Read))
 }
 
+/// A policies directory as it was at a git revision, written to a fresh temporary
+/// directory that is removed on drop.
+#[derive(Debug)]
+pub struct Checkout {
+    dir: PathBuf,
+    label: String,
+}
+
+impl Checkout {
+    /// Where the bundle was written.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<rev>:<dir> (<commit>)`, to name the bundle in the report.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("cannot remove `{}`: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Write `dir` (a policies directory inside the git work tree of the current
+/// directory) as it was at revision `rev` into a temporary directory, with
+/// `git ls-tree` and `git cat-file`: files only, a symlink or submodule in the bundle is
+/// an error rather than a bundle that differs from the one at `rev`.
+pub fn checkout(dir: &Path, rev: &str) -> Result<Checkout, DiffError> {
+    let fail = |reason: String| DiffError::Git {
+        rev: rev.to_string(),
+        path: dir.display().to_string(),
+        reason,
+    };
+    if rev.starts_with('-') || rev.contains(':') {
+        return Err(fail("not a revision name".to_string()));
+    }
+    let commit = git(&[
+        "rev-parse",
+        "--verify",
+        "--end-of-options",
+        &format!("{rev}^{{commit}}"),
+    ])
+    .map_err(|e| fail(format!("not a commit: {e}")))?;
+    let commit = String::from_utf8_lossy(&commit).trim().to_string();
+    // `<commit>:./<dir>` names the tree relative to the current directory; an absolute
+    // `dir` is made relative to the work tree's top.
+    let tree = if dir.is_absolute() {
+        let top = git(&["rev-parse", "--show-toplevel"]).map_err(fail)?;
+        let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+        let top = top.canonicalize().unwrap_or(top);
+        let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let rel = abs
+            .strip_prefix(&top)
+            .map_err(|_| fail(format!("not inside the git work tree `{}`", top.display())))?;
+        format!("{commit}:{}", rel.display())
+    } else {
+        format!("{commit}:./{}", dir.display())
+    };
+    let listing = git(&["ls-tree", "-r", "-z", "--end-of-options", &tree])
+        .map_err(|e| fail(format!("no such directory at that revision: {e}")))?;
+    let out = temp_dir().map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+    let checkout = Checkout {
+        dir: out,
+        label: format!(
+            "{rev}:{} ({})",
+            dir.display(),
+            commit.get(..12).unwrap_or(&commit)
+        ),
+    };
+    for entry in listing.split(|&b| b == 0).filter(|e| !e.is_empty()) {
+        let entry = String::from_utf8_lossy(entry);
+        // `<mode> <type> <object>\t<path>`
+        let (meta, path) = entry
+            .split_once('\t')
+            .ok_or_else(|| fail(format!("unexpected `git ls-tree` line `{entry}`")))?;
+        let mut meta = meta.split(' ');
+        let (mode, kind, object) = (meta.next(), meta.next(), meta.next());
+        let object = match (mode, kind, object) {
+            (Some("100644" | "100755"), Some("blob"), Some(object)) => object,
+            _ => {
+                return Err(fail(format!(
+                    "`{path}` is not a regular file (symlink or submodule)"
+                )))
+            }
+        };
+        let rel = Path::new(path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(fail(format!("unexpected path `{path}`")));
+        }
+        let contents = git(&["cat-file", "blob", object]).map_err(fail)?;
+        let target = checkout.dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot write `{}`: {e}", parent.display())))?;
+        }
+        std::fs::write(&target, contents)
+            .map_err(|e| fail(format!("cannot write `{}`: {e}", target.display())))?;
+    }
+    Ok(checkout)
+}
+
+/// Run git in the current directory; its stdout, or its stderr as the error.
+fn git(args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(one_line(&String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A new, empty, uniquely named directory under the system temp dir.
+fn temp_dir() -> io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "promo-policy-diff-{}-{nanos}-{n}",
+            std::process::id()
+        ));
+        // `create_dir` fails if the name exists: never reuse someone else's directory.
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            other => return other.map(|()| dir),
+        }
+    }
+}
+
 /// The report as an aligned table for a terminal or a CI log, ending with the
 /// summary line.
 pub fn render_text(report: &Report) -> String {
