@@ -28,6 +28,8 @@ request files, a JSONL file of bare requests or audit records {\"request\": {...
 Each input is evaluated under both bundles at the same time: its recorded time (the case's \
 `at`, the record's `evaluatedAt`), else --at, else the request's `requestedAt`, else the \
 clock read once at the start. \
+--policies is the new bundle. --plugins applies to both sides, and so does --trust when given; \
+without it each side verifies attestations against its own bundle's trust.json. \
 Exit codes: 0 no decision flips from deny to allow (allow->deny and id changes are reported \
 but pass), 1 at least one deny->allow, 2 error (a bundle that fails to load, an unreadable \
 input or input line, a bad --at, no inputs at all).";
@@ -58,8 +60,8 @@ pub struct DiffArgs {
     /// a case's `at` and a record's `evaluatedAt` always win.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
-    /// The new bundle is `--policies`; `--trust` (else each bundle's own
-    /// `trust.json`), `--plugins` and `--key` apply to both sides.
+    /// The new bundle is `--policies`; `--plugins` and a given `--trust` apply to both
+    /// sides (without `--trust`, each side uses its own bundle's `trust.json`).
     #[command(flatten)]
     common: CommonArgs,
 }

@@ -369,7 +369,23 @@ fn evaluate_chunk(base: &Side, new: &Side, chunk: Vec<Pending>, clock: Clock) ->
             // A regorus clone per side per rayon split: ~0.3 µs each, noise next to a
             // decision.
             || (base.engine.evaluator(), new.engine.evaluator()),
-            |(b, n), pending| compare(b, n, pending, clock),
+            |(b, n), pending| {
+                let source = pending.source.clone();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compare(b, n, pending, clock)
+                }));
+                outcome.unwrap_or_else(|_| {
+                    // The evaluators may be mid-update: the next input gets fresh ones.
+                    *b = base.engine.evaluator();
+                    *n = new.engine.evaluator();
+                    Outcome::Error(InputError {
+                        source,
+                        kind: ErrorKind::Unread,
+                        msg: "the engine panicked on this input (a bug: see stderr and please report it)"
+                            .to_string(),
+                    })
+                })
+            },
         )
         .collect()
 }
