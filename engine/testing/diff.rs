@@ -910,6 +910,7 @@ pub fn render_markdown(report: &Report) -> String {
     out.push_str(
         "| change | input | evaluated at | base | new | ids |\n|---|---|---|---|---|---|\n",
     );
+    let mut rows = Vec::with_capacity(report.changes.len() + report.errors.len());
     for c in &report.changes {
         let change = match c.change {
             ChangeKind::DenyToAllow => ":warning: **deny->allow**",
@@ -921,25 +922,50 @@ pub fn render_markdown(report: &Report) -> String {
         } else {
             outcome_word(c.new.allowed)
         };
-        let _ = writeln!(
-            out,
-            "| {change} | {} | {} | {} | {new} | {} |",
+        rows.push(format!(
+            "| {change} | {} | {} | {} | {new} | {} |\n",
             md_code(&c.source),
             c.evaluated_at,
             outcome_word(c.base.allowed),
             md_escape(&ids_text(&c.added, &c.removed)),
-        );
+        ));
     }
     for e in &report.errors {
-        let _ = writeln!(
-            out,
-            "| error ({}) | {} | | | | {} |",
+        rows.push(format!(
+            "| error ({}) | {} | | | | {} |\n",
             kind_word(e.kind),
             md_code(&e.source),
-            md_escape(&e.msg)
-        );
+            md_escape(&truncate(&e.msg, MARKDOWN_CELL_CHARS))
+        ));
+    }
+    let total = rows.len();
+    for (shown, row) in rows.into_iter().enumerate() {
+        if out.len() + row.len() > MARKDOWN_BUDGET {
+            let _ = writeln!(
+                out,
+                "\n{} more row(s) not shown (a comment holds 65,536 characters); `--format json` lists them all.",
+                total - shown
+            );
+            break;
+        }
+        out.push_str(&row);
     }
     out
+}
+
+/// Bytes of Markdown written at most: GitHub refuses a comment over 65,536 characters
+/// (and a character is at least a byte); the rest leaves room for a note and a margin.
+pub const MARKDOWN_BUDGET: usize = 60_000;
+
+/// Characters of an error message shown in a Markdown cell (schema errors list every
+/// field; the JSON report has them whole).
+const MARKDOWN_CELL_CHARS: usize = 300;
+
+fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &s[..cut])),
+        None => Cow::Borrowed(s),
+    }
 }
 
 fn outcome_word(allowed: bool) -> &'static str {
@@ -1091,6 +1117,45 @@ mod tests {
         assert_eq!(md_code("a|b"), "`a\\|b`");
         assert_eq!(md_code("a`b"), "`` a`b ``");
         assert_eq!(md_escape("x\ny | z"), "x y \\| z");
+    }
+
+    #[test]
+    fn markdown_stays_within_a_comment() {
+        let side = |label: &str| BundleRef {
+            label: label.into(),
+            digest: "0".repeat(64),
+            trust: None,
+        };
+        let change = Change {
+            source: "corpus/cases/x".into(),
+            request_id: "r".into(),
+            evaluated_at: "2026-11-26T18:00:00Z".into(),
+            change: ChangeKind::DenyToAllow,
+            base: exp(false, &["a.very.long.violation.id.that.takes.room"], &[]),
+            new: exp(true, &[], &[]),
+            added: Ids::default(),
+            removed: Ids {
+                deny: vec!["a.very.long.violation.id.that.takes.room".into()],
+                warn: vec![],
+            },
+        };
+        let report = Report {
+            base: side("a"),
+            new: side("b"),
+            summary: Summary::default(),
+            changes: vec![change; 2000],
+            errors: vec![InputError {
+                source: "log:1".into(),
+                kind: ErrorKind::Invalid,
+                msg: "x".repeat(5000),
+            }],
+        };
+        let md = render_markdown(&report);
+        assert!(md.len() <= MARKDOWN_BUDGET + 200, "{}", md.len());
+        assert!(md.contains("more row(s) not shown"));
+        assert!(md.contains("| :warning: **deny->allow** |"));
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
     }
 
     #[test]
