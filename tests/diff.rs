@@ -410,6 +410,21 @@ fn a_directory_of_request_files_and_stdin_are_inputs() {
         .assert()
         .code(0);
     assert!(stdout(&out).contains("1 evaluated, 0 changed"));
+    // One request file, and one case directory (at its own `at`).
+    let report = json_report(
+        &[
+            "diff",
+            "--base",
+            "policies",
+            "--at",
+            "2026-11-26T18:00:00Z",
+            "corpus/cases/prod-allow-baseline/request.json",
+            "corpus/cases/freeze-active-deny",
+        ],
+        0,
+    );
+    assert_eq!(report["summary"]["evaluated"], 2);
+    assert_eq!(report["summary"]["errors"], 0);
 }
 
 fn git(repo: &Path, args: &[&str]) {

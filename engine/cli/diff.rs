@@ -22,8 +22,9 @@ pub enum Format {
 }
 
 const DIFF_HELP: &str = "\
-Inputs: a corpus directory (<dir>/<case>/request.json + case.json), a directory of *.json \
-request files, a JSONL file of bare requests or audit records {\"request\": {...}, \
+Inputs: a corpus directory (<dir>/<case>/request.json + case.json) or one case directory, a \
+directory of *.json request files or one such file, any other file as JSONL of bare requests \
+or audit records {\"request\": {...}, \
 \"evaluatedAt\": \"...\"} (e.g. `audit query --format jsonl`), or - (JSONL on stdin). \
 Each input is evaluated under both bundles at the same time: its recorded time (the case's \
 `at`, the record's `evaluatedAt`), else --at, else the request's `requestedAt`, else the \

@@ -5,10 +5,11 @@
 //! Each input path is one of:
 //!
 //! - a **corpus directory**: one whose subdirectories hold `request.json` + `case.json`
-//!   ([`super::load_cases`]); each case is evaluated at its `at`;
+//!   ([`super::load_cases`]), or one such case directory; each case is evaluated at its
+//!   `at`;
 //! - a **directory of request files**: its `*.json` files (not recursing, hidden files
-//!   skipped), in byte order of their names;
-//! - a **JSONL file**, or `-` for stdin: each line a bare request or an audit record
+//!   skipped), in byte order of their names; or one `*.json` request file;
+//! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit record
 //!   `{"request": {...}, "evaluatedAt": "..."}` ([`crate::replay::from_line`]), so
 //!   `audit query --format jsonl` output feeds diff directly.
 //!
@@ -45,7 +46,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{load_cases, Expectation};
+use super::{load_cases, CaseSpec, Expectation};
 use crate::evaluator::{format_time, parse_time, Engine, Evaluator};
 use crate::request::{PromotionRequest, MAX_BODY_BYTES};
 
@@ -508,47 +509,47 @@ fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), Dif
         return read_jsonl(&mut io::stdin().lock(), "stdin", sink).map_err(input_err);
     }
     let meta = std::fs::metadata(path).map_err(|e| input_err(e.to_string()))?;
-    if !meta.is_dir() {
-        let file = std::fs::File::open(path).map_err(|e| input_err(e.to_string()))?;
-        let mut reader = io::BufReader::with_capacity(256 * 1024, file);
-        return read_jsonl(&mut reader, &path.display().to_string(), sink).map_err(input_err);
-    }
-    let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
-        path: path.display().to_string(),
-        reason,
-    })?;
-    let pending: Vec<Pending> = if cases.is_empty() {
-        request_files(path)
-            .map_err(input_err)?
-            .into_iter()
-            .map(|file| Pending {
-                source: file.display().to_string(),
-                body: Body::File(file),
-                at: None,
-            })
-            .collect()
+    let pending: Vec<Pending> = if !meta.is_dir() {
+        if !has_json_extension(path) {
+            let file = std::fs::File::open(path).map_err(|e| input_err(e.to_string()))?;
+            let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+            return read_jsonl(&mut reader, &path.display().to_string(), sink).map_err(input_err);
+        }
+        // One request file, like `eval REQUEST.json`.
+        vec![Pending {
+            source: path.display().to_string(),
+            body: Body::File(path.to_path_buf()),
+            at: None,
+        }]
+    } else if path.join("request.json").is_file() && path.join("case.json").is_file() {
+        // One corpus case directory.
+        let spec_path = path.join("case.json");
+        let spec: CaseSpec = std::fs::read_to_string(&spec_path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+            .map_err(|e| input_err(format!("`{}`: {e}", spec_path.display())))?;
+        vec![case_input(path, &spec.at)]
     } else {
-        cases
-            .into_iter()
-            .map(|case| {
-                let source = case.dir.display().to_string();
-                match parse_time(&case.spec.at) {
-                    Ok(at) => Pending {
-                        source,
-                        body: Body::File(case.dir.join("request.json")),
-                        at: Some(at),
-                    },
-                    Err(e) => Pending {
-                        body: Body::Unread(format!(
-                            "`{}` field `at`: {e}",
-                            case.dir.join("case.json").display()
-                        )),
-                        source,
-                        at: None,
-                    },
-                }
-            })
-            .collect()
+        let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        if cases.is_empty() {
+            request_files(path)
+                .map_err(input_err)?
+                .into_iter()
+                .map(|file| Pending {
+                    source: file.display().to_string(),
+                    body: Body::File(file),
+                    at: None,
+                })
+                .collect()
+        } else {
+            cases
+                .iter()
+                .map(|case| case_input(&case.dir, &case.spec.at))
+                .collect()
+        }
     };
     // Only paths are held here; the files are read in the workers.
     let mut pending = pending.into_iter().peekable();
@@ -558,20 +559,45 @@ fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), Dif
     Ok(())
 }
 
+/// A corpus case: its `request.json`, at its `case.json`'s `at`.
+fn case_input(dir: &Path, at: &str) -> Pending {
+    let source = dir.display().to_string();
+    match parse_time(at) {
+        Ok(at) => Pending {
+            source,
+            body: Body::File(dir.join("request.json")),
+            at: Some(at),
+        },
+        Err(e) => Pending {
+            body: Body::Unread(format!(
+                "`{}` field `at`: {e}",
+                dir.join("case.json").display()
+            )),
+            source,
+            at: None,
+        },
+    }
+}
+
+/// `x.json` (any case), not a hidden file.
+fn has_json_extension(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !name.starts_with('.')
+        && name
+            .rsplit_once('.')
+            .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("json"))
+}
+
 /// A directory's `*.json` files (any case), hidden files and subdirectories skipped,
 /// in byte order of their names.
 fn request_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
         let path = entry.map_err(|e| e.to_string())?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let is_json = name
-            .rsplit_once('.')
-            .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("json"));
-        if is_json && !name.starts_with('.') && !path.is_dir() {
+        if has_json_extension(&path) && !path.is_dir() {
             files.push(path);
         }
     }
