@@ -1,6 +1,8 @@
 //! Policy testing: runs the bundle's Rego unit tests and the corpus cases through the
 //! real evaluator; it reports, it never edits policies or expectations.
 
+pub mod diff;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

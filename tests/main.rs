@@ -7,5 +7,6 @@ mod batch;
 mod cli;
 mod compliance;
 mod corpus;
+mod diff;
 mod plugins;
 mod server;

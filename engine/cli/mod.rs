@@ -1,6 +1,7 @@
 //! Command-line types (clap) and dispatch to one file per command; no command
 //! decides anything itself, they all go through the shared `Evaluator`.
 
+mod diff;
 mod eval;
 mod keygen;
 mod serve;
@@ -48,6 +49,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run the bundle's Rego unit tests and the corpus cases (exit 0 all pass, 1 any fail, 2 error).
     Test(test::TestArgs),
+    /// Compare decisions under a base bundle and a new one (exit 0 none deny->allow, 1 any deny->allow, 2 error).
+    Diff(diff::DiffArgs),
     /// Check a signed decision, optionally re-evaluating its request (exit 0 valid, 1 invalid, 2 error).
     Verify(verify::VerifyArgs),
     /// Write a new Ed25519 decision-signing key pair.
@@ -104,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Test(args) => test::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),
