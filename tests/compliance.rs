@@ -11,25 +11,7 @@ fn bin() -> Command {
     Command::cargo_bin("promo-policy").unwrap()
 }
 
-/// A copy of the shipped bundle to change in a test.
-fn bundle_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("policies"), dir.path());
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use crate::support::bundle_copy;
 
 fn append(path: &Path, text: &str) -> u32 {
     let mut body = std::fs::read_to_string(path).unwrap();

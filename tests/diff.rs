@@ -10,18 +10,7 @@ fn bin() -> Command {
     Command::cargo_bin("promo-policy").unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use crate::support::copy_dir;
 
 /// A copy of the shipped bundle at `<tmp>/<name>`, with its `data.json` config edited.
 fn bundle(tmp: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {

@@ -10,3 +10,4 @@ mod corpus;
 mod diff;
 mod plugins;
 mod server;
+mod support;
