@@ -5,6 +5,9 @@
 //! (defaults: the prod baseline corpus case at its time, `policies`). Each figure is
 //! the median of 200 runs minus the median of a constant query over the same input
 //! (which pays for verification, plugins and input conversion), so it is the Rego alone.
+//! Measured on regorus's interpreter (the Data API path): the VM that decides compiles
+//! only the entry point, so per-package figures come from the interpreter; use them to
+//! compare packages and rewrites, and `cargo bench --bench decision` for the VM.
 
 use std::time::{Duration, Instant};
 
