@@ -1,5 +1,6 @@
 //! Criterion benches: one decision through the whole pipeline next to its floor (a bare
-//! regorus eval of the same bundle on the same input, plus the same verify and sign).
+//! regorus eval of the same bundle on the same input, on its register VM as the
+//! pipeline runs it and on its interpreter, plus the same verify and sign).
 //!
 //! Run: `cargo bench --bench decision` (see BENCHMARKS.md for the figures).
 
@@ -38,14 +39,24 @@ fn benches(c: &mut Criterion) {
     });
     let input = regorus::Value::from(input);
     let mut bare = engine.bundle().evaluator();
+    let mut bare_vm = engine
+        .bundle()
+        .decision_vm()
+        .expect("the bundle compiles for the VM");
     let key = promo_policy::attest::keys::SigningKey::from_pkcs8_pem(DEV_SIGNING_KEY_PEM).unwrap();
     let statement = decision_statement(&evaluation).unwrap();
 
     let mut g = c.benchmark_group("decision");
-    g.bench_function("bare_regorus_eval", |b| {
+    g.bench_function("bare_regorus_interpreter", |b| {
         b.iter(|| {
             bare.set_input(input.clone());
             black_box(bare.eval_rule("data.promo.decision".to_string()).unwrap())
+        })
+    });
+    g.bench_function("bare_regorus_vm", |b| {
+        b.iter(|| {
+            bare_vm.set_input(input.clone());
+            black_box(bare_vm.execute().unwrap())
         })
     });
     g.bench_function("pipeline_unsigned", |b| {
@@ -59,8 +70,8 @@ fn benches(c: &mut Criterion) {
                 &request.typed.artifact.digest,
                 &request.typed.to,
             );
-            bare.set_input(input.clone());
-            let d = bare.eval_rule("data.promo.decision".to_string()).unwrap();
+            bare_vm.set_input(input.clone());
+            let d = bare_vm.execute().unwrap();
             let env = promo_policy::sign::sign_statement(&key, &statement).unwrap();
             black_box((v, d, env))
         })
@@ -69,6 +80,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let r = PromotionRequest::from_slice(black_box(&bytes)).unwrap();
             black_box(evaluator.decide(&r, now).unwrap())
+        })
+    });
+    let mut on_interpreter = engine.evaluator();
+    on_interpreter.use_interpreter(true);
+    g.bench_function("pipeline_signed_interpreter", |b| {
+        b.iter(|| {
+            let r = PromotionRequest::from_slice(black_box(&bytes)).unwrap();
+            black_box(on_interpreter.decide(&r, now).unwrap())
         })
     });
     // The plugins' share: the same pipeline with no plugin directory.

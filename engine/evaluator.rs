@@ -221,6 +221,14 @@ impl Engine {
         }))
     }
 
+    /// Log the bundle's lint warnings (faces that report them otherwise, like
+    /// `test`, do not call this).
+    pub fn log_lints(&self) {
+        for lint in self.bundle.lints() {
+            tracing::warn!("policy lint: {}/{lint}", self.bundle.uri());
+        }
+    }
+
     /// The loaded policy bundle.
     pub fn bundle(&self) -> &PolicyBundle {
         &self.bundle
@@ -272,6 +280,8 @@ impl Engine {
         Evaluator {
             engine: Arc::clone(self),
             rego: self.bundle.evaluator(),
+            vm: self.bundle.decision_vm(),
+            interpreter: false,
         }
     }
 }
@@ -380,6 +390,11 @@ pub fn decision_statement(evaluation: &Evaluation) -> Result<serde_json::Value, 
 pub struct Evaluator {
     engine: Arc<Engine>,
     rego: regorus::Engine,
+    /// The entry point on regorus's register VM, when the bundle compiles to it.
+    vm: Option<regorus::rvm::vm::RegoVM>,
+    /// Run decisions on the interpreter even when the VM is there (coverage is only
+    /// collected by the interpreter; differential tests and benches compare the two).
+    interpreter: bool,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -394,6 +409,31 @@ impl Evaluator {
     /// The engine this evaluator belongs to.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Record which policy lines evaluations run (regorus line coverage, for
+    /// `test --coverage`); off by default, as it slows evaluation down.
+    pub fn set_coverage(&mut self, enable: bool) {
+        self.rego.set_enable_coverage(enable);
+        self.interpreter = enable;
+    }
+
+    /// Decide on the regorus interpreter rather than the register VM (same results:
+    /// a test checks every corpus case on both; the VM is about 3x faster).
+    pub fn use_interpreter(&mut self, yes: bool) {
+        self.interpreter = yes;
+    }
+
+    /// Whether decisions run on the register VM.
+    pub fn uses_vm(&self) -> bool {
+        self.vm.is_some() && !self.interpreter
+    }
+
+    /// The lines covered so far, per policy file (see [`Evaluator::set_coverage`]).
+    pub fn coverage_report(&self) -> Result<regorus::coverage::Report, PolicyError> {
+        self.rego
+            .get_coverage_report()
+            .map_err(|e| PolicyError::Runtime(e.to_string()))
     }
 
     /// Parse, validate and evaluate request bytes.
@@ -427,7 +467,11 @@ impl Evaluator {
         } = self.gather(request, &now_text);
 
         // Stage: policy.
-        let outcome = policy::evaluate(&mut self.rego, regorus::Value::from(input));
+        let input = regorus::Value::from(input);
+        let outcome = match &mut self.vm {
+            Some(vm) if !self.interpreter => policy::evaluate_vm(vm, input),
+            _ => policy::evaluate(&mut self.rego, input),
+        };
 
         // Stage: decision.
         let PluginFindings {

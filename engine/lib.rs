@@ -6,6 +6,7 @@ pub mod audit;
 pub mod batch;
 pub mod decision;
 pub mod evaluator;
+pub mod explain;
 pub mod plugin;
 pub mod policy;
 pub mod replay;

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::keys::{KeyAlgorithm, PublicKey, SigningKey};
-use crate::attest::statement::{Statement, StatementVersion};
+use crate::attest::statement::{parse_payload, Statement, StatementVersion};
 use crate::attest::AttestError;
 
 /// predicateType of a promo-policy decision statement.
@@ -207,8 +207,8 @@ pub fn verify_typed_envelope(
                 .join(", "),
         });
     }
-    let value: Value = serde_json::from_slice(&env.payload).map_err(|e| SignError::Statement {
-        reason: format!("payload is not JSON ({e})"),
+    let value: Value = parse_payload(&env.payload).map_err(|e| SignError::Statement {
+        reason: e.to_string(),
     })?;
     let statement = Statement::from_value(&value).map_err(|e| SignError::Statement {
         reason: e.to_string(),

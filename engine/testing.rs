@@ -1,6 +1,9 @@
 //! Policy testing: runs the bundle's Rego unit tests and the corpus cases through the
 //! real evaluator; it reports, it never edits policies or expectations.
 
+pub mod diff;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
-use crate::evaluator::{parse_time, Engine, Error};
+use crate::evaluator::{parse_time, Engine, Error, Evaluator};
 use crate::policy::{PolicyBundle, PolicyError};
 
 /// What kind of test a result belongs to.
@@ -52,12 +55,15 @@ fn ser_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
 }
 
 /// Run every `test_*` rule of the bundle's `*_test.rego` modules on the interpreter
-/// (the RVM rejects `with`), optionally only those whose name matches `filter`.
+/// (the RVM rejects `with`), optionally only those whose name matches `filter`, adding
+/// the lines they evaluate to `coverage` when given.
 pub fn run_rego_tests(
     bundle: &PolicyBundle,
     filter: Option<&regex::Regex>,
+    mut coverage: Option<&mut Coverage>,
 ) -> Result<Vec<TestResult>, PolicyError> {
     let mut engine = bundle.test_engine()?;
+    engine.set_enable_coverage(coverage.is_some());
     let names = discover_tests(&mut engine);
     let mut results = Vec::new();
     for name in names {
@@ -74,11 +80,18 @@ pub fn run_rego_tests(
             Ok(other) => Outcome::Fail(format!("expected `true`, got `{other}`")),
             Err(err) => Outcome::Error(err.to_string()),
         };
+        let duration = start.elapsed();
+        if let Some(cov) = coverage.as_deref_mut() {
+            cov.add(
+                &e.get_coverage_report()
+                    .map_err(|e| PolicyError::Runtime(e.to_string()))?,
+            );
+        }
         results.push(TestResult {
             name,
             kind: TestKind::Rego,
             outcome,
-            duration: start.elapsed(),
+            duration,
         });
     }
     Ok(results)
@@ -205,6 +218,11 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>, String> {
 
 /// Evaluate one case with the engine at the case's time.
 pub fn evaluate_case(engine: &Arc<Engine>, case: &Case) -> Result<Decision, Error> {
+    evaluate_case_with(&mut engine.evaluator(), case)
+}
+
+/// Evaluate one case on a given evaluator (one per thread, or one collecting coverage).
+pub fn evaluate_case_with(evaluator: &mut Evaluator, case: &Case) -> Result<Decision, Error> {
     let at = parse_time(&case.spec.at)?;
     let bytes = std::fs::read(case.dir.join("request.json")).map_err(|e| {
         crate::request::RequestError::Malformed {
@@ -216,16 +234,19 @@ pub fn evaluate_case(engine: &Arc<Engine>, case: &Case) -> Result<Decision, Erro
             ),
         }
     })?;
-    let mut evaluator = engine.evaluator();
     Ok(evaluator.evaluate_bytes(&bytes, at)?.decision)
 }
 
-/// Run every corpus case and compare it with its expectation.
+/// Run every corpus case and compare it with its expectation, adding the policy lines
+/// the decisions evaluate to `coverage` when given.
 pub fn run_corpus(
     engine: &Arc<Engine>,
     dir: &Path,
     filter: Option<&regex::Regex>,
+    coverage: Option<&mut Coverage>,
 ) -> Result<Vec<TestResult>, String> {
+    let mut evaluator = engine.evaluator();
+    evaluator.set_coverage(coverage.is_some());
     let mut results = Vec::new();
     for case in load_cases(dir)? {
         let name = format!("corpus/{}", case.name);
@@ -233,7 +254,7 @@ pub fn run_corpus(
             continue;
         }
         let start = Instant::now();
-        let outcome = match (&case.spec.expect, evaluate_case(engine, &case)) {
+        let outcome = match (&case.spec.expect, evaluate_case_with(&mut evaluator, &case)) {
             (None, _) => {
                 Outcome::Error("case.json has no `expect`: add the expected decision".into())
             }
@@ -257,7 +278,118 @@ pub fn run_corpus(
             duration: start.elapsed(),
         });
     }
+    if let Some(cov) = coverage {
+        cov.add(&evaluator.coverage_report().map_err(|e| e.to_string())?);
+    }
     Ok(results)
+}
+
+/// Line coverage of the bundle's policy files, gathered from regorus over the Rego
+/// tests and the corpus decisions. Regorus marks the lines of every rule it evaluates;
+/// a test that evaluates a whole package through `with input as` covers that package's
+/// rules whether or not the test meant to, so this can report more than `opa test
+/// --coverage` would for the same tests.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    files: BTreeMap<String, (BTreeSet<u32>, BTreeSet<u32>)>,
+}
+
+/// One policy file's coverage.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCoverage {
+    /// Bundle-relative path.
+    pub path: String,
+    /// Lines evaluated.
+    pub covered: usize,
+    /// Lines regorus counts as evaluable (covered + not covered).
+    pub lines: usize,
+    /// covered / lines, in percent (100 for a file with no evaluable lines).
+    pub percent: f64,
+    /// The lines never evaluated, ascending.
+    pub not_covered: Vec<u32>,
+}
+
+/// The coverage of every policy file and in total.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoverageReport {
+    /// Per file, by path.
+    pub files: Vec<FileCoverage>,
+    /// Lines evaluated, all files.
+    pub covered: usize,
+    /// Evaluable lines, all files.
+    pub lines: usize,
+    /// covered / lines in percent.
+    pub percent: f64,
+}
+
+impl Coverage {
+    /// Merge a regorus report: a line counts as covered if any run covered it.
+    pub fn add(&mut self, report: &regorus::coverage::Report) {
+        for f in &report.files {
+            let (covered, not_covered) = self.files.entry(f.path.clone()).or_default();
+            covered.extend(f.covered.iter().copied());
+            not_covered.extend(f.not_covered.iter().copied());
+        }
+    }
+
+    /// The report over `bundle`'s policy files (tests excluded). A file no evaluation
+    /// reached is reported with each non-blank line that is not a comment, `package`
+    /// or `import` as not covered.
+    pub fn report(&self, bundle: &PolicyBundle) -> CoverageReport {
+        let files: Vec<FileCoverage> = bundle
+            .policies()
+            .iter()
+            .map(|file| {
+                let (covered, not_covered): (BTreeSet<u32>, Vec<u32>) =
+                    match self.files.get(&file.path) {
+                        Some((c, n)) => (c.clone(), n.difference(c).copied().collect()),
+                        None => (BTreeSet::new(), code_lines(&file.contents)),
+                    };
+                let lines = covered.len() + not_covered.len();
+                FileCoverage {
+                    path: file.path.clone(),
+                    covered: covered.len(),
+                    lines,
+                    percent: percent(covered.len(), lines),
+                    not_covered,
+                }
+            })
+            .collect();
+        let covered = files.iter().map(|f| f.covered).sum();
+        let lines = files.iter().map(|f| f.lines).sum();
+        CoverageReport {
+            files,
+            covered,
+            lines,
+            percent: percent(covered, lines),
+        }
+    }
+}
+
+fn percent(covered: usize, lines: usize) -> f64 {
+    if lines == 0 {
+        100.0
+    } else {
+        // Rounded to 0.1 so reports compare stably.
+        (covered as f64 * 1000.0 / lines as f64).round() / 10.0
+    }
+}
+
+fn code_lines(contents: &str) -> Vec<u32> {
+    contents
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim();
+            !(t.is_empty()
+                || t.starts_with('#')
+                || t.starts_with("package ")
+                || t.starts_with("import "))
+        })
+        .filter_map(|(i, _)| u32::try_from(i + 1).ok())
+        .collect()
 }
 
 /// Counts for the closing `N passed, N failed` line (errors count as failed).

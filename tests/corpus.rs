@@ -2,7 +2,8 @@
 //! `expect` and the reviewed insta snapshot in `corpus/snapshots/`.
 
 use promo_policy::testing::{
-    evaluate_case, load_cases, read_attestation_sources, sign_attestation_sources, Expectation,
+    evaluate_case, evaluate_case_with, load_cases, read_attestation_sources,
+    sign_attestation_sources, Expectation,
 };
 use promo_policy::{Engine, EngineConfig};
 
@@ -51,6 +52,31 @@ fn corpus_cases_match_expectations_and_snapshots() {
         "cases whose decision differs from case.json:\n{}",
         mismatches.join("\n")
     );
+}
+
+/// Decisions run on regorus's register VM; the interpreter runs the Rego tests and
+/// coverage. Both must decide every corpus case identically, messages and facts included.
+#[test]
+fn the_vm_and_the_interpreter_decide_every_case_alike() {
+    let engine = Engine::load(&EngineConfig::with_policies("policies")).unwrap();
+    assert_eq!(
+        engine.bundle().vm_status(),
+        Ok(()),
+        "the default bundle runs on the VM"
+    );
+    let mut vm = engine.evaluator();
+    let mut interpreter = engine.evaluator();
+    interpreter.use_interpreter(true);
+    assert!(vm.uses_vm() && !interpreter.uses_vm());
+    let strip = |mut d: promo_policy::Decision| {
+        d.decision_id.clear();
+        serde_json::to_value(d).unwrap()
+    };
+    for case in load_cases("corpus/cases".as_ref()).unwrap() {
+        let a = strip(evaluate_case_with(&mut vm, &case).unwrap());
+        let b = strip(evaluate_case_with(&mut interpreter, &case).unwrap());
+        assert_eq!(a, b, "case `{}` decided differently", case.name);
+    }
 }
 
 #[test]

@@ -6,6 +6,9 @@
 mod audit;
 mod batch;
 mod cli;
+mod compliance;
 mod corpus;
+mod diff;
 mod plugins;
 mod server;
+mod support;

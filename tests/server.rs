@@ -919,23 +919,7 @@ async fn admission_reviews_that_cannot_be_answered_are_400() {
 }
 
 /// A copy of the shipped bundle in a temp dir, to change without touching the repo.
-fn bundle_copy() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(Path::new("policies"), dir.path());
-    dir
-}
+use crate::support::bundle_copy;
 
 #[tokio::test]
 async fn admission_rego_rules_add_reasons() {

@@ -47,13 +47,19 @@ pub struct Statement {
     pub predicate: Value,
 }
 
+/// Parse a signed payload as strictly as a request: a duplicate key is refused, since
+/// two readers taking different copies of `subject` or `predicate` could see two
+/// different statements under one signature; limits on size, depth and strings hold.
+pub fn parse_payload(payload: &[u8]) -> Result<Value, AttestError> {
+    crate::request::parse_strict(payload).map_err(|e| AttestError::Statement {
+        reason: format!("payload is not JSON we accept ({e})"),
+    })
+}
+
 impl Statement {
     /// Parses a DSSE payload as a Statement.
     pub fn from_slice(payload: &[u8]) -> Result<Statement, AttestError> {
-        let value: Value = serde_json::from_slice(payload).map_err(|e| AttestError::Statement {
-            reason: format!("payload is not JSON ({e})"),
-        })?;
-        Statement::from_value(&value)
+        Statement::from_value(&parse_payload(payload)?)
     }
 
     /// Reads a Statement from JSON.
@@ -200,6 +206,16 @@ mod tests {
             );
             assert_eq!(st.version == StatementVersion::V1, t == STATEMENT_V1);
         }
+    }
+
+    #[test]
+    fn a_payload_with_a_duplicate_key_is_refused() {
+        // Two `subject`s: a lenient reader keeps the last, another the first.
+        let payload = br#"{"_type": "https://in-toto.io/Statement/v1", "predicateType": "p",
+            "subject": [{"digest": {"sha256": "aa"}}], "subject": [{"digest": {"sha256": "bb"}}]}"#;
+        let err = Statement::from_slice(payload).unwrap_err().to_string();
+        assert!(err.contains("duplicate"), "{err}");
+        assert!(Statement::from_slice(b"{\"_type\": 1} trailing").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use promo_policy::batch::{self, Counts, Input, ProgressLen, Shard};
 use promo_policy::evaluator::parse_time;
+use promo_policy::explain::{explain, CheckResult, Explained};
 use promo_policy::{Decision, PromotionRequest, Violation};
 
 use super::{CommonArgs, Exit};
@@ -60,6 +61,10 @@ pub struct EvalArgs {
     /// Also write a standard SLSA VSA v1 (verification_summary/v1) envelope to this file.
     #[arg(long, value_name = "FILE", conflicts_with = "batch")]
     vsa: Option<PathBuf>,
+    /// Also list every check the bundle declares as passed, denied or warned, and
+    /// print each finding's facts (text); json adds an "explanation" array.
+    #[arg(long, conflicts_with = "batch")]
+    explain: bool,
     /// Evaluate many requests in parallel, streaming JSONL results in input order.
     #[arg(long)]
     batch: bool,
@@ -123,10 +128,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     } else {
         Format::Json
     });
-    let out = match format {
-        Format::Text => render_text(decision),
-        Format::Json => serde_json::to_string_pretty(&signed)? + "\n",
-        Format::Github => render_github(decision),
+    let explanation = args
+        .explain
+        .then(|| explain(engine.bundle().catalog(), decision));
+    let out = match (format, &explanation) {
+        (Format::Text, None) => render_text(decision),
+        (Format::Text, Some(e)) => render_text(decision) + &render_explanation_text(decision, e),
+        (Format::Json, None) => serde_json::to_string_pretty(&signed)? + "\n",
+        (Format::Json, Some(e)) => {
+            let mut doc = serde_json::to_value(&signed)?;
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("explanation".into(), serde_json::to_value(e)?);
+            }
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+        (Format::Github, None) => render_github(decision),
+        (Format::Github, Some(e)) => {
+            render_github(decision)
+                + "::group::promo-policy: checks\n"
+                + &render_explanation_text(decision, e)
+                + "::endgroup::\n"
+        }
     };
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(if decision.allowed {
@@ -342,6 +364,32 @@ pub fn render_text(d: &Decision) -> String {
         d.evaluated_at,
         d.decision_id
     ));
+    s
+}
+
+/// `--explain` in text: each finding's facts, then every check and how it ended.
+pub fn render_explanation_text(d: &Decision, checks: &[Explained]) -> String {
+    let mut s = String::new();
+    let with_facts = d.violations.iter().chain(&d.warnings);
+    for v in with_facts.filter(|v| v.facts.is_some()) {
+        let facts = v.facts.as_ref().map(|f| f.to_string()).unwrap_or_default();
+        s.push_str(&format!("  facts {}: {facts}\n", v.id));
+    }
+    s.push_str(&format!("  checked ({}):\n", checks.len()));
+    for c in checks {
+        let mark = match c.result {
+            CheckResult::Passed => "pass",
+            CheckResult::Denied => "DENY",
+            CheckResult::Warned => "warn",
+            CheckResult::NotEvaluated => "n/a ",
+        };
+        let what = if c.what.is_empty() {
+            format!("(reported by {})", c.package)
+        } else {
+            c.what.clone()
+        };
+        s.push_str(&format!("    {mark}  {:<32} {what}\n", c.id));
+    }
     s
 }
 

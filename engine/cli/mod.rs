@@ -2,6 +2,7 @@
 //! decides anything itself, they all go through the shared `Evaluator`.
 
 mod audit;
+mod diff;
 mod eval;
 mod keygen;
 mod serve;
@@ -49,6 +50,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run the bundle's Rego unit tests and the corpus cases (exit 0 all pass, 1 any fail, 2 error).
     Test(test::TestArgs),
+    /// Compare decisions under a base bundle and a new one (exit 0 none deny->allow, 1 any deny->allow, 2 error).
+    Diff(diff::DiffArgs),
     /// Check a signed decision, optionally re-evaluating its request (exit 0 valid, 1 invalid, 2 error).
     Verify(verify::VerifyArgs),
     /// Write a new Ed25519 decision-signing key pair.
@@ -87,8 +90,15 @@ impl CommonArgs {
         }
     }
 
-    /// Load the engine, naming what failed.
+    /// Load the engine, naming what failed, and log the bundle's lint warnings.
     fn load_engine(&self) -> anyhow::Result<std::sync::Arc<promo_policy::Engine>> {
+        let engine = self.load_engine_quiet()?;
+        engine.log_lints();
+        Ok(engine)
+    }
+
+    /// Load the engine without logging lints (for commands that report them).
+    fn load_engine_quiet(&self) -> anyhow::Result<std::sync::Arc<promo_policy::Engine>> {
         use anyhow::Context;
         promo_policy::Engine::load(&self.engine_config())
             .with_context(|| format!("cannot load the engine from `{}`", self.policies.display()))
@@ -100,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Test(args) => test::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),

@@ -241,6 +241,7 @@ impl Loaded {
     /// Build a complete generation from the config; blocking (file I/O, compilation).
     pub fn build(config: &ServerConfig) -> Result<Self, ServerError> {
         let engine = Engine::load(&config.engine)?;
+        engine.log_lints();
         let decision_keys = admission::decision_keys(&engine, config.environment.as_deref());
         let decisions = match (&config.decisions, &config.environment) {
             (Some(dir), Some(env)) => DecisionIndex::load(dir, &decision_keys, env)?,

@@ -6,6 +6,15 @@
 # can be understood without re-reading the request.
 package promo.rules.approvals
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"approvals.min_count": "enough distinct, eligible, fresh approvals from people other than the author, with a required role where the environment names one",
+	"approvals.self_approval": "the change's author did not approve their own change",
+	"approvals.stale": "no approval counted toward the requirement is older than the environment's maximum age",
+	"approvals.rejected": "no eligible approver rejected the promotion",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -3,6 +3,12 @@
 # always reported, and denies in environments whose settings say so.
 package promo.rules.attestation
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"attestation.invalid": "every attestation in the request verified against the trust file (signature, key, statement)",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -8,6 +8,13 @@
 # was retried green passes and a regression after a green run fails.
 package promo.rules.checks
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"checks.missing": "every check the target environment requires ran in the source environment against this artifact",
+	"checks.failed": "the latest counting run of every required check passed",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).
@@ -23,10 +30,17 @@ _since_deploy(c) if {
 	data.promo.lib.ns(c.at) >= data.promo.lib.ns(_deployed)
 }
 
-# The runs of a check that count as evidence about this artifact.
-runs(name) := [c | some c in data.promo.lib.checks; c.name == name; _counts(c)]
+# Per required check, computed once per decision: rules are evaluated once, while a
+# function is evaluated again on every call (and the messages below call these often).
+_by_name := {name: {"runs": _runs(name)} | some name in cfg.required}
 
-# Runs of the check that were set aside, with why, so "missing" is never a mystery.
+# The runs of a check that count as evidence about this artifact.
+runs(name) := _by_name[name].runs
+
+_runs(name) := [c | some c in data.promo.lib.checks; c.name == name; _counts(c)]
+
+# Runs of the check that were set aside, with why, so "missing" is never a mystery
+# (only needed for a denial's message and facts).
 ignored(name) := [{"environment": object.get(c, "environment", null), "status": c.status, "at": object.get(c, "at", null), "reason": _ignored_reason(c)} |
 	some c in data.promo.lib.checks
 	c.name == name
@@ -51,15 +65,16 @@ _ignored_reason(c) := "names no environment" if {
 	data.promo.lib.ns(c.at) > data.promo.lib.now_ns
 } else := sprintf("ran before this artifact reached %s", [data.promo.lib.from])
 
-# The runs at the latest instant (usually one).
-latest(name) := [c |
-	rs := runs(name)
-	last := max([data.promo.lib.ns(r.at) | some r in rs])
-	some c in rs
-	data.promo.lib.ns(c.at) == last
-]
+# The runs at the latest instant (usually one), and their statuses, per required check.
+_last := {name: max([data.promo.lib.ns(r.at) | some r in v.runs]) | some name, v in _by_name}
 
-latest_statuses(name) := {c.status | some c in latest(name)}
+_latest := {name: [c | some c in v.runs; data.promo.lib.ns(c.at) == _last[name]] | some name, v in _by_name}
+
+latest(name) := _latest[name]
+
+_statuses := {name: {c.status | some c in cs} | some name, cs in _latest}
+
+latest_statuses(name) := _statuses[name]
 
 # "error" means the check could not judge the artifact; that is no more a pass than a
 # failure is. On a tie at the latest instant, failure wins: doubt resolves to "no".

@@ -4,6 +4,12 @@
 # data.promo.config.digest.algorithms pin an artifact, and only when well formed.
 package promo.rules.digest
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"digest.unpinned": "the artifact is pinned by a well-formed digest of an accepted algorithm",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -5,6 +5,13 @@
 # recorded in the signed decision and shows up in every report.
 package promo.rules.freeze
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"freeze.active": "no change freeze covers the target environment at evaluation time (or an incident commander approved a break-glass change)",
+	"freeze.break_glass": "a break-glass promotion during a freeze is reported",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

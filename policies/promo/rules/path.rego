@@ -4,6 +4,13 @@
 # runs), so every later gate would be judging an artifact nobody has watched run.
 package promo.rules.path
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"path.unknown_environment": "the source and target environments are configured",
+	"path.skipped_environment": "the artifact moves one environment up the configured order, skipping none",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

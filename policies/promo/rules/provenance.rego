@@ -5,6 +5,15 @@
 # by a builder it accepts, from a source repository it accepts.
 package promo.rules.provenance
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"provenance.missing": "verified SLSA provenance exists where the environment requires it",
+	"provenance.digest_mismatch": "the verified provenance's subject is this exact artifact digest",
+	"provenance.untrusted_builder": "the artifact was built by a builder the environment accepts",
+	"provenance.source_not_allowed": "the artifact was built from a source repository the environment accepts",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -12,6 +12,15 @@
 # figures are present are still judged: a reported fast burn is a fast burn.
 package promo.rules.slo
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"slo.inconclusive": "SLO figures are present where the environment requires them",
+	"slo.budget_exhausted": "the service's error budget is not exhausted",
+	"slo.fast_burn": "no fast-burn window pair (long and short) exceeds its threshold",
+	"slo.slow_burn": "no slow-burn window pair (long and short) exceeds its threshold",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -3,6 +3,12 @@
 # (leaks, cron jobs, daily peaks), not in the minutes after a deploy.
 package promo.rules.soak
 
+# What this package checks, by the id it reports when the check fails: listed by
+# `promo-policy eval --explain` as passed, denied or warned. Constant data only.
+catalog := {
+	"soak.too_short": "the artifact ran in the source environment for the minimum soak time",
+}
+
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
 # regorus evaluates the whole imported package on every aliased reference (measured:
 # ~110 us per rule package, 4x the cost of the rules themselves).

@@ -1,0 +1,1199 @@
+//! Policy diff: evaluates the same recorded requests under two bundles, each at its own recorded time, and reports every decision that changes; it reads and compares, it never edits a bundle or an input, and it never turns an input it could not read into "unchanged".
+//!
+//! # Inputs
+//!
+//! Each input path is one of:
+//!
+//! - a **corpus directory**: one whose subdirectories hold `request.json` + `case.json`
+//!   ([`super::load_cases`]), or one such case directory; each case is evaluated at its
+//!   `at`;
+//! - a **directory of request files**: its `*.json` files (not recursing, hidden files
+//!   skipped), in byte order of their names; or one `*.json` request file;
+//! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit record
+//!   `{"request": {...}, "evaluatedAt": "..."}` ([`crate::replay::from_line`]), so
+//!   `audit query --format jsonl` output feeds diff directly.
+//!
+//! # The time each input is evaluated at (the same on both sides)
+//!
+//! 1. its recorded time: the case's `at`, the record's `evaluatedAt`;
+//! 2. else `--at` ([`Clock::at`]), when given;
+//! 3. else the request's own `requestedAt`, when present;
+//! 4. else one clock reading taken once at the start ([`Clock::now`]).
+//!
+//! # Errors per input
+//!
+//! A request the schema refuses is refused before policy runs, by either bundle alike
+//! (the schema ships in the binary, not in the bundle), so it is an `invalid` error
+//! row and can never be a change. An input that could not be read at all (an
+//! unreadable file, a record with a bad `evaluatedAt`, an over-long line, a bad
+//! `requestedAt`) is an `unread` error row: its outcome is unknown, and the CLI fails
+//! (exit 2) rather than let it pass as unchanged.
+//!
+//! # Memory
+//!
+//! Inputs are read and evaluated [`CHUNK_INPUTS`] at a time, and only the changes and
+//! errors are kept, so a long audit export runs in bounded memory (a chunk holds at most
+//! `CHUNK_INPUTS` lines of at most [`MAX_LINE_BYTES`] each; typical requests are a few
+//! KiB).
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{load_cases, CaseSpec, Expectation};
+use crate::evaluator::{format_time, parse_time, Engine, Evaluator};
+use crate::request::{PromotionRequest, MAX_BODY_BYTES};
+
+/// Inputs read and evaluated together. Big enough that both cores stay busy for a
+/// while (~2 ms per decision, two decisions per input: ~2 s per chunk on 2 cores),
+/// small enough that memory stays flat on any size of audit export.
+pub const CHUNK_INPUTS: usize = 1024;
+
+/// Longest JSONL line read: an audit record carries a request (at most
+/// [`MAX_BODY_BYTES`]) plus its decision and chain fields. A longer line is an
+/// `unread` error row, and its bytes are skipped, never held.
+pub const MAX_LINE_BYTES: usize = 4 * MAX_BODY_BYTES;
+
+/// Errors that stop a diff (exit 2); problems with one input never do.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// An input path cannot be opened, listed or read.
+    #[error("cannot read input `{path}`: {reason}")]
+    Input {
+        /// The input path as given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A corpus directory has a case whose `case.json` cannot be loaded.
+    #[error("corpus `{path}`: {reason}")]
+    Corpus {
+        /// The corpus directory.
+        path: String,
+        /// The case loader's message (names the case and file).
+        reason: String,
+    },
+    /// A policies directory could not be materialised at a git revision.
+    #[error("git revision `{rev}` of `{path}`: {reason}")]
+    Git {
+        /// The revision as given.
+        rev: String,
+        /// The policies directory.
+        path: String,
+        /// What git said.
+        reason: String,
+    },
+}
+
+/// Where the evaluation time of an input without a recorded one comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// `--at`: beats a bare request's `requestedAt`, never a recorded time.
+    pub at: Option<OffsetDateTime>,
+    /// The clock, read once at the start, so both sides see the same time.
+    pub now: OffsetDateTime,
+}
+
+/// One side of the diff: a loaded engine and how to name its bundle.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// The engine built from this side's bundle.
+    pub engine: Arc<Engine>,
+    /// How to name the bundle: its directory, or `REV:dir` for a git revision.
+    pub label: String,
+}
+
+/// A bundle as the report names it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleRef {
+    /// Its directory or revision.
+    pub label: String,
+    /// Hex sha256 of the bundle (policy and data files; tests excluded).
+    pub digest: String,
+    /// The trust file this side verified attestations against, if any.
+    pub trust: Option<String>,
+}
+
+impl BundleRef {
+    fn of(side: &Side) -> Self {
+        Self {
+            label: side.label.clone(),
+            digest: side.engine.bundle().digest().to_string(),
+            trust: side.engine.trust_path().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// How a decision changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    /// Denied under the base bundle, allowed under the new one: a person must look.
+    DenyToAllow,
+    /// Allowed under the base bundle, denied under the new one.
+    AllowToDeny,
+    /// Same outcome, different violation or warning ids.
+    IdsChanged,
+}
+
+impl ChangeKind {
+    /// The short name in tables: `deny->allow`, `allow->deny`, `ids`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::DenyToAllow => "deny->allow",
+            ChangeKind::AllowToDeny => "allow->deny",
+            ChangeKind::IdsChanged => "ids",
+        }
+    }
+}
+
+/// Violation and warning ids, one side's or a difference.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Ids {
+    /// Violation ids, sorted.
+    pub deny: Vec<String>,
+    /// Warning ids, sorted.
+    pub warn: Vec<String>,
+}
+
+impl Ids {
+    fn is_empty(&self) -> bool {
+        self.deny.is_empty() && self.warn.is_empty()
+    }
+}
+
+/// One decision that differs between the bundles.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// Which input: `corpus/cases/<name>`, `<file>:<line>`, `<dir>/<file>.json`.
+    pub source: String,
+    /// The request's `id`.
+    pub request_id: String,
+    /// The time both sides evaluated it at.
+    pub evaluated_at: String,
+    /// How it changed.
+    pub change: ChangeKind,
+    /// The base bundle's decision.
+    pub base: Expectation,
+    /// The new bundle's decision.
+    pub new: Expectation,
+    /// Ids the new bundle gives and the base did not.
+    pub added: Ids,
+    /// Ids the base bundle gave and the new one does not.
+    pub removed: Ids,
+}
+
+/// Why an input has no comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// Refused before policy (JSON, limits, schema) by both bundles alike: the same
+    /// outcome on both sides, so never a change.
+    Invalid,
+    /// Not evaluated (unreadable, a bad record, a bad time): its outcome is unknown.
+    Unread,
+}
+
+/// An input that could not be compared.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InputError {
+    /// Which input.
+    pub source: String,
+    /// Invalid (same on both sides) or unread (unknown).
+    pub kind: ErrorKind,
+    /// What is wrong, naming the field or file.
+    pub msg: String,
+}
+
+/// Tallies of a diff.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Inputs evaluated under both bundles (errors excluded).
+    pub evaluated: u64,
+    /// Of those, decisions with the same outcome and ids.
+    pub unchanged: u64,
+    /// Of those, decisions that differ.
+    pub changed: u64,
+    /// Changes from deny to allow.
+    pub deny_to_allow: u64,
+    /// Changes from allow to deny.
+    pub allow_to_deny: u64,
+    /// Changes of ids only (same outcome).
+    pub ids_changed: u64,
+    /// Inputs not compared (invalid + unread).
+    pub errors: u64,
+    /// Of the errors, those not evaluated at all (outcome unknown).
+    pub unread: u64,
+}
+
+impl Summary {
+    /// The closing line: `N evaluated, N changed (N deny->allow, N allow->deny, N ids
+    /// changed), N errors`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} evaluated, {} changed ({} deny->allow, {} allow->deny, {} ids changed), {} errors",
+            self.evaluated,
+            self.changed,
+            self.deny_to_allow,
+            self.allow_to_deny,
+            self.ids_changed,
+            self.errors
+        )
+    }
+}
+
+/// The whole diff: both bundles, the tallies, every change and every error.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The old bundle (`--base`).
+    pub base: BundleRef,
+    /// The new bundle (`--policies`).
+    pub new: BundleRef,
+    /// Counts.
+    pub summary: Summary,
+    /// Every changed decision: deny->allow first, then allow->deny, then id changes;
+    /// input order within each.
+    pub changes: Vec<Change>,
+    /// Every input that could not be compared, in input order.
+    pub errors: Vec<InputError>,
+}
+
+impl Report {
+    fn new(base: &Side, new: &Side) -> Self {
+        Self {
+            base: BundleRef::of(base),
+            new: BundleRef::of(new),
+            summary: Summary::default(),
+            changes: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Whether any decision flips from deny to allow (the CLI exits 1).
+    pub fn loosens(&self) -> bool {
+        self.summary.deny_to_allow > 0
+    }
+
+    /// Inputs compared or not, all told.
+    pub fn inputs(&self) -> u64 {
+        self.summary.evaluated + self.summary.errors
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        let s = &mut self.summary;
+        match outcome {
+            Outcome::Same => {
+                s.evaluated += 1;
+                s.unchanged += 1;
+            }
+            Outcome::Changed(change) => {
+                s.evaluated += 1;
+                s.changed += 1;
+                match change.change {
+                    ChangeKind::DenyToAllow => s.deny_to_allow += 1,
+                    ChangeKind::AllowToDeny => s.allow_to_deny += 1,
+                    ChangeKind::IdsChanged => s.ids_changed += 1,
+                }
+                self.changes.push(*change);
+            }
+            Outcome::Error(error) => {
+                s.errors += 1;
+                if error.kind == ErrorKind::Unread {
+                    s.unread += 1;
+                }
+                self.errors.push(error);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        // Stable: input order is kept within each kind.
+        self.changes.sort_by_key(|c| c.change);
+        self
+    }
+}
+
+/// What became of one input.
+#[derive(Debug)]
+enum Outcome {
+    Same,
+    Changed(Box<Change>),
+    Error(InputError),
+}
+
+/// One input as read, not yet evaluated.
+#[derive(Debug)]
+struct Pending {
+    source: String,
+    body: Body,
+    /// The recorded time (case `at`, record `evaluatedAt`).
+    at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug)]
+enum Body {
+    Bytes(Vec<u8>),
+    /// Read in the worker, so a directory's files are never all in memory.
+    File(PathBuf),
+    Unread(String),
+}
+
+/// Evaluate every input under both sides and compare. Only an input path that cannot
+/// be opened or listed (or a corpus with a broken `case.json`) stops the diff; every
+/// problem with one input is that input's error row.
+pub fn run(base: &Side, new: &Side, inputs: &[PathBuf], clock: Clock) -> Result<Report, DiffError> {
+    let mut report = Report::new(base, new);
+    for path in inputs {
+        let mut sink = |chunk: Vec<Pending>| {
+            for outcome in evaluate_chunk(base, new, chunk, clock) {
+                report.add(outcome);
+            }
+        };
+        read_input(path, &mut sink)?;
+    }
+    Ok(report.finish())
+}
+
+fn evaluate_chunk(base: &Side, new: &Side, chunk: Vec<Pending>, clock: Clock) -> Vec<Outcome> {
+    chunk
+        .into_par_iter()
+        .map_init(
+            // A regorus clone per side per rayon split: ~0.3 µs each, noise next to a
+            // decision.
+            || (base.engine.evaluator(), new.engine.evaluator()),
+            |(b, n), pending| {
+                let source = pending.source.clone();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    compare(b, n, pending, clock)
+                }));
+                outcome.unwrap_or_else(|_| {
+                    // The evaluators may be mid-update: the next input gets fresh ones.
+                    *b = base.engine.evaluator();
+                    *n = new.engine.evaluator();
+                    Outcome::Error(InputError {
+                        source,
+                        kind: ErrorKind::Unread,
+                        msg: "the engine panicked on this input (a bug: see stderr and please report it)"
+                            .to_string(),
+                    })
+                })
+            },
+        )
+        .collect()
+}
+
+fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: Clock) -> Outcome {
+    let error = |kind, msg: String| {
+        Outcome::Error(InputError {
+            source: pending.source.clone(),
+            kind,
+            msg,
+        })
+    };
+    let bytes = match pending.body {
+        Body::Bytes(ref b) => Cow::Borrowed(b.as_slice()),
+        Body::File(ref path) => match read_file(path) {
+            Ok(b) => Cow::Owned(b),
+            Err(msg) => return error(ErrorKind::Unread, msg),
+        },
+        Body::Unread(ref msg) => return error(ErrorKind::Unread, msg.clone()),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return error(ErrorKind::Invalid, "empty request".to_string());
+    }
+    let request = match PromotionRequest::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => return error(ErrorKind::Invalid, format!("{}: {e}", e.violation_id())),
+    };
+    let at = match time_for(pending.at, &request, clock) {
+        Ok(t) => t,
+        Err(msg) => return error(ErrorKind::Unread, msg),
+    };
+    let before = Expectation::of(&base.evaluate(&request, at).decision);
+    let after = Expectation::of(&new.evaluate(&request, at).decision);
+    match classify(&before, &after) {
+        None => Outcome::Same,
+        Some(kind) => Outcome::Changed(Box::new(Change {
+            source: pending.source,
+            request_id: request.typed.id,
+            evaluated_at: format_time(at),
+            change: kind,
+            added: Ids {
+                deny: multiset_minus(&after.deny, &before.deny),
+                warn: multiset_minus(&after.warn, &before.warn),
+            },
+            removed: Ids {
+                deny: multiset_minus(&before.deny, &after.deny),
+                warn: multiset_minus(&before.warn, &after.warn),
+            },
+            base: before,
+            new: after,
+        })),
+    }
+}
+
+/// The time an input is evaluated at (see the module docs for the order).
+fn time_for(
+    recorded: Option<OffsetDateTime>,
+    request: &PromotionRequest,
+    clock: Clock,
+) -> Result<OffsetDateTime, String> {
+    if let Some(t) = recorded.or(clock.at) {
+        return Ok(t);
+    }
+    match request.raw.get("requestedAt") {
+        None | Some(serde_json::Value::Null) => Ok(clock.now),
+        Some(serde_json::Value::String(s)) => {
+            parse_time(s).map_err(|e| format!("request field `requestedAt`: {e}"))
+        }
+        Some(_) => Err("request field `requestedAt` is not a string".to_string()),
+    }
+}
+
+/// How `after` differs from `before`, if it does.
+fn classify(before: &Expectation, after: &Expectation) -> Option<ChangeKind> {
+    // Every combination spelled out: the one that must never be missed is deny->allow.
+    match (before.allowed, after.allowed) {
+        // Loosened: the new bundle lets through what the base stopped.
+        (false, true) => Some(ChangeKind::DenyToAllow),
+        // Tightened: the new bundle stops what the base let through.
+        (true, false) => Some(ChangeKind::AllowToDeny),
+        // Same outcome: a change only if the reasons or warnings differ.
+        (true, true) | (false, false) => (before != after).then_some(ChangeKind::IdsChanged),
+    }
+}
+
+/// `a` minus `b` as sorted multisets (an id given twice and then once was removed once).
+fn multiset_minus(a: &[String], b: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for x in a {
+        while j < b.len() && b[j] < *x {
+            j += 1;
+        }
+        if j < b.len() && b[j] == *x {
+            j += 1;
+        } else {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
+/// Read a request file, never more than the request limit plus one byte (the parser
+/// then names the limit).
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Enumerate one input path, handing its inputs to `sink` chunk by chunk.
+fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), DiffError> {
+    let input_err = |reason: String| DiffError::Input {
+        path: path.display().to_string(),
+        reason,
+    };
+    if path.as_os_str() == "-" {
+        return read_jsonl(&mut io::stdin().lock(), "stdin", sink).map_err(input_err);
+    }
+    let meta = std::fs::metadata(path).map_err(|e| input_err(e.to_string()))?;
+    let pending: Vec<Pending> = if !meta.is_dir() {
+        if !has_json_extension(path) {
+            let file = std::fs::File::open(path).map_err(|e| input_err(e.to_string()))?;
+            let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+            return read_jsonl(&mut reader, &path.display().to_string(), sink).map_err(input_err);
+        }
+        // One request file, like `eval REQUEST.json`.
+        vec![Pending {
+            source: path.display().to_string(),
+            body: Body::File(path.to_path_buf()),
+            at: None,
+        }]
+    } else if path.join("request.json").is_file() && path.join("case.json").is_file() {
+        // One corpus case directory.
+        let spec_path = path.join("case.json");
+        let spec: CaseSpec = std::fs::read_to_string(&spec_path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+            .map_err(|e| input_err(format!("`{}`: {e}", spec_path.display())))?;
+        vec![case_input(path, &spec.at)]
+    } else {
+        let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        if cases.is_empty() {
+            request_files(path)
+                .map_err(input_err)?
+                .into_iter()
+                .map(|file| Pending {
+                    source: file.display().to_string(),
+                    body: Body::File(file),
+                    at: None,
+                })
+                .collect()
+        } else {
+            cases
+                .iter()
+                .map(|case| case_input(&case.dir, &case.spec.at))
+                .collect()
+        }
+    };
+    // Only paths are held here; the files are read in the workers.
+    let mut pending = pending.into_iter().peekable();
+    while pending.peek().is_some() {
+        sink(pending.by_ref().take(CHUNK_INPUTS).collect());
+    }
+    Ok(())
+}
+
+/// A corpus case: its `request.json`, at its `case.json`'s `at`.
+fn case_input(dir: &Path, at: &str) -> Pending {
+    let source = dir.display().to_string();
+    match parse_time(at) {
+        Ok(at) => Pending {
+            source,
+            body: Body::File(dir.join("request.json")),
+            at: Some(at),
+        },
+        Err(e) => Pending {
+            body: Body::Unread(format!(
+                "`{}` field `at`: {e}",
+                dir.join("case.json").display()
+            )),
+            source,
+            at: None,
+        },
+    }
+}
+
+/// `x.json` (any case), not a hidden file.
+fn has_json_extension(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    !name.starts_with('.')
+        && name
+            .rsplit_once('.')
+            .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("json"))
+}
+
+/// A directory's `*.json` files (any case), hidden files and subdirectories skipped,
+/// in byte order of their names.
+fn request_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if has_json_extension(&path) && !path.is_dir() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Read JSONL chunk by chunk: every line (blank ones included, as in `eval --batch`)
+/// is one input named `<what>:<line>`; a final newline does not start another line.
+fn read_jsonl(
+    reader: &mut dyn BufRead,
+    what: &str,
+    sink: &mut dyn FnMut(Vec<Pending>),
+) -> Result<(), String> {
+    let mut chunk = Vec::with_capacity(CHUNK_INPUTS);
+    let mut line_no: u64 = 0;
+    loop {
+        let mut buf = Vec::new();
+        let line = read_line(reader, &mut buf).map_err(|e| format!("after line {line_no}: {e}"))?;
+        let Some(line) = line else { break };
+        line_no += 1;
+        let source = format!("{what}:{line_no}");
+        chunk.push(match line {
+            Line::TooLong(size) => Pending {
+                source,
+                body: Body::Unread(format!(
+                    "line of {size} bytes is longer than the {MAX_LINE_BYTES}-byte limit"
+                )),
+                at: None,
+            },
+            Line::Read => recorded(source, buf),
+        });
+        if chunk.len() == CHUNK_INPUTS {
+            sink(std::mem::take(&mut chunk));
+        }
+    }
+    if !chunk.is_empty() {
+        sink(chunk);
+    }
+    Ok(())
+}
+
+/// A JSONL line as a bare request or a record with its time.
+fn recorded(source: String, line: Vec<u8>) -> Pending {
+    let (request, at) = match crate::replay::from_line(&line) {
+        Ok(r) => (
+            match r.request {
+                Cow::Owned(inner) => Some(inner),
+                // A bare request is the line itself: keep it without a copy.
+                Cow::Borrowed(_) => None,
+            },
+            r.at,
+        ),
+        Err(msg) => {
+            return Pending {
+                source,
+                body: Body::Unread(msg),
+                at: None,
+            }
+        }
+    };
+    Pending {
+        source,
+        body: Body::Bytes(request.unwrap_or(line)),
+        at,
+    }
+}
+
+enum Line {
+    Read,
+    /// Longer than [`MAX_LINE_BYTES`]: its length; the bytes were skipped.
+    TooLong(usize),
+}
+
+/// The next line into `buf`, without its `\n` (a `\r` before it is JSON whitespace).
+fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
+    let n = reader
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Some(Line::Read));
+    }
+    if buf.len() > MAX_LINE_BYTES {
+        let rest = reader.skip_until(b'\n')?;
+        let size = buf.len() + rest.saturating_sub(1);
+        buf.clear();
+        return Ok(Some(Line::TooLong(size)));
+    }
+    // The last line, without a final newline.
+    Ok(Some(Line::Read))
+}
+
+/// A policies directory as it was at a git revision, written to a fresh temporary
+/// directory that is removed on drop.
+#[derive(Debug)]
+pub struct Checkout {
+    dir: PathBuf,
+    label: String,
+}
+
+impl Checkout {
+    /// Where the bundle was written.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `<rev>:<dir> (<commit>)`, to name the bundle in the report.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!("cannot remove `{}`: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Write `dir` (a policies directory inside the git work tree of the current
+/// directory) as it was at revision `rev` into a temporary directory, with
+/// `git ls-tree` and `git cat-file`: files only, a symlink or submodule in the bundle is
+/// an error rather than a bundle that differs from the one at `rev`.
+pub fn checkout(dir: &Path, rev: &str) -> Result<Checkout, DiffError> {
+    let fail = |reason: String| DiffError::Git {
+        rev: rev.to_string(),
+        path: dir.display().to_string(),
+        reason,
+    };
+    if rev.starts_with('-') || rev.contains(':') {
+        return Err(fail("not a revision name".to_string()));
+    }
+    let commit = git(&[
+        "rev-parse",
+        "--verify",
+        "--end-of-options",
+        &format!("{rev}^{{commit}}"),
+    ])
+    .map_err(|e| fail(format!("not a commit: {e}")))?;
+    let commit = String::from_utf8_lossy(&commit).trim().to_string();
+    // `<commit>:./<dir>` names the tree relative to the current directory; an absolute
+    // `dir` is made relative to the work tree's top.
+    let tree = if dir.is_absolute() {
+        let top = git(&["rev-parse", "--show-toplevel"]).map_err(fail)?;
+        let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
+        let top = top.canonicalize().unwrap_or(top);
+        let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let rel = abs
+            .strip_prefix(&top)
+            .map_err(|_| fail(format!("not inside the git work tree `{}`", top.display())))?;
+        format!("{commit}:{}", rel.display())
+    } else {
+        format!("{commit}:./{}", dir.display())
+    };
+    let listing = git(&["ls-tree", "-r", "-z", "--end-of-options", &tree])
+        .map_err(|e| fail(format!("no such directory at that revision: {e}")))?;
+    let out = temp_dir().map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+    let checkout = Checkout {
+        dir: out,
+        label: format!(
+            "{rev}:{} ({})",
+            dir.display(),
+            commit.get(..12).unwrap_or(&commit)
+        ),
+    };
+    for entry in listing.split(|&b| b == 0).filter(|e| !e.is_empty()) {
+        let entry = String::from_utf8_lossy(entry);
+        // `<mode> <type> <object>\t<path>`
+        let (meta, path) = entry
+            .split_once('\t')
+            .ok_or_else(|| fail(format!("unexpected `git ls-tree` line `{entry}`")))?;
+        let mut meta = meta.split(' ');
+        let (mode, kind, object) = (meta.next(), meta.next(), meta.next());
+        let object = match (mode, kind, object) {
+            (Some("100644" | "100755"), Some("blob"), Some(object)) => object,
+            _ => {
+                return Err(fail(format!(
+                    "`{path}` is not a regular file (symlink or submodule)"
+                )))
+            }
+        };
+        let rel = Path::new(path);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(fail(format!("unexpected path `{path}`")));
+        }
+        let contents = git(&["cat-file", "blob", object]).map_err(fail)?;
+        let target = checkout.dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot write `{}`: {e}", parent.display())))?;
+        }
+        std::fs::write(&target, contents)
+            .map_err(|e| fail(format!("cannot write `{}`: {e}", target.display())))?;
+    }
+    Ok(checkout)
+}
+
+/// Run git in the current directory; its stdout, or its stderr as the error.
+fn git(args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(one_line(&String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A new, empty, uniquely named directory under the system temp dir.
+fn temp_dir() -> io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "promo-policy-diff-{}-{nanos}-{n}",
+            std::process::id()
+        ));
+        // `create_dir` fails if the name exists: never reuse someone else's directory.
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            other => return other.map(|()| dir),
+        }
+    }
+}
+
+/// The report as an aligned table for a terminal or a CI log, ending with the
+/// summary line.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for (name, b) in [("base", &report.base), ("new ", &report.new)] {
+        let _ = writeln!(out, "{name}  {}  sha256:{}", b.label, b.digest);
+    }
+    if report.base.digest == report.new.digest {
+        out.push_str("(the two bundles have the same digest)\n");
+    }
+    if report.loosens() {
+        let _ = writeln!(
+            out,
+            "\n!!! {} decision(s) flip from DENY to ALLOW under the new bundle: a person must review them !!!",
+            report.summary.deny_to_allow
+        );
+    }
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for c in &report.changes {
+        let marker = match c.change {
+            ChangeKind::DenyToAllow => "!! deny->allow",
+            ChangeKind::AllowToDeny => "allow->deny",
+            ChangeKind::IdsChanged => "ids",
+        };
+        rows.push([
+            marker.to_string(),
+            c.source.clone(),
+            c.evaluated_at.clone(),
+            outcome_word(c.base.allowed).to_string(),
+            outcome_word(c.new.allowed).to_string(),
+            ids_text(&c.added, &c.removed),
+        ]);
+    }
+    for e in &report.errors {
+        rows.push([
+            format!("error ({})", kind_word(e.kind)),
+            e.source.clone(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            one_line(&e.msg),
+        ]);
+    }
+    if !rows.is_empty() {
+        out.push('\n');
+        let header = ["CHANGE", "INPUT", "EVALUATED AT", "BASE", "NEW", "IDS"].map(String::from);
+        let mut widths = [0usize; 6];
+        for row in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::new();
+            for (i, (w, cell)) in widths.iter().zip(row).enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}  ");
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out.push_str(&report.summary.line());
+    out.push('\n');
+    out
+}
+
+/// The report as Markdown for a pull-request comment: a warning when anything flips
+/// from deny to allow, both bundles, the summary, then one table of changes and errors.
+pub fn render_markdown(report: &Report) -> String {
+    let mut out = String::from("## promo-policy diff\n\n");
+    if report.loosens() {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> :warning: **{} decision(s) flip from deny to allow** under the new bundle. A person must review them before this change merges.\n",
+            report.summary.deny_to_allow
+        );
+    }
+    out.push_str("| bundle | source | sha256 |\n|---|---|---|\n");
+    for (name, b) in [("base", &report.base), ("new", &report.new)] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} |",
+            md_code(&b.label),
+            md_code(&b.digest)
+        );
+    }
+    let _ = writeln!(out, "\n**{}**\n", report.summary.line());
+    if report.changes.is_empty() && report.errors.is_empty() {
+        out.push_str("No decision changes.\n");
+        return out;
+    }
+    out.push_str(
+        "| change | input | evaluated at | base | new | ids |\n|---|---|---|---|---|---|\n",
+    );
+    let mut rows = Vec::with_capacity(report.changes.len() + report.errors.len());
+    for c in &report.changes {
+        let change = match c.change {
+            ChangeKind::DenyToAllow => ":warning: **deny->allow**",
+            ChangeKind::AllowToDeny => "allow->deny",
+            ChangeKind::IdsChanged => "ids",
+        };
+        let new = if c.change == ChangeKind::DenyToAllow {
+            "**allowed**"
+        } else {
+            outcome_word(c.new.allowed)
+        };
+        rows.push(format!(
+            "| {change} | {} | {} | {} | {new} | {} |\n",
+            md_code(&c.source),
+            c.evaluated_at,
+            outcome_word(c.base.allowed),
+            md_escape(&ids_text(&c.added, &c.removed)),
+        ));
+    }
+    for e in &report.errors {
+        rows.push(format!(
+            "| error ({}) | {} | | | | {} |\n",
+            kind_word(e.kind),
+            md_code(&e.source),
+            md_escape(&truncate(&e.msg, MARKDOWN_CELL_CHARS))
+        ));
+    }
+    let total = rows.len();
+    for (shown, row) in rows.into_iter().enumerate() {
+        if out.len() + row.len() > MARKDOWN_BUDGET {
+            let _ = writeln!(
+                out,
+                "\n{} more row(s) not shown (a comment holds 65,536 characters); `--format json` lists them all.",
+                total - shown
+            );
+            break;
+        }
+        out.push_str(&row);
+    }
+    out
+}
+
+/// Bytes of Markdown written at most: GitHub refuses a comment over 65,536 characters
+/// (and a character is at least a byte); the rest leaves room for a note and a margin.
+pub const MARKDOWN_BUDGET: usize = 60_000;
+
+/// Characters of an error message shown in a Markdown cell (schema errors list every
+/// field; the JSON report has them whole).
+const MARKDOWN_CELL_CHARS: usize = 300;
+
+fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => Cow::Owned(format!("{}…", &s[..cut])),
+        None => Cow::Borrowed(s),
+    }
+}
+
+fn outcome_word(allowed: bool) -> &'static str {
+    if allowed {
+        "allowed"
+    } else {
+        "denied"
+    }
+}
+
+fn kind_word(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Invalid => "invalid",
+        ErrorKind::Unread => "unread",
+    }
+}
+
+/// `+deny:a -warn:b`: what the new bundle added (+) and removed (-).
+fn ids_text(added: &Ids, removed: &Ids) -> String {
+    let mut parts = Vec::new();
+    for (sign, ids) in [('+', added), ('-', removed)] {
+        if ids.is_empty() {
+            continue;
+        }
+        for (kind, list) in [("deny", &ids.deny), ("warn", &ids.warn)] {
+            parts.extend(list.iter().map(|id| format!("{sign}{kind}:{id}")));
+        }
+    }
+    parts.join(" ")
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Text safe inside a Markdown table cell.
+fn md_escape(s: &str) -> String {
+    one_line(s).replace('|', "\\|")
+}
+
+/// A Markdown code span safe inside a table cell, whatever backticks it holds.
+fn md_code(s: &str) -> String {
+    let s = md_escape(s);
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn exp(allowed: bool, deny: &[&str], warn: &[&str]) -> Expectation {
+        Expectation {
+            allowed,
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+            warn: warn.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn classify_covers_every_combination() {
+        let allow = exp(true, &[], &[]);
+        let deny = exp(false, &["freeze.active"], &[]);
+        assert_eq!(classify(&deny, &allow), Some(ChangeKind::DenyToAllow));
+        assert_eq!(classify(&allow, &deny), Some(ChangeKind::AllowToDeny));
+        assert_eq!(classify(&deny, &deny), None);
+        assert_eq!(classify(&allow, &allow), None);
+        let deny2 = exp(false, &["approvals.min_count"], &[]);
+        assert_eq!(classify(&deny, &deny2), Some(ChangeKind::IdsChanged));
+        let warned = exp(true, &[], &["approvals.stale"]);
+        assert_eq!(classify(&allow, &warned), Some(ChangeKind::IdsChanged));
+    }
+
+    #[test]
+    fn deny_to_allow_sorts_first() {
+        let mut kinds = [
+            ChangeKind::IdsChanged,
+            ChangeKind::AllowToDeny,
+            ChangeKind::DenyToAllow,
+        ];
+        kinds.sort();
+        assert_eq!(kinds[0], ChangeKind::DenyToAllow);
+        assert_eq!(kinds[1], ChangeKind::AllowToDeny);
+    }
+
+    #[test]
+    fn multiset_difference_counts_repeats() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            multiset_minus(&v(&["a", "a", "b"]), &v(&["a"])),
+            v(&["a", "b"])
+        );
+        assert_eq!(multiset_minus(&v(&["a"]), &v(&["a", "a"])), v(&[]));
+        assert_eq!(multiset_minus(&v(&["b", "c"]), &v(&["a", "c"])), v(&["b"]));
+    }
+
+    #[test]
+    fn time_order_is_recorded_then_at_then_requested_at_then_clock() {
+        let t = |s| parse_time(s).unwrap();
+        let request = PromotionRequest::from_slice(
+            &std::fs::read("corpus/cases/prod-allow-baseline/request.json").unwrap(),
+        )
+        .unwrap();
+        let requested = t(request.raw["requestedAt"].as_str().unwrap());
+        let now = t("2030-01-01T00:00:00Z");
+        let at = t("2029-01-01T00:00:00Z");
+        let rec = t("2028-01-01T00:00:00Z");
+        let clock = |at| Clock { at, now };
+        assert_eq!(time_for(Some(rec), &request, clock(Some(at))), Ok(rec));
+        assert_eq!(time_for(None, &request, clock(Some(at))), Ok(at));
+        assert_eq!(time_for(None, &request, clock(None)), Ok(requested));
+        let mut raw = request.raw.clone();
+        raw.as_object_mut().unwrap().remove("requestedAt");
+        let bare = PromotionRequest::from_value(raw).unwrap();
+        assert_eq!(time_for(None, &bare, clock(None)), Ok(now));
+    }
+
+    #[test]
+    fn jsonl_lines_are_numbered_and_records_keep_their_time() {
+        let text = "{\"request\":{\"id\":\"a\"},\"evaluatedAt\":\"2026-11-26T18:00:00Z\"}\n\n{\"id\":\"b\"}\r\n{\"request\":\"x\"}";
+        let mut got = Vec::new();
+        read_jsonl(&mut text.as_bytes(), "log", &mut |chunk| got.extend(chunk)).unwrap();
+        let sources: Vec<_> = got.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(sources, ["log:1", "log:2", "log:3", "log:4"]);
+        assert!(matches!(&got[0].body, Body::Bytes(b) if b == br#"{"id":"a"}"#));
+        assert_eq!(got[0].at, Some(parse_time("2026-11-26T18:00:00Z").unwrap()));
+        assert!(matches!(&got[1].body, Body::Bytes(b) if b.is_empty()));
+        assert!(matches!(&got[2].body, Body::Bytes(b) if b == b"{\"id\":\"b\"}\r"));
+        assert!(matches!(&got[3].body, Body::Unread(m) if m.contains("`request`")));
+    }
+
+    #[test]
+    fn over_long_lines_are_skipped_not_held() {
+        let mut text = vec![b' '; MAX_LINE_BYTES + 10];
+        text.extend_from_slice(b"\n{}\n");
+        let mut got = Vec::new();
+        read_jsonl(&mut text.as_slice(), "log", &mut |chunk| got.extend(chunk)).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[0].body, Body::Unread(m) if m.contains("longer than")));
+        assert!(matches!(&got[1].body, Body::Bytes(b) if b == b"{}"));
+    }
+
+    #[test]
+    fn markdown_cells_escape_pipes_and_backticks() {
+        assert_eq!(md_code("a|b"), "`a\\|b`");
+        assert_eq!(md_code("a`b"), "`` a`b ``");
+        assert_eq!(md_escape("x\ny | z"), "x y \\| z");
+    }
+
+    #[test]
+    fn markdown_stays_within_a_comment() {
+        let side = |label: &str| BundleRef {
+            label: label.into(),
+            digest: "0".repeat(64),
+            trust: None,
+        };
+        let change = Change {
+            source: "corpus/cases/x".into(),
+            request_id: "r".into(),
+            evaluated_at: "2026-11-26T18:00:00Z".into(),
+            change: ChangeKind::DenyToAllow,
+            base: exp(false, &["a.very.long.violation.id.that.takes.room"], &[]),
+            new: exp(true, &[], &[]),
+            added: Ids::default(),
+            removed: Ids {
+                deny: vec!["a.very.long.violation.id.that.takes.room".into()],
+                warn: vec![],
+            },
+        };
+        let report = Report {
+            base: side("a"),
+            new: side("b"),
+            summary: Summary::default(),
+            changes: vec![change; 2000],
+            errors: vec![InputError {
+                source: "log:1".into(),
+                kind: ErrorKind::Invalid,
+                msg: "x".repeat(5000),
+            }],
+        };
+        let md = render_markdown(&report);
+        assert!(md.len() <= MARKDOWN_BUDGET + 200, "{}", md.len());
+        assert!(md.contains("more row(s) not shown"));
+        assert!(md.contains("| :warning: **deny->allow** |"));
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+
+    #[test]
+    fn ids_text_shows_added_then_removed() {
+        let added = Ids {
+            deny: vec!["a".into()],
+            warn: vec![],
+        };
+        let removed = Ids {
+            deny: vec![],
+            warn: vec!["w".into()],
+        };
+        assert_eq!(ids_text(&added, &removed), "+deny:a -warn:w");
+    }
+}
