@@ -26,6 +26,21 @@
 //!   `{"index", "source", "allowed": false, "error": {"id": "request.invalid", "msg"}}`,
 //!   with no decision and no envelope.
 //!
+//! An input may also be a recorded request, `{"request": {...}, "evaluatedAt": "..."}`
+//! (an audit export line, see [`crate::replay`]): its request is evaluated at its own
+//! `evaluatedAt`, unless [`Options::at`] is set, which wins for every input; inputs with
+//! no recorded time are evaluated at the clock.
+//!
+//! # Audit
+//!
+//! With a [`Recorder`], each chunk's decisions are appended to the audit log in one
+//! transaction, in input order, *before* the chunk's results are written: a result line
+//! with a decision exists only for a recorded decision. A writer thread commits chunk k
+//! while the pool evaluates chunk k+1, so the commit (and its fsync) costs little wall
+//! time. Inputs that were not evaluated
+//! (no decision) are not recorded. A failed append stops the batch
+//! ([`BatchError::Audit`], saying how far the log got).
+//!
 //! # Memory
 //!
 //! At most [`CHUNK_INPUTS`] inputs (and about [`CHUNK_BYTES`] of them) are in memory at
@@ -42,6 +57,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::audit::{AuditError, AuditLog, Record, RecordOptions};
 use crate::decision::Decision;
 use crate::evaluator::{Engine, Evaluator};
 use crate::request::{PromotionRequest, RequestError, MAX_BODY_BYTES};
@@ -68,6 +84,10 @@ pub const UNSIGNED_ID: &str = "decision.unsigned";
 
 /// The error id of a result whose evaluation panicked (a bug: please report it).
 pub const INTERNAL_ID: &str = "engine.internal";
+
+/// The error id of a result whose decision could not be made into an audit record, and
+/// is therefore withheld.
+pub const UNRECORDABLE_ID: &str = "audit.unrecordable";
 
 /// Errors that stop a batch (exit 2). Problems with one input never do: they become
 /// that input's result.
@@ -96,6 +116,17 @@ pub enum BatchError {
     /// Writing results failed (a full disk, a closed pipe).
     #[error("cannot write results: {0}")]
     Write(#[source] io::Error),
+    /// Appending a chunk's decisions to the audit log failed; the batch stopped there.
+    #[error("the batch stopped after recording {recorded} decisions and printing the results of its first {printed} inputs (nothing after)")]
+    Audit {
+        /// Why the append failed (names the log and its last committed seq).
+        #[source]
+        source: AuditError,
+        /// Decisions of this batch committed to the log.
+        recorded: u64,
+        /// Results written (every one with a decision is recorded).
+        printed: u64,
+    },
     /// The worker threads could not be started.
     #[error("cannot start {jobs} worker threads: {reason}")]
     Pool {
@@ -194,6 +225,15 @@ impl Default for Options {
 /// All cores (as the OS reports them to this process), or 1 if unknown.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Where a batch records its decisions: an open audit log and how records are made.
+#[derive(Debug)]
+pub struct Recorder<'a> {
+    /// The log, opened for appending before the batch starts.
+    pub log: &'a mut AuditLog,
+    /// Masking, and whether requests are stored.
+    pub options: &'a RecordOptions,
 }
 
 /// Where a batch reads its requests.
@@ -564,6 +604,21 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// Results (decisions and refusals) per second of wall time.
     pub decisions_per_second: f64,
+    /// What went into the audit log, when recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<RecordedRange>,
+}
+
+/// The records a batch appended to the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRange {
+    /// Records appended.
+    pub records: u64,
+    /// The first one's seq (0 when none).
+    pub first_seq: u64,
+    /// The last one's seq (0 when none).
+    pub last_seq: u64,
 }
 
 impl Summary {
@@ -590,6 +645,16 @@ impl std::fmt::Display for Summary {
         )?;
         if let Some(shard) = &self.shard {
             write!(f, "; shard {shard}")?;
+        }
+        if let Some(r) = &self.recorded {
+            match r.records {
+                0 => write!(f, "; nothing to record")?,
+                n => write!(
+                    f,
+                    "; recorded {n} decisions as seq {}..={}",
+                    r.first_seq, r.last_seq
+                )?,
+            }
         }
         Ok(())
     }
@@ -624,6 +689,20 @@ pub fn run(
     options: &Options,
     progress: &dyn Progress,
 ) -> Result<Summary, BatchError> {
+    run_recorded(engine, input, out, options, progress, None)
+}
+
+/// [`run`], appending every decision to an audit log first (see the module docs).
+pub fn run_recorded(
+    engine: &Arc<Engine>,
+    input: &mut Input,
+    out: &mut dyn Write,
+    options: &Options,
+    progress: &dyn Progress,
+    recorder: Option<Recorder<'_>>,
+) -> Result<Summary, BatchError> {
+    let record_options = recorder.as_ref().map(|r| r.options);
+    let mut recorded = recorder.as_ref().map(|_| RecordedRange::default());
     let jobs = options.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -640,34 +719,69 @@ pub fn run(
         .collect();
     let started = Instant::now();
     let mut counts = Counts::default();
-    loop {
-        let chunk = input.read_chunk(options.shard, CHUNK_INPUTS, CHUNK_BYTES)?;
-        if chunk.is_empty() {
-            break;
-        }
-        let results: Vec<(Vec<u8>, Verdict)> = pool.install(|| {
-            chunk
-                .into_par_iter()
-                .map(|item| {
-                    let result = with_evaluator(
-                        engine,
-                        &slots,
-                        |ev| evaluate_input(ev, &item, options.at),
-                        item.index,
-                        &item.source,
-                    );
-                    progress.input_done(item.end);
-                    result
+    std::thread::scope(|scope| {
+        // The audit writer commits chunk k while the pool evaluates chunk k+1; chunk k is
+        // printed once its commit is confirmed.
+        let mut writer = recorder.map(|r| ChunkWriter::spawn(scope, r.log));
+        let mut pending: Option<Vec<Outcome>> = None;
+        let mut print = |results: Vec<Outcome>,
+                         writer: &mut Option<ChunkWriter>,
+                         counts: &mut Counts|
+         -> Result<(), BatchError> {
+            if let (Some(w), Some(range)) = (writer.as_mut(), recorded.as_mut()) {
+                w.confirm(range, counts.inputs)?;
+            }
+            for (line, verdict, _) in results {
+                out.write_all(&line).map_err(BatchError::Write)?;
+                counts.add(verdict);
+            }
+            out.flush().map_err(BatchError::Write)?;
+            progress.chunk_written(counts, started.elapsed());
+            Ok(())
+        };
+        loop {
+            let chunk = match input.read_chunk(options.shard, CHUNK_INPUTS, CHUNK_BYTES) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // What was decided and recorded before the failure is still printed.
+                    if let Some(previous) = pending.take() {
+                        print(previous, &mut writer, &mut counts)?;
+                    }
+                    return Err(e);
+                }
+            };
+            let results = (!chunk.is_empty()).then(|| {
+                pool.install(|| {
+                    chunk
+                        .into_par_iter()
+                        .map(|item| {
+                            let result = with_evaluator(
+                                engine,
+                                &slots,
+                                |ev| evaluate_input(ev, &item, options.at, record_options),
+                                item.index,
+                                &item.source,
+                            );
+                            progress.input_done(item.end);
+                            result
+                        })
+                        .collect::<Vec<Outcome>>()
                 })
-                .collect()
-        });
-        for (line, verdict) in results {
-            out.write_all(&line).map_err(BatchError::Write)?;
-            counts.add(verdict);
+            });
+            if let Some(previous) = pending.take() {
+                print(previous, &mut writer, &mut counts)?;
+            }
+            let Some(mut results) = results else { break };
+            match writer.as_mut() {
+                Some(w) => {
+                    w.send(results.iter_mut().filter_map(|r| r.2.take()).collect());
+                    pending = Some(results);
+                }
+                None => print(results, &mut writer, &mut counts)?,
+            }
         }
-        out.flush().map_err(BatchError::Write)?;
-        progress.chunk_written(&counts, started.elapsed());
-    }
+        Ok(())
+    })?;
     let wall = started.elapsed().as_secs_f64();
     Ok(Summary {
         inputs: counts.inputs,
@@ -683,17 +797,119 @@ pub fn run(
         } else {
             0.0
         },
+        recorded,
     })
 }
+
+/// The audit log's writer thread for one batch: chunks of records in, one commit
+/// (or the error that stopped it) out per chunk, in order.
+struct ChunkWriter {
+    chunks: std::sync::mpsc::SyncSender<Vec<Record>>,
+    commits: std::sync::mpsc::Receiver<Result<Committed, AuditError>>,
+}
+
+/// One committed chunk.
+struct Committed {
+    records: u64,
+    first_seq: u64,
+    head_seq: u64,
+    elapsed: Duration,
+}
+
+impl ChunkWriter {
+    fn spawn<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        log: &'scope mut AuditLog,
+    ) -> Self {
+        // One chunk in flight: the next one waits for it, so memory stays two chunks.
+        let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+        let (done, commits) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for mut records in incoming {
+                let started = Instant::now();
+                let result = if records.is_empty() {
+                    Ok(Committed {
+                        records: 0,
+                        first_seq: 0,
+                        head_seq: log.head().seq,
+                        elapsed: Duration::ZERO,
+                    })
+                } else {
+                    log.append(&mut records).map(|head| Committed {
+                        records: records.len() as u64,
+                        first_seq: records[0].seq,
+                        head_seq: head.seq,
+                        elapsed: started.elapsed(),
+                    })
+                };
+                let failed = result.is_err();
+                if done.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self { chunks, commits }
+    }
+
+    /// Hand a chunk's records over (a dead writer is noticed by `confirm`).
+    fn send(&mut self, records: Vec<Record>) {
+        let _ = self.chunks.send(records);
+    }
+
+    /// Wait for the oldest chunk's commit and count it in `range`; `printed` is how many
+    /// results were written before it, for the error.
+    fn confirm(&mut self, range: &mut RecordedRange, printed: u64) -> Result<(), BatchError> {
+        let fail = |source, range: &RecordedRange| BatchError::Audit {
+            source,
+            recorded: range.records,
+            printed,
+        };
+        let committed = match self.commits.recv() {
+            Ok(Ok(c)) => c,
+            Ok(Err(source)) => return Err(fail(source, range)),
+            Err(_) => {
+                return Err(fail(
+                    AuditError::Append {
+                        path: PathBuf::from("<audit log>"),
+                        reason: "the audit writer thread stopped".into(),
+                        head: crate::audit::Head {
+                            seq: range.last_seq,
+                            hash: String::new(),
+                        },
+                    },
+                    range,
+                ))
+            }
+        };
+        if committed.records > 0 {
+            if range.records == 0 {
+                range.first_seq = committed.first_seq;
+            }
+            range.records += committed.records;
+            range.last_seq = committed.head_seq;
+            tracing::debug!(
+                records = committed.records,
+                last_seq = committed.head_seq,
+                elapsed_us = committed.elapsed.as_micros() as u64,
+                "audit chunk committed"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One input's result line (with the newline), verdict and, when recording, the audit
+/// record of its decision.
+type Outcome = (Vec<u8>, Verdict, Option<Record>);
 
 /// Run `f` with this worker's evaluator, and turn a panic into a failed result.
 fn with_evaluator(
     engine: &Arc<Engine>,
     slots: &[Mutex<Option<Evaluator>>],
-    f: impl FnOnce(&mut Evaluator) -> (Vec<u8>, Verdict),
+    f: impl FnOnce(&mut Evaluator) -> Outcome,
     index: u64,
     source: &str,
-) -> (Vec<u8>, Verdict) {
+) -> Outcome {
     let slot = slots.get(rayon::current_thread_index().unwrap_or(0));
     // The slot is only ever locked by its own thread; `try_lock` still guards against
     // re-entry should evaluation ever yield to rayon and run another input here.
@@ -714,46 +930,74 @@ fn with_evaluator(
             if let Some(slot) = guard.as_deref_mut() {
                 *slot = None;
             }
-            error_line(
+            unrecorded(error_line(
                 index,
                 source,
                 INTERNAL_ID,
                 "the engine panicked on this input (a bug: see stderr and please report it)",
-            )
+            ))
         }
     }
 }
 
-/// Evaluate one input into its result line (with the newline) and verdict.
+fn unrecorded((line, verdict): (Vec<u8>, Verdict)) -> Outcome {
+    (line, verdict, None)
+}
+
+/// Evaluate one input into its result line (with the newline), verdict and, when
+/// `record` is given, its audit record. The time is `at` (`--at`), else the input's
+/// recorded `evaluatedAt`, else the clock.
 fn evaluate_input(
     evaluator: &mut Evaluator,
     input: &RawInput,
     at: Option<OffsetDateTime>,
-) -> (Vec<u8>, Verdict) {
+    record: Option<&RecordOptions>,
+) -> Outcome {
     let id = INVALID_ID;
+    let fail = |msg: &str| unrecorded(error_line(input.index, &input.source, id, msg));
     let bytes = match &input.body {
         Body::Bytes(b) => b,
-        Body::Invalid(msg) => return error_line(input.index, &input.source, id, msg),
+        Body::Invalid(msg) => return fail(msg),
     };
-    let request = match parse(bytes, input.line) {
+    let recorded = match crate::replay::from_line(bytes) {
         Ok(r) => r,
-        Err(msg) => return error_line(input.index, &input.source, id, &msg),
+        Err(msg) => return fail(&msg),
     };
-    let now = at.unwrap_or_else(OffsetDateTime::now_utc);
-    match evaluator.decide(&request, now) {
-        Ok(signed) => decision_line(
-            input.index,
-            &input.source,
-            &signed.decision,
-            &signed.envelope,
-        ),
-        Err(e) => error_line(
-            input.index,
-            &input.source,
-            UNSIGNED_ID,
-            &format!("the decision could not be signed: {e}"),
-        ),
-    }
+    let request = match parse(&recorded.request, input.line) {
+        Ok(r) => r,
+        Err(msg) => return fail(&msg),
+    };
+    let now = at.or(recorded.at).unwrap_or_else(OffsetDateTime::now_utc);
+    let signed = match evaluator.decide(&request, now) {
+        Ok(signed) => signed,
+        Err(e) => {
+            return unrecorded(error_line(
+                input.index,
+                &input.source,
+                UNSIGNED_ID,
+                &format!("the decision could not be signed: {e}"),
+            ))
+        }
+    };
+    let record = match record.map(|o| o.prepare(&signed.decision, &signed.envelope, &request.raw)) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            return unrecorded(error_line(
+                input.index,
+                &input.source,
+                UNRECORDABLE_ID,
+                &format!("the decision is withheld: {e}"),
+            ))
+        }
+    };
+    let (line, verdict) = decision_line(
+        input.index,
+        &input.source,
+        &signed.decision,
+        &signed.envelope,
+    );
+    (line, verdict, record)
 }
 
 /// Parse request bytes, with positions in the file's terms (`line` is the JSONL line).

@@ -130,6 +130,20 @@ impl Signer {
     pub fn is_dev_key(&self) -> bool {
         self.dev
     }
+
+    /// The public half of the decision key.
+    pub fn public_key(&self) -> crate::attest::PublicKey {
+        self.key.public_key()
+    }
+
+    /// Sign any in-toto Statement v1 with the decision key (an audit-log checkpoint is
+    /// signed by the same key as the decisions it vouches for).
+    pub fn sign_statement(
+        &self,
+        statement: &serde_json::Value,
+    ) -> Result<serde_json::Value, SignError> {
+        sign::sign_statement(&self.key, statement)
+    }
 }
 
 /// Everything built once and shared, immutable, across threads and requests.

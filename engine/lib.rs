@@ -2,6 +2,7 @@
 //! goes in; a fail-closed, explained decision comes out (see ARCHITECTURE.md).
 
 pub mod attest;
+pub mod audit;
 pub mod batch;
 pub mod decision;
 pub mod evaluator;

@@ -145,6 +145,44 @@ pub fn sign_statement(key: &SigningKey, statement: &Value) -> Result<Value, Sign
 /// payload is a Statement v1 with a non-empty subject and predicateType
 /// [`DECISION_PREDICATE_TYPE`]. Returns the statement.
 pub fn verify_statement_envelope(envelope: &Value, keys: &[PublicKey]) -> Result<Value, SignError> {
+    verify_typed_envelope(envelope, keys, DECISION_PREDICATE_TYPE)
+}
+
+/// [`verify_statement_envelope`], then the predicate read as a [`Decision`] whose artifact
+/// is one of the statement's subjects: the one check every reader of a signed decision
+/// (`verify`, `audit verify`) makes.
+pub fn verify_decision_envelope(
+    envelope: &Value,
+    keys: &[PublicKey],
+) -> Result<crate::decision::Decision, SignError> {
+    let statement = verify_statement_envelope(envelope, keys)?;
+    let decision: crate::decision::Decision =
+        serde_json::from_value(statement["predicate"].clone()).map_err(|e| {
+            SignError::Statement {
+                reason: format!("the predicate is not a promo-policy decision: {e}"),
+            }
+        })?;
+    let subject_ok = statement["subject"].as_array().is_some_and(|subjects| {
+        subjects.iter().any(|s| {
+            s["name"] == decision.artifact.name.as_str()
+                && serde_json::to_value(&decision.artifact.digest).is_ok_and(|d| s["digest"] == d)
+        })
+    });
+    if !subject_ok {
+        return Err(SignError::Statement {
+            reason: "the statement's subject is not the decision's artifact".into(),
+        });
+    }
+    Ok(decision)
+}
+
+/// [`verify_statement_envelope`] for any `predicate_type` signed with the decision key
+/// (an audit-log checkpoint, say). Returns the statement.
+pub fn verify_typed_envelope(
+    envelope: &Value,
+    keys: &[PublicKey],
+    predicate_type: &str,
+) -> Result<Value, SignError> {
     let env = Envelope::from_json(envelope).map_err(SignError::Envelope)?;
     if env.payload_type != INTOTO_PAYLOAD_TYPE {
         return Err(SignError::PayloadType {
@@ -180,10 +218,10 @@ pub fn verify_statement_envelope(envelope: &Value, keys: &[PublicKey]) -> Result
             reason: "`_type` is not `https://in-toto.io/Statement/v1`".into(),
         });
     }
-    if statement.predicate_type != DECISION_PREDICATE_TYPE {
+    if statement.predicate_type != predicate_type {
         return Err(SignError::Statement {
             reason: format!(
-                "`predicateType` is `{}`, expected `{DECISION_PREDICATE_TYPE}`",
+                "`predicateType` is `{}`, expected `{predicate_type}`",
                 statement.predicate_type
             ),
         });

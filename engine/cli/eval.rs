@@ -33,6 +33,10 @@ input), a directory (its *.json files in name order; other entries are skipped w
 or - (JSONL on stdin). Output: one JSON line per input, in input order: \
 {\"index\", \"source\", \"allowed\", \"decision\", \"envelope\"}, or for an input that could not be \
 evaluated {\"index\", \"source\", \"allowed\": false, \"error\": {\"id\": \"request.invalid\", \"msg\"}}. \
+A line may also be a recorded request {\"request\", \"evaluatedAt\"} (`audit query --format jsonl`): \
+it is evaluated at its own evaluatedAt unless --at is given (--at wins; without either, the clock). \
+With --audit, each chunk's decisions are committed to the audit log before its results are printed; \
+a failed append stops the batch (exit 2) and says how far the log got. \
 A summary line goes to stderr. Exit codes: 0 all allowed, 1 any denied or invalid, 2 error \
 that stopped the batch (unreadable input, bad bundle, unwritable --out).";
 
@@ -75,6 +79,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE", requires = "batch")]
     summary_json: Option<PathBuf>,
     #[command(flatten)]
+    audit: super::audit::AuditArgs,
+    #[command(flatten)]
     common: CommonArgs,
 }
 
@@ -87,6 +93,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         Some(at) => parse_time(at)?,
         None => time::OffsetDateTime::now_utc(),
     };
+    // Opened before anything is decided: a decision that could not be recorded is
+    // never printed.
+    let mut audit = args.audit.open()?;
     let bytes = read_request(&args.request)?;
     let engine = args.common.load_engine()?;
     let request = PromotionRequest::from_slice(&bytes)
@@ -97,6 +106,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         .sign(&evaluation)
         .context("cannot sign the decision")?;
     warn_dev_key(&engine);
+    if let Some((log, options)) = &mut audit {
+        let mut record = [options.prepare(&signed.decision, &signed.envelope, &request.raw)?];
+        log.append(&mut record)?;
+    }
     if let Some(out) = &args.out {
         let body = serde_json::to_string_pretty(&signed.envelope)? + "\n";
         std::fs::write(out, body).with_context(|| format!("cannot write `{}`", out.display()))?;
@@ -158,6 +171,8 @@ fn warn_dev_key(engine: &promo_policy::Engine) {
 /// `--summary-json`), a progress bar when stderr is a terminal.
 fn run_batch(args: EvalArgs) -> anyhow::Result<Exit> {
     let at = args.at.as_deref().map(parse_time).transpose()?;
+    // Opened before anything is decided (see `run`).
+    let mut audit = args.audit.open()?;
     let mut input = Input::open(&args.request)?;
     let engine = args.common.load_engine()?;
     // Created before any work, so an unwritable path fails fast (exit 2).
@@ -190,13 +205,32 @@ fn run_batch(args: EvalArgs) -> anyhow::Result<Exit> {
         shard: args.shard.unwrap_or(Shard::ALL),
         at,
     };
+    let recorder = audit.as_mut().map(|(log, options)| batch::Recorder {
+        log,
+        options: &*options,
+    });
     let summary = if std::io::stderr().is_terminal() {
         let bar = Bar::new(input.progress_len(options.shard));
-        let summary = batch::run(&engine, &mut input, &mut out, &options, &bar);
+        let summary = batch::run_recorded(&engine, &mut input, &mut out, &options, &bar, recorder);
         bar.bar.finish_and_clear();
-        summary?
+        summary
     } else {
-        batch::run(&engine, &mut input, &mut out, &options, &batch::NoProgress)?
+        batch::run_recorded(
+            &engine,
+            &mut input,
+            &mut out,
+            &options,
+            &batch::NoProgress,
+            recorder,
+        )
+    };
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            // The results already printed are complete lines; keep them.
+            let _ = out.flush();
+            return Err(e.into());
+        }
     };
     eprintln!("promo-policy: batch: {summary}");
     if let Some(path) = &args.summary_json {

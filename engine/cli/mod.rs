@@ -1,6 +1,7 @@
 //! Command-line types (clap) and dispatch to one file per command; no command
 //! decides anything itself, they all go through the shared `Evaluator`.
 
+mod audit;
 mod diff;
 mod eval;
 mod keygen;
@@ -57,6 +58,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Serve decisions over HTTP: OPA's Data API, promotions, Kubernetes admission.
     Serve(serve::ServeArgs),
+    /// Verify, checkpoint, query and export the audit log (verify: exit 0 intact, 1 tampered, 2 error).
+    Audit(audit::AuditCmd),
 }
 
 /// Flags every command that builds an engine shares.
@@ -111,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => verify::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 

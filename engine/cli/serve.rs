@@ -39,6 +39,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TIME", hide = true)]
     at: Option<String>,
     #[command(flatten)]
+    audit: super::audit::AuditArgs,
+    #[command(flatten)]
     common: CommonArgs,
 }
 
@@ -61,6 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         clock,
         limits,
         watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
+        audit: args.audit.server_config()?,
     };
     let server = Server::new(config).with_context(|| {
         format!(
@@ -73,6 +76,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         eprintln!(
             "promo-policy: warning: decisions are signed with the shipped DEV key (keyid {}); they prove nothing: pass --key for real use",
             &loaded.engine.signer().keyid()[..16]
+        );
+    }
+    if let Some(path) = &args.audit.audit {
+        eprintln!(
+            "promo-policy: recording every decision in the audit log `{}`",
+            path.display()
         );
     }
     if args.environment.is_none() {

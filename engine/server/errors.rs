@@ -67,6 +67,10 @@ pub enum ApiError {
         /// The budget.
         budget: Duration,
     },
+    /// The decision could not be recorded in the audit log, so it is not handed out
+    /// (503 + Retry-After).
+    #[error("the decision could not be recorded in the audit log, so it is withheld: {0}")]
+    AuditUnavailable(String),
     /// The policy failed at runtime on valid input (500, as OPA answers).
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -108,9 +112,9 @@ impl ApiError {
             | ApiError::Query(_) => StatusCode::BAD_REQUEST,
             ApiError::ContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Overloaded { .. } | ApiError::EvaluationTimeout { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Overloaded { .. }
+            | ApiError::EvaluationTimeout { .. }
+            | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ReadOnly { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Undefined { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Policy(_) | ApiError::Sign(_) | ApiError::Internal(_) => {
@@ -129,7 +133,9 @@ impl ApiError {
             | ApiError::ContentType { .. }
             | ApiError::TooLarge { .. }
             | ApiError::BodyTimeout { .. } => "invalid_parameter",
-            ApiError::Overloaded { .. } | ApiError::EvaluationTimeout { .. } => "unavailable",
+            ApiError::Overloaded { .. }
+            | ApiError::EvaluationTimeout { .. }
+            | ApiError::AuditUnavailable(_) => "unavailable",
             ApiError::ReadOnly { .. } => "method_not_allowed",
             ApiError::Undefined { .. } => "undefined_document",
             ApiError::NotFound(_) => "resource_not_found",
@@ -152,6 +158,7 @@ impl ApiError {
             ApiError::Query(_) => "query",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::EvaluationTimeout { .. } => "evaluation_timeout",
+            ApiError::AuditUnavailable(_) => "audit",
             ApiError::Policy(_) => "policy",
             ApiError::Sign(_) => "sign",
             ApiError::ReadOnly { .. } => "read_only",
@@ -208,7 +215,9 @@ impl IntoResponse for ApiError {
         let mut response = json_response(self.status(), &self.body(), false);
         let headers = response.headers_mut();
         match &self {
-            ApiError::Overloaded { .. } | ApiError::EvaluationTimeout { .. } => {
+            ApiError::Overloaded { .. }
+            | ApiError::EvaluationTimeout { .. }
+            | ApiError::AuditUnavailable(_) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(super::RETRY_AFTER_SECS),

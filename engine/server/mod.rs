@@ -8,6 +8,7 @@
 //! API, `admission` the validating webhook and `reload` the hot reload.
 
 mod admission;
+mod audit;
 mod errors;
 mod metrics;
 mod opa;
@@ -29,6 +30,9 @@ use tokio::sync::Semaphore;
 use crate::evaluator::{Engine, EngineConfig, Evaluator};
 
 pub use admission::{DecisionIndex, DECISIONS_ANNOTATION};
+pub use audit::{
+    AuditConfig, AUDIT_BATCH, AUDIT_CHANNEL_CAPACITY, AUDIT_COMMIT_TIMEOUT, AUDIT_ENQUEUE_TIMEOUT,
+};
 pub use errors::ApiError;
 pub use metrics::Metrics;
 
@@ -117,6 +121,9 @@ pub enum ServerError {
     /// The blocking reload task died.
     #[error("reload task failed: {0}")]
     Task(String),
+    /// The audit log cannot be opened for writing (`serve --audit`).
+    #[error("{0}")]
+    Audit(String),
 }
 
 /// Where the time of a decision comes from.
@@ -190,6 +197,8 @@ pub struct ServerConfig {
     /// Poll the bundle, trust file and decision directory for changes this often;
     /// `None` reloads on SIGHUP only.
     pub watch_interval: Option<Duration>,
+    /// Record every signed decision here before answering with it (`serve --audit`).
+    pub audit: Option<AuditConfig>,
 }
 
 impl ServerConfig {
@@ -202,6 +211,7 @@ impl ServerConfig {
             clock: Clock::System,
             limits: Limits::default(),
             watch_interval: None,
+            audit: None,
         }
     }
 }
@@ -328,6 +338,8 @@ struct Inner {
     draining: AtomicBool,
     /// Serialises reloads so two triggers cannot race to swap.
     reloading: tokio::sync::Mutex<()>,
+    /// The audit writer, when decisions are recorded.
+    audit: Option<audit::AuditSink>,
 }
 
 impl Server {
@@ -337,6 +349,11 @@ impl Server {
         let metrics = Metrics::new();
         metrics.set_bundle(loaded.engine.bundle().digest());
         let gate = Gate::new(&config.limits);
+        let audit = config
+            .audit
+            .as_ref()
+            .map(audit::AuditSink::start)
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 loaded: ArcSwap::from_pointee(loaded),
@@ -345,6 +362,7 @@ impl Server {
                 gate,
                 draining: AtomicBool::new(false),
                 reloading: tokio::sync::Mutex::new(()),
+                audit,
                 config,
             }),
         })

@@ -119,11 +119,25 @@ async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiErro
     let request = PromotionRequest::from_value(parse_strict(&body)?)?;
     let loaded = server.loaded();
     let now = server.config().clock.now();
-    let signed = server
+    let audit = server.inner.audit.as_ref();
+    let record_options = audit.map(|a| a.options().clone());
+    let (signed, record) = server
         .inner
         .gate
-        .run(move || loaded.with_evaluator(|ev| ev.decide(&request, now)))
+        .run(move || {
+            let signed = loaded.with_evaluator(|ev| ev.decide(&request, now))?;
+            // Masking and serialising the record is CPU work: done here, off the runtime.
+            let record = record_options
+                .map(|o| o.prepare(&signed.decision, &signed.envelope, &request.raw))
+                .transpose()
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok::<_, ApiError>((signed, record))
+        })
         .await??;
+    // INVARIANT: with an audit log, a decision leaves only once it is committed there.
+    if let (Some(sink), Some(record)) = (audit, record) {
+        sink.record(record).await?;
+    }
     Ok(signed)
 }
 

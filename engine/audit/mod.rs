@@ -1,0 +1,479 @@
+//! The tamper-evident audit log: every signed decision as one hash-chained record in an embedded SQLite store (or a JSONL export of it); it records and checks decisions, and must never make, change or drop one.
+//!
+//! # Records and the chain
+//!
+//! A [`Record`] holds the decision's columns (ids, artifact, environments, outcome,
+//! violation ids, time, bundle and request digests), the request itself unless asked not
+//! to (with the fields named by JSON pointers replaced by [`MASK_MARKER`]), the signed DSSE
+//! envelope, and two hashes:
+//!
+//! ```text
+//! hash = sha256(prev_hash_bytes || canonical_json(record without "hash"))
+//! ```
+//!
+//! where `prev_hash_bytes` are the 32 bytes of the previous record's hash ([`GENESIS`],
+//! all zeros, for the first) and the canonical record includes `seq` and `prevHash`, so a
+//! record cannot be edited, moved, dropped or slipped in without breaking the chain at
+//! that point. The chain alone is not a secret (anyone can recompute it); what makes a
+//! forgery detectable is that every record also carries an envelope signed by the
+//! decision key and must agree with it, and a signed [`checkpoint`] pins the head.
+//! Cutting records off the tail is invisible without a checkpoint taken before the cut.
+//!
+//! The JSON form of a record (`audit export`, `audit query --format jsonl`) has the
+//! top-level `request` and `evaluatedAt` that [`crate::replay::from_line`] reads, so an
+//! export can be re-evaluated with `eval --batch` or compared with `diff`.
+
+pub mod chain;
+pub mod checkpoint;
+pub mod store;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::decision::{canonical_json, Decision};
+use crate::request::Artifact;
+
+pub use chain::{Finding, Tamper, VerifyReport};
+pub use checkpoint::Checkpoint;
+pub use store::{AuditLog, Filter, Head};
+
+/// The previous hash of the first record: 32 zero bytes, in hex.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What a masked value is replaced with.
+pub const MASK_MARKER: &str = "***masked***";
+
+/// Why the audit log could not be opened, written, read or checked. Every variant names
+/// the file; none is ever turned into a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log file does not exist (readers only; writers create it).
+    #[error("no audit log at `{path}`")]
+    Missing {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The log cannot be created or opened for writing there.
+    #[error("cannot open audit log `{path}` for writing: {reason}")]
+    Unwritable {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a readable SQLite database (garbage, a corrupt page).
+    #[error("audit log `{path}` is corrupt: {reason}")]
+    Corrupt {
+        /// The path given.
+        path: PathBuf,
+        /// SQLite's words.
+        reason: String,
+    },
+    /// A SQLite database, but not a promo-policy audit log.
+    #[error("`{path}` is not a promo-policy audit log: {reason}")]
+    Foreign {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
+    /// Written by a newer promo-policy, in a format this one does not know.
+    #[error("audit log `{path}` has format version {found}; this promo-policy reads version {supported}: upgrade it")]
+    Newer {
+        /// The path given.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The version this build writes.
+        supported: i64,
+    },
+    /// Appending failed (a full disk, a lock held too long); the transaction was rolled
+    /// back, so the log still ends at `head`.
+    #[error("cannot append to audit log `{path}`: {reason}; the log ends at seq {} and holds every record up to it", .head.seq)]
+    Append {
+        /// The path given.
+        path: PathBuf,
+        /// SQLite's words.
+        reason: String,
+        /// The last record committed before the failure.
+        head: Head,
+    },
+    /// Reading failed.
+    #[error("cannot read audit log `{path}`: {reason}")]
+    Read {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A mask pointer is not a JSON pointer.
+    #[error("mask `{pointer}` is not a JSON pointer: {reason}")]
+    Mask {
+        /// What was given.
+        pointer: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A decision lacks a field the log needs (a sha256 digest).
+    #[error("decision `{decision_id}` cannot be recorded: {reason}")]
+    Unrecordable {
+        /// The decision.
+        decision_id: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A checkpoint file is unusable.
+    #[error("checkpoint `{path}`: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One audit record: the JSON form of one row (see the module docs for the hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Record {
+    /// 1-based position in the chain.
+    pub seq: u64,
+    /// The decision's UUIDv7.
+    pub decision_id: String,
+    /// The request's own id.
+    pub request_id: String,
+    /// What was to be promoted.
+    pub artifact: Artifact,
+    /// Source environment.
+    pub from: String,
+    /// Target environment.
+    pub to: String,
+    /// The verdict.
+    pub allowed: bool,
+    /// The ids of the decision's violations, in its order.
+    pub violations: Vec<String>,
+    /// The decision's evaluation time (RFC 3339).
+    pub evaluated_at: String,
+    /// `{"sha256": ...}` of the policy bundle that decided.
+    pub bundle_digest: Digest256,
+    /// `{"sha256": ...}` of the canonical request (the decision's `inputDigest`).
+    pub request_digest: Digest256,
+    /// The request, masked; absent when requests are not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    /// The mask pointers that matched a field of this request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<String>,
+    /// The signed DSSE envelope of the decision.
+    pub envelope: Value,
+    /// The previous record's hash ([`GENESIS`] for seq 1).
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+/// A digest set with exactly the one algorithm the log stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digest256 {
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl Record {
+    /// The record's hash as it should be: `sha256(prev || canonical record)`; a
+    /// `prev_hash` that is not 64 hex digits hashes as its text, so it can never match.
+    pub fn compute_hash(&self) -> String {
+        let mut value = match serde_json::to_value(self) {
+            Ok(v) => v,
+            // INVARIANT: a Record is plain data and always serialises; an empty hash
+            // can never equal a stored one, so a failure here reads as tampering.
+            Err(_) => return String::new(),
+        };
+        if let Some(map) = value.as_object_mut() {
+            map.remove("hash");
+        }
+        let mut hasher = Sha256::new();
+        match hex::decode(&self.prev_hash) {
+            Ok(bytes) if bytes.len() == 32 => hasher.update(&bytes),
+            _ => hasher.update(self.prev_hash.as_bytes()),
+        }
+        hasher.update(canonical_json(&value));
+        hex::encode(hasher.finalize())
+    }
+
+    /// Where this record's columns disagree with the decision its envelope signs, if
+    /// anywhere: the first differing field, named.
+    pub fn mismatch(&self, signed: &Decision) -> Option<String> {
+        let sha = |set: &std::collections::BTreeMap<String, String>| {
+            set.get("sha256").cloned().unwrap_or_default()
+        };
+        let ids: Vec<&str> = signed.violations.iter().map(|v| v.id.as_str()).collect();
+        let fields = [
+            (
+                "decisionId",
+                self.decision_id.clone(),
+                signed.decision_id.clone(),
+            ),
+            (
+                "requestId",
+                self.request_id.clone(),
+                signed.request_id.clone(),
+            ),
+            (
+                "artifact.name",
+                self.artifact.name.clone(),
+                signed.artifact.name.clone(),
+            ),
+            (
+                "artifact.digest",
+                format!("{:?}", self.artifact.digest),
+                format!("{:?}", signed.artifact.digest),
+            ),
+            ("from", self.from.clone(), signed.from.clone()),
+            ("to", self.to.clone(), signed.to.clone()),
+            (
+                "allowed",
+                self.allowed.to_string(),
+                signed.allowed.to_string(),
+            ),
+            (
+                "violations",
+                format!("{:?}", self.violations),
+                format!("{ids:?}"),
+            ),
+            (
+                "evaluatedAt",
+                self.evaluated_at.clone(),
+                signed.evaluated_at.clone(),
+            ),
+            (
+                "bundleDigest",
+                self.bundle_digest.sha256.clone(),
+                sha(&signed.policy.digest),
+            ),
+            (
+                "requestDigest",
+                self.request_digest.sha256.clone(),
+                sha(&signed.input_digest),
+            ),
+        ];
+        let differs = |(field, row, signed): (&str, String, String)| {
+            (row != signed)
+                .then(|| format!("`{field}` is {row} but its signed decision says {signed}"))
+        };
+        fields.into_iter().find_map(differs).or_else(|| {
+            // An unmasked stored request must be the one the decision was made on.
+            let request = self.request.as_ref().filter(|_| self.masked.is_empty())?;
+            let digest = hex::encode(Sha256::digest(canonical_json(request)));
+            differs((
+                "request",
+                format!("sha256 {digest}"),
+                format!("sha256 {}", self.request_digest.sha256),
+            ))
+        })
+    }
+}
+
+/// What goes into a record besides the decision: which request fields to mask, and
+/// whether to store the request at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOptions {
+    mask: Vec<String>,
+    store_request: bool,
+}
+
+impl Default for RecordOptions {
+    /// Store the whole request, nothing masked.
+    fn default() -> Self {
+        Self {
+            mask: Vec::new(),
+            store_request: true,
+        }
+    }
+}
+
+impl RecordOptions {
+    /// Store the request with the fields at `mask` (JSON pointers, RFC 6901) masked, or
+    /// not at all when `store_request` is false.
+    pub fn new(mask: Vec<String>, store_request: bool) -> Result<Self, AuditError> {
+        for pointer in &mask {
+            let reason = if pointer.is_empty() {
+                Some("the empty pointer is the whole request: use --audit-no-request")
+            } else if !pointer.starts_with('/') {
+                Some("it must start with `/`, e.g. `/change/description`")
+            } else if pointer
+                .split('~')
+                .skip(1)
+                .any(|rest| !rest.starts_with('0') && !rest.starts_with('1'))
+            {
+                Some("`~` must be escaped as `~0` (and `/` inside a key as `~1`)")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(AuditError::Mask {
+                    pointer: pointer.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(Self {
+            mask,
+            store_request,
+        })
+    }
+
+    /// The record of a signed decision, without its place in the chain (`seq`,
+    /// `prevHash` and `hash` are filled in by [`AuditLog::append`]). `request` is the
+    /// request exactly as evaluated.
+    pub fn prepare(
+        &self,
+        decision: &Decision,
+        envelope: &Value,
+        request: &Value,
+    ) -> Result<Record, AuditError> {
+        let sha = |set: &std::collections::BTreeMap<String, String>, what: &str| {
+            set.get("sha256")
+                .map(|s| Digest256 { sha256: s.clone() })
+                .ok_or_else(|| AuditError::Unrecordable {
+                    decision_id: decision.decision_id.clone(),
+                    reason: format!("its {what} has no sha256 digest"),
+                })
+        };
+        let (request, masked) = if self.store_request {
+            let mut copy = request.clone();
+            let mut masked = Vec::new();
+            for pointer in &self.mask {
+                if let Some(slot) = copy.pointer_mut(pointer) {
+                    *slot = Value::String(MASK_MARKER.to_string());
+                    masked.push(pointer.clone());
+                }
+            }
+            (Some(copy), masked)
+        } else {
+            (None, Vec::new())
+        };
+        Ok(Record {
+            seq: 0,
+            decision_id: decision.decision_id.clone(),
+            request_id: decision.request_id.clone(),
+            artifact: decision.artifact.clone(),
+            from: decision.from.clone(),
+            to: decision.to.clone(),
+            allowed: decision.allowed,
+            violations: decision.violations.iter().map(|v| v.id.clone()).collect(),
+            evaluated_at: decision.evaluated_at.clone(),
+            bundle_digest: sha(&decision.policy.digest, "policy bundle")?,
+            request_digest: sha(&decision.input_digest, "inputDigest")?,
+            request,
+            masked,
+            envelope: envelope.clone(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::evaluator::{parse_time, Engine, EngineConfig};
+    use crate::PromotionRequest;
+
+    pub(crate) const AT: &str = "2026-11-26T18:00:00Z";
+
+    /// A signed decision on the corpus's allowed request, and that request.
+    pub(crate) fn signed() -> (Decision, Value, Value) {
+        signed_n(1).remove(0)
+    }
+
+    /// `n` signed decisions (distinct ids) on the corpus's allowed request.
+    pub(crate) fn signed_n(n: usize) -> Vec<(Decision, Value, Value)> {
+        let engine = Engine::load(&EngineConfig::with_policies("policies")).unwrap();
+        let bytes = std::fs::read("corpus/cases/prod-allow-baseline/request.json").unwrap();
+        let request = PromotionRequest::from_slice(&bytes).unwrap();
+        let mut evaluator = engine.evaluator();
+        (0..n)
+            .map(|_| {
+                let signed = evaluator.decide(&request, parse_time(AT).unwrap()).unwrap();
+                (signed.decision, signed.envelope, request.raw.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn masks_replace_only_the_named_fields_and_say_which_matched() {
+        let (decision, envelope, request) = signed();
+        let options =
+            RecordOptions::new(vec!["/change/author".into(), "/no/such/field".into()], true)
+                .unwrap();
+        let record = options.prepare(&decision, &envelope, &request).unwrap();
+        let stored = record.request.as_ref().unwrap();
+        assert_eq!(stored["change"]["author"], MASK_MARKER);
+        assert_eq!(stored["change"]["ticket"], request["change"]["ticket"]);
+        assert_eq!(record.masked, ["/change/author"]);
+        let none = RecordOptions::new(Vec::new(), false).unwrap();
+        assert!(none
+            .prepare(&decision, &envelope, &request)
+            .unwrap()
+            .request
+            .is_none());
+    }
+
+    #[test]
+    fn bad_mask_pointers_are_refused_by_name() {
+        for bad in ["", "change/author", "/a~2b"] {
+            let e = RecordOptions::new(vec![bad.into()], true).unwrap_err();
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+        assert!(RecordOptions::new(vec!["/a~1b/~0c".into()], true).is_ok());
+    }
+
+    #[test]
+    fn the_hash_covers_every_field_and_the_link() {
+        let (decision, envelope, request) = signed();
+        let mut record = RecordOptions::new(Vec::new(), true)
+            .unwrap()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        record.seq = 1;
+        record.prev_hash = GENESIS.to_string();
+        let hash = record.compute_hash();
+        assert_eq!(hash.len(), 64);
+        record.hash = "anything".into();
+        assert_eq!(record.compute_hash(), hash, "the hash field is not hashed");
+        for change in [
+            |r: &mut Record| r.seq = 2,
+            |r: &mut Record| r.allowed = false,
+            |r: &mut Record| r.prev_hash = "1".repeat(64),
+            |r: &mut Record| r.violations.push("x".into()),
+            |r: &mut Record| r.request = None,
+            |r: &mut Record| r.envelope["payload"] = "e30=".into(),
+        ] {
+            let mut changed = record.clone();
+            change(&mut changed);
+            assert_ne!(changed.compute_hash(), hash);
+        }
+    }
+
+    #[test]
+    fn a_prepared_record_matches_its_signed_decision() {
+        let (decision, envelope, request) = signed();
+        let record = RecordOptions::default()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        assert_eq!(record.mismatch(&decision), None);
+        let mut edited = record.clone();
+        edited.allowed = false;
+        let why = edited.mismatch(&decision).unwrap();
+        assert!(why.starts_with("`allowed` is false"), "{why}");
+        let mut other = record;
+        other.request = Some(serde_json::json!({"id": "forged"}));
+        assert!(other.mismatch(&decision).unwrap().starts_with("`request`"));
+    }
+}

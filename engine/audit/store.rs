@@ -1,0 +1,664 @@
+//! The SQLite store of the audit log: open or create (refusing files that are not ours), append records in one transaction each, read them back in chain order; it never rewrites or deletes a record.
+//!
+//! WAL mode with `synchronous = FULL`: a commit is on disk when `append` returns, so a
+//! decision the caller then hands out is never lost to a crash or power cut (NORMAL would
+//! only lose the last commits on power loss, but those are exactly decisions already
+//! returned). The fsync is paid once per append, and writers append a batch of records
+//! per transaction, so it is amortised. A crash mid-append rolls the whole transaction
+//! back: there is never half a record or a broken link.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{AuditError, Digest256, Record, GENESIS};
+use crate::request::Artifact;
+
+/// SQLite's `application_id` of an audit log: "ppau" (promo-policy audit), so a database
+/// written by something else is refused instead of extended.
+pub const APPLICATION_ID: i64 = 0x7070_6175;
+
+/// The record format this build writes (`user_version`); older versions stay readable.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// How long a writer waits for another writer's transaction (a second process appending
+/// to the same log) before giving up: far longer than one batch commit takes.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Rows read per round trip when walking the log: enough to keep the verifier's threads
+/// busy, few enough (a few MiB with stored requests) to keep memory flat.
+pub const READ_CHUNK: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq             INTEGER PRIMARY KEY,
+    decision_id     TEXT NOT NULL,
+    request_id      TEXT NOT NULL,
+    artifact_name   TEXT NOT NULL,
+    artifact_digest TEXT NOT NULL,
+    from_env        TEXT NOT NULL,
+    to_env          TEXT NOT NULL,
+    allowed         INTEGER NOT NULL,
+    violations      TEXT NOT NULL,
+    evaluated_at    TEXT NOT NULL,
+    bundle_sha256   TEXT NOT NULL,
+    request_sha256  TEXT NOT NULL,
+    request         TEXT,
+    masked          TEXT NOT NULL,
+    envelope        TEXT NOT NULL,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_evaluated_at ON records (evaluated_at);
+";
+
+const COLUMNS: &str = "seq, decision_id, request_id, artifact_name, artifact_digest, from_env, \
+    to_env, allowed, violations, evaluated_at, bundle_sha256, request_sha256, request, masked, \
+    envelope, prev_hash, hash";
+
+/// A row as read back: its seq, and the record or why its columns are not one (a column
+/// edited to garbage), for the verifier to report rather than fail on.
+pub type Row = (u64, Result<Record, String>);
+
+/// The last record of the log: its seq (0 for an empty log) and hash ([`GENESIS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    /// The last seq.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl Head {
+    /// The head of an empty log.
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        }
+    }
+}
+
+/// Which records `audit query` returns; every field narrows, `None` does not.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Artifact digest: `(algorithm, hex)`, or any algorithm when the first is `None`.
+    pub digest: Option<(Option<String>, String)>,
+    /// Source or target environment.
+    pub env: Option<String>,
+    /// Outcome.
+    pub allowed: Option<bool>,
+    /// `evaluatedAt >= since` (RFC 3339 UTC seconds, as decisions write it).
+    pub since: Option<String>,
+    /// `evaluatedAt < until`.
+    pub until: Option<String>,
+    /// Has a violation with this id.
+    pub violation: Option<String>,
+    /// `seq >= from_seq`.
+    pub from_seq: Option<u64>,
+}
+
+/// An open audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    conn: Connection,
+    path: PathBuf,
+    head: Head,
+    log_id: String,
+}
+
+impl AuditLog {
+    /// Open the log at `path` for appending, creating it (and its schema) if the file
+    /// does not exist. Checks everything a later append needs (the directory, write
+    /// access, that the file is ours) before returning, so a writer can refuse to decide
+    /// anything it could not record. `max_pages` caps the file (`PRAGMA max_page_count`;
+    /// tests use it to fill the "disk").
+    pub fn open_for_append(path: &Path, max_pages: Option<u64>) -> Result<Self, AuditError> {
+        let unwritable = |reason: String| AuditError::Unwritable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if path.is_dir() {
+            return Err(unwritable("it is a directory".into()));
+        }
+        if !path.exists() {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !parent.is_dir() {
+                return Err(unwritable(format!(
+                    "directory `{}` does not exist",
+                    parent.display()
+                )));
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| classify(path, e, Access::Write))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(path, e, Access::Write))?;
+        // Reads the header: garbage and foreign files are refused before anything is written.
+        let existing = identify(&conn, path)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(|e| classify(path, e, Access::Write))?;
+        conn.execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| classify(path, e, Access::Write))?;
+        if let Some(pages) = max_pages {
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| classify(path, e, Access::Write))?;
+        }
+        if !existing {
+            initialise(&mut conn, path)?;
+        }
+        // Take the write lock once: a read-only file or directory fails here, not at the
+        // first append after a decision was made.
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(|e| classify(path, e, Access::Write))?;
+        Self::finish(conn, path)
+    }
+
+    /// Open an existing log to read (query, export, verify, checkpoint).
+    pub fn open_existing(path: &Path) -> Result<Self, AuditError> {
+        if !path.exists() {
+            return Err(AuditError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        if path.is_dir() {
+            return Err(AuditError::Read {
+                path: path.to_path_buf(),
+                reason: "it is a directory".into(),
+            });
+        }
+        // Read-write without create: reading a WAL database may have to recover it. On a
+        // write-protected file SQLite falls back to read-only by itself.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| classify(path, e, Access::Read))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(path, e, Access::Read))?;
+        if !identify(&conn, path)? {
+            return Err(AuditError::Foreign {
+                path: path.to_path_buf(),
+                reason: "it is an empty database".into(),
+            });
+        }
+        Self::finish(conn, path)
+    }
+
+    fn finish(conn: Connection, path: &Path) -> Result<Self, AuditError> {
+        let head = read_head(&conn).map_err(|e| classify(path, e, Access::Read))?;
+        let log_id: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| classify(path, e, Access::Read))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            head,
+            log_id: log_id.unwrap_or_default(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This log's id (a UUIDv7 chosen at creation), which checkpoints name.
+    pub fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    /// The last record as of opening or this handle's last append.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The last record now (another process may have appended since).
+    pub fn current_head(&mut self) -> Result<Head, AuditError> {
+        self.head = read_head(&self.conn).map_err(|e| classify(&self.path, e, Access::Read))?;
+        Ok(self.head.clone())
+    }
+
+    /// Chain `records` after the current head (filling in `seq`, `prevHash`, `hash`) and
+    /// commit them in one transaction; all or none are appended. Returns the new head.
+    pub fn append(&mut self, records: &mut [Record]) -> Result<Head, AuditError> {
+        if records.is_empty() {
+            return Ok(self.head.clone());
+        }
+        let path = self.path.clone();
+        let last_committed = self.head.clone();
+        let fail = |e: rusqlite::Error, head: &Head| match classify(&path, e, Access::Write) {
+            AuditError::Unwritable { reason, .. } | AuditError::Read { reason, .. } => {
+                AuditError::Append {
+                    path: path.clone(),
+                    reason,
+                    head: head.clone(),
+                }
+            }
+            other => other,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail(e, &last_committed))?;
+        // Read inside the write lock: another process may have appended since.
+        let mut head = read_head(&tx).map_err(|e| fail(e, &last_committed))?;
+        let committed = head.clone();
+        {
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                ))
+                .map_err(|e| fail(e, &committed))?;
+            for record in records.iter_mut() {
+                record.seq = head.seq + 1;
+                record.prev_hash = head.hash.clone();
+                record.hash = record.compute_hash();
+                insert
+                    .execute(params![
+                        record.seq as i64,
+                        record.decision_id,
+                        record.request_id,
+                        record.artifact.name,
+                        json(&record.artifact.digest),
+                        record.from,
+                        record.to,
+                        record.allowed,
+                        json(&record.violations),
+                        record.evaluated_at,
+                        record.bundle_digest.sha256,
+                        record.request_digest.sha256,
+                        record.request.as_ref().map(Value::to_string),
+                        json(&record.masked),
+                        record.envelope.to_string(),
+                        record.prev_hash,
+                        record.hash,
+                    ])
+                    .map_err(|e| fail(e, &committed))?;
+                head = Head {
+                    seq: record.seq,
+                    hash: record.hash.clone(),
+                };
+            }
+        }
+        tx.commit().map_err(|e| fail(e, &committed))?;
+        self.head = head.clone();
+        Ok(head)
+    }
+
+    /// Up to `limit` records with `seq > after` that pass `filter`, in seq order. A row
+    /// whose columns cannot be read back as a record (a column edited to garbage) comes
+    /// back as `Err` with its seq and what is wrong, for the verifier to report.
+    pub fn read(&self, after: u64, limit: usize, filter: &Filter) -> Result<Vec<Row>, AuditError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM records WHERE seq > ?");
+        let mut args: Vec<rusqlite::types::Value> = vec![(after as i64).into()];
+        let mut arg = |sql: &mut String, clause: &str, values: Vec<rusqlite::types::Value>| {
+            sql.push_str(" AND ");
+            sql.push_str(clause);
+            args.extend(values);
+        };
+        if let Some((algorithm, hex)) = &filter.digest {
+            match algorithm {
+                Some(a) => arg(
+                    &mut sql,
+                    "EXISTS (SELECT 1 FROM json_each(artifact_digest) WHERE key = ? AND value = ?)",
+                    vec![a.clone().into(), hex.clone().into()],
+                ),
+                None => arg(
+                    &mut sql,
+                    "EXISTS (SELECT 1 FROM json_each(artifact_digest) WHERE value = ?)",
+                    vec![hex.clone().into()],
+                ),
+            }
+        }
+        if let Some(env) = &filter.env {
+            arg(
+                &mut sql,
+                "(from_env = ? OR to_env = ?)",
+                vec![env.clone().into(), env.clone().into()],
+            );
+        }
+        if let Some(allowed) = filter.allowed {
+            arg(&mut sql, "allowed = ?", vec![i64::from(allowed).into()]);
+        }
+        if let Some(since) = &filter.since {
+            arg(&mut sql, "evaluated_at >= ?", vec![since.clone().into()]);
+        }
+        if let Some(until) = &filter.until {
+            arg(&mut sql, "evaluated_at < ?", vec![until.clone().into()]);
+        }
+        if let Some(id) = &filter.violation {
+            arg(
+                &mut sql,
+                "EXISTS (SELECT 1 FROM json_each(violations) WHERE value = ?)",
+                vec![id.clone().into()],
+            );
+        }
+        if let Some(from) = filter.from_seq {
+            arg(&mut sql, "seq >= ?", vec![(from as i64).into()]);
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+        let read_err = |e| classify(&self.path, e, Access::Read);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(read_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), row_record)
+            .map_err(read_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read_err)
+    }
+
+    /// The seq of a record after `after` whose stored hash is `hash`, if any: how the
+    /// verifier tells a moved record from an edited one.
+    pub fn seq_with_hash(&self, hash: &str, after: u64) -> Result<Option<u64>, AuditError> {
+        self.conn
+            .query_row(
+                "SELECT seq FROM records WHERE hash = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
+                params![hash, after as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|s| s.map(|s| s as u64))
+            .map_err(|e| classify(&self.path, e, Access::Read))
+    }
+}
+
+/// JSON text of a column value. Plain data always serialises; were it ever not to, the
+/// empty text would not parse back and `audit verify` would name the row.
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(Head {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    hash: r.get(1)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_else(Head::genesis))
+}
+
+/// Whether the file is one of our logs (`true`) or an empty database we may initialise
+/// (`false`); anything else is an error.
+fn identify(conn: &Connection, path: &Path) -> Result<bool, AuditError> {
+    let err = |e| classify(path, e, Access::Read);
+    let application_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .map_err(err)?;
+    let tables = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(err)?;
+    let foreign = |reason: String| AuditError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if application_id == 0 && version == 0 && tables.is_empty() {
+        return Ok(false);
+    }
+    if application_id != APPLICATION_ID {
+        return Err(foreign(format!(
+            "its application_id is {application_id:#x}, not {APPLICATION_ID:#x}, and it holds the tables [{}]",
+            tables.join(", ")
+        )));
+    }
+    if version > FORMAT_VERSION {
+        return Err(AuditError::Newer {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if !tables.iter().any(|t| t == "records") || !tables.iter().any(|t| t == "meta") {
+        return Err(foreign(format!(
+            "its tables are [{}], not meta and records",
+            tables.join(", ")
+        )));
+    }
+    Ok(true)
+}
+
+fn initialise(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {
+    let err = |e| classify(path, e, Access::Write);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    // Another process may have initialised it between our check and our lock.
+    let id: i64 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(err)?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    tx.execute_batch(SCHEMA).map_err(err)?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {FORMAT_VERSION};"
+    ))
+    .map_err(err)?;
+    let now = crate::evaluator::format_time(time::OffsetDateTime::now_utc());
+    for (key, value) in [
+        ("format", "promo-policy-audit".to_string()),
+        ("version", FORMAT_VERSION.to_string()),
+        ("log_id", uuid::Uuid::now_v7().to_string()),
+        ("created_at", now),
+        ("engine", crate::decision::ENGINE_VERSION.to_string()),
+    ] {
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )
+        .map_err(err)?;
+    }
+    tx.commit().map_err(err)
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Name SQLite's failure in the log's terms.
+fn classify(path: &Path, e: rusqlite::Error, access: Access) -> AuditError {
+    let path = path.to_path_buf();
+    let reason = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            AuditError::Corrupt { path, reason }
+        }
+        _ => match access {
+            Access::Write => AuditError::Unwritable { path, reason },
+            Access::Read => AuditError::Read { path, reason },
+        },
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: Value, name: &str) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| format!("column `{name}`: {e}"))
+}
+
+/// A row as a record; a column that does not read back is an `Err` naming it.
+fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    use rusqlite::types::ValueRef;
+    let seq = row.get::<_, i64>(0)? as u64;
+    let text = |i: usize, name: &str| -> Result<String, String> {
+        match row.get_ref(i) {
+            Ok(ValueRef::Text(t)) => {
+                String::from_utf8(t.to_vec()).map_err(|_| format!("column `{name}` is not UTF-8"))
+            }
+            Ok(other) => Err(format!(
+                "column `{name}` holds {:?}, not text",
+                other.data_type()
+            )),
+            Err(e) => Err(format!("column `{name}`: {e}")),
+        }
+    };
+    let json = |i: usize, name: &str| -> Result<Value, String> {
+        serde_json::from_str(&text(i, name)?)
+            .map_err(|e| format!("column `{name}` is not JSON: {e}"))
+    };
+    let record = (|| -> Result<Record, String> {
+        let allowed = match row.get_ref(7) {
+            Ok(ValueRef::Integer(0)) => false,
+            Ok(ValueRef::Integer(1)) => true,
+            _ => return Err("column `allowed` is not 0 or 1".into()),
+        };
+        let request = match row.get_ref(12) {
+            Ok(ValueRef::Null) => None,
+            _ => Some(json(12, "request")?),
+        };
+        Ok(Record {
+            seq,
+            decision_id: text(1, "decision_id")?,
+            request_id: text(2, "request_id")?,
+            artifact: Artifact {
+                name: text(3, "artifact_name")?,
+                digest: typed(json(4, "artifact_digest")?, "artifact_digest")?,
+            },
+            from: text(5, "from_env")?,
+            to: text(6, "to_env")?,
+            allowed,
+            violations: typed(json(8, "violations")?, "violations")?,
+            evaluated_at: text(9, "evaluated_at")?,
+            bundle_digest: Digest256 {
+                sha256: text(10, "bundle_sha256")?,
+            },
+            request_digest: Digest256 {
+                sha256: text(11, "request_sha256")?,
+            },
+            request,
+            masked: typed(json(13, "masked")?, "masked")?,
+            envelope: json(14, "envelope")?,
+            prev_hash: text(15, "prev_hash")?,
+            hash: text(16, "hash")?,
+        })
+    })();
+    Ok((seq, record))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::audit::tests::signed;
+    use crate::audit::RecordOptions;
+
+    fn records(n: usize) -> Vec<Record> {
+        let (decision, envelope, request) = signed();
+        let record = RecordOptions::default()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        (0..n).map(|_| record.clone()).collect()
+    }
+
+    #[test]
+    fn appends_chain_and_read_back_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut log = AuditLog::open_for_append(&path, None).unwrap();
+        assert_eq!(log.head(), &Head::genesis());
+        let mut first = records(2);
+        let head = log.append(&mut first).unwrap();
+        assert_eq!(head.seq, 2);
+        assert_eq!(first[0].prev_hash, GENESIS);
+        assert_eq!(first[1].prev_hash, first[0].hash);
+        let mut more = records(1);
+        log.append(&mut more).unwrap();
+        drop(log);
+
+        let log = AuditLog::open_existing(&path).unwrap();
+        assert_eq!(log.head().seq, 3);
+        assert_eq!(log.log_id().len(), 36);
+        let back = log.read(0, 10, &Filter::default()).unwrap();
+        let back: Vec<Record> = back.into_iter().map(|(_, r)| r.unwrap()).collect();
+        assert_eq!(back[..2], first[..]);
+        assert_eq!(back[2], more[0]);
+        assert_eq!(back[2].prev_hash, first[1].hash);
+        for r in &back {
+            assert_eq!(r.compute_hash(), r.hash);
+        }
+        assert_eq!(log.read(2, 10, &Filter::default()).unwrap().len(), 1);
+        assert_eq!(log.seq_with_hash(&first[1].hash, 0).unwrap(), Some(2));
+        assert_eq!(log.seq_with_hash(&first[1].hash, 2).unwrap(), None);
+    }
+
+    #[test]
+    fn foreign_empty_and_garbage_files_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join("other.db");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let e = AuditLog::open_for_append(&foreign, None).unwrap_err();
+        assert!(matches!(e, AuditError::Foreign { .. }), "{e}");
+        assert!(e.to_string().contains("other.db"), "{e}");
+
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+        let e = AuditLog::open_existing(&garbage).unwrap_err();
+        assert!(matches!(e, AuditError::Corrupt { .. }), "{e}");
+        let e = AuditLog::open_for_append(&garbage, None).unwrap_err();
+        assert!(matches!(e, AuditError::Corrupt { .. }), "{e}");
+
+        let e = AuditLog::open_existing(&dir.path().join("none.db")).unwrap_err();
+        assert!(matches!(e, AuditError::Missing { .. }), "{e}");
+        let e = AuditLog::open_for_append(&dir.path().join("no/dir/a.db"), None).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn a_full_log_fails_the_whole_append_and_keeps_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut log = AuditLog::open_for_append(&path, Some(40)).unwrap();
+        let mut appended = 0;
+        let err = loop {
+            let mut batch = records(5);
+            match log.append(&mut batch) {
+                Ok(head) => appended = head.seq,
+                Err(e) => break e,
+            }
+            assert!(appended < 10_000, "the page limit never bit");
+        };
+        let AuditError::Append { head, reason, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(head.seq, appended, "{reason}");
+        assert!(reason.contains("full"), "{reason}");
+        drop(log);
+        let log = AuditLog::open_existing(&path).unwrap();
+        assert_eq!(
+            log.head().seq,
+            appended,
+            "nothing of the failed batch is kept"
+        );
+    }
+}
