@@ -563,18 +563,40 @@ impl Evaluator {
         path: &str,
     ) -> Result<Option<serde_json::Value>, PolicyError> {
         let Facts { input, .. } = self.gather(request, &format_time(now));
-        self.rego.set_input(regorus::Value::from(input));
-        let results = self
-            .rego
-            .eval_query(data_ref(path), false)
-            .map_err(|e| PolicyError::Runtime(e.to_string()))?;
-        match results.result.first().and_then(|r| r.expressions.first()) {
-            None => Ok(None),
-            Some(e) if e.value == regorus::Value::Undefined => Ok(None),
-            Some(e) => serde_json::to_value(&e.value)
-                .map(Some)
-                .map_err(|e| PolicyError::Runtime(e.to_string())),
+        let input = regorus::Value::from(input);
+        let runtime = |e: anyhow::Error| PolicyError::Runtime(e.to_string());
+        // The entry point itself (what admission controllers and OPA clients ask for
+        // most) runs on the VM like every decision; any other path on the interpreter.
+        let vm = self.vm.as_mut().filter(|_| !self.interpreter);
+        let value = match vm {
+            Some(vm) if data_path(path) == policy::ENTRY_POINT => {
+                vm.set_input(input);
+                vm.execute()
+                    .map_err(|e| PolicyError::Runtime(e.to_string()))?
+            }
+            _ => {
+                self.rego.set_input(input);
+                let results = self
+                    .rego
+                    .eval_query(data_ref(path), false)
+                    .map_err(runtime)?;
+                match results
+                    .result
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.expressions.into_iter().next())
+                {
+                    Some(e) => e.value,
+                    None => regorus::Value::Undefined,
+                }
+            }
+        };
+        if value == regorus::Value::Undefined {
+            return Ok(None);
         }
+        serde_json::to_value(&value)
+            .map(Some)
+            .map_err(|e| PolicyError::Runtime(e.to_string()))
     }
 }
 

@@ -76,6 +76,21 @@ fn the_vm_and_the_interpreter_decide_every_case_alike() {
         let a = strip(evaluate_case_with(&mut vm, &case).unwrap());
         let b = strip(evaluate_case_with(&mut interpreter, &case).unwrap());
         assert_eq!(a, b, "case `{}` decided differently", case.name);
+        // The Data API's `promo/decision` (VM) and any other path (interpreter) agree too.
+        let request = promo_policy::PromotionRequest::from_slice(
+            &std::fs::read(case.dir.join("request.json")).unwrap(),
+        )
+        .unwrap();
+        let at = promo_policy::evaluator::parse_time(&case.spec.at).unwrap();
+        let on_vm = vm.query_data(&request, at, "promo/decision").unwrap();
+        let on_interpreter = interpreter
+            .query_data(&request, at, "promo/decision")
+            .unwrap();
+        assert_eq!(
+            on_vm, on_interpreter,
+            "case `{}`: Data API differs",
+            case.name
+        );
     }
 }
 
