@@ -815,6 +815,36 @@ async fn admission_uses_the_decision_directory() {
 }
 
 #[tokio::test]
+async fn admission_refuses_a_decision_older_than_the_maximum_age() {
+    let envelope = allowed_envelope(); // made at AT
+    let obj = || {
+        object(
+            "",
+            "Pod",
+            pod_spec(&[&pinned_image()]),
+            annotations(std::slice::from_ref(&envelope)),
+        )
+    };
+    let sidecar_at = |later: time::Duration| {
+        let mut cfg = config(Path::new("policies"), Some("prod"));
+        cfg.clock = Clock::Fixed(at() + later);
+        cfg.max_decision_age = Some(std::time::Duration::from_secs(3600));
+        Server::new(cfg).unwrap()
+    };
+    let fresh = sidecar_at(time::Duration::minutes(30));
+    let response = admit(&fresh, &review("", "Pod", "CREATE", obj())).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let later = sidecar_at(time::Duration::hours(2));
+    let response = admit(&later, &review("", "Pod", "CREATE", obj())).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let msg = message(&response);
+    assert!(
+        msg.contains("more than the maximum decision age (1h) ago: promote the artifact again"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn admission_lets_delete_and_connect_through() {
     let s = server(Some("prod"));
     for op in ["DELETE", "CONNECT"] {

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// seconds and reload (0: reload on SIGHUP only).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     watch_interval: u64,
+    /// Admission refuses a decision made longer ago than this (`30d`, `12h`, `90m`):
+    /// an old allow should not admit an image forever [default: any age].
+    #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+    max_decision_age: Option<Duration>,
     /// Fixed evaluation time for every decision (tests and demos only).
     #[arg(long, value_name = "TIME", hide = true)]
     at: Option<String>,
@@ -42,6 +46,24 @@ pub struct ServeArgs {
     audit: super::audit::AuditArgs,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// `30d`, `12h`, `90m` or `45s`: a positive whole number and a unit.
+fn parse_age(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration like 30d, 12h, 90m or 45s");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => None,
+    }
+    .filter(|&s| s > 0)
+    .ok_or_else(bad)?;
+    Ok(Duration::from_secs(secs))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
@@ -64,6 +86,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         limits,
         watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
         audit: args.audit.server_config()?,
+        max_decision_age: args.max_decision_age,
     };
     let server = Server::new(config).with_context(|| {
         format!(

@@ -68,6 +68,9 @@ pub struct AllowedDecision {
     pub name: String,
     /// Where it came from (a file, or the annotation).
     pub source: String,
+    /// When it was made (`evaluatedAt`); `None` when absent or unreadable, which a
+    /// sidecar with a maximum decision age refuses.
+    pub evaluated_at: Option<time::OffsetDateTime>,
 }
 
 /// Check that `envelope` is a decision signed by one of `keys` that allowed an artifact
@@ -128,6 +131,10 @@ pub fn verify_allowing_decision(
             decision_id: id,
             name,
             source: source.to_string(),
+            evaluated_at: predicate
+                .get("evaluatedAt")
+                .and_then(Value::as_str)
+                .and_then(|t| crate::evaluator::parse_time(t).ok()),
         },
     ))
 }
@@ -514,7 +521,58 @@ fn policy_reasons(loaded: &Loaded, review: &Value) -> Vec<String> {
 }
 
 /// Decide one review. Every branch that is not a clean pass refuses with a reason.
-fn decide(loaded: &Loaded, environment: Option<&str>, review: &Review) -> Verdict {
+/// Why a decision is too old to admit on, if it is: made longer than `max_age` before
+/// `now`, made more than [`CLOCK_SKEW`] after it, or with no readable time at all.
+fn stale(
+    decision: &AllowedDecision,
+    now: time::OffsetDateTime,
+    max_age: Option<std::time::Duration>,
+) -> Option<String> {
+    let max_age = max_age?;
+    let id = &decision.decision_id;
+    let Some(made) = decision.evaluated_at else {
+        return Some(format!(
+            "decision `{id}` has no readable `evaluatedAt`, so its age cannot be checked"
+        ));
+    };
+    let age = now - made;
+    if age < -CLOCK_SKEW {
+        return Some(format!(
+            "decision `{id}` was made at {}, after the sidecar's clock ({}): check the clocks",
+            crate::evaluator::format_time(made),
+            crate::evaluator::format_time(now)
+        ));
+    }
+    (age > max_age).then(|| {
+        format!(
+            "decision `{id}` was made at {}, more than the maximum decision age ({}) ago: promote the artifact again",
+            crate::evaluator::format_time(made),
+            human_duration(max_age)
+        )
+    })
+}
+
+/// `30d`, `12h`, `90m`, `45s`: the largest unit that divides it exactly.
+fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+/// How far in the future a decision's time may be (clocks of two machines differ).
+pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+fn decide(
+    loaded: &Loaded,
+    environment: Option<&str>,
+    review: &Review,
+    now: time::OffsetDateTime,
+    max_age: Option<std::time::Duration>,
+) -> Verdict {
     let request = review.full.get("request").cloned().unwrap_or(Value::Null);
     let dry_run = request.get("dryRun") == Some(&Value::Bool(true));
     let group = request
@@ -638,7 +696,14 @@ fn decide(loaded: &Loaded, environment: Option<&str>, review: &Review) -> Verdic
                 continue;
             }
         };
-        match annotated.get(digest).or_else(|| loaded.decisions.get(digest)) {
+        let found = annotated
+            .get(digest)
+            .or_else(|| loaded.decisions.get(digest));
+        if let Some(why) = found.and_then(|d| stale(d, now, max_age)) {
+            reasons.push(format!("{label} image `{image}`: {why}"));
+            continue;
+        }
+        match found {
             Some(decision) => {
                 if !verdict.decision_ids.contains(&decision.decision_id) {
                     verdict.decision_ids.push(decision.decision_id.clone());
@@ -674,10 +739,12 @@ pub(super) async fn handle(State(server): State<Server>, req: Request) -> Respon
         let review = parse_review(&body)?;
         let loaded = server.loaded();
         let env = environment.clone();
+        let now = server.config().clock.now();
+        let max_age = server.config().max_decision_age;
         server
             .inner
             .gate
-            .run(move || decide(&loaded, env.as_deref(), &review))
+            .run(move || decide(&loaded, env.as_deref(), &review, now, max_age))
             .await
     }
     .await;
@@ -722,6 +789,42 @@ mod tests {
     use super::*;
 
     const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn decision_age_is_checked_only_when_a_maximum_is_set() {
+        let at = |t: &str| crate::evaluator::parse_time(t).ok();
+        let d = |made: Option<time::OffsetDateTime>| AllowedDecision {
+            decision_id: "d1".into(),
+            name: "img".into(),
+            source: "annotation".into(),
+            evaluated_at: made,
+        };
+        let now = at("2026-11-27T12:00:00Z").unwrap();
+        let day = Some(std::time::Duration::from_secs(86_400));
+        let fresh = d(at("2026-11-26T12:00:00Z"));
+        assert_eq!(
+            stale(&fresh, now, day),
+            None,
+            "exactly the maximum age is fine"
+        );
+        let old = d(at("2026-11-26T11:59:59Z"));
+        let why = stale(&old, now, day).unwrap();
+        assert!(
+            why.contains("more than the maximum decision age (1d)"),
+            "{why}"
+        );
+        assert_eq!(stale(&old, now, None), None, "no maximum: any age");
+        let timeless = stale(&d(None), now, day).unwrap();
+        assert!(timeless.contains("no readable `evaluatedAt`"), "{timeless}");
+        let future = stale(&d(at("2026-11-27T12:06:00Z")), now, day).unwrap();
+        assert!(future.contains("check the clocks"), "{future}");
+        assert_eq!(
+            stale(&d(at("2026-11-27T12:04:00Z")), now, day),
+            None,
+            "skew"
+        );
+        assert_eq!(human_duration(std::time::Duration::from_secs(5400)), "90m");
+    }
 
     #[test]
     fn pinned_images_yield_their_digest() {

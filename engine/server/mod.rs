@@ -199,6 +199,8 @@ pub struct ServerConfig {
     pub watch_interval: Option<Duration>,
     /// Record every signed decision here before answering with it (`serve --audit`).
     pub audit: Option<AuditConfig>,
+    /// Admission refuses decisions made longer ago than this (`None`: any age).
+    pub max_decision_age: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -212,6 +214,7 @@ impl ServerConfig {
             limits: Limits::default(),
             watch_interval: None,
             audit: None,
+            max_decision_age: None,
         }
     }
 }
