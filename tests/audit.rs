@@ -434,6 +434,20 @@ fn the_sidecars_decisions_appear_in_the_log() {
             .unwrap();
         ids.push(signed["decision"]["decisionId"].clone());
     }
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("promo_audit_records_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("promo_audit_commit_duration_seconds_count"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("promo_audit_queue_depth"), "{metrics}");
     stop(child);
     let records = query(&db, &[]);
     let logged: Vec<Value> = records.iter().map(|r| r["decisionId"].clone()).collect();
@@ -480,6 +494,15 @@ fn the_sidecar_withholds_a_decision_it_cannot_record() {
     assert!(
         body["message"].as_str().unwrap().contains("audit log"),
         "{body}"
+    );
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("promo_audit_records_total{result=\"error\"} 1"),
+        "the refused decision is counted: {metrics}"
     );
     stop(child);
     // Every decision handed out is in the log, and nothing else.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::errors::ApiError;
+use super::metrics::AuditMetrics;
 use super::ServerError;
 use crate::audit::{AuditLog, Record, RecordOptions};
 
@@ -60,13 +61,13 @@ pub(super) struct AuditSink {
 impl AuditSink {
     /// Open the log (refusing to start if it cannot be written) and start the writer
     /// thread. Blocking.
-    pub(super) fn start(config: &AuditConfig) -> Result<Self, ServerError> {
+    pub(super) fn start(config: &AuditConfig, metrics: AuditMetrics) -> Result<Self, ServerError> {
         let log = AuditLog::open_for_append(&config.path, config.max_pages)
             .map_err(|e| ServerError::Audit(e.to_string()))?;
         let (tx, rx) = mpsc::channel(AUDIT_CHANNEL_CAPACITY);
         std::thread::Builder::new()
             .name("promo-audit".into())
-            .spawn(move || write_loop(log, rx))
+            .spawn(move || write_loop(log, rx, &metrics))
             .map_err(|e| ServerError::Audit(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
             tx,
@@ -111,7 +112,7 @@ impl AuditSink {
 
 /// The writer: take what is waiting (up to [`AUDIT_BATCH`]), commit it in one
 /// transaction, answer every sender; until every sender is gone.
-fn write_loop(mut log: AuditLog, mut rx: mpsc::Receiver<Job>) {
+fn write_loop(mut log: AuditLog, mut rx: mpsc::Receiver<Job>, metrics: &AuditMetrics) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < AUDIT_BATCH {
@@ -120,9 +121,18 @@ fn write_loop(mut log: AuditLog, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        metrics
+            .queued
+            .set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
         let (mut records, senders): (Vec<Record>, Vec<_>) =
             jobs.into_iter().map(|j| (j.record, j.done)).unzip();
-        match log.append(&mut records) {
+        let started = std::time::Instant::now();
+        let appended = log.append(&mut records);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.records(appended.is_ok(), senders.len());
+        match appended {
             Ok(_) => {
                 for (record, done) in records.iter().zip(senders) {
                     let _ = done.send(Ok(record.seq));

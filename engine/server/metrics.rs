@@ -66,6 +66,29 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     bundle: Family<BundleLabels, Gauge>,
     in_flight: Gauge,
+    audit: AuditMetrics,
+}
+
+/// The audit writer's own metrics, cloned into its thread (the handles share their values).
+#[derive(Debug, Clone)]
+pub struct AuditMetrics {
+    /// Records committed, by result (ok: in the log; error: refused, their decisions withheld).
+    records: Family<ResultLabels, Counter>,
+    /// Time for one append transaction (one fsync), whatever its size.
+    pub(super) commit_seconds: Histogram,
+    /// Records waiting for the writer after it took a batch.
+    pub(super) queued: Gauge,
+}
+
+impl AuditMetrics {
+    /// Count `n` records with `ok` or `error`.
+    pub fn records(&self, ok: bool, n: usize) {
+        self.records
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "error" }.to_string(),
+            })
+            .inc_by(n as u64);
+    }
 }
 
 /// Counts one request in flight for as long as it lives (dropped on cancellation too).
@@ -96,6 +119,12 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let bundle = Family::<BundleLabels, Gauge>::default();
         let in_flight = Gauge::default();
+        let audit = AuditMetrics {
+            records: Family::default(),
+            // 0.5 ms to ~1 s: an fsync on a quiet SSD up to a disk that is struggling.
+            commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 12)),
+            queued: Gauge::default(),
+        };
         registry.register(
             "decisions",
             "Decisions made, by route, result (allow, deny, undefined) and target environment",
@@ -131,6 +160,21 @@ impl Metrics {
             "HTTP requests being served now (a draining sidecar counts down to 0)",
             in_flight.clone(),
         );
+        registry.register(
+            "audit_records",
+            "Decisions appended to the audit log (ok), or refused because the append failed (error)",
+            audit.records.clone(),
+        );
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Time for one audit-log append transaction (one fsync)",
+            audit.commit_seconds.clone(),
+        );
+        registry.register(
+            "audit_queue_depth",
+            "Decisions waiting for the audit writer when it last took a batch",
+            audit.queued.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -140,7 +184,13 @@ impl Metrics {
             reloads,
             bundle,
             in_flight,
+            audit,
         }
+    }
+
+    /// Handles for the audit writer thread.
+    pub fn audit(&self) -> AuditMetrics {
+        self.audit.clone()
     }
 
     /// Count a request in flight until the guard drops.

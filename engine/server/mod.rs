@@ -355,7 +355,7 @@ impl Server {
         let audit = config
             .audit
             .as_ref()
-            .map(audit::AuditSink::start)
+            .map(|c| audit::AuditSink::start(c, metrics.audit()))
             .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
