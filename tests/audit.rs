@@ -434,11 +434,7 @@ fn the_sidecars_decisions_appear_in_the_log() {
             .unwrap();
         ids.push(signed["decision"]["decisionId"].clone());
     }
-    let metrics = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = metrics(&base);
     assert!(
         metrics.contains("promo_audit_records_total{result=\"ok\"} 2"),
         "{metrics}"
@@ -454,6 +450,15 @@ fn the_sidecars_decisions_appear_in_the_log() {
     assert_eq!(logged, ids);
     assert_eq!(records[1]["allowed"], false);
     verify(&db).code(0);
+}
+
+/// The sidecar's `/metrics` text.
+fn metrics(base: &str) -> String {
+    ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
 }
 
 fn stop(mut child: std::process::Child) {
@@ -495,11 +500,7 @@ fn the_sidecar_withholds_a_decision_it_cannot_record() {
         body["message"].as_str().unwrap().contains("audit log"),
         "{body}"
     );
-    let metrics = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = metrics(&base);
     assert!(
         metrics.contains("promo_audit_records_total{result=\"error\"} 1"),
         "the refused decision is counted: {metrics}"
