@@ -282,6 +282,7 @@ impl Engine {
             rego: self.bundle.evaluator(),
             vm: self.bundle.decision_vm(),
             interpreter: false,
+            coverage: false,
         }
     }
 }
@@ -392,9 +393,11 @@ pub struct Evaluator {
     rego: regorus::Engine,
     /// The entry point on regorus's register VM, when the bundle compiles to it.
     vm: Option<regorus::rvm::vm::RegoVM>,
-    /// Run decisions on the interpreter even when the VM is there (coverage is only
-    /// collected by the interpreter; differential tests and benches compare the two).
+    /// Run decisions on the interpreter even when the VM is there (differential tests
+    /// and benches compare the two).
     interpreter: bool,
+    /// Collecting coverage, which only the interpreter does: decisions run there.
+    coverage: bool,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -415,7 +418,7 @@ impl Evaluator {
     /// `test --coverage`); off by default, as it slows evaluation down.
     pub fn set_coverage(&mut self, enable: bool) {
         self.rego.set_enable_coverage(enable);
-        self.interpreter = enable;
+        self.coverage = enable;
     }
 
     /// Decide on the regorus interpreter rather than the register VM (same results:
@@ -426,7 +429,7 @@ impl Evaluator {
 
     /// Whether decisions run on the register VM.
     pub fn uses_vm(&self) -> bool {
-        self.vm.is_some() && !self.interpreter
+        self.vm.is_some() && !self.interpreter && !self.coverage
     }
 
     /// The lines covered so far, per policy file (see [`Evaluator::set_coverage`]).
@@ -468,8 +471,9 @@ impl Evaluator {
 
         // Stage: policy.
         let input = regorus::Value::from(input);
+        let uses_vm = self.uses_vm();
         let outcome = match &mut self.vm {
-            Some(vm) if !self.interpreter => policy::evaluate_vm(vm, input),
+            Some(vm) if uses_vm => policy::evaluate_vm(vm, input),
             _ => policy::evaluate(&mut self.rego, input),
         };
 
@@ -564,22 +568,19 @@ impl Evaluator {
     ) -> Result<Option<serde_json::Value>, PolicyError> {
         let Facts { input, .. } = self.gather(request, &format_time(now));
         let input = regorus::Value::from(input);
-        let runtime = |e: anyhow::Error| PolicyError::Runtime(e.to_string());
         // The entry point itself (what admission controllers and OPA clients ask for
         // most) runs on the VM like every decision; any other path on the interpreter.
-        let vm = self.vm.as_mut().filter(|_| !self.interpreter);
-        let value = match vm {
-            Some(vm) if data_path(path) == policy::ENTRY_POINT => {
-                vm.set_input(input);
-                vm.execute()
-                    .map_err(|e| PolicyError::Runtime(e.to_string()))?
+        let uses_vm = self.uses_vm();
+        let value = match &mut self.vm {
+            Some(vm) if uses_vm && data_path(path) == policy::ENTRY_POINT => {
+                policy::execute_vm(vm, input)?
             }
             _ => {
                 self.rego.set_input(input);
                 let results = self
                     .rego
                     .eval_query(data_ref(path), false)
-                    .map_err(runtime)?;
+                    .map_err(|e| PolicyError::Runtime(e.to_string()))?;
                 match results
                     .result
                     .into_iter()

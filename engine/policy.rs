@@ -269,11 +269,10 @@ impl PolicyBundle {
         };
         let catalog = read_catalog(&engine, &packages, &mut lints);
         let words = lint::policy_words(&policies)?;
-        for f in &data_files {
-            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&f.contents)
-                .or_else(|_| serde_yaml::from_str(&f.contents))
-            {
-                lint::unread_data(&f.path, &value, &words, &mut lints);
+        // The data as mounted (already parsed above), keys from `data` down.
+        for (path, value) in &data {
+            if let Ok(value) = serde_json::to_value(value) {
+                lint::unread_data(path, &value, &words, &mut lints);
             }
         }
 
@@ -360,11 +359,15 @@ impl PolicyBundle {
 
 /// Evaluate the entry point with `input` on a register VM and read the decision.
 pub fn evaluate_vm(vm: &mut RegoVM, input: regorus::Value) -> Result<PolicyOutcome, PolicyError> {
+    read_outcome(&execute_vm(vm, input)?)
+}
+
+/// The entry point's value for `input` on a register VM, as it is (the Data API
+/// answers it; [`evaluate_vm`] reads it as a decision).
+pub fn execute_vm(vm: &mut RegoVM, input: regorus::Value) -> Result<regorus::Value, PolicyError> {
     vm.set_input(input);
-    let value = vm
-        .execute()
-        .map_err(|e| PolicyError::Runtime(e.to_string()))?;
-    read_outcome(&value)
+    vm.execute()
+        .map_err(|e| PolicyError::Runtime(e.to_string()))
 }
 
 /// Compile the entry point for the register VM, with the bundle's merged data.

@@ -51,14 +51,19 @@ fn fresh_log(n: usize) -> (tempfile::TempDir, PathBuf) {
 fn log_of(dir: &Path, n: usize) -> PathBuf {
     let input = jsonl(dir, "in.jsonl", &vec![line(ALLOWED); n]);
     let db = dir.join("audit.db");
+    batch_into(&input, &db, &[]).code(0);
+    db
+}
+
+/// `eval --batch INPUT --at AT --audit DB EXTRA...`, run to its end.
+fn batch_into(input: &Path, db: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     bin()
         .args(["eval", "--batch"])
-        .arg(&input)
+        .arg(input)
         .args(["--at", AT, "--audit"])
-        .arg(&db)
+        .arg(db)
+        .args(extra)
         .assert()
-        .code(0);
-    db
 }
 
 fn verify(path: &Path) -> assert_cmd::assert::Assert {
@@ -372,14 +377,7 @@ fn a_full_disk_stops_the_batch_and_says_how_far_the_log_got() {
     let db = dir.path().join("audit.db");
     // Room for the first chunk of 512 decisions (about 8 KiB each: ~1030 pages of 4 KiB),
     // not for the second.
-    let a = bin()
-        .args(["eval", "--batch"])
-        .arg(&input)
-        .args(["--at", AT, "--audit"])
-        .arg(&db)
-        .args(["--audit-max-pages", "1500"])
-        .assert()
-        .code(2);
+    let a = batch_into(&input, &db, &["--audit-max-pages", "1500"]).code(2);
     let err = stderr_of(&a);
     assert!(err.contains("full"), "{err}");
     assert!(err.contains("audit.db"), "{err}");
@@ -539,13 +537,7 @@ fn mixed_log(dir: &Path) -> PathBuf {
         "mixed.jsonl",
         &[line(ALLOWED), line(DENIED_PROD), line(DENIED_STAGING)],
     );
-    bin()
-        .args(["eval", "--batch"])
-        .arg(&input)
-        .args(["--at", AT, "--audit"])
-        .arg(&db)
-        .assert()
-        .code(1);
+    batch_into(&input, &db, &[]).code(1);
     bin()
         .args([
             "eval", ALLOWED, "--at", LATER, "--format", "json", "--audit",

@@ -417,36 +417,18 @@ fn readme_rule_package_example_works_as_documented() {
     let mut request: serde_json::Value =
         serde_json::from_slice(&std::fs::read(base).unwrap()).unwrap();
     request.as_object_mut().unwrap().remove("labels");
-    let out = bin()
-        .args([
-            "eval",
-            "-",
-            "--at",
-            AT,
-            "--format",
-            "json",
-            "--policies",
-            policies,
-        ])
-        .write_stdin(serde_json::to_vec(&request).unwrap())
-        .assert()
+    let eval = |request: &serde_json::Value| {
+        bin()
+            .args(["eval", "-", "--at", AT, "--format", "json", "--policies"])
+            .arg(policies)
+            .write_stdin(serde_json::to_vec(request).unwrap())
+            .assert()
+    };
+    let out = eval(&request)
         .code(1)
         .stderr(predicate::str::contains("policy lint").not());
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(doc["decision"]["violations"][0]["id"], "owners.missing");
     request["labels"] = serde_json::json!({"owner": "payments"});
-    bin()
-        .args([
-            "eval",
-            "-",
-            "--at",
-            AT,
-            "--format",
-            "json",
-            "--policies",
-            policies,
-        ])
-        .write_stdin(serde_json::to_vec(&request).unwrap())
-        .assert()
-        .code(0);
+    eval(&request).code(0);
 }

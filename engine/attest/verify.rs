@@ -87,7 +87,7 @@ pub fn verify_attestations(
     environment: &str,
 ) -> Verified {
     collect_verified(attestations, |index, value| {
-        verify_one(store, index, value, artifact_digest, environment)
+        verify_envelope(store, index, value, artifact_digest, environment)
     })
 }
 
@@ -116,16 +116,6 @@ pub fn collect_verified(
 /// results, e.g. [`crate::attest::cache::VerifyCache`]. The result depends on the
 /// envelope, `store`, `artifact_digest` and `environment`; `index` is only copied into it.
 pub fn verify_envelope(
-    store: &TrustStore,
-    index: usize,
-    value: &Value,
-    artifact_digest: &BTreeMap<String, String>,
-    environment: &str,
-) -> Result<VerifiedAttestation, AttestError> {
-    verify_one(store, index, value, artifact_digest, environment)
-}
-
-fn verify_one(
     store: &TrustStore,
     index: usize,
     value: &Value,
