@@ -35,8 +35,9 @@ struct RecordLine<'a> {
 }
 
 /// Split one line into its request and recorded time. Only a line that is a record
-/// can fail here (a `request` that is not an object, a bad `evaluatedAt`); anything
-/// else is returned whole for the request parser to judge and explain.
+/// can fail here (a `request` that is not an object, a bad or non-string
+/// `evaluatedAt`, a duplicate `request`); anything else is returned whole for the
+/// request parser to judge and explain.
 pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
     let bare = Recorded {
         request: Cow::Borrowed(line),
@@ -47,10 +48,18 @@ pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
     if first != Some(&b'{') || !contains(line, b"\"request\"") {
         return Ok(bare);
     }
-    let Ok(record) = serde_json::from_slice::<RecordLine<'_>>(line) else {
-        // Not parseable as an object with those fields (a duplicate key, bad JSON):
-        // the request parser gives the precise error with line and column.
-        return Ok(bare);
+    let record = match serde_json::from_slice::<RecordLine<'_>>(line) {
+        Ok(record) => record,
+        // Not JSON at all: the request parser gives the precise error with line and
+        // column.
+        Err(e) if e.is_syntax() || e.is_eof() => return Ok(bare),
+        // A JSON object with a top-level `request` whose fields do not read (a
+        // duplicate `request`, an `evaluatedAt` that is not a string): a record gone
+        // wrong, never to be taken for a bare request, whatever the schema would say.
+        Err(e) if is_object_with_request(line) => {
+            return Err(format!("a record that cannot be read: {e}"))
+        }
+        Err(_) => return Ok(bare),
     };
     let Some(request) = record.request else {
         return Ok(bare);
@@ -66,6 +75,13 @@ pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
         request: Cow::Owned(request.get().as_bytes().to_vec()),
         at,
     })
+}
+
+/// Whether `line` is a JSON object with a top-level `request` key (the slow check,
+/// only for lines the record reader refused).
+fn is_object_with_request(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+        .is_ok_and(|m| m.contains_key("request"))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -114,13 +130,19 @@ mod tests {
 
     #[test]
     fn unparseable_lines_go_to_the_request_parser() {
-        for line in [
-            &b"not json"[..],
-            br#"{"request":{},"request":{}}"#,
-            b"",
-            br#"["request"]"#,
-        ] {
+        for line in [&b"not json"[..], b"", br#"["request"]"#, br#"{"request": "#] {
             assert_eq!(&*from_line(line).unwrap().request, line);
+        }
+    }
+
+    #[test]
+    fn a_record_that_does_not_read_is_an_error_not_a_bare_request() {
+        for line in [
+            &br#"{"request":{},"request":{}}"#[..],
+            br#"{"request":{"id":"r"},"evaluatedAt":1764180000}"#,
+        ] {
+            let e = from_line(line).unwrap_err();
+            assert!(e.contains("a record that cannot be read"), "{e}");
         }
     }
 }

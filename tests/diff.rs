@@ -358,7 +358,7 @@ fn bad_at_missing_input_and_no_inputs_exit_2() {
         .arg(empty.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no requests found"));
+        .stderr(predicate::str::contains("no request could be evaluated"));
 }
 
 #[test]
@@ -473,4 +473,76 @@ fn git_revisions_of_the_policies_dir_are_compared() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("git revision `no-such-rev`"));
+}
+
+/// Nothing that could hide a deny->allow may pass as "nothing changed": a record that
+/// does not read, a saved record in a `.json` file, a loose request beside corpus
+/// cases, and inputs none of which is a valid request.
+#[test]
+fn inputs_that_could_hide_a_flip_are_never_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    // prod's minimum approvals loosened to 1: the one-approval case flips to allow.
+    let loose = bundle(tmp.path(), "loose", |envs| {
+        envs["prod"]["approvals"]["minCount"] = json!(1);
+    });
+    let case = Path::new("corpus/cases/approvals-min-count-one-deny");
+    let request: Value =
+        serde_json::from_slice(&std::fs::read(case.join("request.json")).unwrap()).unwrap();
+    let at = serde_json::from_slice::<Value>(&std::fs::read(case.join("case.json")).unwrap())
+        .unwrap()["at"]
+        .clone();
+    let diff = |input: &Path| {
+        bin()
+            .args(["diff", "--base", "policies", "--policies"])
+            .arg(&loose)
+            .arg(input)
+            .assert()
+    };
+
+    // A record whose evaluatedAt is not a string: unread (exit 2), not "invalid".
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\n",
+            json!({"request": request, "evaluatedAt": 1764180000})
+        ),
+    )
+    .unwrap();
+    diff(&bad)
+        .code(2)
+        .stdout(predicate::str::contains("a record that cannot be read"));
+
+    // A saved record in a .json file is evaluated at its own time: the flip is seen.
+    let saved = tmp.path().join("saved.json");
+    std::fs::write(
+        &saved,
+        json!({"request": request, "evaluatedAt": at}).to_string(),
+    )
+    .unwrap();
+    diff(&saved)
+        .code(1)
+        .stdout(predicate::str::contains("deny->allow"));
+
+    // A loose request file beside a corpus case is evaluated too.
+    let mixed = tmp.path().join("mixed");
+    copy_dir(
+        Path::new("corpus/cases/prod-allow-baseline"),
+        &mixed.join("baseline"),
+    );
+    std::fs::write(
+        mixed.join("loose.json"),
+        json!({"request": request, "evaluatedAt": at}).to_string(),
+    )
+    .unwrap();
+    diff(&mixed)
+        .code(1)
+        .stdout(predicate::str::contains("loose.json"));
+
+    // Inputs none of which is a valid request: nothing was compared, exit 2.
+    let junk = tmp.path().join("junk.jsonl");
+    std::fs::write(&junk, "{\"not\": \"a request\"}\n").unwrap();
+    diff(&junk)
+        .code(2)
+        .stderr(predicate::str::contains("no request could be evaluated"));
 }

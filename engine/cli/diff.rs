@@ -33,7 +33,7 @@ clock read once at the start. \
 without it each side verifies attestations against its own bundle's trust.json. \
 Exit codes: 0 no decision flips from deny to allow (allow->deny and id changes are reported \
 but pass), 1 at least one deny->allow, 2 error (a bundle that fails to load, an unreadable \
-input or input line, a bad --at, no inputs at all).";
+input or input line, a bad --at, no input that is a valid request).";
 
 /// Arguments of `diff`.
 #[derive(Debug, clap::Args)]
@@ -107,16 +107,6 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
     );
     let (base, new) = (base?, new?);
     let report = diff::run(&base, &new, &args.inputs, clock)?;
-    if report.inputs() == 0 {
-        anyhow::bail!(
-            "no requests found in {}: a diff over nothing proves nothing",
-            args.inputs
-                .iter()
-                .map(|p| format!("`{}`", p.display()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
     match args.format {
         Format::Text => print!("{}", diff::render_text(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -130,6 +120,18 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
         eprintln!(
             "promo-policy: error: {} input(s) could not be read or timed, so whether their decisions change is unknown (see the error rows)",
             report.summary.unread
+        );
+        return Ok(Exit::Error);
+    }
+    if report.summary.evaluated == 0 {
+        // Printed above: the error rows say why each input was not evaluated.
+        eprintln!(
+            "promo-policy: error: no request could be evaluated in {}: a diff over nothing proves nothing",
+            args.inputs
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         return Ok(Exit::Error);
     }

@@ -399,10 +399,14 @@ fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: C
             msg,
         })
     };
-    let bytes = match pending.body {
-        Body::Bytes(ref b) => Cow::Borrowed(b.as_slice()),
-        Body::File(ref path) => match read_file(path) {
-            Ok(b) => Cow::Owned(b),
+    let (bytes, file_at) = match pending.body {
+        Body::Bytes(ref b) => (Cow::Borrowed(b.as_slice()), None),
+        // A file is read like a JSONL line: a bare request, or a saved audit record.
+        Body::File(ref path) => match read_file(path).and_then(|b| {
+            let r = crate::replay::from_line(&b)?;
+            Ok((r.request.into_owned(), r.at))
+        }) {
+            Ok((b, at)) => (Cow::Owned(b), at),
             Err(msg) => return error(ErrorKind::Unread, msg),
         },
         Body::Unread(ref msg) => return error(ErrorKind::Unread, msg.clone()),
@@ -414,7 +418,7 @@ fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: C
         Ok(r) => r,
         Err(e) => return error(ErrorKind::Invalid, format!("{}: {e}", e.violation_id())),
     };
-    let at = match time_for(pending.at, &request, clock) {
+    let at = match time_for(pending.at.or(file_at), &request, clock) {
         Ok(t) => t,
         Err(msg) => return error(ErrorKind::Unread, msg),
     };
@@ -534,22 +538,17 @@ fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), Dif
             path: path.display().to_string(),
             reason,
         })?;
-        if cases.is_empty() {
-            request_files(path)
-                .map_err(input_err)?
-                .into_iter()
-                .map(|file| Pending {
-                    source: file.display().to_string(),
-                    body: Body::File(file),
-                    at: None,
-                })
-                .collect()
-        } else {
-            cases
-                .iter()
-                .map(|case| case_input(&case.dir, &case.spec.at))
-                .collect()
-        }
+        // Case directories and loose request files alike: none is left out.
+        let files = request_files(path).map_err(input_err)?;
+        cases
+            .iter()
+            .map(|case| case_input(&case.dir, &case.spec.at))
+            .chain(files.into_iter().map(|file| Pending {
+                source: file.display().to_string(),
+                body: Body::File(file),
+                at: None,
+            }))
+            .collect()
     };
     // Only paths are held here; the files are read in the workers.
     let mut pending = pending.into_iter().peekable();
