@@ -665,11 +665,18 @@ fn an_export_verifies_like_the_log_and_its_tampering_is_named() {
         .code(0);
     let partial = dir.path().join("partial.jsonl");
     std::fs::write(&partial, stdout_of(&a)).unwrap();
-    let out = stdout_of(&verify(&partial).code(0));
+    let a = bin()
+        .args(["audit", "verify"])
+        .arg(&partial)
+        .args(["--from-seq", "4"])
+        .assert();
+    let out = stdout_of(&a.code(0));
     assert!(
         out.contains("3 records, seq 4..=6") && out.contains("from seq 4"),
         "{out}"
     );
+    // Without being told where it starts, its missing start is found.
+    assert_tampered(&partial, 1, "deleted");
 
     // Edit one line of the export: named like an edited row.
     let edited: Vec<String> = text

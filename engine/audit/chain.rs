@@ -105,8 +105,9 @@ trait Source {
     /// Whether a record with this seq comes later (out of order: an export's lines
     /// moved; a log is always read in seq order).
     fn holds_seq_later(&mut self, seq: u64) -> Result<bool, AuditError>;
-    /// Whether the records may start past seq 1 (an export `--since`).
-    fn partial(&self) -> bool;
+    /// The seq the records must start at: 1, or N for an export made `--since N` and
+    /// verified with `--from-seq N` (anything else is records missing at the start).
+    fn first_seq(&self) -> u64;
 }
 
 struct Db<'a> {
@@ -131,8 +132,8 @@ impl Source for Db<'_> {
         Ok(false)
     }
 
-    fn partial(&self) -> bool {
-        false
+    fn first_seq(&self) -> u64 {
+        1
     }
 }
 
@@ -140,6 +141,7 @@ struct Jsonl {
     path: PathBuf,
     lines: std::io::Lines<BufReader<File>>,
     line: u64,
+    from: u64,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +160,7 @@ impl Jsonl {
             path: path.to_path_buf(),
             lines: BufReader::new(file).lines(),
             line: 0,
+            from: 1,
         })
     }
 
@@ -220,8 +223,8 @@ impl Source for Jsonl {
         Ok(false)
     }
 
-    fn partial(&self) -> bool {
-        true
+    fn first_seq(&self) -> u64 {
+        self.from
     }
 }
 
@@ -280,14 +283,18 @@ pub fn verify_log(
     walk(&mut Db { log, after: 0 }, keys, checkpoint)
 }
 
-/// Verify a JSONL export (`audit export`) the same way. An export that starts past seq 1
-/// is checked from its first record, whose `prevHash` is taken as given.
+/// Verify a JSONL export (`audit export`) the same way. It must start at seq 1, or at
+/// `from_seq` when given (an export `--since N`), whose first record's `prevHash` is then
+/// taken as given: without it, records cut off the start are found as deleted.
 pub fn verify_export(
     path: &Path,
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
+    from_seq: Option<u64>,
 ) -> Result<VerifyReport, AuditError> {
-    walk(&mut Jsonl::open(path)?, keys, checkpoint)
+    let mut source = Jsonl::open(path)?;
+    source.from = from_seq.unwrap_or(1).max(1);
+    walk(&mut source, keys, checkpoint)
 }
 
 /// A stable key for a decision id: the UUID's bits, or a digest of any other text.
@@ -347,7 +354,20 @@ fn walk(
         };
         if first {
             first = false;
-            if source.partial() && r.seq > 1 {
+            let from = source.first_seq();
+            if r.seq != from && from > 1 {
+                break Some(Finding {
+                    seq: from,
+                    kind: Tamper::Deleted,
+                    detail: format!(
+                        "the export was to start at seq {from} but its first record is seq {}",
+                        r.seq
+                    ),
+                });
+            }
+            // Anchored on the first record's link only when told where it starts: an
+            // export whose first records were cut off must not verify as intact.
+            if from > 1 {
                 expected = r.seq;
                 report.first_seq = r.seq;
                 report.start_prev_hash = r.prev_hash.clone();
@@ -590,7 +610,11 @@ mod tests {
     fn verify_lines(dir: &Path, lines: &[String]) -> VerifyReport {
         let path = dir.join("export.jsonl");
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-        verify_export(&path, &keys(), None).unwrap()
+        let from = lines
+            .first()
+            .and_then(|l| serde_json::from_str::<SeqHash>(l).ok())
+            .map(|s| s.seq);
+        verify_export(&path, &keys(), None, from).unwrap()
     }
 
     #[test]
@@ -616,12 +640,34 @@ mod tests {
     }
 
     #[test]
+    fn an_export_missing_its_first_records_is_not_intact() {
+        let (dir, lines) = exported(4);
+        let path = dir.path().join("export.jsonl");
+        std::fs::write(&path, lines[2..].join("\n") + "\n").unwrap();
+        // Not told it starts at 3: records 1 and 2 are missing.
+        let f = verify_export(&path, &keys(), None, None)
+            .unwrap()
+            .finding
+            .unwrap();
+        assert_eq!(f.kind, Tamper::Deleted, "{f:?}");
+        // Told it starts at 2, but it starts at 3: record 2 is missing.
+        let f = verify_export(&path, &keys(), None, Some(2))
+            .unwrap()
+            .finding
+            .unwrap();
+        assert_eq!((f.seq, f.kind), (2, Tamper::Deleted), "{f:?}");
+        assert!(verify_export(&path, &keys(), None, Some(3))
+            .unwrap()
+            .intact());
+    }
+
+    #[test]
     fn a_record_signed_by_another_key_is_a_bad_signature() {
         let (dir, lines) = exported(2);
         let other = crate::attest::SigningKey::ed25519_from_seed(&[9; 32]).public_key();
         let path = dir.path().join("export.jsonl");
         std::fs::write(&path, lines.join("\n")).unwrap();
-        let f = verify_export(&path, &[other], None)
+        let f = verify_export(&path, &[other], None, None)
             .unwrap()
             .finding
             .unwrap();

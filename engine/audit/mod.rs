@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{canonical_json, Decision};
+use crate::decision::{canonical_json, sha256_set, Decision};
 use crate::request::Artifact;
 
 pub use chain::{Finding, Tamper, VerifyReport};
@@ -266,12 +266,27 @@ impl Record {
                 .then(|| format!("`{field}` is {row} but its signed decision says {signed}"))
         };
         fields.into_iter().find_map(differs).or_else(|| {
+            let request = self.request.as_ref()?;
+            if !self.masked.is_empty() {
+                // A masked request cannot be checked against the signed input digest
+                // (only the chain and checkpoints cover it), but every field it says
+                // it masked must hold the marker: a "masked" field with other content
+                // is an edit.
+                return self.masked.iter().find_map(|pointer| {
+                    let value = request.pointer(pointer);
+                    (value != Some(&Value::String(MASK_MARKER.to_string()))).then(|| {
+                        format!(
+                            "`request{pointer}` is listed as masked but holds {}",
+                            value.map_or("nothing".to_string(), Value::to_string)
+                        )
+                    })
+                });
+            }
             // An unmasked stored request must be the one the decision was made on.
-            let request = self.request.as_ref().filter(|_| self.masked.is_empty())?;
-            let digest = hex::encode(Sha256::digest(canonical_json(request)));
+            let digest = sha256_set(&canonical_json(request));
             differs((
                 "request",
-                format!("sha256 {digest}"),
+                format!("sha256 {}", digest.get("sha256").map_or("", String::as_str)),
                 format!("sha256 {}", self.request_digest.sha256),
             ))
         })
@@ -475,5 +490,31 @@ pub(crate) mod tests {
         let mut other = record;
         other.request = Some(serde_json::json!({"id": "forged"}));
         assert!(other.mismatch(&decision).unwrap().starts_with("`request`"));
+    }
+
+    #[test]
+    fn a_masked_field_must_hold_the_marker() {
+        let (decision, envelope, request) = signed();
+        let record = RecordOptions::new(vec!["/change/author".into()], true)
+            .unwrap()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        assert_eq!(record.mismatch(&decision), None);
+        let mut edited = record;
+        if let Some(r) = edited.request.as_mut() {
+            r["change"]["author"] = serde_json::json!("mallory");
+        }
+        let why = edited.mismatch(&decision).unwrap();
+        assert!(
+            why.contains("`request/change/author` is listed as masked but holds \"mallory\""),
+            "{why}"
+        );
+        // Claiming a mask that was never applied does not hide a rewritten request.
+        let (decision, envelope, request) = signed();
+        let mut forged = RecordOptions::default()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        forged.masked = vec!["/change/ticket".into()];
+        assert!(forged.mismatch(&decision).is_some());
     }
 }

@@ -134,6 +134,11 @@ struct VerifyArgs {
     /// so records cut off the tail since it was taken are found.
     #[arg(long, value_name = "CHECKPOINT.json")]
     against: Option<PathBuf>,
+    /// An export made `--since N` starts at seq N: say so, and its first record's link
+    /// is taken as given. Without it an export must start at seq 1, so records cut off
+    /// its start are found.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    from_seq: Option<u64>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
     #[command(flatten)]
@@ -260,8 +265,11 @@ fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
         .map(|p| read_checkpoint(p, &keys))
         .transpose()?;
     let report = if is_export(&args.path)? {
-        verify_export(&args.path, &keys, checkpoint.as_ref())?
+        verify_export(&args.path, &keys, checkpoint.as_ref(), args.from_seq)?
     } else {
+        if args.from_seq.is_some() {
+            anyhow::bail!("--from-seq is for exports; a log always starts at seq 1");
+        }
         let log = AuditLog::open_existing(&args.path)?;
         verify_log(&log, &keys, checkpoint.as_ref())?
     };
