@@ -103,6 +103,29 @@ pub fn default_plugin_cache() -> Option<PathBuf> {
 }
 
 impl EngineConfig {
+    /// The trust file in use: `trust`, else `<policies>/trust.{json,yaml,yml}` if present.
+    pub fn trust_path(&self) -> Option<PathBuf> {
+        match &self.trust {
+            Some(p) => Some(p.clone()),
+            None => ["trust.json", "trust.yaml", "trust.yml"]
+                .iter()
+                .map(|n| self.policies.join(n))
+                .find(|p| p.is_file()),
+        }
+    }
+
+    /// The trust store alone (no bundle compiled): empty, with a warning, when there is
+    /// no trust file.
+    pub fn load_trust(&self) -> Result<TrustStore, Error> {
+        match self.trust_path() {
+            Some(p) => TrustStore::load(&p).map_err(|source| Error::Trust { path: p, source }),
+            None => {
+                tracing::warn!("no trust file: every attestation will be rejected");
+                Ok(TrustStore::empty())
+            }
+        }
+    }
+
     /// The config for a policy directory, with default trust and the dev key.
     pub fn with_policies(policies: impl Into<PathBuf>) -> Self {
         Self {
@@ -164,23 +187,8 @@ impl Engine {
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
         let bundle = PolicyBundle::load(&config.policies)?;
-        let trust_path = match &config.trust {
-            Some(p) => Some(p.clone()),
-            None => ["trust.json", "trust.yaml", "trust.yml"]
-                .iter()
-                .map(|n| config.policies.join(n))
-                .find(|p| p.is_file()),
-        };
-        let trust = match &trust_path {
-            Some(p) => TrustStore::load(p).map_err(|source| Error::Trust {
-                path: p.clone(),
-                source,
-            })?,
-            None => {
-                tracing::warn!("no trust file: every attestation will be rejected");
-                TrustStore::empty()
-            }
-        };
+        let trust_path = config.trust_path();
+        let trust = config.load_trust()?;
         let signer = match &config.signing_key {
             Some(p) => {
                 let key = sign::load_signing_key(p)?;

@@ -9,7 +9,7 @@ use promo_policy::audit::{AuditLog, Checkpoint, Filter, Record, RecordOptions, V
 use promo_policy::evaluator::{format_time, parse_time};
 use promo_policy::server::AuditConfig;
 
-use super::verify::decision_keys;
+use super::verify::{decision_keys, trusted_decision_keys};
 use super::{CommonArgs, Exit};
 
 /// Recording flags shared by `eval` (single and `--batch`) and `serve`.
@@ -320,7 +320,7 @@ fn checkpoint(args: CheckpointArgs) -> anyhow::Result<Exit> {
     let engine = args.common.load_engine()?;
     // Vouch only for a chain that verifies, with the trust file's decision keys and
     // the key that signs the checkpoint.
-    let mut keys = decision_keys(None, &args.common).unwrap_or_default();
+    let mut keys = trusted_decision_keys(engine.trust());
     keys.push(engine.signer().public_key());
     let report = verify_log(&log, &keys, None)?;
     if let Some(f) = &report.finding {

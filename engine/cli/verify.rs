@@ -50,14 +50,9 @@ pub(super) fn decision_keys(
                 .with_context(|| format!("`{}` is not a public key", path.display()))?]
         }
         None => {
-            let engine = common.load_engine()?;
-            let keys: Vec<PublicKey> = engine
-                .trust()
-                .keys()
-                .iter()
-                .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
-                .map(|k| k.key.clone())
-                .collect();
+            // The trust file alone: no bundle needs compiling to read keys.
+            let trust = common.engine_config().load_trust()?;
+            let keys = trusted_decision_keys(&trust);
             anyhow::ensure!(
                 !keys.is_empty(),
                 "no --key given and the trust file trusts no key for `{DECISION_PREDICATE_TYPE}`"
@@ -65,6 +60,16 @@ pub(super) fn decision_keys(
             keys
         }
     })
+}
+
+/// The keys `trust` trusts to sign promotion decisions.
+pub(super) fn trusted_decision_keys(trust: &promo_policy::attest::TrustStore) -> Vec<PublicKey> {
+    trust
+        .keys()
+        .iter()
+        .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
+        .map(|k| k.key.clone())
+        .collect()
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
