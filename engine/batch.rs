@@ -702,7 +702,6 @@ pub fn run_recorded(
     recorder: Option<Recorder<'_>>,
 ) -> Result<Summary, BatchError> {
     let record_options = recorder.as_ref().map(|r| r.options);
-    let mut recorded = recorder.as_ref().map(|_| RecordedRange::default());
     let jobs = options.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -719,7 +718,7 @@ pub fn run_recorded(
         .collect();
     let started = Instant::now();
     let mut counts = Counts::default();
-    std::thread::scope(|scope| {
+    let recorded = std::thread::scope(|scope| {
         // The audit writer commits chunk k while the pool evaluates chunk k+1; chunk k is
         // printed once its commit is confirmed.
         let mut writer = recorder.map(|r| ChunkWriter::spawn(scope, r.log));
@@ -728,8 +727,8 @@ pub fn run_recorded(
                          writer: &mut Option<ChunkWriter>,
                          counts: &mut Counts|
          -> Result<(), BatchError> {
-            if let (Some(w), Some(range)) = (writer.as_mut(), recorded.as_mut()) {
-                w.confirm(range, counts.inputs)?;
+            if let Some(w) = writer.as_mut() {
+                w.confirm(counts.inputs)?;
             }
             for (line, verdict, _) in results {
                 out.write_all(&line).map_err(BatchError::Write)?;
@@ -780,7 +779,7 @@ pub fn run_recorded(
                 None => print(results, &mut writer, &mut counts)?,
             }
         }
-        Ok(())
+        Ok(writer.map(|w| w.range))
     })?;
     let wall = started.elapsed().as_secs_f64();
     Ok(Summary {
@@ -806,6 +805,8 @@ pub fn run_recorded(
 struct ChunkWriter {
     chunks: std::sync::mpsc::SyncSender<Vec<Record>>,
     commits: std::sync::mpsc::Receiver<Result<Committed, AuditError>>,
+    /// What the confirmed commits recorded so far.
+    range: RecordedRange,
 }
 
 /// One committed chunk.
@@ -848,7 +849,11 @@ impl ChunkWriter {
                 }
             }
         });
-        Self { chunks, commits }
+        Self {
+            chunks,
+            commits,
+            range: RecordedRange::default(),
+        }
     }
 
     /// Hand a chunk's records over (a dead writer is noticed by `confirm`).
@@ -856,9 +861,10 @@ impl ChunkWriter {
         let _ = self.chunks.send(records);
     }
 
-    /// Wait for the oldest chunk's commit and count it in `range`; `printed` is how many
-    /// results were written before it, for the error.
-    fn confirm(&mut self, range: &mut RecordedRange, printed: u64) -> Result<(), BatchError> {
+    /// Wait for the oldest chunk's commit and count it; `printed` is how many results
+    /// were written before it, for the error.
+    fn confirm(&mut self, printed: u64) -> Result<(), BatchError> {
+        let range = &mut self.range;
         let fail = |source, range: &RecordedRange| BatchError::Audit {
             source,
             recorded: range.records,
