@@ -93,8 +93,6 @@ fn deleted_rule_is_caught_as_deny_to_allow() {
     assert!(flipped("freeze-active-deny"), "{text}");
     assert!(flipped("freeze-window-start-boundary-deny"), "{text}");
     // deny->allow rows come before every other row.
-    let first_row = text.lines().find(|l| l.starts_with("CHANGE")).map(|_| ());
-    assert!(first_row.is_some(), "{text}");
     let rows: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.starts_with("CHANGE"))
@@ -134,10 +132,6 @@ fn loosened_approvals_are_deny_to_allow_in_json_and_markdown() {
         report["changes"].as_array().unwrap().len(),
         "every change is listed"
     );
-    assert_eq!(
-        s["unchanged"].as_u64().unwrap() + s["changed"].as_u64().unwrap(),
-        s["evaluated"].as_u64().unwrap()
-    );
     let one = report["changes"]
         .as_array()
         .unwrap()
@@ -155,6 +149,10 @@ fn loosened_approvals_are_deny_to_allow_in_json_and_markdown() {
     assert_ne!(report["base"]["digest"], report["new"]["digest"]);
     // Each side verified attestations against its own bundle's trust file.
     assert!(report["new"]["trust"].as_str().unwrap().starts_with(loose));
+    assert!(report["base"]["trust"]
+        .as_str()
+        .unwrap()
+        .starts_with("policies"));
 
     let out = bin()
         .args(args)
