@@ -7,6 +7,7 @@ pub mod batch;
 pub mod decision;
 pub mod evaluator;
 pub mod explain;
+pub mod fsio;
 pub mod plugin;
 pub mod policy;
 pub mod replay;
