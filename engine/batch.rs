@@ -444,23 +444,13 @@ fn too_large(size: u64) -> String {
 }
 
 fn read_file(path: &Path, name: &str) -> Body {
-    let read = || -> io::Result<Body> {
-        let file = File::open(path)?;
-        let size = file.metadata()?.len();
-        if size > MAX_BODY_BYTES as u64 {
-            return Ok(Body::Invalid(too_large(size)));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        // The size may change between stat and read; the limit holds either way.
-        file.take(MAX_BODY_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)?;
-        Ok(if bytes.len() > MAX_BODY_BYTES {
-            Body::Invalid(too_large(bytes.len() as u64))
-        } else {
-            Body::Bytes(bytes)
-        })
-    };
-    read().unwrap_or_else(|e| Body::Invalid(format!("cannot read `{name}`: {e}")))
+    // Regular files only (a FIFO named `*.json` is refused before an open could block),
+    // never more than the request limit whatever the file claims.
+    match crate::fsio::read_capped(path, MAX_BODY_BYTES as u64) {
+        Ok(bytes) => Body::Bytes(bytes),
+        Err(crate::fsio::ReadError::TooLarge { size, .. }) => Body::Invalid(too_large(size)),
+        Err(e) => Body::Invalid(format!("cannot read `{name}`: {}", e.reason())),
+    }
 }
 
 /// JSONL split into lines without ever holding more than the request limit of one.

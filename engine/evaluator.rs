@@ -37,14 +37,14 @@ pub enum Error {
     /// The policy bundle could not be loaded.
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The trust file could not be loaded.
-    #[error("trust file `{path}`: {source}")]
+    /// The trust file could not be loaded. The reason is in the message and not also a
+    /// `source`, so a printed error chain says it once.
+    #[error("trust file `{path}`: {reason}")]
     Trust {
         /// The trust file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: AttestError,
+        reason: AttestError,
     },
     /// The plugin directory or a manifest could not be loaded.
     #[error(transparent)]
@@ -118,7 +118,7 @@ impl EngineConfig {
     /// no trust file.
     pub fn load_trust(&self) -> Result<TrustStore, Error> {
         match self.trust_path() {
-            Some(p) => TrustStore::load(&p).map_err(|source| Error::Trust { path: p, source }),
+            Some(p) => TrustStore::load(&p).map_err(|reason| Error::Trust { path: p, reason }),
             None => {
                 tracing::warn!("no trust file: every attestation will be rejected");
                 Ok(TrustStore::empty())

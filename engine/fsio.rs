@@ -10,6 +10,14 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// Cap for hand-written configuration (trust files, plugin manifests, case specs, audit
+/// checkpoints): a real one is a few KiB; 1 MiB leaves room and still bounds a mistake.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Cap for a PEM key file: an Ed25519 or P-256 key is under 300 bytes; 64 KiB allows
+/// comments and stray text around the block.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -40,6 +48,19 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+}
+
+impl ReadError {
+    /// The reason without the path, for messages that already name the file.
+    pub fn reason(&self) -> String {
+        match self {
+            ReadError::NotRegular { kind, .. } => format!("not a regular file ({kind})"),
+            ReadError::TooLarge { size, limit, .. } => {
+                format!("{size} bytes; the limit is {limit}")
+            }
+            ReadError::Io { source, .. } => source.to_string(),
+        }
+    }
 }
 
 /// What a non-regular file is, for the message.
@@ -155,9 +176,97 @@ pub fn read_to_cap(reader: impl Read, cap: u64) -> Result<Vec<u8>, CapError> {
     Ok(bytes)
 }
 
+/// One line from [`read_line_capped`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum CappedLine {
+    /// A line (without its `\n`), now in the buffer.
+    Line,
+    /// A line longer than the cap: its length; its bytes were consumed and dropped.
+    TooLong(u64),
+    /// The end of the input.
+    Eof,
+}
+
+/// Reads the next line of `reader` into `buf` (cleared first), holding at most `cap`
+/// bytes of it: a longer line is consumed to its end and reported by length, so one
+/// endless line cannot grow memory and the next line still starts in the right place.
+pub fn read_line_capped(
+    reader: &mut impl io::BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<CappedLine> {
+    buf.clear();
+    let mut size: u64 = 0;
+    let mut started = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            break;
+        }
+        started = true;
+        let newline = available.iter().position(|&b| b == b'\n');
+        let part = &available[..newline.unwrap_or(available.len())];
+        size += part.len() as u64;
+        if size <= cap as u64 {
+            buf.extend_from_slice(part);
+        } else {
+            buf.clear();
+        }
+        let used = part.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    Ok(match (started, size > cap as u64) {
+        (false, _) => CappedLine::Eof,
+        (true, true) => CappedLine::TooLong(size),
+        (true, false) => CappedLine::Line,
+    })
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_read_up_to_the_cap_and_a_long_one_is_skipped_whole() {
+        let mut input = io::BufReader::with_capacity(4, &b"ab\nabcdefgh\n\nxyz"[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let r = read_line_capped(&mut input, &mut buf, 3).unwrap();
+            if r == CappedLine::Eof {
+                break;
+            }
+            got.push((format!("{r:?}"), String::from_utf8(buf.clone()).unwrap()));
+        }
+        let want = [
+            ("Line", "ab"),
+            ("TooLong(8)", ""),
+            ("Line", ""),
+            ("Line", "xyz"),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_endless_line_holds_no_more_than_the_cap() {
+        let mut input = io::BufReader::new(io::repeat(b'x').take(10 << 20));
+        let mut buf = Vec::new();
+        let r = read_line_capped(&mut input, &mut buf, 1024).unwrap();
+        assert_eq!(r, CappedLine::TooLong(10 << 20));
+        assert!(buf.capacity() <= 64 << 10, "{}", buf.capacity());
+    }
 
     #[test]
     fn a_regular_file_under_the_cap_reads() {
@@ -173,7 +282,17 @@ mod tests {
         let p = dir.path().join("a.json");
         std::fs::write(&p, b"{ }").unwrap();
         let e = read_capped(&p, 2).unwrap_err();
-        assert!(matches!(e, ReadError::TooLarge { size: 3, limit: 2, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ReadError::TooLarge {
+                    size: 3,
+                    limit: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -195,7 +314,10 @@ mod tests {
     fn a_fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.json");
-        let status = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(status.success());
         let e = read_capped(&p, 10).unwrap_err();
         assert!(e.to_string().contains("FIFO"), "{e}");

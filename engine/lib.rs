@@ -15,6 +15,7 @@ pub mod request;
 pub mod server;
 pub mod sign;
 pub mod testing;
+pub mod textsafe;
 
 pub use decision::{Decision, Violation};
 pub use evaluator::{Engine, EngineConfig, Error, Evaluator};

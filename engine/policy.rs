@@ -14,7 +14,10 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+mod bounded;
+mod config;
 mod lint;
+mod recursion;
 pub use lint::Lint;
 
 /// The one entry point every bundle must define.
@@ -33,6 +36,12 @@ pub const POLICY_TIME_LIMIT: Duration = Duration::from_secs(1);
 /// Builtins a gate must not call: each either reaches the network (a decision must
 /// not depend on it, and it is an exfiltration path) or reads the host clock or
 /// randomness (a decision must be reproducible from its recorded input and time).
+///
+/// Refused three ways, so no spelling reaches them: the load-time token scan names the
+/// file and line of a plain call; the VM program's builtin table is checked after
+/// compiling (a computed reference such as `time["now_ns"]()` resolves there); and every
+/// interpreter engine has them replaced by a function that fails the evaluation
+/// (`policy.error`), which also covers ad-hoc queries and rules off the decision path.
 pub const REFUSED_BUILTINS: &[(&str, &str)] = &[
     (
         "http.send",
@@ -50,6 +59,16 @@ pub const REFUSED_BUILTINS: &[(&str, &str)] = &[
     ("rand.intn", "decisions must be reproducible"),
     ("uuid.rfc4122", "decisions must be reproducible"),
 ];
+
+/// How many arguments each refused builtin takes (the interpreter matches the arity
+/// when it resolves a call to the replacement).
+fn refused_arity(name: &str) -> u8 {
+    match name {
+        "opa.runtime" | "time.now_ns" => 0,
+        "rand.intn" => 2,
+        _ => 1,
+    }
+}
 
 /// Why a bundle could not be loaded or evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +188,11 @@ pub struct PolicyOutcome {
     pub warn: Vec<RuleFinding>,
 }
 
+/// Cap on one bundle file (`.rego` or data): the shipped bundle's largest is ~40 KiB.
+pub const MAX_BUNDLE_FILE_BYTES: u64 = 8 << 20;
+/// Cap on all of a bundle's files together: a bundle is loaded whole into memory.
+pub const MAX_BUNDLE_BYTES: u64 = 32 << 20;
+
 /// One `{id, msg, facts}` entry of a `deny` or `warn` set.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleFinding {
@@ -193,6 +217,7 @@ impl PolicyBundle {
         let mut tests = Vec::new();
         let mut data_files = Vec::new();
         let mut hasher = Sha256::new();
+        let mut total = 0u64;
         for (rel, abs) in files {
             let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
             let is_rego = name.ends_with(".rego");
@@ -200,10 +225,18 @@ impl PolicyBundle {
             if !is_rego && !is_data {
                 continue;
             }
-            let contents = std::fs::read_to_string(&abs).map_err(|e| PolicyError::Io {
+            let left = MAX_BUNDLE_BYTES.saturating_sub(total);
+            let contents = crate::fsio::read_capped_string(&abs, MAX_BUNDLE_FILE_BYTES.min(left))
+                .map_err(|e| PolicyError::Io {
                 path: abs.clone(),
-                reason: e.to_string(),
+                reason: match e {
+                    crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
+                        format!("the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")
+                    }
+                    e => e.reason(),
+                },
             })?;
+            total += contents.len() as u64;
             let file = BundleFile {
                 path: rel.clone(),
                 contents,
@@ -232,6 +265,36 @@ impl PolicyBundle {
             .collect::<Result<Vec<_>, PolicyError>>()?;
 
         let mut engine = new_engine(&policies, &data)?;
+        let as_json = |path: &str, v: &regorus::Value| {
+            serde_json::to_value(v).map_err(|e| PolicyError::Data {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })
+        };
+        let mounted = data
+            .iter()
+            .map(|(p, v)| Ok((p.clone(), as_json(p, v)?)))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
+        config::check(&as_json("data", &engine.get_data())?, &mounted)?;
+        // Before anything evaluates: both engines recurse on the native stack.
+        recursion::check(&engine).map_err(|cycle| {
+            PolicyError::Parse(format!(
+                "bundle `{}`: recursion is not allowed (it would exhaust the stack): {cycle}",
+                dir.display()
+            ))
+        })?;
+        // Compiled before anything evaluates on the interpreter, whichever runs the
+        // decisions: recursion and computed references to refused builtins are refused
+        // here, not found by an evaluation.
+        let compiled = match compile_vm(&engine) {
+            Err(VmRefusal::Bundle(why)) => {
+                return Err(PolicyError::Parse(format!(
+                    "bundle `{}`: {why}",
+                    dir.display()
+                )))
+            }
+            other => other,
+        };
         let mut lints = Vec::new();
         let packages = lint::rule_packages(&mut engine, &mut lints);
         // The first evaluation prepares the engine (rule index, schedule); clones
@@ -252,9 +315,9 @@ impl PolicyBundle {
         let vm = if std::env::var_os(INTERPRETER_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
             VmPlan::Interpreter(format!("{INTERPRETER_ENV} is set"))
         } else {
-            match compile_vm(&engine) {
+            match compiled {
                 Ok((program, data)) => VmPlan::Compiled { program, data },
-                Err(why) => {
+                Err(VmRefusal::Bundle(why) | VmRefusal::Unsupported(why)) => {
                     let why = why.trim().replace('\n', " ");
                     lints.push(Lint {
                         path: ENTRY_POINT.to_string(),
@@ -370,21 +433,56 @@ pub fn execute_vm(vm: &mut RegoVM, input: regorus::Value) -> Result<regorus::Val
         .map_err(|e| PolicyError::Runtime(e.to_string()))
 }
 
+/// Why the entry point did not compile for the VM.
+enum VmRefusal {
+    /// The bundle must not load at all (a refused builtin, recursion).
+    Bundle(String),
+    /// The VM cannot run it; the interpreter can.
+    Unsupported(String),
+}
+
 /// Compile the entry point for the register VM, with the bundle's merged data.
-fn compile_vm(engine: &regorus::Engine) -> Result<(Arc<Program>, regorus::Value), String> {
+fn compile_vm(engine: &regorus::Engine) -> Result<(Arc<Program>, regorus::Value), VmRefusal> {
     use regorus::languages::rego::compiler::Compiler;
     let mut engine = engine.clone();
     let entry: regorus::Rc<str> = regorus::Rc::from(ENTRY_POINT);
     let compiled = engine
         .compile_with_entrypoint(&entry)
-        .map_err(|e| e.to_string())?;
-    let program =
-        Compiler::compile_from_policy(&compiled, &[ENTRY_POINT]).map_err(|e| e.to_string())?;
+        .map_err(|e| VmRefusal::Unsupported(e.to_string()))?;
+    let program = Compiler::compile_from_policy(&compiled, &[ENTRY_POINT]).map_err(|e| {
+        let msg = e.to_string();
+        // OPA refuses recursion at compile time too; on the interpreter it would
+        // exhaust the stack at the first evaluation that reaches it.
+        if msg.contains("recursion detected") {
+            VmRefusal::Bundle(format!("recursion is not allowed: {}", msg.trim()))
+        } else {
+            VmRefusal::Unsupported(msg)
+        }
+    })?;
+    if let Some((builtin, why)) = program
+        .builtin_info_table
+        .iter()
+        .find_map(|b| REFUSED_BUILTINS.iter().find(|(n, _)| *n == b.name))
+    {
+        return Err(VmRefusal::Bundle(format!(
+            "`{builtin}` is refused: {why} (it is reached from `{ENTRY_POINT}` through a computed reference)"
+        )));
+    }
+    if let Some((builtin, _)) = program
+        .builtin_info_table
+        .iter()
+        .find_map(|b| bounded::BOUNDED_BUILTINS.iter().find(|(n, _)| *n == b.name))
+    {
+        return Err(VmRefusal::Unsupported(format!(
+            "it calls `{builtin}`, whose size limit ({} numbers) only the interpreter enforces",
+            bounded::MAX_RANGE_ELEMENTS
+        )));
+    }
     let data = engine.get_data();
     // Fail here, at load, rather than per evaluator.
     RegoVM::new()
         .set_data(data.clone())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| VmRefusal::Unsupported(e.to_string()))?;
     Ok((program, data))
 }
 
@@ -477,6 +575,22 @@ fn new_engine(
     // everywhere; our rules guard their inputs instead.
     engine.set_strict_builtin_errors(false);
     engine.set_execution_timer_config(time_limit());
+    for (name, why) in REFUSED_BUILTINS {
+        let message = format!("`{name}` is refused: {why}");
+        engine
+            .add_extension(
+                (*name).to_string(),
+                refused_arity(name),
+                Box::new(
+                    move |_: Vec<regorus::Value>| -> anyhow::Result<regorus::Value> {
+                        Err(anyhow::anyhow!(message.clone()))
+                    },
+                ),
+            )
+            .map_err(|e| PolicyError::Parse(format!("cannot refuse `{name}`: {e}")))?;
+    }
+    bounded::install(&mut engine)
+        .map_err(|e| PolicyError::Parse(format!("cannot bound builtins: {e}")))?;
     for file in policies {
         refuse_builtins(file)?;
         engine
@@ -681,9 +795,9 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
             ("promo/decision.rego", DECISION),
             (
                 "promo/rules/x.rego",
-                "package promo.rules.x\ndeny contains {\"id\": \"x\", \"msg\": data.promo.config.m} if input.bad\n",
+                "package promo.rules.x\ndeny contains {\"id\": \"x\", \"msg\": data.promo.settings.m} if input.bad\n",
             ),
-            ("promo/data.json", r#"{"config": {"m": "configured"}}"#),
+            ("promo/data.json", r#"{"settings": {"m": "configured"}}"#),
         ]);
         let b = b.unwrap();
         let mut e = b.evaluator();
@@ -702,9 +816,9 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
             ("promo/decision.rego", decision),
             (
                 "promo/rules/x.rego",
-                "package promo.rules.x\ndeny contains {\"id\": \"x\", \"msg\": data.promo.config.m} if input.bad\n",
+                "package promo.rules.x\ndeny contains {\"id\": \"x\", \"msg\": data.promo.settings.m} if input.bad\n",
             ),
-            ("promo/data.json", r#"{"config": {"m": "configured"}}"#),
+            ("promo/data.json", r#"{"settings": {"m": "configured"}}"#),
         ]);
         let b = b.unwrap();
         assert_eq!(b.vm_status(), Ok(()));
@@ -741,8 +855,10 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
 
     #[test]
     fn a_policy_past_the_time_limit_is_an_error_on_the_vm_too() {
-        let slow = "package promo\nn := count([x | some x in numbers.range(1, 50000000); x % 7 == 0])\ndecision := {\"allow\": n > 0, \"deny\": [], \"warn\": []}\n";
-        let (_d, b) = bundle(&[("promo/decision.rego", slow)]);
+        // 2000^3 iterations: far past the limit on any machine.
+        let slow = "package promo\nn := count([1 | some a in data.xs; some b in data.xs; some c in data.xs])\ndecision := {\"allow\": n > 0, \"deny\": [], \"warn\": []}\n";
+        let xs = serde_json::json!({"xs": (0..2000).collect::<Vec<u32>>()}).to_string();
+        let (_d, b) = bundle(&[("promo/decision.rego", slow), ("data.json", &xs)]);
         let b = b.unwrap();
         let mut vm = b.decision_vm().expect("compiles for the VM");
         let err = evaluate_vm(&mut vm, regorus::Value::new_object()).unwrap_err();

@@ -321,7 +321,11 @@ fn validator() -> Result<&'static jsonschema::Validator, RequestError> {
     VALIDATOR
         .get_or_init(|| {
             let schema: Value = serde_json::from_str(SCHEMA_JSON).map_err(|e| e.to_string())?;
-            jsonschema::draft202012::new(&schema).map_err(|e| e.to_string())
+            jsonschema::draft202012::options()
+                // `format` is an assertion here: "2026-13-40T99:00:00Z" is not a time.
+                .should_validate_formats(true)
+                .build(&schema)
+                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| {
@@ -485,5 +489,37 @@ mod tests {
         let mut v = minimal();
         v["slo"] = Value::Null;
         assert!(PromotionRequest::from_value(v).is_ok());
+    }
+
+    #[test]
+    fn impossible_calendar_times_are_refused_wherever_a_time_is() {
+        for bad in [
+            "2026-13-40T99:00:00Z",
+            "2026-02-29T10:00:00Z",
+            "2026-04-31T10:00:00Z",
+            "2026-11-26T24:00:00Z",
+            "2026-11-26T10:60:00Z",
+            "2026-11-26T10:00:00+24:00",
+            "2026-11-26T10:00:00+01:60",
+            "0000-00-00T00:00:00Z",
+        ] {
+            let mut v = minimal();
+            v["requestedAt"] = bad.into();
+            v["approvals"] =
+                serde_json::json!([{"approver": "a", "decision": "approved", "at": bad}]);
+            let errs = schema_err(v);
+            for at in ["/requestedAt", "/approvals/0/at"] {
+                assert!(
+                    errs.iter()
+                        .any(|e| e.pointer == at && e.message.contains("date-time")),
+                    "{bad} at {at}: {errs:?}"
+                );
+            }
+        }
+        for good in ["2024-02-29T23:59:59.999Z", "2026-11-26T10:00:00+05:30"] {
+            let mut v = minimal();
+            v["requestedAt"] = good.into();
+            assert!(PromotionRequest::from_value(v).is_ok(), "{good}");
+        }
     }
 }

@@ -140,6 +140,10 @@ pub fn sign_statement(key: &SigningKey, statement: &Value) -> Result<Value, Sign
     Ok(envelope.to_json())
 }
 
+/// Cap for a signed-decision file (`eval --out`, `verify`, the sidecar's decisions
+/// directory): a decision on a 1 MiB request with its envelope is well under 4 MiB.
+pub const MAX_DECISION_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Checks a signed decision: the envelope parses, its payloadType is in-toto, a signature
 /// over the PAE verifies with one of `keys` (the envelope's keyid is not trusted), and the
 /// payload is a Statement v1 with a non-empty subject and predicateType
@@ -232,10 +236,13 @@ pub fn verify_typed_envelope(
 /// Loads the Ed25519 PKCS#8 PEM key that signs decisions.
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
     let shown = path.display().to_string();
-    let pem = fs::read_to_string(path).map_err(|e| SignError::KeyRead {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
+    let pem =
+        crate::fsio::read_capped_string(path, crate::fsio::MAX_KEY_FILE_BYTES).map_err(|e| {
+            SignError::KeyRead {
+                path: shown.clone(),
+                reason: e.reason(),
+            }
+        })?;
     let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| SignError::Key {
         path: shown,
         reason: e.to_string(),

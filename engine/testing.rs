@@ -202,8 +202,8 @@ pub fn load_cases(dir: &Path) -> Result<Vec<Case>, String> {
         }
         let name = entry.file_name().to_string_lossy().to_string();
         let spec_path = path.join("case.json");
-        let text = std::fs::read_to_string(&spec_path)
-            .map_err(|e| format!("case `{name}`: cannot read `{}`: {e}", spec_path.display()))?;
+        let text = crate::fsio::read_capped_string(&spec_path, crate::fsio::MAX_CONFIG_BYTES)
+            .map_err(|e| format!("case `{name}`: {e}"))?;
         let spec: CaseSpec = serde_json::from_str(&text)
             .map_err(|e| format!("case `{name}`: `{}`: {e}", spec_path.display()))?;
         cases.push(Case {
@@ -224,16 +224,15 @@ pub fn evaluate_case(engine: &Arc<Engine>, case: &Case) -> Result<Decision, Erro
 /// Evaluate one case on a given evaluator (one per thread, or one collecting coverage).
 pub fn evaluate_case_with(evaluator: &mut Evaluator, case: &Case) -> Result<Decision, Error> {
     let at = parse_time(&case.spec.at)?;
-    let bytes = std::fs::read(case.dir.join("request.json")).map_err(|e| {
-        crate::request::RequestError::Malformed {
-            line: 0,
-            column: 0,
-            reason: format!(
-                "cannot read `{}`: {e}",
-                case.dir.join("request.json").display()
-            ),
-        }
-    })?;
+    let path = case.dir.join("request.json");
+    let bytes =
+        crate::fsio::read_capped(&path, crate::request::MAX_BODY_BYTES as u64).map_err(|e| {
+            crate::request::RequestError::Malformed {
+                line: 0,
+                column: 0,
+                reason: e.to_string(),
+            }
+        })?;
     Ok(evaluator.evaluate_bytes(&bytes, at)?.decision)
 }
 
@@ -439,8 +438,8 @@ pub fn sign_attestation_sources(
         .iter()
         .map(|src| {
             let key_path = keys_dir.join(format!("{}.key", src.key));
-            let pem = std::fs::read_to_string(&key_path)
-                .map_err(|e| format!("cannot read `{}`: {e}", key_path.display()))?;
+            let pem = crate::fsio::read_capped_string(&key_path, crate::fsio::MAX_KEY_FILE_BYTES)
+                .map_err(|e| e.to_string())?;
             let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())?;
             let mut payload = serde_json::to_vec(&src.statement).map_err(|e| e.to_string())?;
             let sig = match src.mode.as_str() {
@@ -474,8 +473,8 @@ pub fn read_attestation_sources(case_dir: &Path) -> Result<Option<Vec<Attestatio
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = crate::fsio::read_capped_string(&path, crate::fsio::MAX_CONFIG_BYTES)
+        .map_err(|e| e.to_string())?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| format!("`{}`: {e}", path.display()))

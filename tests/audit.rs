@@ -748,3 +748,38 @@ fn a_checkpoint_catches_a_truncated_tail() {
     let err = stderr_of(&against(&db).code(2));
     assert!(err.contains("checkpoint"), "{err}");
 }
+
+#[test]
+fn two_processes_creating_one_new_log_both_succeed_and_it_verifies() {
+    let bin = assert_cmd::cargo::cargo_bin("promo-policy");
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let db = dir.path().join(format!("new-{round}.db"));
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&bin)
+                    .args(["eval", ALLOWED, "--at", AT, "--format", "json", "--audit"])
+                    .arg(&db)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        verify(&db).code(0);
+        let conn = Connection::open(&db).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2, "round {round}: both decisions recorded");
+    }
+}

@@ -233,7 +233,9 @@ fn lint_warns_about_dead_packages_entries_without_id_and_unread_data() {
     let data_path = bundle.path().join("data.json");
     let mut data: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&data_path).unwrap()).unwrap();
-    data["promo"]["config"]["environments"]["prod"]["approvals"]["maxAgeHuors"] = 48.into();
+    // A block the config schema allows (custom packages add their own) but no rule reads.
+    data["promo"]["config"]["environments"]["prod"]["owners"] =
+        serde_json::json!({"maxAgeHuors": 48});
     std::fs::write(&data_path, serde_json::to_vec_pretty(&data).unwrap()).unwrap();
     let policies = bundle.path().to_str().unwrap();
 
@@ -248,7 +250,7 @@ fn lint_warns_about_dead_packages_entries_without_id_and_unread_data() {
             "promo/rules/soak.rego:{line}: a `deny` entry of promo.rules.soak has no \"id\""
         )))
         .stdout(predicate::str::contains(
-            "data.json: data key `promo.config.environments.prod.approvals.maxAgeHuors` is never read",
+            "data.json: data key `promo.config.environments.prod.owners` is never read",
         ));
     // Other commands log the same warnings on stderr and still decide.
     bin()
@@ -265,7 +267,8 @@ fn lint_warns_about_dead_packages_entries_without_id_and_unread_data() {
         .assert()
         .code(0)
         .stderr(
-            predicate::str::contains("policy lint:").and(predicate::str::contains("maxAgeHuors")),
+            predicate::str::contains("policy lint:")
+                .and(predicate::str::contains("environments.prod.owners")),
         );
 }
 
@@ -392,6 +395,11 @@ fn every_corpus_finding_has_facts_and_a_catalog_entry() {
         "the corpus exercises the rules ({seen} findings)"
     );
     for id in catalog {
+        // `config.*` checks guard against a config the loader refuses (a bundle with it
+        // never loads), so no corpus case can reach them; their Rego tests show them.
+        if id.starts_with("config.") {
+            continue;
+        }
         assert!(
             ids.contains(id),
             "no corpus case shows catalog check {id} failing"

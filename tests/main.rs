@@ -9,6 +9,7 @@ mod cli;
 mod compliance;
 mod corpus;
 mod diff;
+mod hardening;
 mod plugins;
 mod server;
 mod support;

@@ -411,9 +411,50 @@ async fn policies_are_listed_in_opa_shape() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
+/// A sidecar started with `--allow-query`.
+fn query_server() -> Server {
+    Server::new(ServerConfig {
+        allow_query: true,
+        ..config(Path::new("policies"), None)
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn query_api_is_off_unless_allowed() {
+    let s = server(None);
+    let r = send(&s, Method::GET, "/v1/query?q=x%20%3A%3D%201", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("--allow-query"), "{}", r.text);
+    let r = post_json(&s, "/v1/query", &json!({"query": "x := 1"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_query_asking_for_a_huge_range_is_refused_not_computed() {
+    let s = query_server();
+    for q in [
+        "x := count(numbers.range(1, 1000000000))",
+        "x := count(numbers.range_step(0, 9000000000000000000, 3))",
+    ] {
+        let r = post_json(&s, "/v1/query", &json!({"query": q})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+        assert!(r.text.contains("the limit is 100000"), "{q}: {}", r.text);
+    }
+    for q in [
+        "x := time.now_ns()",
+        "x := time[\"now_ns\"]()",
+        "x := rand.intn(\"a\", 9)",
+    ] {
+        let r = post_json(&s, "/v1/query", &json!({"query": q})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+        assert!(r.text.contains("is refused"), "{q}: {}", r.text);
+    }
+}
+
 #[tokio::test]
 async fn query_api_returns_bindings() {
-    let s = server(None);
+    let s = query_server();
     let r = send(
         &s,
         Method::GET,
@@ -439,7 +480,7 @@ async fn query_api_returns_bindings() {
 
 #[tokio::test]
 async fn query_api_refuses_input_and_bad_queries() {
-    let s = server(None);
+    let s = query_server();
     let r = post_json(
         &s,
         "/v1/query",

@@ -218,9 +218,13 @@ impl PublicKey {
     }
 }
 
+/// Two keys are equal when they verify the same signatures: same algorithm and same key,
+/// whatever the encoding they were read from (a P-256 point compressed or not gives two
+/// SPKI DERs, and two keyids, for one signer). Thresholds and the trust file's
+/// "each key once" rule rest on this.
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.spki_der == other.spki_der
+        self.algorithm() == other.algorithm() && self.raw_public_bytes() == other.raw_public_bytes()
     }
 }
 
@@ -417,7 +421,7 @@ fn oid_name(oid: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use p256::pkcs8::EncodePublicKey;
 
@@ -452,6 +456,33 @@ Zb3gd7GAlc/JOEewqQIDAQAB
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         let sk2 = SigningKey::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(sk2.public_key(), pk);
+    }
+
+    /// The same P-256 key as a PEM of its SPKI with a compressed point (33 bytes, not 65):
+    /// different DER, different keyid, same signer.
+    pub(crate) fn compressed_p256_pem(pk: &PublicKey) -> String {
+        let point = match &pk.inner {
+            PublicInner::EcdsaP256(k) => k.to_encoded_point(true).as_bytes().to_vec(),
+            PublicInner::Ed25519(_) => panic!("not a P-256 key"),
+        };
+        let mut der = vec![0x30, 0x39];
+        der.extend_from_slice(&P256_SPKI_PREFIX[2..23]);
+        der.extend_from_slice(&[0x03, 0x22, 0x00]);
+        der.extend_from_slice(&point);
+        p256::pkcs8::der::pem::encode_string("PUBLIC KEY", LineEnding::LF, &der).unwrap()
+    }
+
+    #[test]
+    fn a_key_read_from_a_compressed_point_equals_the_uncompressed_one() {
+        let pk = SigningKey::generate_p256().public_key();
+        let compressed = PublicKey::from_pem(&compressed_p256_pem(&pk)).unwrap();
+        assert_ne!(compressed.spki_der(), pk.spki_der(), "two encodings");
+        assert_ne!(compressed.keyid(), pk.keyid());
+        assert_eq!(compressed, pk, "one key");
+        let other = SigningKey::generate_p256().public_key();
+        assert_ne!(compressed, other);
+        let sig = SigningKey::generate_p256().sign(b"m");
+        assert!(!compressed.verify(b"m", &sig));
     }
 
     #[test]

@@ -77,10 +77,13 @@ impl TrustStore {
     /// `publicKeyFile` paths are relative to the file's directory.
     pub fn load(path: &Path) -> Result<TrustStore, AttestError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| AttestError::TrustFileRead {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            crate::fsio::read_capped_string(path, crate::fsio::MAX_CONFIG_BYTES).map_err(|e| {
+                AttestError::TrustFileRead {
+                    path: shown.clone(),
+                    reason: e.reason(),
+                }
+            })?;
         let is_yaml = matches!(
             path.extension()
                 .and_then(|e| e.to_str())
@@ -288,12 +291,14 @@ fn parse_key(index: usize, entry: &Value, base_dir: &Path) -> Result<TrustedKey,
         }
         (None, Some(Value::String(file))) => {
             let path = base_dir.join(file);
-            let pem = std::fs::read_to_string(&path).map_err(|e| {
-                err(format!(
-                    "cannot read `publicKeyFile` `{}`: {e}",
-                    path.display()
-                ))
-            })?;
+            let pem = crate::fsio::read_capped_string(&path, crate::fsio::MAX_KEY_FILE_BYTES)
+                .map_err(|e| {
+                    err(format!(
+                        "cannot read `publicKeyFile` `{}`: {}",
+                        path.display(),
+                        e.reason()
+                    ))
+                })?;
             PublicKey::from_pem(&pem)
                 .map_err(|e| err(format!("`publicKeyFile` `{}`: {e}", path.display())))?
         }
@@ -481,6 +486,27 @@ pub(crate) mod tests {
         for (doc, want) in cases {
             let err = TrustStore::from_json(&doc, base).unwrap_err().to_string();
             assert!(err.starts_with(&want), "got: {err}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn one_p256_key_under_two_encodings_is_refused_as_listed_twice() {
+        let pk = SigningKey::generate_p256().public_key();
+        let compressed = crate::attest::keys::tests::compressed_p256_pem(&pk);
+        // PEM whitespace and line-length variants are the same DER, so the same key too.
+        let reflowed = pk.to_pem().replace('\n', "\r\n");
+        for other in [compressed, reflowed] {
+            let doc = json!({"threshold": 2, "keys": [
+                {"id": "a", "publicKey": pk.to_pem()},
+                {"id": "b", "publicKey": other},
+            ]});
+            let err = TrustStore::from_json(&doc, Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("trust file key `b`: same public key as `a`"),
+                "got: {err}"
+            );
         }
     }
 

@@ -140,7 +140,9 @@ pub fn verify_envelope(
     let mut notes: Vec<String> = Vec::new();
     for (i, sig) in envelope.signatures.iter().enumerate() {
         match find_signer(keys, &pae, sig) {
-            Some(k) if signers.contains(&k) => notes.push(format!(
+            // Compared as keys, not indexes: the store refuses one key under two ids,
+            // and this keeps one signer counted once even if a store ever held it twice.
+            Some(k) if signers.iter().any(|&s| keys[s].key == keys[k].key) => notes.push(format!(
                 "`signatures[{i}]` is another signature by key `{}`, counted once",
                 keys[k].id
             )),

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -137,9 +137,13 @@ impl Source for Db<'_> {
     }
 }
 
+/// Cap for one line of an export: a record holds a request (at most 1 MiB, as JSON text
+/// that may be escaped once more) with its decision and envelope.
+const MAX_RECORD_LINE_BYTES: usize = 8 * 1024 * 1024;
+
 struct Jsonl {
     path: PathBuf,
-    lines: std::io::Lines<BufReader<File>>,
+    reader: BufReader<File>,
     line: u64,
     from: u64,
 }
@@ -152,30 +156,49 @@ struct SeqHash {
 
 impl Jsonl {
     fn open(path: &Path) -> Result<Self, AuditError> {
-        let file = File::open(path).map_err(|e| AuditError::Read {
+        // Any length (an export grows with the log), but regular files only: a FIFO
+        // must not block the open. Each line is capped in `next_line`.
+        let file = crate::fsio::open_regular(path, u64::MAX).map_err(|e| AuditError::Read {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: e.reason(),
         })?;
         Ok(Self {
             path: path.to_path_buf(),
-            lines: BufReader::new(file).lines(),
+            reader: BufReader::new(file),
             line: 0,
             from: 1,
         })
     }
 
     fn next_line(&mut self) -> Result<Option<String>, AuditError> {
+        let mut buf = Vec::new();
         loop {
-            match self.lines.next() {
-                None => return Ok(None),
-                Some(Err(e)) => {
-                    return Err(AuditError::Read {
+            let read =
+                crate::fsio::read_line_capped(&mut self.reader, &mut buf, MAX_RECORD_LINE_BYTES)
+                    .map_err(|e| AuditError::Read {
                         path: self.path.clone(),
                         reason: format!("after line {}: {e}", self.line),
-                    })
-                }
-                Some(Ok(text)) => {
+                    })?;
+            match read {
+                crate::fsio::CappedLine::Eof => return Ok(None),
+                crate::fsio::CappedLine::TooLong(size) => {
                     self.line += 1;
+                    return Err(AuditError::Read {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "line {} is {size} bytes; the limit is {MAX_RECORD_LINE_BYTES}",
+                            self.line
+                        ),
+                    });
+                }
+                crate::fsio::CappedLine::Line => {
+                    self.line += 1;
+                    let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|_| {
+                        AuditError::Read {
+                            path: self.path.clone(),
+                            reason: format!("line {} is not UTF-8", self.line),
+                        }
+                    })?;
                     if !text.trim().is_empty() {
                         return Ok(Some(text));
                     }

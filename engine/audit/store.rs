@@ -149,8 +149,7 @@ impl AuditLog {
             .map_err(|e| classify(path, e, Access::Write))?;
         // Reads the header: garbage and foreign files are refused before anything is written.
         let existing = identify(&conn, path)?;
-        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| classify(path, e, Access::Write))?;
+        use_wal(&conn, path)?;
         conn.execute_batch("PRAGMA synchronous = FULL")
             .map_err(|e| classify(path, e, Access::Write))?;
         if let Some(pages) = max_pages {
@@ -403,6 +402,10 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
 /// (`false`); anything else is an error.
 fn identify(conn: &Connection, path: &Path) -> Result<bool, AuditError> {
     let err = |e| classify(path, e, Access::Read);
+    // One read transaction, so the header and the tables are read from one state of the
+    // file: another process may be creating this log right now.
+    let tx = conn.unchecked_transaction().map_err(err)?;
+    let conn = &*tx;
     let application_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(err)?;
@@ -443,6 +446,42 @@ fn identify(conn: &Connection, path: &Path) -> Result<bool, AuditError> {
         )));
     }
     Ok(true)
+}
+
+/// Switch the log to write-ahead logging, waiting out other processes. The switch needs
+/// an exclusive lock, and SQLite answers "busy" at once (its busy handler is not called,
+/// to avoid a deadlock) while another process holds a lock, which it does while it
+/// creates the same new log: so wait here, up to [`BUSY_TIMEOUT`], as a writer would.
+fn use_wal(conn: &Connection, path: &Path) -> Result<(), AuditError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let busy = match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => format!("the journal mode stayed `{mode}`"),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                e.to_string()
+            }
+            Err(e) => return Err(classify(path, e, Access::Write)),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(AuditError::Unwritable {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "cannot switch it to write-ahead logging within {} s: {busy}",
+                    BUSY_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 fn initialise(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {

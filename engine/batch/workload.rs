@@ -85,8 +85,9 @@ impl Workload {
                 continue;
             }
             let path = case.dir.join("request.json");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let text =
+                crate::fsio::read_capped_string(&path, crate::request::MAX_BODY_BYTES as u64)
+                    .map_err(|e| e.to_string())?;
             let request: Value =
                 serde_json::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
             let sources = read_attestation_sources(&case.dir)?;

@@ -231,8 +231,8 @@ pub fn run(args: AuditCmd) -> anyhow::Result<Exit> {
 /// SQLite's magic; a file that is neither is opened as a log, to be named corrupt).
 fn is_export(path: &Path) -> anyhow::Result<bool> {
     let mut head = [0u8; 16];
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    // Regular files only: a FIFO named like a log must not block the open.
+    let mut file = promo_policy::fsio::open_regular(path, u64::MAX)?;
     let n = file
         .read(&mut head)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -245,7 +245,7 @@ fn read_checkpoint(
     path: &Path,
     keys: &[promo_policy::attest::PublicKey],
 ) -> anyhow::Result<Checkpoint> {
-    let text = std::fs::read_to_string(path)
+    let text = promo_policy::fsio::read_capped_string(path, promo_policy::fsio::MAX_CONFIG_BYTES)
         .with_context(|| format!("cannot read checkpoint `{}`", path.display()))?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("checkpoint `{}` is not JSON", path.display()))?;

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use promo_policy::batch::{self, Counts, Input, ProgressLen, Shard};
 use promo_policy::evaluator::parse_time;
 use promo_policy::explain::{explain, CheckResult, Explained};
+use promo_policy::textsafe::printable;
 use promo_policy::{Decision, PromotionRequest, Violation};
 
 use super::{CommonArgs, Exit};
@@ -303,7 +304,7 @@ impl batch::Progress for Bar {
     }
 }
 
-fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+fn read_request(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let limit = promo_policy::request::MAX_BODY_BYTES as u64 + 1;
     let mut bytes = Vec::new();
     if path.as_os_str() == "-" {
@@ -312,9 +313,8 @@ fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
             .read_to_end(&mut bytes)
             .context("cannot read the request from stdin")?;
     } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        // A FIFO, device or directory is refused before the open could block.
+        bytes = promo_policy::fsio::read_capped(path, limit - 1)?;
     }
     Ok(bytes)
 }
@@ -336,20 +336,28 @@ fn artifact_ref(d: &Decision) -> String {
     format!("{}@{}", d.artifact.name, digest)
 }
 
-/// Short, for a person at a terminal: the verdict, then one line per finding.
+/// Short, for a person at a terminal: the verdict, then one line per finding. Strings
+/// from the request are printed through [`printable`], so none can move the cursor or
+/// forge a line.
 pub fn render_text(d: &Decision) -> String {
     let mut s = format!(
         "{}  {}  {} -> {}\n",
         if d.allowed { "ALLOWED" } else { "DENIED" },
-        artifact_ref(d),
-        d.from,
-        d.to
+        printable(&artifact_ref(d)),
+        printable(&d.from),
+        printable(&d.to)
     );
-    for v in &d.violations {
-        s.push_str(&format!("  deny  {}: {}\n", v.id, v.msg));
-    }
-    for v in &d.warnings {
-        s.push_str(&format!("  warn  {}: {}\n", v.id, v.msg));
+    for (kind, v) in d
+        .violations
+        .iter()
+        .map(|v| ("deny", v))
+        .chain(d.warnings.iter().map(|v| ("warn", v)))
+    {
+        s.push_str(&format!(
+            "  {kind}  {}: {}\n",
+            printable(&v.id),
+            printable(&v.msg)
+        ));
     }
     let policy = d
         .policy
@@ -359,8 +367,8 @@ pub fn render_text(d: &Decision) -> String {
         .unwrap_or("");
     s.push_str(&format!(
         "  policy {} sha256:{}  at {}  decision {}\n",
-        d.policy.uri,
-        &policy[..policy.len().min(12)],
+        printable(&d.policy.uri),
+        printable(&policy[..policy.len().min(12)]),
         d.evaluated_at,
         d.decision_id
     ));
@@ -373,7 +381,11 @@ pub fn render_explanation_text(d: &Decision, checks: &[Explained]) -> String {
     let with_facts = d.violations.iter().chain(&d.warnings);
     for v in with_facts.filter(|v| v.facts.is_some()) {
         let facts = v.facts.as_ref().map(|f| f.to_string()).unwrap_or_default();
-        s.push_str(&format!("  facts {}: {facts}\n", v.id));
+        s.push_str(&format!(
+            "  facts {}: {}\n",
+            printable(&v.id),
+            printable(&facts)
+        ));
     }
     s.push_str(&format!("  checked ({}):\n", checks.len()));
     for c in checks {
@@ -388,7 +400,11 @@ pub fn render_explanation_text(d: &Decision, checks: &[Explained]) -> String {
         } else {
             c.what.clone()
         };
-        s.push_str(&format!("    {mark}  {:<32} {what}\n", c.id));
+        s.push_str(&format!(
+            "    {mark}  {:<32} {}\n",
+            printable(&c.id),
+            printable(&what)
+        ));
     }
     s
 }
@@ -418,11 +434,15 @@ pub fn render_github(d: &Decision) -> String {
     s
 }
 
-/// GitHub's escaping for a command's message.
+/// GitHub's escaping for a command's message, then [`printable`] for the other control
+/// characters (the log viewer renders ANSI sequences).
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    printable(
+        &s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A"),
+    )
+    .into_owned()
 }
 
 /// GitHub's escaping for a command's property values.

@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// an old allow should not admit an image forever [default: any age].
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]
     max_decision_age: Option<Duration>,
+    /// Answer ad-hoc Rego queries on `/v1/query` (off by default: anyone who reaches the
+    /// port could make the sidecar compute; each query is still bounded by the policy
+    /// time limit and the evaluation queue).
+    #[arg(long)]
+    allow_query: bool,
     /// Fixed evaluation time for every decision (tests and demos only).
     #[arg(long, value_name = "TIME", hide = true)]
     at: Option<String>,
@@ -87,6 +92,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
         audit: args.audit.server_config()?,
         max_decision_age: args.max_decision_age,
+        allow_query: args.allow_query,
     };
     let server = Server::new(config).with_context(|| {
         format!(

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use promo_policy::policy::Lint;
 use promo_policy::testing::{self, Coverage, CoverageReport, Outcome, TestKind, TestResult};
+use promo_policy::textsafe::printable;
 
 use super::{CommonArgs, Exit};
 
@@ -154,13 +155,15 @@ fn render_text(report: &Report, verbose: bool) -> String {
         s.push_str(&format!("LINT  {lint}\n"));
     }
     for r in &report.results {
+        // Case names are directory names and messages quote the cases: shown escaped.
+        let name = printable(&r.name);
         match &r.outcome {
             Outcome::Pass if verbose => {
-                s.push_str(&format!("PASS  {} ({})\n", r.name, micros(r.duration)))
+                s.push_str(&format!("PASS  {name} ({})\n", micros(r.duration)))
             }
             Outcome::Pass => {}
-            Outcome::Fail(why) => s.push_str(&format!("FAIL  {}: {why}\n", r.name)),
-            Outcome::Error(why) => s.push_str(&format!("ERROR {}: {why}\n", r.name)),
+            Outcome::Fail(why) => s.push_str(&format!("FAIL  {name}: {}\n", printable(why))),
+            Outcome::Error(why) => s.push_str(&format!("ERROR {name}: {}\n", printable(why))),
         }
     }
     if let Some(c) = &report.coverage {

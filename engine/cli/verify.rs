@@ -7,7 +7,10 @@ use anyhow::Context;
 use promo_policy::attest::keys::PublicKey;
 use promo_policy::decision::{canonical_json, sha256_set};
 use promo_policy::evaluator::parse_time;
-use promo_policy::sign::{verify_decision_envelope, DECISION_PREDICATE_TYPE};
+use promo_policy::fsio;
+use promo_policy::sign::{
+    verify_decision_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES,
+};
 use promo_policy::testing::Expectation;
 use promo_policy::PromotionRequest;
 
@@ -44,8 +47,7 @@ pub(super) fn decision_keys(
 ) -> anyhow::Result<Vec<PublicKey>> {
     Ok(match public_key {
         Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let pem = fsio::read_capped_string(path, fsio::MAX_KEY_FILE_BYTES)?;
             vec![PublicKey::from_pem(&pem)
                 .with_context(|| format!("`{}` is not a public key", path.display()))?]
         }
@@ -73,8 +75,7 @@ pub(super) fn trusted_decision_keys(trust: &promo_policy::attest::TrustStore) ->
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
-    let text = std::fs::read_to_string(&args.decision)
-        .with_context(|| format!("cannot read `{}`", args.decision.display()))?;
+    let text = fsio::read_capped_string(&args.decision, MAX_DECISION_FILE_BYTES)?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("`{}` is not JSON", args.decision.display()))?;
     let envelope = doc.get("envelope").unwrap_or(&doc);
@@ -110,8 +111,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let Some(replay) = &args.replay else {
         return Ok(Exit::Ok);
     };
-    let bytes =
-        std::fs::read(replay).with_context(|| format!("cannot read `{}`", replay.display()))?;
+    let bytes = fsio::read_capped(replay, promo_policy::request::MAX_BODY_BYTES as u64)?;
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", replay.display()))?;
     if sha256_set(&canonical_json(&request.raw)) != decision.input_digest {

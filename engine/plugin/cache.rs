@@ -71,9 +71,16 @@ impl ModuleCache {
     /// incompatible entry is removed and `None` returned, so the caller recompiles.
     pub fn load(&self, engine: &Engine, module_sha: &[u8; 32]) -> Option<Module> {
         let path = self.entry_path(&hex::encode(module_sha));
-        let bytes = match std::fs::read(&path) {
+        // Compiled code is larger than the module it came from; a cache file past this
+        // cap (or a FIFO planted under an entry's name) is not read, just recompiled.
+        let cap = super::limits::MAX_MODULE_BYTES.saturating_mul(8);
+        let bytes = match crate::fsio::read_capped(&path, cap) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(crate::fsio::ReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return None
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read cached plugin module; recompiling");
                 return None;

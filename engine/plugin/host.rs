@@ -724,7 +724,10 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
     let mut manifests: Vec<Manifest> = Vec::new();
     for sub in dirs {
         let path = sub.join(MANIFEST_FILE);
-        if !path.is_file() {
+        // Absent means no plugin here; anything present under the name (a FIFO, a
+        // directory, a dangling link) is loaded, so the reader refuses it by name
+        // instead of a required check silently disappearing.
+        if std::fs::symlink_metadata(&path).is_err() {
             for other in ["plugin.yaml", "plugin.yml"] {
                 let p = sub.join(other);
                 if p.is_file() {
@@ -801,17 +804,17 @@ fn make_ready(
     let load_failed =
         |why: String| fail(FailureKind::LoadFailed, format!("plugin `{name}`: {why}"));
 
-    let size = std::fs::metadata(path)
-        .map_err(|e| load_failed(format!("cannot read module `{}`: {e}", path.display())))?
-        .len();
-    if size > MAX_MODULE_BYTES {
-        return Err(load_failed(format!(
+    let bytes = crate::fsio::read_capped(path, MAX_MODULE_BYTES).map_err(|e| match e {
+        crate::fsio::ReadError::TooLarge { size, .. } => load_failed(format!(
             "module `{}` is {size} bytes, over the {MAX_MODULE_BYTES} byte limit",
             path.display()
-        )));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| load_failed(format!("cannot read module `{}`: {e}", path.display())))?;
+        )),
+        e => load_failed(format!(
+            "cannot read module `{}`: {}",
+            path.display(),
+            e.reason()
+        )),
+    })?;
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     info.digest = hex::encode(sha);
 

@@ -107,10 +107,13 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, PluginError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PluginError::ReadManifest {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::fsio::read_capped_string(path, crate::fsio::MAX_CONFIG_BYTES).map_err(|e| {
+                PluginError::ReadManifest {
+                    path: path.to_path_buf(),
+                    reason: e.reason(),
+                }
+            })?;
         Manifest::parse(path, &text)
     }
 

@@ -44,12 +44,12 @@ pub enum PluginError {
         source: std::io::Error,
     },
     /// A manifest file exists but cannot be read.
-    #[error("cannot read plugin manifest `{}`: {source}", .path.display())]
+    #[error("cannot read plugin manifest `{}`: {reason}", .path.display())]
     ReadManifest {
         /// The manifest file.
         path: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
+        /// Why: not a regular file, over the cap, or an I/O error.
+        reason: String,
     },
     /// A manifest is not valid TOML.
     #[error("cannot parse plugin manifest `{}`: {message}", .path.display())]

@@ -17,7 +17,7 @@ use super::{Loaded, Server, ServerError, MAX_ADMISSION_BODY_BYTES};
 use crate::attest::PublicKey;
 use crate::evaluator::Engine;
 use crate::request::RequestError;
-use crate::sign::{verify_statement_envelope, DECISION_PREDICATE_TYPE};
+use crate::sign::{verify_statement_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES};
 
 /// The annotation that carries signed decisions: a JSON array of DSSE envelopes, on the
 /// object or on its pod template.
@@ -40,10 +40,6 @@ pub const MAX_ANNOTATION_DECISIONS: usize = 64;
 /// Most files read from `--decisions DIR`. The index lives in memory and is rebuilt on
 /// every reload; ten thousand decisions is years of promotions for one environment.
 pub const MAX_DECISION_FILES: usize = 10_000;
-
-/// Largest decision file read. A signed decision is a few KiB; a file of envelopes for a
-/// whole release train stays far below this.
-pub const MAX_DECISION_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 const ROUTE_ADMISSION: &str = "admission";
 
@@ -232,13 +228,7 @@ impl DecisionIndex {
 }
 
 fn read_envelopes(file: &Path) -> Result<Vec<Value>, String> {
-    let size = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-    if size > MAX_DECISION_FILE_BYTES {
-        return Err(format!(
-            "{size} bytes; the limit is {MAX_DECISION_FILE_BYTES}"
-        ));
-    }
-    let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
+    let bytes = crate::fsio::read_capped(file, MAX_DECISION_FILE_BYTES).map_err(|e| e.reason())?;
     match serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string())? {
         Value::Array(items) => Ok(items),
         obj @ Value::Object(_) => Ok(vec![obj]),
@@ -370,22 +360,27 @@ fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
 
 /// The image's sha256 when it is pinned (`name@sha256:<64 lowercase hex>`, a tag before
 /// the digest allowed and ignored), else why not.
-pub fn pinned_digest(image: &str) -> Result<&str, String> {
-    let Some((name, digest)) = image.rsplit_once('@') else {
-        return Err("not pinned by digest (expected `name@sha256:<64 hex>`)".into());
+///
+/// The reference is parsed with the distribution grammar (`oci-spec`'s `Reference`, the
+/// grammar of `distribution/reference` that the kubelet and containerd use): anything it
+/// does not parse is refused (a space, two `@`, an upper-case repository), so the digest
+/// checked is the one the runtime will pull, never a suffix of something else.
+pub fn pinned_digest(image: &str) -> Result<String, String> {
+    const HOW: &str = "pin it as `registry/name@sha256:<64 hex>`";
+    let reference = oci_spec::distribution::Reference::try_from(image)
+        .map_err(|e| format!("is not a valid image reference ({e}); {HOW}"))?;
+    let Some(digest) = reference.digest() else {
+        return Err(format!("is not pinned by digest; {HOW}"));
     };
-    if name.is_empty() {
-        return Err("has no repository name before the digest".into());
-    }
     let Some(hex) = digest.strip_prefix("sha256:") else {
-        return Err(format!("digest `{digest}` is not a sha256 digest"));
+        return Err(format!("digest `{digest}` is not a sha256 digest; {HOW}"));
     };
     if !is_sha256_hex(hex) {
         return Err(format!(
             "digest `{digest}` is not `sha256:` and 64 lowercase hex digits"
         ));
     }
-    Ok(hex)
+    Ok(hex.to_string())
 }
 
 /// One image to check: which container list, the container's name, the image.
@@ -697,8 +692,8 @@ fn decide(
             }
         };
         let found = annotated
-            .get(digest)
-            .or_else(|| loaded.decisions.get(digest));
+            .get(&digest)
+            .or_else(|| loaded.decisions.get(&digest));
         if let Some(why) = found.and_then(|d| stale(d, now, max_age)) {
             reasons.push(format!("{label} image `{image}`: {why}"));
             continue;
@@ -841,6 +836,24 @@ mod tests {
         assert!(pinned_digest(&format!("api@sha512:{HEX}")).is_err());
         assert!(pinned_digest(&format!("api@sha256:{}", HEX.to_uppercase())).is_err());
         assert!(pinned_digest(&format!("api@sha256:{}", &HEX[1..])).is_err());
+        // Only the distribution grammar decides what the digest is.
+        let other = "1".repeat(64);
+        for bad in [
+            format!("api@sha256:{other}@sha256:{HEX}"),
+            format!("my api@sha256:{HEX}"),
+            format!("API@sha256:{HEX}"),
+            format!("api@sha256:{HEX} "),
+            format!("api\n@sha256:{HEX}"),
+            format!("api:@sha256:{HEX}"),
+            format!("//api@sha256:{HEX}"),
+            format!("api@@sha256:{HEX}"),
+        ] {
+            assert!(pinned_digest(&bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            pinned_digest(&format!("localhost:5000/a/b-c_d.e:v1.2@sha256:{HEX}")).unwrap(),
+            HEX
+        );
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub enum ApiError {
     /// No such policy module or route (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route is switched off in this sidecar's configuration (403).
+    #[error("{0}")]
+    Disabled(String),
     /// Something broke inside the sidecar (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,6 +120,7 @@ impl ApiError {
             | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ReadOnly { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Undefined { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Disabled(_) => StatusCode::FORBIDDEN,
             ApiError::Policy(_) | ApiError::Sign(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -139,6 +143,7 @@ impl ApiError {
             ApiError::ReadOnly { .. } => "method_not_allowed",
             ApiError::Undefined { .. } => "undefined_document",
             ApiError::NotFound(_) => "resource_not_found",
+            ApiError::Disabled(_) => "unauthorized",
             ApiError::Policy(_) | ApiError::Sign(_) | ApiError::Internal(_) => "internal_error",
         }
     }
@@ -164,6 +169,7 @@ impl ApiError {
             ApiError::ReadOnly { .. } => "read_only",
             ApiError::Undefined { .. } => "undefined",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Disabled(_) => "disabled",
             ApiError::Internal(_) => "internal",
         }
     }

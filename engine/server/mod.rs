@@ -201,6 +201,9 @@ pub struct ServerConfig {
     pub audit: Option<AuditConfig>,
     /// Admission refuses decisions made longer ago than this (`None`: any age).
     pub max_decision_age: Option<Duration>,
+    /// Answer ad-hoc Rego on `/v1/query` (`serve --allow-query`). Off by default: an
+    /// arbitrary query is arbitrary computation for anyone who can reach the port.
+    pub allow_query: bool,
 }
 
 impl ServerConfig {
@@ -215,6 +218,7 @@ impl ServerConfig {
             watch_interval: None,
             audit: None,
             max_decision_age: None,
+            allow_query: false,
         }
     }
 }

@@ -377,6 +377,15 @@ pub(super) async fn query_post(State(server): State<Server>, req: Request) -> Re
 /// Evaluate an ad-hoc query: `{"result": [<bindings>, ...]}`, one object of variable
 /// bindings per solution, solutions without bindings left out (as OPA does).
 async fn run_query(server: &Server, query: String, pretty: bool) -> Response {
+    if !server.inner.config.allow_query {
+        return fail(
+            server,
+            ROUTE_QUERY,
+            ApiError::Disabled(
+                "ad-hoc queries are off in this sidecar; start it with `serve --allow-query` to answer them".into(),
+            ),
+        );
+    }
     if query.len() > MAX_QUERY_BYTES {
         return fail(
             server,

@@ -493,14 +493,10 @@ fn multiset_minus(a: &[String], b: &[String]) -> Vec<String> {
     out
 }
 
-/// Read a request file, never more than the request limit plus one byte (the parser
-/// then names the limit).
+/// Read a request file: regular files only (a FIFO is refused before an open could
+/// block), never more than the request limit.
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_BODY_BYTES as u64 + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    Ok(bytes)
+    crate::fsio::read_capped(path, MAX_BODY_BYTES as u64).map_err(|e| e.to_string())
 }
 
 /// Enumerate one input path, handing its inputs to `sink` chunk by chunk.
@@ -528,10 +524,11 @@ fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), Dif
     } else if path.join("request.json").is_file() && path.join("case.json").is_file() {
         // One corpus case directory.
         let spec_path = path.join("case.json");
-        let spec: CaseSpec = std::fs::read_to_string(&spec_path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-            .map_err(|e| input_err(format!("`{}`: {e}", spec_path.display())))?;
+        let spec: CaseSpec =
+            crate::fsio::read_capped_string(&spec_path, crate::fsio::MAX_CONFIG_BYTES)
+                .map_err(|e| e.reason())
+                .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                .map_err(|e| input_err(format!("`{}`: {e}", spec_path.display())))?;
         vec![case_input(path, &spec.at)]
     } else {
         let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
@@ -841,7 +838,12 @@ fn temp_dir() -> io::Result<PathBuf> {
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     for (name, b) in [("base", &report.base), ("new ", &report.new)] {
-        let _ = writeln!(out, "{name}  {}  sha256:{}", b.label, b.digest);
+        let _ = writeln!(
+            out,
+            "{name}  {}  sha256:{}",
+            crate::textsafe::printable(&b.label),
+            b.digest
+        );
     }
     if report.base.digest == report.new.digest {
         out.push_str("(the two bundles have the same digest)\n");
@@ -878,6 +880,12 @@ pub fn render_text(report: &Report) -> String {
             "-".into(),
             one_line(&e.msg),
         ]);
+    }
+    // Sources, recorded times and messages come from the inputs: shown escaped.
+    for cell in rows.iter_mut().flatten() {
+        if let std::borrow::Cow::Owned(safe) = crate::textsafe::printable(cell) {
+            *cell = safe;
+        }
     }
     if !rows.is_empty() {
         out.push('\n');

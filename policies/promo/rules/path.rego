@@ -9,6 +9,7 @@ package promo.rules.path
 catalog := {
 	"path.unknown_environment": "the source and target environments are configured",
 	"path.skipped_environment": "the artifact moves one environment up the configured order, skipping none",
+	"config.environment_missing": "the target environment has a settings block in the bundle's config",
 }
 
 # Helpers are referenced as data.promo.lib.<rule>, not through `import data.promo.lib`:
@@ -73,4 +74,22 @@ _skip_msg(fi, ti) := sprintf("%s -> %s skips %s; promote %s -> %s first", [
 	data.promo.lib.from, order[fi + 1],
 ]) if {
 	ti > fi + 1
+}
+
+# Every gate reads the target's block under config.environments; without one (missing,
+# empty, renamed or cased differently from `order`) no gate would fire and the request
+# would pass unchecked. The loader refuses such a config; this is the second line.
+deny contains {
+	"id": "config.environment_missing",
+	"msg": sprintf("%s is in the configured order but the bundle's config has no settings for it under environments; fix the bundle (nothing was checked)", [data.promo.lib.to]),
+	"facts": {"to": data.promo.lib.to, "configured": sort(object.keys(object.get(data.promo.lib.config, "environments", {})))},
+} if {
+	data.promo.lib.to in order
+	not _has_settings(data.promo.lib.to)
+}
+
+_has_settings(env) if {
+	block := data.promo.lib.config.environments[env]
+	is_object(block)
+	count(block) > 0
 }

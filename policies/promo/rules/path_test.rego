@@ -64,3 +64,21 @@ test_order_comes_from_config_allowed if {
 		with data.promo.config.order as ["dev", "staging", "canary", "prod"]
 	ids2 == []
 }
+
+test_every_missing_block_shape_denies if {
+	req := route("staging", "prod")
+	count([envs |
+		some envs in [
+			object.remove(data.promo.config.environments, ["prod"]),
+			object.union(object.remove(data.promo.config.environments, ["prod"]), {"prod": {}}),
+			object.union(object.remove(data.promo.config.environments, ["prod"]), {"prod": null}),
+			object.union(object.remove(data.promo.config.environments, ["prod"]), {"Prod": data.promo.config.environments.prod}),
+		]
+		ids := f.ids(path.deny) with input as f.input_for(req) with data.promo.config.environments as envs
+		ids == ["config.environment_missing"]
+	]) == 4
+}
+
+test_a_configured_target_is_not_reported_missing if {
+	not "config.environment_missing" in deny_ids(route("staging", "prod"))
+}
