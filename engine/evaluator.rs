@@ -523,7 +523,7 @@ impl Evaluator {
 struct Facts {
     verified: Verified,
     plugins: Vec<PluginOutcome>,
-    /// The policy input: `{"request", "verified", "plugins", "now"}`.
+    /// The policy input: `{"request", "verified", "plugins", "now", "identities"}`.
     input: serde_json::Value,
 }
 
@@ -557,6 +557,8 @@ impl Evaluator {
             "verified": verified_json,
             "plugins": plugins_json,
             "now": now_text,
+            // People's names as comparison keys (see `identity`): one person, one key.
+            "identities": crate::identity::of_request(&request.raw),
         });
         Facts {
             verified,

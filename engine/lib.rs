@@ -8,6 +8,7 @@ pub mod decision;
 pub mod evaluator;
 pub mod explain;
 pub mod fsio;
+pub mod identity;
 pub mod plugin;
 pub mod policy;
 pub mod replay;

@@ -522,4 +522,29 @@ mod tests {
             assert!(PromotionRequest::from_value(v).is_ok(), "{good}");
         }
     }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        for bad in [
+            "bob\u{0}",
+            "bob\n",
+            "\u{1b}[2Jbob",
+            "bob\u{85}",
+            "bob\u{2028}",
+        ] {
+            let mut v = minimal();
+            v["change"]["author"] = bad.into();
+            v["approvals"] = serde_json::json!([{"approver": bad, "decision": "approved", "at": "2026-11-26T10:00:00Z"}]);
+            let errs = schema_err(v);
+            for at in ["/change/author", "/approvals/0/approver"] {
+                assert!(
+                    errs.iter().any(|e| e.pointer == at),
+                    "{bad:?} at {at}: {errs:?}"
+                );
+            }
+        }
+        let mut v = minimal();
+        v["change"]["author"] = "Zoë O'Brien-Łukasz 名前".into();
+        assert!(PromotionRequest::from_value(v).is_ok());
+    }
 }

@@ -28,14 +28,22 @@ to := input.request.to
 # environment: rules that need it then stay silent, and path.unknown_environment denies.
 target := config.environments[input.request.to]
 
-# Names are compared case-insensitively: "Bob" approving bob's change is still bob.
-author := lower(input.request.change.author)
+# People are compared by identity key, not spelling: the engine maps each name in the
+# request to one key per person (case, Unicode compatibility forms, invisible characters,
+# combining marks and look-alike letters folded; see engine/identity.rs), so "Bob",
+# "ｂｏｂ" and "b\u200bob" approving bob's change are all bob. A name missing from the map
+# (policy unit tests build inputs by hand) compares lower-cased.
+id(name) := input.identities[name]
+
+id(name) := lower(name) if not input.identities[name]
+
+author := id(input.request.change.author)
 
 approvals := object.get(input.request, "approvals", [])
 
 checks := object.get(input.request, "checks", [])
 
-is_author(a) if lower(a.approver) == author
+is_author(a) if id(a.approver) == author
 
 # roles is optional in the request; no roles means no role-based rights.
 roles(a) := object.get(a, "roles", [])

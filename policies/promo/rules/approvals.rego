@@ -35,8 +35,8 @@ _not_counted_clauses := [data.promo.lib.explain(a) |
 ]
 
 # Distinct people, not distinct entries: alice approving twice is still one approval.
-# Lower-cased so "Alice" and "alice" cannot pass as two approvers.
-counted_number := count({lower(a.approver) | some a in data.promo.lib.counted}) if {
+# By identity, so "Alice" and "ａｌｉｃｅ" cannot pass as two approvers.
+counted_number := count({data.promo.lib.id(a.approver) | some a in data.promo.lib.counted}) if {
 	object.get(cfg, "distinctApprovers", true)
 } else := count(data.promo.lib.counted)
 

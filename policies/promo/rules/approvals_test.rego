@@ -198,3 +198,12 @@ test_rejection_facts_list_ignored_ones_denied if {
 	[r.approver | some r in d.facts.rejections] == ["dave"]
 	d.facts.ignored == [{"approver": "erin", "at": "2026-11-24T17:15:00Z", "reasons": ["stale"]}]
 }
+
+# The engine maps every name to an identity key (engine/identity.rs); the rules compare
+# keys, so any spelling the engine folds together is one person here.
+test_names_compare_by_identity_key if {
+	req := f.prod_with("approvals", [rm("B0B-lookalike", "2026-11-26T17:00:00Z"), sre("carol", "2026-11-26T17:10:00Z"), sre("carol-2", "2026-11-26T17:20:00Z")])
+	keys := {"bob": "bob", "B0B-lookalike": "bob", "carol": "carol", "carol-2": "carol"}
+	ids := f.ids(approvals.deny) with input as object.union(f.input_for(req), {"identities": keys})
+	ids == ["approvals.min_count", "approvals.self_approval"]
+}
