@@ -1284,6 +1284,62 @@ fn vuln_threshold_fails_closed() {
     assert_eq!(ids(&out), vec!["vuln.scan_unreadable"]);
     let out = vuln_run(&host, "prod", vec![odd, scan(COSIGN, true, trivy(&[]))]);
     assert_eq!(ids(&out), vec!["vuln.scan_unreadable"]);
+    // Hostile shapes are unreadable, never 0 critical findings (issue 12).
+    for (what, result) in [
+        (
+            "float count",
+            json!({"summary": {"critical": 2.0}, "Results": []}),
+        ),
+        (
+            "string count",
+            json!({"summary": {"critical": "5"}, "Results": []}),
+        ),
+        ("negative count", json!({"summary": {"critical": -1}})),
+        (
+            "null count",
+            json!({"summary": {"critical": null}, "matches": []}),
+        ),
+        (
+            "case-variant twins",
+            json!({"summary": {"critical": 0, "CRITICAL": 7}}),
+        ),
+        (
+            "summary twins",
+            json!({"summary": {"critical": 0}, "Summary": {"critical": 7}}),
+        ),
+        (
+            "summary without a count",
+            json!({"summary": {"high": 3}, "Results": []}),
+        ),
+        (
+            "Results not a list",
+            json!({"Results": {"Vulnerabilities": []}}),
+        ),
+        (
+            "Vulnerabilities not a list",
+            json!({"Results": [{"Vulnerabilities": {"Severity": "CRITICAL"}}]}),
+        ),
+        (
+            "numeric severity",
+            json!({"Results": [{"Vulnerabilities": [{"Severity": 9}]}]}),
+        ),
+        (
+            "missing grype severity",
+            json!({"matches": [{"vulnerability": {"id": "CVE-1"}}]}),
+        ),
+        (
+            "in-toto severity object",
+            json!([{"id": "CVE-1", "severity": {"score": "9.8"}}]),
+        ),
+        (
+            "in-toto score number",
+            json!([{"id": "CVE-1", "severity": [{"method": "cvss", "score": 9.8}]}]),
+        ),
+    ] {
+        let out = vuln_run(&host, "prod", vec![scan(COSIGN, true, result)]);
+        assert_eq!(ids(&out), vec!["vuln.scan_unreadable"], "{what}: {out:?}");
+        assert!(!out.ok, "{what}");
+    }
     // The worst of several scans counts.
     let out = vuln_run(
         &host,

@@ -153,6 +153,38 @@ PP_FN pp_value pp_get(pp_value obj, const char *key) {
 PP_FN pp_value pp_get_ci(pp_value obj, const char *key) {
     return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 1);
 }
+/* obj.key with ASCII case folded, refusing ambiguity: when two keys match (`critical` and
+ * `CRITICAL`) *twice is set and absent is returned, so a reader fails closed instead of
+ * taking whichever came first. */
+PP_FN pp_value pp_get_ci_unique(pp_value obj, const char *key, int *twice) {
+    u32 klen = pp_strlen(key);
+    pp_value found = pp_none();
+    const u8 *p = pp_ws(obj.p);
+    if (pp_at(p) != '{') return found;
+    p = pp_ws(p + 1);
+    while (pp_at(p) == '"') {
+        const u8 *ks = p + 1;
+        const u8 *q = pp_str_end(p);
+        if (!q) return pp_none();
+        u32 kn = (u32)(q - 1 - ks);
+        p = pp_ws(q);
+        if (pp_at(p) != ':') return pp_none();
+        p = pp_ws(p + 1);
+        if (kn == klen && pp_bytes_eq(ks, (const u8 *)key, klen, 1)) {
+            if (pp_present(found)) {
+                *twice = 1;
+                return pp_none();
+            }
+            found.p = p;
+        }
+        p = pp_skip(p);
+        if (!p) return pp_none();
+        p = pp_ws(p);
+        if (pp_at(p) != ',') break;
+        p = pp_ws(p + 1);
+    }
+    return found;
+}
 /* obj[<raw string>], for keys taken from the input (e.g. the environment). */
 PP_FN pp_value pp_get_str(pp_value obj, pp_str key) { return pp_get_n(obj, key.s, key.n, 0); }
 

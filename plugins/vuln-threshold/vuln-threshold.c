@@ -11,8 +11,9 @@
  *   - and have subjectMatches == true (a scan of some other artifact proves nothing).
  * From each scan's predicate.scanner.result it counts critical findings, reading the
  * first of these shapes that is present:
- *   1. result.summary.critical (a number; key case-insensitive, so CRITICAL works too):
- *      a summary some pipelines add, used as is;
+ *   1. result.summary.critical (a non-negative integer; key case-insensitive, so
+ *      CRITICAL works too, but both at once is ambiguous): a summary some pipelines add,
+ *      used as is;
  *   2. result as an array (in-toto vulns v0.1): one finding per element, critical when
  *      its severity (element.severity or element.vulnerability.severity) is the string
  *      "critical" or an array of {method, score} with a score "critical" or a numeric
@@ -20,8 +21,10 @@
  *   3. result.Results[].Vulnerabilities[].Severity == "CRITICAL" (Trivy's JSON report,
  *      as `trivy --format cosign-vuln` embeds it);
  *   4. result.matches[].vulnerability.severity == "Critical" (Grype's JSON report).
- * Severity strings compare case-insensitively. A scan in none of these shapes is
- * unreadable and fails closed. With several scans, the worst count is used.
+ * Severity strings compare case-insensitively. A scan in none of these shapes, or with
+ * any part of its shape wrong (a count that is a float or a string, a severity that is
+ * not one, a list that is not a list), is unreadable and fails closed. With several
+ * scans, the worst count is used.
  *
  * Config:
  *   max_critical      most critical findings allowed (integer, default 0)
@@ -55,46 +58,59 @@ static int score_is_critical(pp_str s) {
     return i == s.n && whole >= 9;
 }
 
-/* A severity value: "critical", or [{method, score}] with a critical score. */
+/* A severity value: 1 when "critical", or [{method, score}] with a critical score; 0 when
+ * not; -1 when it is neither a string nor such a list (unreadable, so fail closed). */
 static int severity_is_critical(pp_value sev) {
     pp_str s;
     if (pp_string(sev, &s)) return pp_str_eq_ci(s, "critical");
+    if (!pp_is_array(sev)) return -1;
+    int critical = 0;
     for (pp_value e = pp_first(sev); pp_present(e); e = pp_next(e)) {
         pp_str score;
-        if (pp_string(pp_get(e, "score"), &score) &&
-            (pp_str_eq_ci(score, "critical") || score_is_critical(score)))
-            return 1;
+        if (!pp_string(pp_get(e, "score"), &score)) return -1;
+        if (pp_str_eq_ci(score, "critical") || score_is_critical(score)) critical = 1;
     }
-    return 0;
+    return critical;
 }
 
-/* Critical findings in one scan result; -1 when its shape is not one we read. */
+/* Critical findings in one scan result; -1 when anything it reads is not of the expected
+ * shape: a summary count that is not a non-negative integer (a float, a string), a key
+ * given twice in different cases, a list that is not a list, a severity that is not a
+ * severity. Plugin input is hostile too: what cannot be read is never counted as 0. */
 static i64 count_critical(pp_value result) {
     u64 n = 0;
+    int twice = 0;
     if (pp_is_object(result)) {
-        pp_value summary = pp_get_ci(result, "summary");
+        pp_value summary = pp_get_ci_unique(result, "summary", &twice);
+        if (twice) return -1;
         if (pp_present(summary)) {
             u64 c;
-            if (pp_uint(pp_get_ci(summary, "critical"), &c)) return (i64)c;
+            pp_value count = pp_get_ci_unique(summary, "critical", &twice);
+            if (twice || !pp_uint(count, &c)) return -1;
+            return (i64)c;
         }
         pp_value results = pp_get(result, "Results");
-        if (pp_is_array(results)) {
+        if (pp_present(results)) {
+            if (!pp_is_array(results)) return -1;
             for (pp_value r = pp_first(results); pp_present(r); r = pp_next(r)) {
                 pp_value vulns = pp_get(r, "Vulnerabilities");
+                if (!pp_present(vulns)) continue; /* Trivy omits the list when clean */
+                if (!pp_is_array(vulns)) return -1;
                 for (pp_value v = pp_first(vulns); pp_present(v); v = pp_next(v)) {
                     pp_str sev;
-                    if (pp_string(pp_get(v, "Severity"), &sev) && pp_str_eq_ci(sev, "critical")) n++;
+                    if (!pp_string(pp_get(v, "Severity"), &sev)) return -1;
+                    if (pp_str_eq_ci(sev, "critical")) n++;
                 }
             }
             return (i64)n;
         }
         pp_value matches = pp_get(result, "matches");
-        if (pp_is_array(matches)) {
+        if (pp_present(matches)) {
+            if (!pp_is_array(matches)) return -1;
             for (pp_value m = pp_first(matches); pp_present(m); m = pp_next(m)) {
                 pp_str sev;
-                if (pp_string(pp_get(pp_get(m, "vulnerability"), "severity"), &sev) &&
-                    pp_str_eq_ci(sev, "critical"))
-                    n++;
+                if (!pp_string(pp_get(pp_get(m, "vulnerability"), "severity"), &sev)) return -1;
+                if (pp_str_eq_ci(sev, "critical")) n++;
             }
             return (i64)n;
         }
@@ -104,7 +120,9 @@ static i64 count_critical(pp_value result) {
         for (pp_value f = pp_first(result); pp_present(f); f = pp_next(f)) {
             pp_value sev = pp_get(f, "severity");
             if (!pp_present(sev)) sev = pp_get(pp_get(f, "vulnerability"), "severity");
-            if (severity_is_critical(sev)) n++;
+            int critical = severity_is_critical(sev);
+            if (critical < 0) return -1;
+            n += (u64)critical;
         }
         return (i64)n;
     }
