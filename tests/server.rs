@@ -411,6 +411,29 @@ async fn policies_are_listed_in_opa_shape() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
+#[tokio::test]
+async fn a_data_path_of_hundreds_of_segments_is_a_400_not_a_500() {
+    let s = server(None);
+    let long = format!("/v1/data/{}", vec!["a"; 300].join("/"));
+    let r = send(&s, Method::GET, &long, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("the limits are 32"), "{}", r.text);
+    let r = post_json(&s, &long, &json!({"input": request()})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let v0 = format!("/v0/data/{}", vec!["a"; 300].join("/"));
+    let r = post_json(&s, &v0, &request()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // Within the limit, an undefined document is still 200 {} (OPA's answer).
+    let r = send(
+        &s,
+        Method::GET,
+        &format!("/v1/data/{}", vec!["a"; 32].join("/")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 /// A sidecar started with `--allow-query`.
 fn query_server() -> Server {
     Server::new(ServerConfig {
@@ -1301,36 +1324,104 @@ fn a_client_trickling_its_headers_is_cut_off() {
 }
 
 #[test]
-fn connections_past_the_cap_wait_instead_of_being_served() {
+fn at_the_connection_cap_the_oldest_idle_connection_makes_room() {
     let mut cfg = config(Path::new("policies"), Some("prod"));
     cfg.limits.max_connections = 1;
     let running = Running::start(cfg);
     let addr = running.base.trim_start_matches("http://").to_string();
-    // Hold the only connection with a keep-alive request.
+    // Hold the only connection, idle after a keep-alive request.
     let mut held = std::net::TcpStream::connect(&addr).unwrap();
     held.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = [0u8; 256];
     let n = held.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    // A second connection is accepted by the kernel but not served while the first is open.
-    let mut waiting = std::net::TcpStream::connect(&addr).unwrap();
-    waiting
-        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+    // Idle for longer than a response takes to leave.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // A new connection is served at once (well before the 5 s header timeout would
+    // have closed the idle one); the idle one is closed to make room.
+    let started = std::time::Instant::now();
+    let mut next = std::net::TcpStream::connect(&addr).unwrap();
+    next.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
-    waiting
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    assert!(
-        waiting.read(&mut buf).is_err(),
-        "served past the connection cap"
-    );
-    // Once the first closes, the second is served.
-    drop(held);
-    waiting.set_read_timeout(None).unwrap();
     let mut response = String::new();
-    waiting.read_to_string(&mut response).unwrap();
+    next.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    held.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(
+        held.read(&mut buf).unwrap(),
+        0,
+        "the idle connection was closed"
+    );
+    assert_eq!(running.metric("promo_connections_evicted_total"), Some(1.0));
+}
+
+#[test]
+fn slowloris_connections_cannot_keep_health_from_answering() {
+    let mut cfg = config(Path::new("policies"), Some("prod"));
+    // Few slots and a long header timeout: only eviction can make room.
+    cfg.limits.max_connections = 8;
+    cfg.limits.header_read_timeout = std::time::Duration::from_secs(60);
+    let running = Running::start(cfg);
+    let addr = running.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .unwrap();
+        slow.push(s);
+    }
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let health = ureq::get(&running.url("/health"))
+            .timeout(std::time::Duration::from_secs(10))
+            .call()
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+    assert!(running.metric("promo_connections_evicted_total").unwrap() >= 56.0);
+    drop(slow);
+}
+
+#[test]
+fn bodies_past_the_in_flight_budget_get_503_not_memory() {
+    let mut cfg = config(Path::new("policies"), Some("prod"));
+    cfg.limits.max_body_bytes_in_flight = 64 * 1024;
+    let running = Running::start(cfg);
+    let addr = running.base.trim_start_matches("http://").to_string();
+    // One client declares 60 KB and sends nothing: its share is reserved.
+    let mut holder = std::net::TcpStream::connect(&addr).unwrap();
+    holder
+        .write_all(
+            b"POST /v1/promotions/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Another's 10 KB does not fit beside it: 503 with Retry-After, not a queue of bytes.
+    let body = format!("{{\"pad\": \"{}\"}}", "x".repeat(10_000));
+    let err = ureq::post(&running.url("/v1/promotions/evaluate"))
+        .set("Content-Type", "application/json")
+        .send_string(&body)
+        .unwrap_err();
+    match err {
+        ureq::Error::Status(code, response) => {
+            assert_eq!(code, 503);
+            assert_eq!(response.header("Retry-After"), Some("1"));
+            assert!(response.into_string().unwrap().contains("request bodies"));
+        }
+        other => panic!("{other}"),
+    }
+    // Small requests still fit, and the budget comes back when the holder goes.
+    drop(holder);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = ureq::post(&running.url("/v1/promotions/evaluate"))
+        .set("Content-Type", "application/json")
+        .send_string(&request().to_string())
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[test]

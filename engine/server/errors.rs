@@ -61,6 +61,12 @@ pub enum ApiError {
         /// Workers plus queue.
         capacity: usize,
     },
+    /// Too many request bodies are being read at once (503 + Retry-After).
+    #[error("the sidecar is reading {budget} bytes of request bodies already; retry shortly")]
+    BodyBudget {
+        /// The in-flight body budget.
+        budget: usize,
+    },
     /// The evaluation did not finish within its budget (503 + Retry-After).
     #[error("the evaluation did not finish within {} ms", .budget.as_millis())]
     EvaluationTimeout {
@@ -116,6 +122,7 @@ impl ApiError {
             ApiError::ContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded { .. }
+            | ApiError::BodyBudget { .. }
             | ApiError::EvaluationTimeout { .. }
             | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ReadOnly { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -138,6 +145,7 @@ impl ApiError {
             | ApiError::TooLarge { .. }
             | ApiError::BodyTimeout { .. } => "invalid_parameter",
             ApiError::Overloaded { .. }
+            | ApiError::BodyBudget { .. }
             | ApiError::EvaluationTimeout { .. }
             | ApiError::AuditUnavailable(_) => "unavailable",
             ApiError::ReadOnly { .. } => "method_not_allowed",
@@ -162,6 +170,7 @@ impl ApiError {
             ApiError::Body { .. } => "body_read",
             ApiError::Query(_) => "query",
             ApiError::Overloaded { .. } => "overloaded",
+            ApiError::BodyBudget { .. } => "body_budget",
             ApiError::EvaluationTimeout { .. } => "evaluation_timeout",
             ApiError::AuditUnavailable(_) => "audit",
             ApiError::Policy(_) => "policy",
@@ -222,6 +231,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         match &self {
             ApiError::Overloaded { .. }
+            | ApiError::BodyBudget { .. }
             | ApiError::EvaluationTimeout { .. }
             | ApiError::AuditUnavailable(_) => {
                 headers.insert(

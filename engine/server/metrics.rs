@@ -66,6 +66,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     bundle: Family<BundleLabels, Gauge>,
     in_flight: Gauge,
+    evictions: Counter,
     audit: AuditMetrics,
 }
 
@@ -119,6 +120,7 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let bundle = Family::<BundleLabels, Gauge>::default();
         let in_flight = Gauge::default();
+        let evictions = Counter::default();
         let audit = AuditMetrics {
             records: Family::default(),
             // 0.5 ms to ~1 s: an fsync on a quiet SSD up to a disk that is struggling.
@@ -161,6 +163,11 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
+            "connections_evicted",
+            "Idle or header-trickling connections closed to make room at the connection cap",
+            evictions.clone(),
+        );
+        registry.register(
             "audit_records",
             "Decisions appended to the audit log (ok), or refused because the append failed (error)",
             audit.records.clone(),
@@ -184,8 +191,14 @@ impl Metrics {
             reloads,
             bundle,
             in_flight,
+            evictions,
             audit,
         }
+    }
+
+    /// Count one connection evicted at the connection cap.
+    pub fn connection_evicted(&self) {
+        self.evictions.inc();
     }
 
     /// Handles for the audit writer thread.

@@ -79,6 +79,122 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// (tens of KiB each) bounded.
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// Most request-body bytes being read and decoded at once, across all connections. Each
+/// body reserves its declared length (or its route's limit, when undeclared or chunked)
+/// before a byte is read, and holds it while it is parsed; decoding JSON costs several
+/// times the raw size, so 32 MiB of bodies bounds that work to a few hundred MiB however
+/// many clients send at once. A body that cannot get its share within
+/// [`BODY_BUDGET_WAIT`] is answered 503 with `Retry-After`.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 32 * 1024 * 1024;
+
+/// How long a request waits for its share of [`MAX_BODY_BYTES_IN_FLIGHT`].
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// A connection whose last response finished more recently than this is not evicted:
+/// the response may still be on its way out.
+const EVICTION_MIN_IDLE: Duration = Duration::from_millis(100);
+
+/// The open connections, oldest first, with what each is doing; the accept loop evicts
+/// the oldest idle one when the connection cap is reached.
+struct OpenConnections {
+    next: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+    by_age: std::sync::Mutex<std::collections::BTreeMap<u64, OpenConnection>>,
+}
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        Self {
+            next: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            by_age: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+}
+
+struct OpenConnection {
+    activity: Arc<Activity>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+/// What a connection is doing: requests in service, and when the last one finished.
+#[derive(Default)]
+struct Activity {
+    in_service: std::sync::atomic::AtomicUsize,
+    /// Milliseconds after [`OpenConnections::epoch`]; 0 = never served one.
+    last_done_ms: std::sync::atomic::AtomicU64,
+}
+
+impl OpenConnections {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn register(&self) -> (u64, Arc<Activity>, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::default());
+        let close = Arc::new(tokio::sync::Notify::new());
+        if let Ok(mut map) = self.by_age.lock() {
+            map.insert(
+                id,
+                OpenConnection {
+                    activity: Arc::clone(&activity),
+                    close: Arc::clone(&close),
+                },
+            );
+        }
+        (id, activity, close)
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut map) = self.by_age.lock() {
+            map.remove(&id);
+        }
+    }
+
+    /// Ask the oldest connection that is idle (no request in service, none finished in
+    /// the last [`EVICTION_MIN_IDLE`]) to close; whether there was one.
+    fn evict_oldest_idle(&self) -> bool {
+        let now = self.now_ms();
+        let min_idle = EVICTION_MIN_IDLE.as_millis() as u64;
+        let Ok(mut map) = self.by_age.lock() else {
+            return false;
+        };
+        let victim = map
+            .iter()
+            .find(|(_, c)| {
+                let done = c.activity.last_done_ms.load(Ordering::SeqCst);
+                c.activity.in_service.load(Ordering::SeqCst) == 0
+                    && (done == 0 || now.saturating_sub(done) >= min_idle)
+            })
+            .map(|(id, _)| *id);
+        match victim.and_then(|id| map.remove(&id)) {
+            Some(c) => {
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a request in service on its connection for as long as it lives.
+struct InService(Arc<Activity>, Arc<OpenConnections>);
+
+impl InService {
+    fn enter(activity: &Arc<Activity>, open: &Arc<OpenConnections>) -> Self {
+        activity.in_service.fetch_add(1, Ordering::SeqCst);
+        InService(Arc::clone(activity), Arc::clone(open))
+    }
+}
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        self.0.last_done_ms.store(self.1.now_ms(), Ordering::SeqCst);
+        self.0.in_service.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -163,6 +279,8 @@ pub struct Limits {
     pub evaluation_timeout: Duration,
     /// See [`REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
+    /// See [`MAX_BODY_BYTES_IN_FLIGHT`].
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -177,6 +295,7 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             evaluation_timeout: EVALUATION_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
+            max_body_bytes_in_flight: MAX_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -347,6 +466,8 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// The audit writer, when decisions are recorded.
     audit: Option<audit::AuditSink>,
+    /// Body bytes that may be in flight, in KiB permits (see [`MAX_BODY_BYTES_IN_FLIGHT`]).
+    body_budget: Arc<Semaphore>,
 }
 
 impl Server {
@@ -370,6 +491,9 @@ impl Server {
                 draining: AtomicBool::new(false),
                 reloading: tokio::sync::Mutex::new(()),
                 audit,
+                body_budget: Arc::new(Semaphore::new(
+                    (config.limits.max_body_bytes_in_flight / 1024).max(1),
+                )),
                 config,
             }),
         })
@@ -473,15 +597,11 @@ impl Server {
         let router = self.router();
         let limits = self.inner.config.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let open = Arc::new(OpenConnections::default());
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&connections).acquire_owned() => permit,
-                () = &mut shutdown => break,
-            };
-            let Ok(permit) = permit else { break };
             let stream = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _peer)) => stream,
@@ -494,12 +614,43 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // At the cap, the oldest connection with no request in service (idle, or
+            // still trickling its headers) makes room: slow clients cannot hold every
+            // slot while a probe or a real client waits in the kernel's backlog.
+            let permit = match Arc::clone(&connections).try_acquire_owned() {
+                Ok(permit) => Ok(permit),
+                Err(_) => {
+                    if open.evict_oldest_idle() {
+                        self.inner.metrics.connection_evicted();
+                    }
+                    tokio::select! {
+                        permit = Arc::clone(&connections).acquire_owned() => permit,
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
+            let Ok(permit) = permit else { break };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone().map_request(
-                |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
-            ));
+            let (id, activity, close) = open.register();
+            let counted = Arc::clone(&open);
+            let service = TowerToHyperService::new(
+                router
+                    .clone()
+                    .map_request(|req: axum::http::Request<hyper::body::Incoming>| {
+                        req.map(axum::body::Body::new)
+                    })
+                    .map_future(move |fut| {
+                        let guard = InService::enter(&activity, &counted);
+                        async move {
+                            let response = fut.await;
+                            drop(guard);
+                            response
+                        }
+                    }),
+            );
             let mut stopped = stopped.clone();
             let header_timeout = limits.header_read_timeout;
+            let open = Arc::clone(&open);
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut builder = hyper::server::conn::http1::Builder::new();
@@ -514,7 +665,10 @@ impl Server {
                         conn.as_mut().graceful_shutdown();
                         conn.await
                     }
+                    // Evicted while idle: dropping it closes the socket.
+                    () = close.notified() => Ok(()),
                 };
+                open.remove(id);
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }

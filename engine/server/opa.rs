@@ -107,6 +107,29 @@ fn promotion_request(value: Value, at: &str) -> Result<PromotionRequest, ApiErro
     })
 }
 
+/// Most segments in a Data API path. The bundle's deepest document is a handful of
+/// segments down; a longer path is a client's mistake (or a probe) and is answered 400,
+/// never handed to the Rego parser to fail on as a server error.
+pub const MAX_DATA_PATH_SEGMENTS: usize = 32;
+
+/// Longest Data API path, in bytes.
+pub const MAX_DATA_PATH_BYTES: usize = 1024;
+
+/// A data path the sidecar will evaluate, or why not (a client error).
+fn check_data_path(path: &str) -> Result<(), ApiError> {
+    let segments = path.split('/').filter(|s| !s.is_empty()).count();
+    if path.len() > MAX_DATA_PATH_BYTES || segments > MAX_DATA_PATH_SEGMENTS {
+        return Err(ApiError::Invalid {
+            pointer: String::new(),
+            message: format!(
+                "the data path has {segments} segments and {} bytes; the limits are {MAX_DATA_PATH_SEGMENTS} and {MAX_DATA_PATH_BYTES}",
+                path.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Evaluate `data.{path}` over the engine's input for `request` (attestations verified,
 /// plugins run, `now` fixed), as `eval` would.
 async fn query_data(
@@ -114,6 +137,7 @@ async fn query_data(
     request: PromotionRequest,
     path: String,
 ) -> Result<Option<Value>, ApiError> {
+    check_data_path(&path)?;
     let loaded = server.loaded();
     let now = server.config().clock.now();
     let result = server
@@ -232,6 +256,9 @@ async fn data_v1_get(
 ) -> Response {
     let pretty = pretty(&uri);
     let path = path.map(|Path(p)| p).unwrap_or_default();
+    if let Err(e) = check_data_path(&path) {
+        return fail(&server, ROUTE_DATA, e);
+    }
     let loaded = server.loaded();
     let outcome = server
         .inner

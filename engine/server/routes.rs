@@ -1,6 +1,7 @@
 //! The promotion-decision route, health, metrics and the shared body-reading rules
 //! (content type, size, slow clients); no route here decides anything itself.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -56,18 +57,63 @@ pub(super) async fn read_body(
     server: &Server,
     req: Request,
     limit: usize,
-) -> Result<Bytes, ApiError> {
+) -> Result<Body, ApiError> {
     check_content_type(req.headers())?;
-    let budget = server.config().limits.body_read_timeout;
-    match tokio::time::timeout(budget, Bytes::from_request(req, &())).await {
-        Ok(Ok(bytes)) => Ok(bytes),
+    // Reserve the body's share of the in-flight budget before reading a byte: the
+    // declared length when there is one within the limit, else the limit.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let reserve = declared.filter(|&n| n <= limit).unwrap_or(limit);
+    let budget = &server.inner.body_budget;
+    let kib = (reserve.div_ceil(1024)).clamp(1, budget_permits(server)) as u32;
+    let permit = match tokio::time::timeout(
+        super::BODY_BUDGET_WAIT,
+        Arc::clone(budget).acquire_many_owned(kib),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(ApiError::BodyBudget {
+                budget: server.config().limits.max_body_bytes_in_flight,
+            })
+        }
+    };
+    let timeout = server.config().limits.body_read_timeout;
+    match tokio::time::timeout(timeout, Bytes::from_request(req, &())).await {
+        Ok(Ok(bytes)) => Ok(Body {
+            bytes,
+            _budget: permit,
+        }),
         Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
             Err(ApiError::TooLarge { limit })
         }
         Ok(Err(other)) => Err(ApiError::Body {
             reason: other.body_text(),
         }),
-        Err(_elapsed) => Err(ApiError::BodyTimeout { budget }),
+        Err(_elapsed) => Err(ApiError::BodyTimeout { budget: timeout }),
+    }
+}
+
+/// The whole budget, in KiB permits (a body never asks for more than exists).
+fn budget_permits(server: &Server) -> usize {
+    (server.config().limits.max_body_bytes_in_flight / 1024).max(1)
+}
+
+/// A request body read within the in-flight budget; its share is released when this is
+/// dropped, after the handler has parsed it.
+pub(super) struct Body {
+    bytes: Bytes,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
