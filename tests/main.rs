@@ -11,5 +11,6 @@ mod corpus;
 mod diff;
 mod hardening;
 mod plugins;
+mod properties;
 mod server;
 mod support;

@@ -724,6 +724,37 @@ async fn admission_refuses_every_workload_kind_with_an_unpinned_image() {
 }
 
 #[tokio::test]
+async fn admission_refuses_references_the_distribution_grammar_does_not_parse() {
+    let s = server(Some("prod"));
+    let envelope = allowed_envelope();
+    let allowed = pinned_image();
+    let digest = allowed.rsplit_once('@').unwrap().1.to_string();
+    let (name, _) = allowed.rsplit_once('@').unwrap();
+    for bad in [
+        // A decided digest at the end of something that is not one reference.
+        format!("{name}@sha256:{}@{digest}", "1".repeat(64)),
+        format!("{name} evil@{digest}"),
+        format!("{}@{digest}", name.to_uppercase()),
+        format!("{name}@@{digest}"),
+        format!("{name}\n@{digest}"),
+    ] {
+        let obj = object(
+            "",
+            "Pod",
+            pod_spec(&[&bad]),
+            annotations(std::slice::from_ref(&envelope)),
+        );
+        let response = admit(&s, &review("", "Pod", "CREATE", obj)).await;
+        assert_eq!(response["allowed"], false, "{bad:?}: {response}");
+        assert!(
+            message(&response).contains("is not a valid image reference"),
+            "{bad:?}: {}",
+            message(&response)
+        );
+    }
+}
+
+#[tokio::test]
 async fn admission_refuses_a_pinned_image_without_a_decision() {
     let s = server(Some("prod"));
     let other = format!("registry.example.com/other@sha256:{}", "a".repeat(64));
