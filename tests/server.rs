@@ -831,6 +831,56 @@ async fn admission_refuses_a_decision_signed_by_an_untrusted_key() {
     assert!(message(&response).contains("no signature verifies"));
 }
 
+/// One rule for what a signed decision's subject must match (its artifact's name and
+/// every digest), the same through `verify` and through admission.
+#[tokio::test]
+async fn a_decision_whose_subject_names_another_artifact_is_refused_by_verify_and_admission() {
+    let envelope = allowed_envelope();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let mut statement: Value = serde_json::from_slice(&payload).unwrap();
+    // Same sha256, another name: admission once matched on the digest alone.
+    statement["subject"][0]["name"] = "registry.example.com/other/app".into();
+    let key = promo_policy::attest::SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string("corpus/keys/decisions-dev.key").unwrap(),
+    )
+    .unwrap();
+    let resigned = promo_policy::sign::sign_statement(&key, &statement).unwrap();
+
+    let s = server(Some("prod"));
+    let obj = object(
+        "",
+        "Pod",
+        pod_spec(&[&pinned_image()]),
+        annotations(&[resigned.clone()]),
+    );
+    let response = admit(&s, &review("", "Pod", "CREATE", obj)).await;
+    assert_eq!(response["allowed"], false, "{response}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("d.json");
+    std::fs::write(&file, resigned.to_string()).unwrap();
+    assert_cmd::Command::cargo_bin("promo-policy")
+        .unwrap()
+        .args(["verify", file.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "subject is not the decision's artifact",
+        ));
+    // The untouched decision passes both.
+    let obj = object(
+        "",
+        "Pod",
+        pod_spec(&[&pinned_image()]),
+        annotations(&[envelope]),
+    );
+    assert_eq!(
+        admit(&s, &review("", "Pod", "CREATE", obj)).await["allowed"],
+        true
+    );
+}
+
 #[tokio::test]
 async fn admission_refuses_a_decision_for_another_environment() {
     let s = server(Some("staging"));

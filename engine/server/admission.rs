@@ -17,7 +17,7 @@ use super::{Loaded, Server, ServerError, MAX_ADMISSION_BODY_BYTES};
 use crate::attest::PublicKey;
 use crate::evaluator::Engine;
 use crate::request::RequestError;
-use crate::sign::{verify_statement_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES};
+use crate::sign::{verify_decision_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES};
 
 /// The annotation that carries signed decisions: a JSON array of DSSE envelopes, on the
 /// object or on its pod template.
@@ -77,60 +77,34 @@ pub fn verify_allowing_decision(
     environment: &str,
     source: &str,
 ) -> Result<(String, AllowedDecision), String> {
-    let statement = verify_statement_envelope(envelope, keys).map_err(|e| e.to_string())?;
-    let predicate = statement
-        .get("predicate")
-        .filter(|p| p.is_object())
-        .ok_or("the decision statement has no predicate object")?;
-    let id = predicate
-        .get("decisionId")
-        .and_then(Value::as_str)
-        .unwrap_or("<no id>")
-        .to_string();
-    if predicate.get("allowed") != Some(&Value::Bool(true)) {
+    // The one verifier every reader of a signed decision uses (`verify`, `audit verify`,
+    // admission): signature by a trusted key, decision predicate type, the predicate read
+    // as a typed decision, and its artifact (name and every digest) among the subjects.
+    let decision = verify_decision_envelope(envelope, keys).map_err(|e| e.to_string())?;
+    let id = decision.decision_id;
+    if !decision.allowed {
         return Err(format!("decision `{id}` did not allow the promotion"));
     }
-    let to = predicate.get("to").and_then(Value::as_str).unwrap_or("");
-    if to != environment {
+    if decision.to != environment {
         return Err(format!(
-            "decision `{id}` allowed a promotion into `{to}`, not `{environment}`"
+            "decision `{id}` allowed a promotion into `{}`, not `{environment}`",
+            decision.to
         ));
     }
-    let digest = predicate
-        .pointer("/artifact/digest/sha256")
-        .and_then(Value::as_str)
+    let digest = decision
+        .artifact
+        .digest
+        .get("sha256")
         .filter(|h| is_sha256_hex(h))
+        .cloned()
         .ok_or_else(|| format!("decision `{id}` carries no sha256 artifact digest"))?;
-    // INVARIANT: the signed subject and the decision name the same artifact; a statement
-    // where they differ was not made by promo-policy and is not trusted.
-    let subject_matches = statement
-        .get("subject")
-        .and_then(Value::as_array)
-        .is_some_and(|subjects| {
-            subjects
-                .iter()
-                .any(|s| s.pointer("/digest/sha256").and_then(Value::as_str) == Some(digest))
-        });
-    if !subject_matches {
-        return Err(format!(
-            "decision `{id}`: the signed subject does not match the decision's artifact"
-        ));
-    }
-    let name = predicate
-        .pointer("/artifact/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
     Ok((
-        digest.to_string(),
+        digest,
         AllowedDecision {
             decision_id: id,
-            name,
+            name: decision.artifact.name,
             source: source.to_string(),
-            evaluated_at: predicate
-                .get("evaluatedAt")
-                .and_then(Value::as_str)
-                .and_then(|t| crate::evaluator::parse_time(t).ok()),
+            evaluated_at: crate::evaluator::parse_time(&decision.evaluated_at).ok(),
         },
     ))
 }
