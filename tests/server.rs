@@ -852,7 +852,7 @@ async fn a_decision_whose_subject_names_another_artifact_is_refused_by_verify_an
         "",
         "Pod",
         pod_spec(&[&pinned_image()]),
-        annotations(&[resigned.clone()]),
+        annotations(std::slice::from_ref(&resigned)),
     );
     let response = admit(&s, &review("", "Pod", "CREATE", obj)).await;
     assert_eq!(response["allowed"], false, "{response}");
