@@ -5,21 +5,15 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::support::{bin, ALLOWED, AT};
 use promo_policy::audit::Record;
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
-const AT: &str = "2026-11-26T18:00:00Z";
 /// Two days on: the baseline request's approvals are stale by then, so it is denied.
 const LATER: &str = "2026-11-28T18:00:00Z";
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
 const DENIED_PROD: &str = "corpus/cases/approvals-min-count-one-deny/request.json";
 const DENIED_STAGING: &str = "corpus/cases/approvals-staging-none-deny/request.json";
-
-fn bin() -> Command {
-    Command::cargo_bin("promo-policy").unwrap()
-}
 
 fn line(path: &str) -> String {
     let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();

@@ -3,18 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::support::{bin, ALLOWED, AT};
 use base64::Engine as _;
 use predicates::prelude::*;
 use promo_policy::batch::workload::{Workload, WORKLOAD_AT};
 use serde_json::Value;
-
-const AT: &str = WORKLOAD_AT;
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
-
-fn bin() -> Command {
-    Command::cargo_bin("promo-policy").unwrap()
-}
 
 fn batch(input: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     bin()
@@ -353,4 +346,9 @@ fn errors_that_stop_the_batch_exit_2() {
         .args(["eval", ALLOWED, "--jobs", "2"])
         .assert()
         .code(2);
+}
+
+#[test]
+fn the_workload_is_generated_for_the_corpus_time() {
+    assert_eq!(WORKLOAD_AT, AT);
 }

@@ -1,19 +1,8 @@
 //! The real `promo-policy` binary: exit codes, output formats and refusals of bad input.
 
-use assert_cmd::Command;
+use crate::support::{bin, request, ALLOWED, AT};
 use predicates::prelude::*;
 use std::path::Path;
-
-const AT: &str = "2026-11-26T18:00:00Z";
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
-
-fn bin() -> Command {
-    Command::cargo_bin("promo-policy").unwrap()
-}
-
-fn request() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
-}
 
 fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
     let p = dir.join(name);

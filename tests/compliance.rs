@@ -1,17 +1,11 @@
 //! Compliance tooling through the real binary and library: `test` reports (JUnit, JSON,
 //! coverage, durations), policy lint, and explanations (`eval --explain`, facts).
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::Path;
 
-const AT: &str = "2026-11-26T18:00:00Z";
-
-fn bin() -> Command {
-    Command::cargo_bin("promo-policy").unwrap()
-}
-
 use crate::support::bundle_copy;
+use crate::support::{bin, AT};
 
 fn append(path: &Path, text: &str) -> u32 {
     let mut body = std::fs::read_to_string(path).unwrap();

@@ -1,15 +1,11 @@
 //! `promo-policy diff`: bundles copied and loosened or tightened in a temp dir, compared
 //! over the corpus and over JSONL audit records, in every output format.
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-fn bin() -> Command {
-    Command::cargo_bin("promo-policy").unwrap()
-}
-
+use crate::support::bin;
 use crate::support::copy_dir;
 
 /// A copy of the shipped bundle at `<tmp>/<name>`, with its `data.json` config edited.

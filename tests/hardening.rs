@@ -1,26 +1,11 @@
 //! Hostile inputs through the real binary (issue 12): every one fails closed, with a
 //! message naming the place, and none hangs, crashes or reads without bound.
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::support::bundle_copy;
-
-const AT: &str = "2026-11-26T18:00:00Z";
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
-
-/// The binary with a deadline: a hang is a failure, not a stuck CI job.
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("promo-policy").unwrap();
-    c.timeout(Duration::from_secs(60));
-    c
-}
-
-fn request() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
-}
+use crate::support::{bin, request, ALLOWED, AT};
 
 fn write(dir: &Path, name: &str, body: impl AsRef<[u8]>) -> PathBuf {
     let p = dir.join(name);

@@ -1,14 +1,10 @@
 //! The real binary with misbehaving plugins: every failure is contained, named by its
 //! own violation id, and denies; the well-behaved plugin beside them still runs.
 
-use assert_cmd::Command;
-
-const AT: &str = "2026-11-26T18:00:00Z";
-const REQUEST: &str = "corpus/cases/prod-allow-baseline/request.json";
+use crate::support::{bin, ALLOWED as REQUEST, AT};
 
 fn eval_with_plugins(dir: &str) -> (i32, serde_json::Value) {
-    let out = Command::cargo_bin("promo-policy")
-        .unwrap()
+    let out = bin()
         .args([
             "eval",
             REQUEST,
@@ -104,8 +100,7 @@ fn a_bad_manifest_is_an_error_naming_file_and_field() {
         "name = \"bad\"\nmodule = \"x.wat\"\nenvironments = [\"prod\"]\nmode = \"sometimes\"\n",
     )
     .unwrap();
-    let out = Command::cargo_bin("promo-policy")
-        .unwrap()
+    let out = bin()
         .args([
             "eval",
             REQUEST,

@@ -10,11 +10,9 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::Value;
 
+use crate::support::{ALLOWED, AT};
 use promo_policy::attest::{Envelope, TrustStore};
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
-
-const AT: &str = "2026-11-26T18:00:00Z";
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
 
 fn engine() -> &'static std::sync::Arc<Engine> {
     static ENGINE: OnceLock<std::sync::Arc<Engine>> = OnceLock::new();

@@ -2,6 +2,7 @@
 //! for each workload kind, reload, load shedding, and the real socket (ureq), including a
 //! drain on shutdown and the `serve` binary itself.
 
+use crate::support::{request, AT};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -14,8 +15,6 @@ use promo_policy::EngineConfig;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const AT: &str = "2026-11-26T18:00:00Z";
-const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 fn at() -> time::OffsetDateTime {
@@ -32,10 +31,6 @@ fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {
 
 fn server(environment: Option<&str>) -> Server {
     Server::new(config(Path::new("policies"), environment)).unwrap()
-}
-
-fn request() -> Value {
-    serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
 }
 
 fn digest() -> String {
@@ -860,8 +855,7 @@ async fn a_decision_whose_subject_names_another_artifact_is_refused_by_verify_an
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.json");
     std::fs::write(&file, resigned.to_string()).unwrap();
-    assert_cmd::Command::cargo_bin("promo-policy")
-        .unwrap()
+    crate::support::bin()
         .args(["verify", file.to_str().unwrap()])
         .assert()
         .code(1)

@@ -1,6 +1,26 @@
-//! Helpers the integration-test modules share: copies of the shipped bundle to change.
+//! Helpers the integration-test modules share: the binary, the pinned time and baseline
+//! request, and copies of the shipped bundle to change.
 
 use std::path::Path;
+
+/// The evaluation time every corpus case and test request is written for.
+pub const AT: &str = "2026-11-26T18:00:00Z";
+
+/// The allowed baseline request (staging -> prod).
+pub const ALLOWED: &str = "corpus/cases/prod-allow-baseline/request.json";
+
+/// The real `promo-policy` binary, with a deadline: a hang fails its test instead of
+/// stalling CI.
+pub fn bin() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("promo-policy").unwrap();
+    c.timeout(std::time::Duration::from_secs(300));
+    c
+}
+
+/// The baseline request as JSON, to edit.
+pub fn request() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
+}
 
 /// Copy a directory tree (files and subdirectories).
 pub fn copy_dir(from: &Path, to: &Path) {
