@@ -10,7 +10,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use promo_policy::attest::verify_attestations;
-use promo_policy::evaluator::{decision_statement, parse_time, DEV_SIGNING_KEY_PEM};
+use promo_policy::evaluator::parse_time;
+use promo_policy::sign::{decision_statement, DEV_SIGNING_KEY_PEM};
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
 
 /// A staging -> prod request that passes every gate and carries one signed provenance.
@@ -44,7 +45,7 @@ fn benches(c: &mut Criterion) {
         .decision_vm()
         .expect("the bundle compiles for the VM");
     let key = promo_policy::attest::keys::SigningKey::from_pkcs8_pem(DEV_SIGNING_KEY_PEM).unwrap();
-    let statement = decision_statement(&evaluation).unwrap();
+    let statement = decision_statement(&evaluation.decision, &evaluation.verified).unwrap();
 
     let mut g = c.benchmark_group("decision");
     g.bench_function("bare_regorus_interpreter", |b| {

@@ -19,14 +19,9 @@ use crate::decision::{
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
 use crate::policy::{self, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
-use crate::sign::{self, SignError, DECISION_PREDICATE_TYPE};
-
-/// The shipped development signing key (PKCS#8 PEM). Decisions signed with it prove
-/// nothing; `eval` says so on stderr. Production passes `--key`.
-pub const DEV_SIGNING_KEY_PEM: &str = include_str!("../corpus/keys/decisions-dev.key");
-
-/// The verifier id written into signed decisions (SLSA VSA `verifier.id`).
-pub const VERIFIER_ID: &str = "https://promo-policy.dev/verifier/promo-policy";
+use crate::sign::{
+    self, decision_statement, vsa_statement, SignError, Signer, DEV_SIGNING_KEY_PEM,
+};
 
 /// Any error that stops the engine from being built or a request from being read.
 #[derive(Debug, thiserror::Error)]
@@ -135,40 +130,6 @@ impl EngineConfig {
     }
 }
 
-/// The key decisions are signed with, and whether it is the shipped dev key.
-#[derive(Debug)]
-pub struct Signer {
-    key: SigningKey,
-    keyid: String,
-    dev: bool,
-}
-
-impl Signer {
-    /// The keyid (hex sha256 of the SPKI DER) of the signing key.
-    pub fn keyid(&self) -> &str {
-        &self.keyid
-    }
-
-    /// True when this is the shipped development key.
-    pub fn is_dev_key(&self) -> bool {
-        self.dev
-    }
-
-    /// The public half of the decision key.
-    pub fn public_key(&self) -> crate::attest::PublicKey {
-        self.key.public_key()
-    }
-
-    /// Sign any in-toto Statement v1 with the decision key (an audit-log checkpoint is
-    /// signed by the same key as the decisions it vouches for).
-    pub fn sign_statement(
-        &self,
-        statement: &serde_json::Value,
-    ) -> Result<serde_json::Value, SignError> {
-        sign::sign_statement(&self.key, statement)
-    }
-}
-
 /// Everything built once and shared, immutable, across threads and requests.
 #[derive(Debug)]
 pub struct Engine {
@@ -190,14 +151,7 @@ impl Engine {
         let trust_path = config.trust_path();
         let trust = config.load_trust()?;
         let signer = match &config.signing_key {
-            Some(p) => {
-                let key = sign::load_signing_key(p)?;
-                Signer {
-                    keyid: key.keyid(),
-                    key,
-                    dev: false,
-                }
-            }
+            Some(p) => Signer::new(sign::load_signing_key(p)?, false),
             None => {
                 let key = SigningKey::from_pkcs8_pem(DEV_SIGNING_KEY_PEM).map_err(|e| {
                     SignError::Key {
@@ -205,11 +159,7 @@ impl Engine {
                         reason: e.to_string(),
                     }
                 })?;
-                Signer {
-                    keyid: key.keyid(),
-                    key,
-                    dev: true,
-                }
+                Signer::new(key, true)
             }
         };
         let plugins = PluginHost::load(
@@ -267,16 +217,17 @@ impl Engine {
         &self.signer
     }
 
-    /// Sign the SLSA VSA v1 form of an evaluation ([`vsa_statement`]) as a DSSE envelope.
+    /// Sign the SLSA VSA v1 form of an evaluation ([`sign::vsa_statement`]) as a DSSE envelope.
     pub fn sign_vsa(&self, evaluation: &Evaluation) -> Result<serde_json::Value, SignError> {
-        sign::sign_statement(&self.signer.key, &vsa_statement(evaluation))
+        self.signer
+            .sign_statement(&vsa_statement(&evaluation.decision, &evaluation.verified))
     }
 
     /// Sign an evaluation: the decision becomes the predicate of an in-toto Statement
     /// v1 (subject = the artifact) carrying the SLSA VSA fields, in a DSSE envelope.
     pub fn sign(&self, evaluation: &Evaluation) -> Result<SignedDecision, SignError> {
-        let statement = decision_statement(evaluation)?;
-        let envelope = sign::sign_statement(&self.signer.key, &statement)?;
+        let statement = decision_statement(&evaluation.decision, &evaluation.verified)?;
+        let envelope = self.signer.sign_statement(&statement)?;
         Ok(SignedDecision {
             decision: evaluation.decision.clone(),
             envelope,
@@ -295,54 +246,6 @@ impl Engine {
     }
 }
 
-/// VSA `inputAttestations`: each verified attestation by its place in the request and
-/// the digest of its envelope.
-fn input_attestations(evaluation: &Evaluation) -> Vec<serde_json::Value> {
-    let id = &evaluation.decision.request_id;
-    evaluation
-        .verified
-        .attestations
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "uri": format!("request:{id}#/attestations/{}", a.index),
-                "digest": a.envelope_digest,
-            })
-        })
-        .collect()
-}
-
-/// The environment an allowed promotion verified the artifact for, as a VSA level.
-fn verified_level(d: &Decision) -> String {
-    format!("PROMO_POLICY_PROMOTION_{}", d.to.to_uppercase())
-}
-
-/// predicateType of a standard SLSA Verification Summary Attestation.
-pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
-
-/// A standard SLSA VSA v1 statement for an evaluation, for consumers that understand
-/// VSAs but not promo-policy decisions: `verifiedLevels` names the environment the
-/// artifact was verified for (`PROMO_POLICY_PROMOTION_<ENV>`), and the decision id,
-/// violations and warnings are not repeated (they are in the decision statement).
-pub fn vsa_statement(evaluation: &Evaluation) -> serde_json::Value {
-    let d = &evaluation.decision;
-    let inputs = input_attestations(evaluation);
-    serde_json::json!({
-        "_type": crate::attest::statement::STATEMENT_V1,
-        "subject": [{"name": d.artifact.name, "digest": d.artifact.digest}],
-        "predicateType": VSA_PREDICATE_TYPE,
-        "predicate": {
-            "verifier": {"id": VERIFIER_ID, "version": {"promo-policy": d.engine.version}},
-            "timeVerified": d.evaluated_at,
-            "resourceUri": d.artifact.name,
-            "policy": {"uri": d.policy.uri, "digest": d.policy.digest},
-            "inputAttestations": inputs,
-            "verificationResult": if d.allowed { "PASSED" } else { "FAILED" },
-            "verifiedLevels": [verified_level(d)],
-        },
-    })
-}
-
 /// A decision and what was verified on the way to it.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
@@ -359,40 +262,6 @@ pub struct SignedDecision {
     pub decision: Decision,
     /// The DSSE envelope whose payload is the signed decision statement.
     pub envelope: serde_json::Value,
-}
-
-/// The in-toto Statement v1 for a decision: the decision fields plus the SLSA VSA v1
-/// fields (`verifier`, `timeVerified`, `resourceUri`, `policy`, `inputAttestations`,
-/// `verificationResult`, `verifiedLevels`).
-pub fn decision_statement(evaluation: &Evaluation) -> Result<serde_json::Value, SignError> {
-    let d = &evaluation.decision;
-    let mut predicate = serde_json::to_value(d).map_err(|e| SignError::Unsignable {
-        reason: e.to_string(),
-    })?;
-    let inputs = input_attestations(evaluation);
-    if let Some(obj) = predicate.as_object_mut() {
-        obj.insert(
-            "verifier".into(),
-            serde_json::json!({"id": VERIFIER_ID, "version": {"promo-policy": d.engine.version}}),
-        );
-        obj.insert("timeVerified".into(), d.evaluated_at.clone().into());
-        obj.insert("resourceUri".into(), d.artifact.name.clone().into());
-        obj.insert("inputAttestations".into(), inputs.into());
-        obj.insert(
-            "verificationResult".into(),
-            if d.allowed { "PASSED" } else { "FAILED" }.into(),
-        );
-        obj.insert(
-            "verifiedLevels".into(),
-            serde_json::json!([verified_level(d)]),
-        );
-    }
-    Ok(serde_json::json!({
-        "_type": crate::attest::statement::STATEMENT_V1,
-        "subject": [{"name": d.artifact.name, "digest": d.artifact.digest}],
-        "predicateType": DECISION_PREDICATE_TYPE,
-        "predicate": predicate,
-    }))
 }
 
 /// Per-thread evaluation state: a prepared clone of the Rego engine.

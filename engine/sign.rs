@@ -1,4 +1,8 @@
-//! Signs promotion-decision statements as DSSE envelopes (Ed25519 over the PAE) and checks them back; it must never produce an envelope whose signature does not cover exactly the payload it carries, nor accept one signed by a key it was not given.
+//! Builds the decision and SLSA VSA statements, signs them as DSSE envelopes with the
+//! decision key (`Signer`), and checks signed decisions back.
+//!
+//! It must never produce an envelope whose signature does not cover exactly the payload it
+//! carries, nor accept one signed by a key it was not given.
 //!
 //! Keys are PKCS#8 PEM (private) and SPKI PEM (public); the keyid in an envelope is the hex
 //! SHA-256 of the SPKI DER (CONTRACT §3). Any standard DSSE verifier holding the public key
@@ -13,7 +17,8 @@ use serde_json::{json, Value};
 use crate::attest::dsse::{Envelope, INTOTO_PAYLOAD_TYPE};
 use crate::attest::keys::{KeyAlgorithm, PublicKey, SigningKey};
 use crate::attest::statement::{parse_payload, Statement, StatementVersion};
-use crate::attest::AttestError;
+use crate::attest::{AttestError, Verified};
+use crate::decision::Decision;
 
 /// predicateType of a promo-policy decision statement.
 pub const DECISION_PREDICATE_TYPE: &str = "https://promo-policy.dev/promotion-decision/v1";
@@ -298,14 +303,136 @@ pub fn write_keypair(dir: &Path) -> Result<(PathBuf, PathBuf, String), SignError
     Ok((private_path, public_path, public.keyid().to_owned()))
 }
 
-/// A minimal decision statement, for tests and examples: subject = the artifact.
-pub fn decision_statement(artifact_name: &str, digest: &Value, decision: &Value) -> Value {
+/// The shipped development signing key (PKCS#8 PEM). Decisions signed with it prove
+/// nothing; `eval` says so on stderr. Production passes `--key`.
+pub const DEV_SIGNING_KEY_PEM: &str = include_str!("../corpus/keys/decisions-dev.key");
+
+/// The verifier id written into signed decisions (SLSA VSA `verifier.id`).
+pub const VERIFIER_ID: &str = "https://promo-policy.dev/verifier/promo-policy";
+
+/// The key decisions are signed with, and whether it is the shipped dev key.
+#[derive(Debug)]
+pub struct Signer {
+    key: SigningKey,
+    keyid: String,
+    dev: bool,
+}
+
+impl Signer {
+    /// A signer for `key`; `dev` marks the shipped development key.
+    pub fn new(key: SigningKey, dev: bool) -> Self {
+        Signer {
+            keyid: key.keyid(),
+            key,
+            dev,
+        }
+    }
+
+    /// The keyid (hex sha256 of the SPKI DER) of the signing key.
+    pub fn keyid(&self) -> &str {
+        &self.keyid
+    }
+
+    /// True when this is the shipped development key.
+    pub fn is_dev_key(&self) -> bool {
+        self.dev
+    }
+
+    /// The public half of the decision key.
+    pub fn public_key(&self) -> crate::attest::PublicKey {
+        self.key.public_key()
+    }
+
+    /// Sign any in-toto Statement v1 with the decision key (an audit-log checkpoint is
+    /// signed by the same key as the decisions it vouches for).
+    pub fn sign_statement(
+        &self,
+        statement: &serde_json::Value,
+    ) -> Result<serde_json::Value, SignError> {
+        sign_statement(&self.key, statement)
+    }
+}
+
+/// VSA `inputAttestations`: each verified attestation by its place in the request and
+/// the digest of its envelope.
+fn input_attestations(d: &Decision, verified: &Verified) -> Vec<Value> {
+    verified
+        .attestations
+        .iter()
+        .map(|a| {
+            json!({
+                "uri": format!("request:{}#/attestations/{}", d.request_id, a.index),
+                "digest": a.envelope_digest,
+            })
+        })
+        .collect()
+}
+
+/// The environment an allowed promotion verified the artifact for, as a VSA level.
+fn verified_level(d: &Decision) -> String {
+    format!("PROMO_POLICY_PROMOTION_{}", d.to.to_uppercase())
+}
+
+/// predicateType of a standard SLSA Verification Summary Attestation.
+pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
+
+/// The SLSA VSA v1 predicate fields of a decision, listed once: the VSA statement is
+/// these (with `policy`), and the decision statement carries them beside the decision.
+fn vsa_fields(d: &Decision, verified: &Verified) -> serde_json::Map<String, Value> {
+    let fields = json!({
+        "verifier": {"id": VERIFIER_ID, "version": {"promo-policy": d.engine.version}},
+        "timeVerified": d.evaluated_at,
+        "resourceUri": d.artifact.name,
+        "inputAttestations": input_attestations(d, verified),
+        "verificationResult": if d.allowed { "PASSED" } else { "FAILED" },
+        "verifiedLevels": [verified_level(d)],
+    });
+    match fields {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// An in-toto Statement v1 about the decision's artifact.
+fn statement_about(d: &Decision, predicate_type: &str, predicate: Value) -> Value {
     json!({
         "_type": crate::attest::statement::STATEMENT_V1,
-        "subject": [{"name": artifact_name, "digest": digest}],
-        "predicateType": DECISION_PREDICATE_TYPE,
-        "predicate": decision,
+        "subject": [{"name": d.artifact.name, "digest": d.artifact.digest}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
     })
+}
+
+/// A standard SLSA VSA v1 statement for a decision, for consumers that understand VSAs
+/// but not promo-policy decisions: `verifiedLevels` names the environment the artifact
+/// was verified for (`PROMO_POLICY_PROMOTION_<ENV>`), and the decision id, violations and
+/// warnings are not repeated (they are in the decision statement).
+pub fn vsa_statement(d: &Decision, verified: &Verified) -> Value {
+    // `policy` after `resourceUri`, where the VSA spec lists it.
+    let mut predicate = serde_json::Map::new();
+    for (key, value) in vsa_fields(d, verified) {
+        let then_policy = key == "resourceUri";
+        predicate.insert(key, value);
+        if then_policy {
+            predicate.insert(
+                "policy".into(),
+                json!({"uri": d.policy.uri, "digest": d.policy.digest}),
+            );
+        }
+    }
+    statement_about(d, VSA_PREDICATE_TYPE, Value::Object(predicate))
+}
+
+/// The in-toto Statement v1 for a decision: the decision fields plus the SLSA VSA v1
+/// fields ([`vsa_fields`]).
+pub fn decision_statement(d: &Decision, verified: &Verified) -> Result<Value, SignError> {
+    let mut predicate = serde_json::to_value(d).map_err(|e| SignError::Unsignable {
+        reason: e.to_string(),
+    })?;
+    if let Some(obj) = predicate.as_object_mut() {
+        obj.extend(vsa_fields(d, verified));
+    }
+    Ok(statement_about(d, DECISION_PREDICATE_TYPE, predicate))
 }
 
 #[cfg(test)]
@@ -315,8 +442,18 @@ mod tests {
     use crate::attest::dsse::encode_base64;
     use base64::Engine as _;
 
+    /// A minimal decision statement: subject = the artifact.
+    fn minimal_statement(artifact_name: &str, digest: &Value, decision: &Value) -> Value {
+        json!({
+            "_type": crate::attest::statement::STATEMENT_V1,
+            "subject": [{"name": artifact_name, "digest": digest}],
+            "predicateType": DECISION_PREDICATE_TYPE,
+            "predicate": decision,
+        })
+    }
+
     fn statement() -> Value {
-        decision_statement(
+        minimal_statement(
             "registry.example.com/payments/api",
             &json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}),
             &json!({"allowed": true, "verificationResult": "PASSED", "violations": []}),

@@ -604,7 +604,7 @@ mod tests {
     use super::*;
     use crate::audit::tests::signed_n;
     use crate::audit::RecordOptions;
-    use crate::evaluator::DEV_SIGNING_KEY_PEM;
+    use crate::sign::DEV_SIGNING_KEY_PEM;
 
     fn keys() -> Vec<PublicKey> {
         vec![
