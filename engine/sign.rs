@@ -153,18 +153,18 @@ pub const MAX_DECISION_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// over the PAE verifies with one of `keys` (the envelope's keyid is not trusted), and the
 /// payload is a Statement v1 with a non-empty subject and predicateType
 /// [`DECISION_PREDICATE_TYPE`]. Returns the statement.
-pub fn verify_statement_envelope(envelope: &Value, keys: &[PublicKey]) -> Result<Value, SignError> {
+pub fn verify_decision_statement(envelope: &Value, keys: &[PublicKey]) -> Result<Value, SignError> {
     verify_typed_envelope(envelope, keys, DECISION_PREDICATE_TYPE)
 }
 
-/// [`verify_statement_envelope`], then the predicate read as a [`Decision`] whose artifact
+/// [`verify_decision_statement`], then the predicate read as a [`Decision`] whose artifact
 /// is one of the statement's subjects: the one check every reader of a signed decision
 /// (`verify`, `audit verify`) makes.
 pub fn verify_decision_envelope(
     envelope: &Value,
     keys: &[PublicKey],
 ) -> Result<crate::decision::Decision, SignError> {
-    let statement = verify_statement_envelope(envelope, keys)?;
+    let statement = verify_decision_statement(envelope, keys)?;
     let decision: crate::decision::Decision =
         serde_json::from_value(statement["predicate"].clone()).map_err(|e| {
             SignError::Statement {
@@ -185,7 +185,7 @@ pub fn verify_decision_envelope(
     Ok(decision)
 }
 
-/// [`verify_statement_envelope`] for any `predicate_type` signed with the decision key
+/// [`verify_decision_statement`] for any `predicate_type` signed with the decision key
 /// (an audit-log checkpoint, say). Returns the statement.
 pub fn verify_typed_envelope(
     envelope: &Value,
@@ -477,7 +477,7 @@ mod tests {
             serde_json::to_vec(&statement()).unwrap(),
             "compact JSON"
         );
-        let back = verify_statement_envelope(&env, &[key.public_key()]).unwrap();
+        let back = verify_decision_statement(&env, &[key.public_key()]).unwrap();
         assert_eq!(back, statement());
         // Ed25519 is deterministic: the same statement signs to the same envelope.
         assert_eq!(sign_statement(&key, &statement()).unwrap(), env);
@@ -493,7 +493,7 @@ mod tests {
             bad[i] = bad[i].wrapping_add(1);
             let mut e = env.clone();
             e["payload"] = json!(encode_base64(&bad));
-            let err = verify_statement_envelope(&e, &[key.public_key()]).unwrap_err();
+            let err = verify_decision_statement(&e, &[key.public_key()]).unwrap_err();
             assert!(
                 matches!(err, SignError::BadSignature { .. }),
                 "byte {i}: {err}"
@@ -506,7 +506,7 @@ mod tests {
         let key = SigningKey::ed25519_from_seed(&[3; 32]);
         let other = SigningKey::ed25519_from_seed(&[4; 32]);
         let env = sign_statement(&key, &statement()).unwrap();
-        let err = verify_statement_envelope(&env, &[other.public_key()]).unwrap_err();
+        let err = verify_decision_statement(&env, &[other.public_key()]).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -515,19 +515,19 @@ mod tests {
             )
         );
         // Verification succeeds when the right key is among several.
-        assert!(verify_statement_envelope(&env, &[other.public_key(), key.public_key()]).is_ok());
+        assert!(verify_decision_statement(&env, &[other.public_key(), key.public_key()]).is_ok());
         let mut e = env.clone();
         e["payloadType"] = json!("application/json");
         assert!(matches!(
-            verify_statement_envelope(&e, &[key.public_key()]),
+            verify_decision_statement(&e, &[key.public_key()]),
             Err(SignError::PayloadType { .. })
         ));
         assert!(matches!(
-            verify_statement_envelope(&env, &[]),
+            verify_decision_statement(&env, &[]),
             Err(SignError::NoKeys)
         ));
         assert!(matches!(
-            verify_statement_envelope(&json!({"payload": 1}), &[key.public_key()]),
+            verify_decision_statement(&json!({"payload": 1}), &[key.public_key()]),
             Err(SignError::Envelope(_))
         ));
     }
@@ -553,7 +553,7 @@ mod tests {
         let mut vsa = statement();
         vsa["predicateType"] = json!("https://slsa.dev/verification_summary/v1");
         let env = sign_statement(&key, &vsa).unwrap();
-        let err = verify_statement_envelope(&env, &[key.public_key()])
+        let err = verify_decision_statement(&env, &[key.public_key()])
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -588,7 +588,7 @@ mod tests {
         let pubkey = PublicKey::from_pem(&fs::read_to_string(&public).unwrap()).unwrap();
         assert_eq!(pubkey.keyid(), keyid);
         let env = sign_statement(&key, &statement()).unwrap();
-        assert!(verify_statement_envelope(&env, &[pubkey]).is_ok());
+        assert!(verify_decision_statement(&env, &[pubkey]).is_ok());
         // Never overwritten.
         assert!(matches!(
             write_keypair(&dir),
@@ -630,6 +630,6 @@ mod tests {
                 .unwrap();
         assert_eq!(key.public_key(), public);
         let env = sign_statement(&key, &statement()).unwrap();
-        assert!(verify_statement_envelope(&env, &[public]).is_ok());
+        assert!(verify_decision_statement(&env, &[public]).is_ok());
     }
 }

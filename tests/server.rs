@@ -126,7 +126,7 @@ async fn evaluate_returns_the_decision_and_a_verifiable_envelope() {
         .map(|k| k.key.clone())
         .collect();
     let statement =
-        promo_policy::sign::verify_statement_envelope(&body["envelope"], &keys).unwrap();
+        promo_policy::sign::verify_decision_statement(&body["envelope"], &keys).unwrap();
     assert_eq!(
         statement["predicate"]["decisionId"],
         body["decision"]["decisionId"]
