@@ -70,6 +70,8 @@ pub struct EngineConfig {
     pub plugins: PathBuf,
     /// Where compiled plugin modules are cached between runs (`None`: no disk cache).
     pub plugin_cache: Option<PathBuf>,
+    /// Which regorus engine decides (the VM unless chosen otherwise).
+    pub backend: policy::Backend,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
             signing_key: None,
             plugins: PathBuf::from("plugins"),
             plugin_cache: default_plugin_cache(),
+            backend: policy::Backend::Vm,
         }
     }
 }
@@ -147,7 +150,7 @@ impl Engine {
     /// Load and compile everything named in `config`; any failure here is an error
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
-        let bundle = PolicyBundle::load(&config.policies)?;
+        let bundle = PolicyBundle::load_with(&config.policies, config.backend)?;
         let trust_path = config.trust_path();
         let trust = config.load_trust()?;
         let signer = match &config.signing_key {

@@ -23,10 +23,22 @@ pub use lint::Lint;
 /// The one entry point every bundle must define.
 pub const ENTRY_POINT: &str = "data.promo.decision";
 
-/// Set (to anything but `0`) to decide on regorus's interpreter instead of its register
-/// VM: the same decisions (a test checks the corpus on both), about 3x slower; an
-/// escape hatch should a bundle ever evaluate differently on the VM.
+/// The CLI's environment switch for [`Backend::Interpreter`] (`--interpreter` is the flag):
+/// read by the CLI only, never here.
 pub const INTERPRETER_ENV: &str = "PROMO_POLICY_INTERPRETER";
+
+/// Which regorus engine decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The register VM, with the entry point compiled once at load (the default; about
+    /// 3x faster). A bundle the VM compiler refuses falls back to the interpreter with a
+    /// lint saying why.
+    #[default]
+    Vm,
+    /// The tree-walking interpreter: the same decisions (a test checks the corpus on
+    /// both), an escape hatch should a bundle ever evaluate differently on the VM.
+    Interpreter,
+}
 
 /// Wall-clock budget for one policy evaluation. The default bundle decides in well
 /// under a millisecond; a policy that needs a second is looping, and a gate that
@@ -209,6 +221,11 @@ impl PolicyBundle {
     /// Load every `*.rego` (tests kept aside) and `data.json`/`data.yaml` under `dir`,
     /// refuse network and clock builtins, compile and prepare once.
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        Self::load_with(dir, Backend::Vm)
+    }
+
+    /// [`PolicyBundle::load`] deciding on `backend`.
+    pub fn load_with(dir: &Path, backend: Backend) -> Result<Self, PolicyError> {
         let mut files = Vec::new();
         collect_files(dir, dir, &mut files)?;
         files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -312,8 +329,8 @@ impl PolicyBundle {
             }
         }
 
-        let vm = if std::env::var_os(INTERPRETER_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-            VmPlan::Interpreter(format!("{INTERPRETER_ENV} is set"))
+        let vm = if backend == Backend::Interpreter {
+            VmPlan::Interpreter("the interpreter was chosen (`--interpreter`)".into())
         } else {
             match compiled {
                 Ok((program, data)) => VmPlan::Compiled { program, data },

@@ -444,3 +444,23 @@ fn vsa_is_a_signed_slsa_verification_summary() {
     let pae = promo_policy::attest::dsse::pae("application/vnd.in-toto+json", &payload);
     assert!(key.verify(&pae, &sig));
 }
+
+#[test]
+fn the_interpreter_switch_is_a_flag_or_the_environment_and_decides_the_same() {
+    let decide = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["eval", ALLOWED, "--at", AT, "--format", "json"])
+            .args(extra);
+        if let Some(v) = env {
+            cmd.env("PROMO_POLICY_INTERPRETER", v);
+        }
+        let out = cmd.assert().code(0);
+        let mut d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        d["decision"]["decisionId"] = serde_json::Value::Null;
+        d["decision"].clone()
+    };
+    let vm = decide(&[], None);
+    assert_eq!(decide(&["--interpreter"], None), vm);
+    assert_eq!(decide(&[], Some("1")), vm);
+    assert_eq!(decide(&[], Some("0")), vm);
+}

@@ -110,6 +110,7 @@ impl KeyArgs {
             plugins: PathBuf::from("none"),
             trust: self.trust.clone(),
             key: None,
+            interpreter: false,
         };
         decision_keys(self.public_key.as_deref(), &common)
     }

@@ -77,6 +77,10 @@ pub struct CommonArgs {
     /// Decision-signing key, PKCS#8 PEM [default: the shipped dev key, with a warning].
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Decide on regorus's interpreter instead of its register VM (the same decisions,
+    /// about 3x slower; an escape hatch). Also set by PROMO_POLICY_INTERPRETER=1.
+    #[arg(long)]
+    pub interpreter: bool,
 }
 
 impl CommonArgs {
@@ -86,6 +90,11 @@ impl CommonArgs {
             trust: self.trust.clone(),
             signing_key: self.key.clone(),
             plugins: self.plugins.clone(),
+            backend: if self.interpreter || interpreter_from_env() {
+                promo_policy::policy::Backend::Interpreter
+            } else {
+                promo_policy::policy::Backend::Vm
+            },
             ..promo_policy::EngineConfig::default()
         }
     }
@@ -103,6 +112,13 @@ impl CommonArgs {
         promo_policy::Engine::load(&self.engine_config())
             .with_context(|| format!("cannot load the engine from `{}`", self.policies.display()))
     }
+}
+
+/// `PROMO_POLICY_INTERPRETER` set to anything but empty or `0`: the one place the
+/// backend is read from the environment.
+fn interpreter_from_env() -> bool {
+    std::env::var_os(promo_policy::policy::INTERPRETER_ENV)
+        .is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Run the parsed command.

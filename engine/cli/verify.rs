@@ -85,6 +85,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
         plugins: args.plugins.clone(),
         trust: args.trust.clone(),
         key: None,
+        interpreter: false,
     };
     let keys = decision_keys(args.public_key.as_deref(), &common)?;
     let decision = match verify_decision_envelope(envelope, &keys) {
