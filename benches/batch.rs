@@ -6,7 +6,12 @@
 //! Run: `cargo bench --bench batch` (see BENCHMARKS.md for the figures; peak RSS is
 //! measured on the binary with `/usr/bin/time -v`, as BENCHMARKS.md shows).
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench fails loudly on a broken fixture"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

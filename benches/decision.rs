@@ -4,7 +4,12 @@
 //!
 //! Run: `cargo bench --bench decision` (see BENCHMARKS.md for the figures).
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a bench fails loudly on a broken fixture"
+)]
 
 use std::hint::black_box;
 

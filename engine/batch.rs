@@ -1106,7 +1106,12 @@ fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, Verdic
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::evaluator::parse_time;

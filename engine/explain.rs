@@ -93,7 +93,12 @@ pub fn explain(catalog: &[Check], decision: &Decision) -> Vec<Explained> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::decision::Violation;

@@ -358,7 +358,12 @@ pub fn validate_schema(value: &Value) -> Result<(), RequestError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
 

@@ -436,7 +436,12 @@ pub fn decision_statement(d: &Decision, verified: &Verified) -> Result<Value, Si
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::attest::dsse::encode_base64;

@@ -1,7 +1,13 @@
 //! The one integration-test binary: named modules drive the real binary, the corpus,
 //! the plugins and the server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests fail loudly on broken fixtures and document themselves by name"
+)]
 
 mod audit;
 mod batch;

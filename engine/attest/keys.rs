@@ -420,7 +420,12 @@ fn oid_name(oid: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 pub(crate) mod tests {
     use super::*;
     use p256::pkcs8::EncodePublicKey;

@@ -317,7 +317,12 @@ fn backticked<'a>(ids: impl Iterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::attest::dsse::{encode_base64, pae};

@@ -394,7 +394,12 @@ impl RecordOptions {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 pub(crate) mod tests {
     use super::*;
     use crate::evaluator::{parse_time, Engine, EngineConfig};

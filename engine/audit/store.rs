@@ -603,7 +603,12 @@ fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::audit::tests::signed;

@@ -219,7 +219,12 @@ impl SplitMix64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
     use crate::evaluator::parse_time;

@@ -104,7 +104,10 @@ impl ModuleCache {
         // additionally refuses artifacts from another version or an incompatible config.
         // Like the binary itself, the cache directory must not be writable by anyone
         // the gate does not trust.
-        #[allow(unsafe_code)]
+        #[allow(
+            unsafe_code,
+            reason = "wasmtime deserialisation is unsafe by API; the artifact is our own, checked and in a private directory"
+        )]
         let module = unsafe { Module::deserialize(engine, artifact) };
         match module {
             Ok(m) => Some(m),
