@@ -430,10 +430,20 @@ impl PolicyBundle {
     }
 
     /// An engine with the test modules loaded too, for `promo-policy test`.
+    ///
+    /// The tests are checked for recursion like the policies: a recursive test would
+    /// otherwise abort `promo-policy test` with a stack overflow.
     pub fn test_engine(&self) -> Result<regorus::Engine, PolicyError> {
         let mut all = self.policies.clone();
         all.extend(self.tests.iter().cloned());
-        new_engine(&all, &self.data)
+        let engine = new_engine(&all, &self.data)?;
+        recursion::check(&engine).map_err(|cycle| {
+            PolicyError::Parse(format!(
+                "bundle `{}`: recursion in its tests is not allowed (it would exhaust the stack): {cycle}",
+                self.uri
+            ))
+        })?;
+        Ok(engine)
     }
 }
 

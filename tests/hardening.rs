@@ -450,3 +450,23 @@ fn control_characters_from_a_request_are_escaped_in_text_and_github_output() {
         assert!(stdout.contains("\\u{1b}"), "{format}: {stdout}");
     }
 }
+
+#[test]
+fn a_recursive_test_file_is_refused_by_test_not_a_crash() {
+    let bundle = bundle_copy();
+    write(
+        bundle.path(),
+        "promo/rules/loop_test.rego",
+        "package promo.loop_test\n\nf(x) := f(x)\n\ntest_loops if f(1)\n",
+    );
+    bin()
+        .args(["test", "--policies", s(bundle.path())])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "recursion in its tests is not allowed",
+        ))
+        .stderr(predicate::str::contains(
+            "data.promo.loop_test.f -> data.promo.loop_test.f",
+        ));
+}
