@@ -538,7 +538,7 @@ enum Body {
 
 /// What became of one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum InputVerdict {
     /// Evaluated and allowed.
     Allowed,
     /// Evaluated and denied.
@@ -561,12 +561,12 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, v: Verdict) {
+    fn add(&mut self, v: InputVerdict) {
         self.inputs += 1;
         match v {
-            Verdict::Allowed => self.allowed += 1,
-            Verdict::Denied => self.denied += 1,
-            Verdict::Invalid => self.invalid += 1,
+            InputVerdict::Allowed => self.allowed += 1,
+            InputVerdict::Denied => self.denied += 1,
+            InputVerdict::Invalid => self.invalid += 1,
         }
     }
 }
@@ -574,7 +574,7 @@ impl Counts {
 /// What a batch did, for the closing line on stderr and `--summary-json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
+pub struct BatchSummary {
     /// Results written.
     pub inputs: u64,
     /// Allowed decisions.
@@ -611,14 +611,14 @@ pub struct RecordedRange {
     pub last_seq: u64,
 }
 
-impl Summary {
+impl BatchSummary {
     /// Whether every input was allowed (exit 0); otherwise exit 1.
     pub fn all_allowed(&self) -> bool {
         self.denied == 0 && self.invalid == 0
     }
 }
 
-impl std::fmt::Display for Summary {
+impl std::fmt::Display for BatchSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -678,7 +678,7 @@ pub fn run(
     out: &mut dyn Write,
     options: &Options,
     progress: &dyn Progress,
-) -> Result<Summary, BatchError> {
+) -> Result<BatchSummary, BatchError> {
     run_recorded(engine, input, out, options, progress, None)
 }
 
@@ -690,7 +690,7 @@ pub fn run_recorded(
     options: &Options,
     progress: &dyn Progress,
     recorder: Option<Recorder<'_>>,
-) -> Result<Summary, BatchError> {
+) -> Result<BatchSummary, BatchError> {
     let record_options = recorder.as_ref().map(|r| r.options);
     let jobs = options.jobs.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -712,8 +712,8 @@ pub fn run_recorded(
         // The audit writer commits chunk k while the pool evaluates chunk k+1; chunk k is
         // printed once its commit is confirmed.
         let mut writer = recorder.map(|r| ChunkWriter::spawn(scope, r.log));
-        let mut pending: Option<Vec<Outcome>> = None;
-        let mut print = |results: Vec<Outcome>,
+        let mut pending: Option<Vec<InputOutcome>> = None;
+        let mut print = |results: Vec<InputOutcome>,
                          writer: &mut Option<ChunkWriter>,
                          counts: &mut Counts|
          -> Result<(), BatchError> {
@@ -754,7 +754,7 @@ pub fn run_recorded(
                             progress.input_done(item.end);
                             result
                         })
-                        .collect::<Vec<Outcome>>()
+                        .collect::<Vec<InputOutcome>>()
                 })
             });
             if let Some(previous) = pending.take() {
@@ -772,7 +772,7 @@ pub fn run_recorded(
         Ok(writer.map(|w| w.range))
     })?;
     let wall = started.elapsed().as_secs_f64();
-    Ok(Summary {
+    Ok(BatchSummary {
         inputs: counts.inputs,
         allowed: counts.allowed,
         denied: counts.denied,
@@ -896,16 +896,16 @@ impl ChunkWriter {
 
 /// One input's result line (with the newline), verdict and, when recording, the audit
 /// record of its decision.
-type Outcome = (Vec<u8>, Verdict, Option<Record>);
+type InputOutcome = (Vec<u8>, InputVerdict, Option<Record>);
 
 /// Run `f` with this worker's evaluator, and turn a panic into a failed result.
 fn with_evaluator(
     engine: &Arc<Engine>,
     slots: &[Mutex<Option<Evaluator>>],
-    f: impl FnOnce(&mut Evaluator) -> Outcome,
+    f: impl FnOnce(&mut Evaluator) -> InputOutcome,
     index: u64,
     source: &str,
-) -> Outcome {
+) -> InputOutcome {
     let slot = slots.get(rayon::current_thread_index().unwrap_or(0));
     // The slot is only ever locked by its own thread; `try_lock` still guards against
     // re-entry should evaluation ever yield to rayon and run another input here.
@@ -936,7 +936,7 @@ fn with_evaluator(
     }
 }
 
-fn unrecorded((line, verdict): (Vec<u8>, Verdict)) -> Outcome {
+fn unrecorded((line, verdict): (Vec<u8>, InputVerdict)) -> InputOutcome {
     (line, verdict, None)
 }
 
@@ -948,7 +948,7 @@ fn evaluate_input(
     input: &RawInput,
     at: Option<OffsetDateTime>,
     record: Option<&RecordOptions>,
-) -> Outcome {
+) -> InputOutcome {
     let id = INVALID_ID;
     let fail = |msg: &str| unrecorded(error_line(input.index, &input.source, id, msg));
     let bytes = match &input.body {
@@ -1061,7 +1061,7 @@ fn decision_line(
     source: &str,
     decision: &Decision,
     envelope: &serde_json::Value,
-) -> (Vec<u8>, Verdict) {
+) -> (Vec<u8>, InputVerdict) {
     let line = DecisionLine {
         index,
         source,
@@ -1073,9 +1073,9 @@ fn decision_line(
         Ok(mut bytes) => {
             bytes.push(b'\n');
             let verdict = if decision.allowed {
-                Verdict::Allowed
+                InputVerdict::Allowed
             } else {
-                Verdict::Denied
+                InputVerdict::Denied
             };
             (bytes, verdict)
         }
@@ -1088,7 +1088,7 @@ fn decision_line(
     }
 }
 
-fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, Verdict) {
+fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, InputVerdict) {
     let line = ErrorLine {
         index,
         source,
@@ -1102,7 +1102,7 @@ fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, Verdic
             .into_bytes()
     });
     bytes.push(b'\n');
-    (bytes, Verdict::Invalid)
+    (bytes, InputVerdict::Invalid)
 }
 
 #[cfg(test)]
@@ -1138,7 +1138,11 @@ mod tests {
         v.to_string()
     }
 
-    fn run_bytes(engine: &Arc<Engine>, body: Vec<u8>, options: &Options) -> (Vec<Value>, Summary) {
+    fn run_bytes(
+        engine: &Arc<Engine>,
+        body: Vec<u8>,
+        options: &Options,
+    ) -> (Vec<Value>, BatchSummary) {
         let mut input = Input::from_reader(std::io::Cursor::new(body), "test", None);
         let mut out = Vec::new();
         let summary = run(engine, &mut input, &mut out, options, &NoProgress).unwrap();

@@ -27,7 +27,7 @@ pub enum TestKind {
 /// How one test ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", content = "detail", rename_all = "lowercase")]
-pub enum Outcome {
+pub enum TestOutcome {
     /// It passed.
     Pass,
     /// It ran and the result was wrong.
@@ -44,7 +44,7 @@ pub struct TestResult {
     /// Rego or corpus.
     pub kind: TestKind,
     /// How it ended.
-    pub outcome: Outcome,
+    pub outcome: TestOutcome,
     /// How long it took.
     #[serde(serialize_with = "ser_micros")]
     pub duration: Duration,
@@ -73,12 +73,12 @@ pub fn run_rego_tests(
         let mut e = engine.clone();
         let start = Instant::now();
         let outcome = match e.eval_rule(name.clone()) {
-            Ok(regorus::Value::Bool(true)) => Outcome::Pass,
+            Ok(regorus::Value::Bool(true)) => TestOutcome::Pass,
             Ok(regorus::Value::Undefined) => {
-                Outcome::Fail("undefined (a condition did not hold)".into())
+                TestOutcome::Fail("undefined (a condition did not hold)".into())
             }
-            Ok(other) => Outcome::Fail(format!("expected `true`, got `{other}`")),
-            Err(err) => Outcome::Error(err.to_string()),
+            Ok(other) => TestOutcome::Fail(format!("expected `true`, got `{other}`")),
+            Err(err) => TestOutcome::Error(err.to_string()),
         };
         let duration = start.elapsed();
         if let Some(cov) = coverage.as_deref_mut() {
@@ -255,15 +255,15 @@ pub fn run_corpus(
         let start = Instant::now();
         let outcome = match (&case.spec.expect, evaluate_case_with(&mut evaluator, &case)) {
             (None, _) => {
-                Outcome::Error("case.json has no `expect`: add the expected decision".into())
+                TestOutcome::Error("case.json has no `expect`: add the expected decision".into())
             }
-            (Some(_), Err(e)) => Outcome::Error(e.to_string()),
+            (Some(_), Err(e)) => TestOutcome::Error(e.to_string()),
             (Some(want), Ok(decision)) => {
                 let got = Expectation::of(&decision);
                 if &got == want {
-                    Outcome::Pass
+                    TestOutcome::Pass
                 } else {
-                    Outcome::Fail(format!(
+                    TestOutcome::Fail(format!(
                         "expected allowed={} deny={:?} warn={:?}, got allowed={} deny={:?} warn={:?}",
                         want.allowed, want.deny, want.warn, got.allowed, got.deny, got.warn
                     ))
@@ -395,7 +395,7 @@ fn code_lines(contents: &str) -> Vec<u32> {
 pub fn tally(results: &[TestResult]) -> (usize, usize) {
     let passed = results
         .iter()
-        .filter(|r| r.outcome == Outcome::Pass)
+        .filter(|r| r.outcome == TestOutcome::Pass)
         .count();
     (passed, results.len() - passed)
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use base64::Engine as _;
 use http_body_util::BodyExt;
-use promo_policy::server::{Clock, Server, ServerConfig, DECISIONS_ANNOTATION};
+use promo_policy::server::{DecisionClock, Server, ServerConfig, DECISIONS_ANNOTATION};
 use promo_policy::EngineConfig;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -24,7 +24,7 @@ fn at() -> time::OffsetDateTime {
 fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {
     ServerConfig {
         environment: environment.map(str::to_string),
-        clock: Clock::Fixed(at()),
+        clock: DecisionClock::Fixed(at()),
         ..ServerConfig::new(EngineConfig::with_policies(policies))
     }
 }
@@ -966,7 +966,7 @@ async fn admission_refuses_a_decision_older_than_the_maximum_age() {
     };
     let sidecar_at = |later: time::Duration| {
         let mut cfg = config(Path::new("policies"), Some("prod"));
-        cfg.clock = Clock::Fixed(at() + later);
+        cfg.clock = DecisionClock::Fixed(at() + later);
         cfg.max_decision_age = Some(std::time::Duration::from_secs(3600));
         Server::new(cfg).unwrap()
     };

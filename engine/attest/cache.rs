@@ -76,10 +76,10 @@ pub struct CacheStats {
     pub bytes: usize,
 }
 
-type Outcome = Result<VerifiedAttestation, AttestError>;
+type VerifyOutcome = Result<VerifiedAttestation, AttestError>;
 
 struct Entry {
-    outcome: Arc<Outcome>,
+    outcome: Arc<VerifyOutcome>,
     weight: usize,
     /// Set on a hit, cleared when eviction passes over it (CLOCK, a cheap LRU).
     referenced: bool,
@@ -209,14 +209,14 @@ impl VerifyCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, key: &CacheKey) -> Option<Arc<Outcome>> {
+    fn get(&self, key: &CacheKey) -> Option<Arc<VerifyOutcome>> {
         let mut inner = self.lock();
         let entry = inner.map.get_mut(key)?;
         entry.referenced = true;
         Some(Arc::clone(&entry.outcome))
     }
 
-    fn insert(&self, key: CacheKey, outcome: Arc<Outcome>, weight: usize) {
+    fn insert(&self, key: CacheKey, outcome: Arc<VerifyOutcome>, weight: usize) {
         if self.max_entries == 0 || weight > self.max_bytes {
             return;
         }
@@ -344,7 +344,7 @@ pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize 
 }
 
 /// A cached outcome for the attestation at `index` (the only part that is per-request).
-fn with_index(outcome: &Outcome, index: usize) -> Outcome {
+fn with_index(outcome: &VerifyOutcome, index: usize) -> VerifyOutcome {
     match outcome {
         Ok(att) => Ok(VerifiedAttestation {
             index,

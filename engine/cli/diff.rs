@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use promo_policy::evaluator::parse_time;
-use promo_policy::testing::diff::{self, Clock, Side};
+use promo_policy::testing::diff::{self, DiffClock, Side};
 use promo_policy::{Engine, EngineConfig};
 
 use super::{CommonArgs, Exit};
@@ -75,7 +75,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
         .map(parse_time)
         .transpose()
         .context("invalid --at")?;
-    let clock = Clock {
+    let clock = DiffClock {
         at,
         now: time::OffsetDateTime::now_utc(),
     };

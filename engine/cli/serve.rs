@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use promo_policy::evaluator::parse_time;
 use promo_policy::server::{
-    Clock, Limits, Server, ServerConfig, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
+    DecisionClock, Server, ServerConfig, ServerLimits, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
 };
 
 use super::{CommonArgs, Exit};
@@ -73,12 +73,12 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     let clock = match &args.at {
-        Some(at) => Clock::Fixed(parse_time(at)?),
-        None => Clock::System,
+        Some(at) => DecisionClock::Fixed(parse_time(at)?),
+        None => DecisionClock::System,
     };
-    let mut limits = Limits {
+    let mut limits = ServerLimits {
         max_queued_evaluations: args.max_queue,
-        ..Limits::default()
+        ..ServerLimits::default()
     };
     if let Some(n) = args.max_concurrency {
         limits.max_concurrent_evaluations = n.max(1);

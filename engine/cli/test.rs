@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use promo_policy::policy::Lint;
-use promo_policy::testing::{self, Coverage, CoverageReport, Outcome, TestKind, TestResult};
+use promo_policy::testing::{self, Coverage, CoverageReport, TestKind, TestOutcome, TestResult};
 use promo_policy::textsafe::printable;
 
 use super::{CommonArgs, Exit};
@@ -158,12 +158,12 @@ fn render_text(report: &Report, verbose: bool) -> String {
         // Case names are directory names and messages quote the cases: shown escaped.
         let name = printable(&r.name);
         match &r.outcome {
-            Outcome::Pass if verbose => {
+            TestOutcome::Pass if verbose => {
                 s.push_str(&format!("PASS  {name} ({})\n", micros(r.duration)))
             }
-            Outcome::Pass => {}
-            Outcome::Fail(why) => s.push_str(&format!("FAIL  {name}: {}\n", printable(why))),
-            Outcome::Error(why) => s.push_str(&format!("ERROR {name}: {}\n", printable(why))),
+            TestOutcome::Pass => {}
+            TestOutcome::Fail(why) => s.push_str(&format!("FAIL  {name}: {}\n", printable(why))),
+            TestOutcome::Error(why) => s.push_str(&format!("ERROR {name}: {}\n", printable(why))),
         }
     }
     if let Some(c) = &report.coverage {
@@ -246,7 +246,7 @@ fn render_junit(report: &Report) -> anyhow::Result<String> {
     let secs = |d: std::time::Duration| format!("{:.6}", d.as_secs_f64());
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let count = |kind: TestKind, pred: &dyn Fn(&Outcome) -> bool| {
+    let count = |kind: TestKind, pred: &dyn Fn(&TestOutcome) -> bool| {
         report
             .results
             .iter()
@@ -257,7 +257,7 @@ fn render_junit(report: &Report) -> anyhow::Result<String> {
     let errors_all = report
         .results
         .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Error(_)))
+        .filter(|r| matches!(r.outcome, TestOutcome::Error(_)))
         .count();
     w.create_element("testsuites")
         .with_attributes([
@@ -281,13 +281,13 @@ fn render_junit(report: &Report) -> anyhow::Result<String> {
                         ("tests", results.len().to_string().as_str()),
                         (
                             "failures",
-                            count(kind, &|o| matches!(o, Outcome::Fail(_)))
+                            count(kind, &|o| matches!(o, TestOutcome::Fail(_)))
                                 .to_string()
                                 .as_str(),
                         ),
                         (
                             "errors",
-                            count(kind, &|o| matches!(o, Outcome::Error(_)))
+                            count(kind, &|o| matches!(o, TestOutcome::Error(_)))
                                 .to_string()
                                 .as_str(),
                         ),
@@ -309,12 +309,12 @@ fn render_junit(report: &Report) -> anyhow::Result<String> {
                                 ("time", secs(r.duration).as_str()),
                             ]);
                             let (tag, why) = match &r.outcome {
-                                Outcome::Pass => {
+                                TestOutcome::Pass => {
                                     el.write_empty()?;
                                     continue;
                                 }
-                                Outcome::Fail(why) => ("failure", why),
-                                Outcome::Error(why) => ("error", why),
+                                TestOutcome::Fail(why) => ("failure", why),
+                                TestOutcome::Error(why) => ("error", why),
                             };
                             let why = xml_safe(why);
                             el.write_inner_content(|w| {

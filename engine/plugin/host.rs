@@ -14,7 +14,7 @@ use wasmtime::{
 use super::abi::{self, Exports, InputParts, ABI_VERSION};
 use super::cache::ModuleCache;
 use super::limits::{
-    Limits, DEFAULT_EPOCH_TICK, DEFAULT_MAX_INSTANCES, KEEP_RESIDENT_BYTES, MAX_MEMORY_BYTES,
+    PluginLimits, DEFAULT_EPOCH_TICK, DEFAULT_MAX_INSTANCES, KEEP_RESIDENT_BYTES, MAX_MEMORY_BYTES,
     MAX_MODULE_BYTES, MAX_TABLE_ELEMENTS, MAX_WASM_STACK_BYTES,
 };
 use super::manifest::{Manifest, Mode, ANY_ENVIRONMENT, MANIFEST_FILE};
@@ -29,7 +29,7 @@ pub struct HostOptions {
     /// Where compiled modules are cached (`None` = compile on every load).
     pub cache_dir: Option<PathBuf>,
     /// Limits for plugins whose manifest does not override them.
-    pub defaults: Limits,
+    pub defaults: PluginLimits,
     /// Epoch ticker interval: wall-time limits are enforced to within one tick.
     pub epoch_tick: Duration,
     /// Sandboxes that may be live at once (pooling allocator slots); a check beyond
@@ -41,7 +41,7 @@ impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
             cache_dir: None,
-            defaults: Limits::default(),
+            defaults: PluginLimits::default(),
             epoch_tick: DEFAULT_EPOCH_TICK,
             max_instances: DEFAULT_MAX_INSTANCES,
         }
@@ -68,7 +68,7 @@ pub struct PluginInfo {
     /// Environments where an advisory plugin counts as required.
     pub required_in: Vec<String>,
     /// The effective limits.
-    pub limits: Limits,
+    pub limits: PluginLimits,
     /// Why the module could not be made ready; every check then fails with it.
     pub load_error: Option<PluginFailure>,
     /// Whether the compiled module came from the disk cache.
@@ -552,7 +552,7 @@ enum Stage {
 /// grow past the cap surfaces as a plain error, not a `Trap`.
 fn classify(
     name: &str,
-    limits: &Limits,
+    limits: &PluginLimits,
     store: &Store<StoreState>,
     e: wasmtime::Error,
     stage: Stage,

@@ -92,7 +92,7 @@ pub const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 
 /// The budgets of one plugin: the host defaults, overridden by the manifest's `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Limits {
+pub struct PluginLimits {
     /// Wall-time limit of one check, enforced by epoch interruption.
     #[serde(serialize_with = "ser_millis")]
     pub wall_time: Duration,
@@ -106,9 +106,9 @@ pub struct Limits {
     pub max_input_bytes: usize,
 }
 
-impl Default for Limits {
+impl Default for PluginLimits {
     fn default() -> Self {
-        Limits {
+        PluginLimits {
             wall_time: DEFAULT_WALL_TIME,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             fuel: None,

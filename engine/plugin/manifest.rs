@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::limits::{Limits, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_BYTES, MAX_WALL_TIME};
+use super::limits::{
+    PluginLimits, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_BYTES, MAX_WALL_TIME,
+};
 use super::PluginError;
 
 /// The manifest's file name inside a plugin directory.
@@ -61,9 +63,9 @@ pub struct LimitOverrides {
 
 impl LimitOverrides {
     /// The effective limits: `defaults` with every override applied.
-    pub fn apply(&self, defaults: &Limits) -> Limits {
+    pub fn apply(&self, defaults: &PluginLimits) -> PluginLimits {
         // INVARIANT: parse() bounded every value, so the casts below cannot truncate.
-        Limits {
+        PluginLimits {
             wall_time: self
                 .wall_ms
                 .map_or(defaults.wall_time, Duration::from_millis),

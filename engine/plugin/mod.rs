@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use host::{HostOptions, PluginHost, PluginInfo};
-pub use limits::Limits;
+pub use limits::PluginLimits;
 pub use manifest::{Manifest, Mode};
 
 /// Why a plugin could not be loaded at all: a problem with the plugin directory or a

@@ -722,7 +722,7 @@ fn manifest_fields_parse() {
         m.config,
         json!({"nested": {"ratio": 0.5, "when": "1979-05-27T07:32:00Z"}, "prefixes": ["A-"]})
     );
-    let limits = m.limits.apply(&Limits::default());
+    let limits = m.limits.apply(&PluginLimits::default());
     assert_eq!(limits.wall_time, Duration::from_millis(250));
     assert_eq!(limits.memory_bytes, 8 << 20);
     assert_eq!(limits.fuel, Some(1_000_000));
@@ -736,7 +736,10 @@ fn manifest_fields_parse() {
     .unwrap();
     assert_eq!(m.mode, Mode::Required);
     assert_eq!(m.config, json!({}));
-    assert_eq!(m.limits.apply(&Limits::default()), Limits::default());
+    assert_eq!(
+        m.limits.apply(&PluginLimits::default()),
+        PluginLimits::default()
+    );
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn parse_review(body: &[u8]) -> Result<Review, ApiError> {
 
 /// The webhook's answer to one review.
 #[derive(Debug)]
-struct Verdict {
+struct AdmissionVerdict {
     uid: String,
     allowed: bool,
     /// What the review was about, for messages: `Deployment shop/web`.
@@ -288,7 +288,7 @@ struct Verdict {
     dry_run: bool,
 }
 
-impl Verdict {
+impl AdmissionVerdict {
     fn to_review(&self, environment: Option<&str>) -> Value {
         let mut response = Map::new();
         response.insert("uid".into(), Value::String(self.uid.clone()));
@@ -541,7 +541,7 @@ fn decide(
     review: &Review,
     now: time::OffsetDateTime,
     max_age: Option<std::time::Duration>,
-) -> Verdict {
+) -> AdmissionVerdict {
     let request = review.full.get("request").cloned().unwrap_or(Value::Null);
     let dry_run = request.get("dryRun") == Some(&Value::Bool(true));
     let group = request
@@ -567,7 +567,7 @@ fn decide(
         Some(ns) if !ns.is_empty() => format!("{} `{ns}/{name}`", kind.unwrap_or("object")),
         _ => format!("{} `{name}`", kind.unwrap_or("object")),
     };
-    let mut verdict = Verdict {
+    let mut verdict = AdmissionVerdict {
         uid: review.uid.clone(),
         allowed: false,
         subject,
@@ -575,7 +575,7 @@ fn decide(
         decision_ids: Vec::new(),
         dry_run,
     };
-    let refuse = |mut v: Verdict, reason: String| {
+    let refuse = |mut v: AdmissionVerdict, reason: String| {
         v.reasons.push(reason);
         v.allowed = false;
         v

@@ -244,26 +244,26 @@ pub enum ServerError {
 
 /// Where the time of a decision comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clock {
+pub enum DecisionClock {
     /// The system clock, read once per decision.
     System,
     /// A fixed time, for tests and replays.
     Fixed(OffsetDateTime),
 }
 
-impl Clock {
+impl DecisionClock {
     /// The evaluation time for a decision made now.
     pub fn now(&self) -> OffsetDateTime {
         match self {
-            Clock::System => OffsetDateTime::now_utc(),
-            Clock::Fixed(t) => *t,
+            DecisionClock::System => OffsetDateTime::now_utc(),
+            DecisionClock::Fixed(t) => *t,
         }
     }
 }
 
 /// Budgets a deployment may tune; the defaults are the named constants above.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ServerLimits {
     /// Evaluations running at once (each on a blocking thread). Default: the number of
     /// CPUs, since an evaluation is pure CPU work and more threads only contend.
     pub max_concurrent_evaluations: usize,
@@ -283,7 +283,7 @@ pub struct Limits {
     pub max_body_bytes_in_flight: usize,
 }
 
-impl Default for Limits {
+impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_concurrent_evaluations: std::thread::available_parallelism()
@@ -310,9 +310,9 @@ pub struct ServerConfig {
     /// A directory of signed decision envelopes (`*.json`) admission may rely on.
     pub decisions: Option<PathBuf>,
     /// Where decision time comes from.
-    pub clock: Clock,
+    pub clock: DecisionClock,
     /// Budgets.
-    pub limits: Limits,
+    pub limits: ServerLimits,
     /// Poll the bundle, trust file and decision directory for changes this often;
     /// `None` reloads on SIGHUP only.
     pub watch_interval: Option<Duration>,
@@ -332,8 +332,8 @@ impl ServerConfig {
             engine,
             environment: None,
             decisions: None,
-            clock: Clock::System,
-            limits: Limits::default(),
+            clock: DecisionClock::System,
+            limits: ServerLimits::default(),
             watch_interval: None,
             audit: None,
             max_decision_age: None,
@@ -707,7 +707,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn new(limits: &Limits) -> Self {
+    fn new(limits: &ServerLimits) -> Self {
         let workers = limits.max_concurrent_evaluations.max(1);
         let capacity = workers + limits.max_queued_evaluations;
         Self {
@@ -773,10 +773,10 @@ mod tests {
     use super::*;
 
     fn gate(workers: usize, queued: usize) -> Gate {
-        Gate::new(&Limits {
+        Gate::new(&ServerLimits {
             max_concurrent_evaluations: workers,
             max_queued_evaluations: queued,
-            ..Limits::default()
+            ..ServerLimits::default()
         })
     }
 
@@ -827,11 +827,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_evaluation_over_budget_is_a_timeout_and_keeps_its_worker() {
-        let gate = Gate::new(&Limits {
+        let gate = Gate::new(&ServerLimits {
             max_concurrent_evaluations: 1,
             max_queued_evaluations: 1,
             evaluation_timeout: Duration::from_millis(20),
-            ..Limits::default()
+            ..ServerLimits::default()
         });
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let slow = gate
@@ -850,6 +850,6 @@ mod tests {
     #[test]
     fn fixed_clock_is_fixed() {
         let t = crate::evaluator::parse_time("2026-11-26T18:00:00Z").unwrap();
-        assert_eq!(Clock::Fixed(t).now(), t);
+        assert_eq!(DecisionClock::Fixed(t).now(), t);
     }
 }

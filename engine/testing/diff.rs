@@ -16,9 +16,9 @@
 //! # The time each input is evaluated at (the same on both sides)
 //!
 //! 1. its recorded time: the case's `at`, the record's `evaluatedAt`;
-//! 2. else `--at` ([`Clock::at`]), when given;
+//! 2. else `--at` ([`DiffClock::at`]), when given;
 //! 3. else the request's own `requestedAt`, when present;
-//! 4. else one clock reading taken once at the start ([`Clock::now`]).
+//! 4. else one clock reading taken once at the start ([`DiffClock::now`]).
 //!
 //! # Errors per input
 //!
@@ -93,7 +93,7 @@ pub enum DiffError {
 
 /// Where the evaluation time of an input without a recorded one comes from.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub struct DiffClock {
     /// `--at`: beats a bare request's `requestedAt`, never a recorded time.
     pub at: Option<OffsetDateTime>,
     /// The clock, read once at the start, so both sides see the same time.
@@ -216,7 +216,7 @@ pub struct InputError {
 /// Tallies of a diff.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
+pub struct DiffSummary {
     /// Inputs evaluated under both bundles (errors excluded).
     pub evaluated: u64,
     /// Of those, decisions with the same outcome and ids.
@@ -235,7 +235,7 @@ pub struct Summary {
     pub unread: u64,
 }
 
-impl Summary {
+impl DiffSummary {
     /// The closing line: `N evaluated, N changed (N deny->allow, N allow->deny, N ids
     /// changed), N errors`.
     pub fn line(&self) -> String {
@@ -259,7 +259,7 @@ pub struct Report {
     /// The new bundle (`--policies`).
     pub new: BundleRef,
     /// Counts.
-    pub summary: Summary,
+    pub summary: DiffSummary,
     /// Every changed decision: deny->allow first, then allow->deny, then id changes;
     /// input order within each.
     pub changes: Vec<Change>,
@@ -272,7 +272,7 @@ impl Report {
         Self {
             base: BundleRef::of(base),
             new: BundleRef::of(new),
-            summary: Summary::default(),
+            summary: DiffSummary::default(),
             changes: Vec::new(),
             errors: Vec::new(),
         }
@@ -288,14 +288,14 @@ impl Report {
         self.summary.evaluated + self.summary.errors
     }
 
-    fn add(&mut self, outcome: Outcome) {
+    fn add(&mut self, outcome: SideOutcome) {
         let s = &mut self.summary;
         match outcome {
-            Outcome::Same => {
+            SideOutcome::Same => {
                 s.evaluated += 1;
                 s.unchanged += 1;
             }
-            Outcome::Changed(change) => {
+            SideOutcome::Changed(change) => {
                 s.evaluated += 1;
                 s.changed += 1;
                 match change.change {
@@ -305,7 +305,7 @@ impl Report {
                 }
                 self.changes.push(*change);
             }
-            Outcome::Error(error) => {
+            SideOutcome::Error(error) => {
                 s.errors += 1;
                 if error.kind == ErrorKind::Unread {
                     s.unread += 1;
@@ -324,7 +324,7 @@ impl Report {
 
 /// What became of one input.
 #[derive(Debug)]
-enum Outcome {
+enum SideOutcome {
     Same,
     Changed(Box<Change>),
     Error(InputError),
@@ -350,7 +350,12 @@ enum Body {
 /// Evaluate every input under both sides and compare. Only an input path that cannot
 /// be opened or listed (or a corpus with a broken `case.json`) stops the diff; every
 /// problem with one input is that input's error row.
-pub fn run(base: &Side, new: &Side, inputs: &[PathBuf], clock: Clock) -> Result<Report, DiffError> {
+pub fn run(
+    base: &Side,
+    new: &Side,
+    inputs: &[PathBuf],
+    clock: DiffClock,
+) -> Result<Report, DiffError> {
     let mut report = Report::new(base, new);
     for path in inputs {
         let mut sink = |chunk: Vec<Pending>| {
@@ -363,7 +368,12 @@ pub fn run(base: &Side, new: &Side, inputs: &[PathBuf], clock: Clock) -> Result<
     Ok(report.finish())
 }
 
-fn evaluate_chunk(base: &Side, new: &Side, chunk: Vec<Pending>, clock: Clock) -> Vec<Outcome> {
+fn evaluate_chunk(
+    base: &Side,
+    new: &Side,
+    chunk: Vec<Pending>,
+    clock: DiffClock,
+) -> Vec<SideOutcome> {
     chunk
         .into_par_iter()
         .map_init(
@@ -379,7 +389,7 @@ fn evaluate_chunk(base: &Side, new: &Side, chunk: Vec<Pending>, clock: Clock) ->
                     // The evaluators may be mid-update: the next input gets fresh ones.
                     *b = base.engine.evaluator();
                     *n = new.engine.evaluator();
-                    Outcome::Error(InputError {
+                    SideOutcome::Error(InputError {
                         source,
                         kind: ErrorKind::Unread,
                         msg: "the engine panicked on this input (a bug: see stderr and please report it)"
@@ -391,9 +401,14 @@ fn evaluate_chunk(base: &Side, new: &Side, chunk: Vec<Pending>, clock: Clock) ->
         .collect()
 }
 
-fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: Clock) -> Outcome {
+fn compare(
+    base: &mut Evaluator,
+    new: &mut Evaluator,
+    pending: Pending,
+    clock: DiffClock,
+) -> SideOutcome {
     let error = |kind, msg: String| {
-        Outcome::Error(InputError {
+        SideOutcome::Error(InputError {
             source: pending.source.clone(),
             kind,
             msg,
@@ -425,8 +440,8 @@ fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: C
     let before = Expectation::of(&base.evaluate(&request, at).decision);
     let after = Expectation::of(&new.evaluate(&request, at).decision);
     match classify(&before, &after) {
-        None => Outcome::Same,
-        Some(kind) => Outcome::Changed(Box::new(Change {
+        None => SideOutcome::Same,
+        Some(kind) => SideOutcome::Changed(Box::new(Change {
             source: pending.source,
             request_id: request.typed.id,
             evaluated_at: format_time(at),
@@ -449,7 +464,7 @@ fn compare(base: &mut Evaluator, new: &mut Evaluator, pending: Pending, clock: C
 fn time_for(
     recorded: Option<OffsetDateTime>,
     request: &PromotionRequest,
-    clock: Clock,
+    clock: DiffClock,
 ) -> Result<OffsetDateTime, String> {
     if let Some(t) = recorded.or(clock.at) {
         return Ok(t);
@@ -1115,7 +1130,7 @@ mod tests {
         let now = t("2030-01-01T00:00:00Z");
         let at = t("2029-01-01T00:00:00Z");
         let rec = t("2028-01-01T00:00:00Z");
-        let clock = |at| Clock { at, now };
+        let clock = |at| DiffClock { at, now };
         assert_eq!(time_for(Some(rec), &request, clock(Some(at))), Ok(rec));
         assert_eq!(time_for(None, &request, clock(Some(at))), Ok(at));
         assert_eq!(time_for(None, &request, clock(None)), Ok(requested));
@@ -1180,7 +1195,7 @@ mod tests {
         let report = Report {
             base: side("a"),
             new: side("b"),
-            summary: Summary::default(),
+            summary: DiffSummary::default(),
             changes: vec![change; 2000],
             errors: vec![InputError {
                 source: "log:1".into(),
