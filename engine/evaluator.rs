@@ -188,6 +188,10 @@ impl Engine {
         for lint in self.bundle.lints() {
             tracing::warn!("policy lint: {}/{lint}", self.bundle.uri());
         }
+        match self.bundle.vm_status() {
+            Ok(()) => tracing::debug!("decisions run on regorus's register VM"),
+            Err(why) => tracing::debug!("decisions run on regorus's interpreter: {why}"),
+        }
     }
 
     /// The loaded policy bundle.

@@ -315,18 +315,22 @@ impl StrictSeed<'_> {
     }
 }
 
+/// A shipped JSON Schema (2020-12) compiled with `format` as an assertion, not an
+/// annotation: "2026-13-40T99:00:00Z" is not a `date-time`. The request schema and the
+/// bundle-config schema are both built here.
+pub(crate) fn compile_schema(json: &str) -> Result<jsonschema::Validator, String> {
+    let schema: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| e.to_string())
+}
+
 /// The compiled request schema, built once per process.
 fn validator() -> Result<&'static jsonschema::Validator, RequestError> {
     static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     VALIDATOR
-        .get_or_init(|| {
-            let schema: Value = serde_json::from_str(SCHEMA_JSON).map_err(|e| e.to_string())?;
-            jsonschema::draft202012::options()
-                // `format` is an assertion here: "2026-13-40T99:00:00Z" is not a time.
-                .should_validate_formats(true)
-                .build(&schema)
-                .map_err(|e| e.to_string())
-        })
+        .get_or_init(|| compile_schema(SCHEMA_JSON))
         .as_ref()
         .map_err(|e| {
             RequestError::Schema(vec![SchemaViolation {

@@ -1,15 +1,7 @@
 //! The real `promo-policy` binary: exit codes, output formats and refusals of bad input.
 
-use crate::support::{bin, request, ALLOWED, AT};
+use crate::support::{bin, request, write, ALLOWED, AT};
 use predicates::prelude::*;
-use std::path::Path;
-
-fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, body).unwrap();
-    p
-}
 
 #[test]
 fn eval_allowed_request_exits_0_with_json_decision() {
@@ -447,20 +439,31 @@ fn vsa_is_a_signed_slsa_verification_summary() {
 
 #[test]
 fn the_interpreter_switch_is_a_flag_or_the_environment_and_decides_the_same() {
+    // (decision, which engine the debug log says decided)
     let decide = |extra: &[&str], env: Option<&str>| {
         let mut cmd = bin();
-        cmd.args(["eval", ALLOWED, "--at", AT, "--format", "json"])
+        cmd.env_remove("RUST_LOG")
+            .args(["-vv", "eval", ALLOWED, "--at", AT, "--format", "json"])
             .args(extra);
         if let Some(v) = env {
             cmd.env("PROMO_POLICY_INTERPRETER", v);
+        } else {
+            cmd.env_remove("PROMO_POLICY_INTERPRETER");
         }
         let out = cmd.assert().code(0);
         let mut d: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
         d["decision"]["decisionId"] = serde_json::Value::Null;
-        d["decision"].clone()
+        let log = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        let on_interpreter = log.contains("decisions run on regorus's interpreter");
+        assert!(
+            on_interpreter || log.contains("decisions run on regorus's register VM"),
+            "{log}"
+        );
+        (d["decision"].clone(), on_interpreter)
     };
-    let vm = decide(&[], None);
-    assert_eq!(decide(&["--interpreter"], None), vm);
-    assert_eq!(decide(&[], Some("1")), vm);
-    assert_eq!(decide(&[], Some("0")), vm);
+    let (vm, interpreted) = decide(&[], None);
+    assert!(!interpreted, "the VM is the default");
+    assert_eq!(decide(&["--interpreter"], None), (vm.clone(), true));
+    assert_eq!(decide(&[], Some("1")), (vm.clone(), true));
+    assert_eq!(decide(&[], Some("0")), (vm, false));
 }

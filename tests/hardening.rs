@@ -4,15 +4,7 @@
 use predicates::prelude::*;
 use std::path::{Path, PathBuf};
 
-use crate::support::bundle_copy;
-use crate::support::{bin, request, ALLOWED, AT};
-
-fn write(dir: &Path, name: &str, body: impl AsRef<[u8]>) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, body).unwrap();
-    p
-}
+use crate::support::{bin, bundle_copy, request, write, ALLOWED, AT};
 
 /// A FIFO nobody writes to: opening it for reading blocks forever.
 fn fifo(dir: &Path, name: &str) -> PathBuf {

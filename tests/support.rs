@@ -36,6 +36,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Write `body` to `dir/name`, creating parent directories; the path written.
+pub fn write(dir: &Path, name: &str, body: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
 /// A copy of the shipped `policies/` bundle in a fresh temporary directory.
 pub fn bundle_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -16,13 +16,7 @@ const SCHEMA_JSON: &str = include_str!("../schema/config.v1.json");
 fn validator() -> Result<&'static jsonschema::Validator, String> {
     static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     VALIDATOR
-        .get_or_init(|| {
-            let schema: Value = serde_json::from_str(SCHEMA_JSON).map_err(|e| e.to_string())?;
-            jsonschema::draft202012::options()
-                .should_validate_formats(true)
-                .build(&schema)
-                .map_err(|e| e.to_string())
-        })
+        .get_or_init(|| crate::request::compile_schema(SCHEMA_JSON))
         .as_ref()
         .map_err(|e| format!("the shipped config schema does not compile: {e}"))
 }
@@ -44,8 +38,9 @@ pub fn check(data: &Value, files: &[(String, Value)]) -> Result<(), PolicyError>
         reason: format!("`data.promo.config` at `{pointer}`: {reason}"),
     };
     let validator = validator().map_err(|e| fail("", e))?;
-    if let Some(first) = validator.iter_errors(config).next() {
-        let more = validator.iter_errors(config).count() - 1;
+    let errors: Vec<_> = validator.iter_errors(config).collect();
+    if let Some(first) = errors.first() {
+        let more = errors.len() - 1;
         let pointer = first.instance_path().to_string();
         let mut reason = first.to_string();
         if more > 0 {

@@ -120,44 +120,9 @@ PP_FN int pp_bytes_eq(const u8 *a, const u8 *b, u32 n, int fold_case) {
     return 1;
 }
 
-PP_FN pp_value pp_get_n(pp_value obj, const u8 *key, u32 klen, int fold_case) {
-    const u8 *p = pp_ws(obj.p);
-    if (pp_at(p) != '{') return pp_none();
-    p = pp_ws(p + 1);
-    while (pp_at(p) == '"') {
-        const u8 *ks = p + 1;
-        const u8 *q = pp_str_end(p);
-        if (!q) return pp_none();
-        u32 kn = (u32)(q - 1 - ks);
-        p = pp_ws(q);
-        if (pp_at(p) != ':') return pp_none();
-        p = pp_ws(p + 1);
-        if (kn == klen && pp_bytes_eq(ks, key, klen, fold_case)) {
-            pp_value v = {p};
-            return v;
-        }
-        p = pp_skip(p);
-        if (!p) return pp_none();
-        p = pp_ws(p);
-        if (pp_at(p) != ',') return pp_none();
-        p = pp_ws(p + 1);
-    }
-    return pp_none();
-}
-
-/* obj.key, or absent. */
-PP_FN pp_value pp_get(pp_value obj, const char *key) {
-    return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 0);
-}
-/* obj.key with ASCII case folded (for scanner reports: `Severity` vs `severity`). */
-PP_FN pp_value pp_get_ci(pp_value obj, const char *key) {
-    return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 1);
-}
-/* obj.key with ASCII case folded, refusing ambiguity: when two keys match (`critical` and
- * `CRITICAL`) *twice is set and absent is returned, so a reader fails closed instead of
- * taking whichever came first. */
-PP_FN pp_value pp_get_ci_unique(pp_value obj, const char *key, int *twice) {
-    u32 klen = pp_strlen(key);
+/* obj[key] (ASCII case folded when fold_case). With twice non-NULL every key is read and
+ * a second match sets *twice and returns absent (ambiguous); with NULL the first wins. */
+PP_FN pp_value pp_get_n(pp_value obj, const u8 *key, u32 klen, int fold_case, int *twice) {
     pp_value found = pp_none();
     const u8 *p = pp_ws(obj.p);
     if (pp_at(p) != '{') return found;
@@ -170,7 +135,11 @@ PP_FN pp_value pp_get_ci_unique(pp_value obj, const char *key, int *twice) {
         p = pp_ws(q);
         if (pp_at(p) != ':') return pp_none();
         p = pp_ws(p + 1);
-        if (kn == klen && pp_bytes_eq(ks, (const u8 *)key, klen, 1)) {
+        if (kn == klen && pp_bytes_eq(ks, key, klen, fold_case)) {
+            if (!twice) {
+                found.p = p;
+                return found;
+            }
             if (pp_present(found)) {
                 *twice = 1;
                 return pp_none();
@@ -185,8 +154,23 @@ PP_FN pp_value pp_get_ci_unique(pp_value obj, const char *key, int *twice) {
     }
     return found;
 }
+
+/* obj.key, or absent. */
+PP_FN pp_value pp_get(pp_value obj, const char *key) {
+    return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 0, 0);
+}
+/* obj.key with ASCII case folded (for scanner reports: `Severity` vs `severity`). */
+PP_FN pp_value pp_get_ci(pp_value obj, const char *key) {
+    return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 1, 0);
+}
+/* obj.key with ASCII case folded, refusing ambiguity: when two keys match (`critical` and
+ * `CRITICAL`) *twice is set and absent is returned, so a reader fails closed instead of
+ * taking whichever came first. */
+PP_FN pp_value pp_get_ci_unique(pp_value obj, const char *key, int *twice) {
+    return pp_get_n(obj, (const u8 *)key, pp_strlen(key), 1, twice);
+}
 /* obj[<raw string>], for keys taken from the input (e.g. the environment). */
-PP_FN pp_value pp_get_str(pp_value obj, pp_str key) { return pp_get_n(obj, key.s, key.n, 0); }
+PP_FN pp_value pp_get_str(pp_value obj, pp_str key) { return pp_get_n(obj, key.s, key.n, 0, 0); }
 
 PP_FN int pp_is_string(pp_value v) { return pp_at(v.p) == '"'; }
 PP_FN int pp_is_object(pp_value v) { return pp_at(v.p) == '{'; }
