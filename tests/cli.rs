@@ -26,7 +26,7 @@ fn eval_denied_request_exits_1_and_names_the_violation() {
     let mut r = request();
     r["approvals"] = serde_json::json!([]);
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "r.json", &r.to_string());
+    let p = write(dir.path(), "r.json", r.to_string());
     bin()
         .args(["eval", p.to_str().unwrap(), "--at", AT, "--format", "text"])
         .assert()
@@ -217,12 +217,12 @@ fn test_command_fails_on_a_wrong_expectation_and_an_error_is_not_a_pass() {
         write(
             dir.path(),
             &format!("{name}/request.json"),
-            &std::fs::read_to_string(ALLOWED).unwrap(),
+            std::fs::read_to_string(ALLOWED).unwrap(),
         );
         write(
             dir.path(),
             &format!("{name}/case.json"),
-            &format!("{{\"description\": \"x\", \"at\": \"{AT}\"{expect}}}"),
+            format!("{{\"description\": \"x\", \"at\": \"{AT}\"{expect}}}"),
         );
     };
     case(
@@ -372,7 +372,7 @@ fn replay_with_a_different_request_is_a_mismatch() {
         .code(0);
     let mut r = request();
     r["id"] = "req-other".into();
-    let other = write(dir.path(), "other.json", &r.to_string());
+    let other = write(dir.path(), "other.json", r.to_string());
     bin()
         .arg("verify")
         .arg(&envelope)
