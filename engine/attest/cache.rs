@@ -14,7 +14,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::attest::trust::TrustStore;
-use crate::attest::verify::{collect_verified, verify_envelope, Verified, VerifiedAttestation};
+use crate::attest::verify::{
+    collect_verified, verify_envelope, Signer, Verified, VerifiedAttestation,
+};
 use crate::attest::AttestError;
 
 /// Entries kept by [`VerifyCache::default`]. A release train or a re-evaluation of
@@ -317,13 +319,28 @@ pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize 
         alloc(11 * 2 * size_of::<String>())
             + d.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>()
     }
+    fn signer_size(signer: &Signer) -> usize {
+        match signer {
+            Signer::Key { id } => text(id),
+            Signer::Keyless(k) => {
+                text(&k.identity)
+                    + text(&k.issuer)
+                    + text(&k.subject)
+                    + text(&k.signed_at)
+                    + strings(&k.extensions)
+                    + k.transparency_log
+                        .as_ref()
+                        .map_or(0, |l| l.integrated_time.as_deref().map_or(0, text))
+            }
+        }
+    }
     // The `Arc` the cache holds the result in.
     let base =
         alloc(2 * size_of::<usize>() + size_of::<Result<VerifiedAttestation, AttestError>>());
     base + match outcome {
         Ok(a) => {
             text(&a.keyid)
-                + text(&a.signer)
+                + signer_size(&a.signer)
                 + alloc(a.signers.len() * size_of::<String>())
                 + a.signers.iter().map(|s| text(s)).sum::<usize>()
                 + text(&a.predicate_type)

@@ -4,16 +4,21 @@
 //!
 //! - [`dsse`]: the envelope and the Pre-Authentication Encoding (PAE) that signatures cover.
 //! - [`keys`]: Ed25519 and ECDSA P-256 public keys (SPKI PEM) and signing keys (PKCS#8 PEM).
-//! - [`trust`]: the trust file (CONTRACT §2b): which key may vouch for what.
+//! - [`trust`]: the trust file (CONTRACT §2b, §2c): which key or identity may vouch for what.
+//! - [`roots`] and [`keyless`]: Sigstore trusted roots and bundles, verified offline.
 //! - [`statement`] and [`slsa`]: the in-toto Statement inside the envelope and the SLSA
 //!   provenance predicate, normalised.
 //! - [`verify`]: puts them together into `input.verified` (CONTRACT §2).
+//! - [`files`]: attestation files for `eval --attestations`.
 //!
 //! Every failure is an [`AttestError`]; a rejected attestation's reason is its message.
 
 pub mod cache;
 pub mod dsse;
+pub mod files;
+pub mod keyless;
 pub mod keys;
+pub mod roots;
 pub mod slsa;
 pub mod statement;
 pub mod trust;
@@ -24,7 +29,7 @@ pub use keys::{KeyAlgorithm, PublicKey, SigningKey};
 pub use slsa::Provenance;
 pub use statement::{Statement, Subject};
 pub use trust::{TrustStore, TrustedKey};
-pub use verify::{verify_attestations, Rejected, Verified, VerifiedAttestation};
+pub use verify::{verify_attestations, Rejected, Signer, Verified, VerifiedAttestation};
 
 /// Everything that can go wrong while reading keys, trust files and attestations.
 ///
@@ -185,6 +190,16 @@ pub enum AttestError {
         signers: String,
         /// `; ...` notes on the other signatures, or empty.
         details: String,
+    },
+
+    /// A Sigstore bundle failed a verification step (CONTRACT §2c); the message starts
+    /// with the step's code, e.g. `tlog.inclusion: ...`.
+    #[error("{step}: {reason}")]
+    Keyless {
+        /// The step that failed.
+        step: crate::attest::keyless::Step,
+        /// What failed in it.
+        reason: String,
     },
 
     /// Every valid signer lacks a permission the statement needs (threshold 1).

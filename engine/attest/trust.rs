@@ -3,13 +3,15 @@
 //! Unknown fields are errors here (unlike in attestations): in a trust file a typo such as
 //! `enviroments` would otherwise silently mean "every environment".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::attest::keyless::{roots_from_json, SubjectMatch, TrustedIdentity};
 use crate::attest::keys::PublicKey;
+use crate::attest::roots::Root;
 use crate::attest::AttestError;
 
 const KEY_FIELDS: &[&str] = &[
@@ -20,31 +22,29 @@ const KEY_FIELDS: &[&str] = &[
     "builders",
     "environments",
 ];
-const TOP_FIELDS: &[&str] = &["$schema", "keys", "threshold"];
+const TOP_FIELDS: &[&str] = &["$schema", "keys", "threshold", "trustedRoots", "identities"];
 
-/// One key of the trust file and what it may vouch for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedKey {
-    /// The trust file's `id` for the key: what `signer` reports.
-    pub id: String,
-    /// The key.
-    pub key: PublicKey,
-    /// `predicateTypes`, matched exactly. Empty (or omitted) means the key vouches for nothing.
+/// What a signer (a key or a keyless identity) may vouch for: the same three lists bind
+/// both.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grants {
+    /// `predicateTypes`, matched exactly. Empty (or omitted) means the signer vouches for
+    /// nothing.
     pub predicate_types: Vec<String>,
     /// `builders`: exact builder ids, or prefixes when an entry ends in `*`. Empty (or
-    /// omitted) means the key vouches for no builder, so it cannot vouch for provenance.
+    /// omitted) means no builder, so the signer cannot vouch for provenance.
     pub builders: Vec<String>,
     /// `environments`; `None` (omitted) means any environment, `Some(vec![])` none.
     pub environments: Option<Vec<String>>,
 }
 
-impl TrustedKey {
-    /// Whether the key may vouch for statements of this predicate type.
+impl Grants {
+    /// Whether the signer may vouch for statements of this predicate type.
     pub fn trusts_predicate_type(&self, predicate_type: &str) -> bool {
         self.predicate_types.iter().any(|p| p == predicate_type)
     }
 
-    /// Whether the key may vouch for provenance produced by this builder id.
+    /// Whether the signer may vouch for provenance produced by this builder id.
     pub fn trusts_builder(&self, builder_id: &str) -> bool {
         self.builders.iter().any(|b| match b.strip_suffix('*') {
             Some(prefix) => builder_id.starts_with(prefix),
@@ -52,13 +52,96 @@ impl TrustedKey {
         })
     }
 
-    /// Whether the key may vouch for promotions into this environment.
+    /// Whether the signer may vouch for promotions into this environment.
     pub fn trusts_environment(&self, environment: &str) -> bool {
         match &self.environments {
             None => true,
             Some(envs) => envs.iter().any(|e| e == environment),
         }
     }
+
+    /// The first grant the signer (`kind` `id`, e.g. "key `x`") lacks for this statement,
+    /// as a sentence; `None` if permitted.
+    pub fn denial(
+        &self,
+        kind: &str,
+        id: &str,
+        predicate_type: &str,
+        environment: &str,
+        provenance: Option<&crate::attest::slsa::Provenance>,
+    ) -> Option<String> {
+        if !self.trusts_predicate_type(predicate_type) {
+            return Some(format!(
+                "{kind} `{id}` is not trusted for predicate type `{predicate_type}`"
+            ));
+        }
+        if !self.trusts_environment(environment) {
+            return Some(format!(
+                "{kind} `{id}` is not trusted for environment `{environment}`"
+            ));
+        }
+        if let Some(p) = provenance {
+            if !self.trusts_builder(&p.builder_id) {
+                return Some(format!(
+                    "{kind} `{id}` is not trusted for builder `{}`",
+                    p.builder_id
+                ));
+            }
+        }
+        None
+    }
+
+    /// Reads `predicateTypes`, `builders` and `environments` from a trust file entry;
+    /// `err` names the entry.
+    pub(crate) fn from_json(
+        obj: &serde_json::Map<String, Value>,
+        err: &dyn Fn(String) -> AttestError,
+    ) -> Result<Grants, AttestError> {
+        let list = |field: &str| -> Result<Option<Vec<String>>, AttestError> {
+            match obj.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                        _ => Err(err(format!(
+                            "`{field}` entries must be non-empty strings, got `{v}`"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some),
+                Some(_) => Err(err(format!("`{field}` must be an array of strings"))),
+            }
+        };
+        Ok(Grants {
+            predicate_types: list("predicateTypes")?.unwrap_or_default(),
+            builders: list("builders")?.unwrap_or_default(),
+            environments: list("environments")?,
+        })
+    }
+
+    /// A canonical JSON form, order-insensitive, for trust digests.
+    fn canonical(&self) -> Value {
+        fn sorted(list: &[String]) -> Vec<&String> {
+            list.iter().collect::<BTreeSet<_>>().into_iter().collect()
+        }
+        json!({
+            "predicateTypes": sorted(&self.predicate_types),
+            "builders": sorted(&self.builders),
+            "environments": self.environments.as_deref().map(sorted),
+        })
+    }
+}
+
+/// One key of the trust file and what it may vouch for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    /// The trust file's `id` for the key: what `signer.id` reports.
+    pub id: String,
+    /// The key.
+    pub key: PublicKey,
+    /// What it may vouch for.
+    pub grants: Grants,
 }
 
 /// The loaded trust file: immutable, cheap to share, with a digest for cache keys.
@@ -66,6 +149,8 @@ impl TrustedKey {
 pub struct TrustStore {
     keys: Vec<TrustedKey>,
     threshold: usize,
+    roots: BTreeMap<String, Root>,
+    identities: Vec<TrustedIdentity>,
     digest: String,
 }
 
@@ -115,7 +200,9 @@ impl TrustStore {
         })?;
         if let Some(unknown) = top.keys().find(|k| !TOP_FIELDS.contains(&k.as_str())) {
             return Err(AttestError::TrustFile {
-                reason: format!("unknown field `{unknown}` (expected `keys`, `threshold`)"),
+                reason: format!(
+                    "unknown field `{unknown}` (expected `keys`, `threshold`, `trustedRoots`, `identities`)"
+                ),
             });
         }
         let threshold = match top.get("threshold") {
@@ -129,25 +216,62 @@ impl TrustStore {
                 }
             },
         };
-        let entries = match top.get("keys") {
-            Some(Value::Array(a)) => a,
-            Some(_) => {
-                return Err(AttestError::TrustFile {
-                    reason: "`keys` must be an array".into(),
-                })
-            }
-            None => {
-                return Err(AttestError::TrustFile {
-                    reason: "`keys` is missing".into(),
-                })
+        let array = |field: &str| -> Result<&[Value], AttestError> {
+            match top.get(field) {
+                Some(Value::Array(a)) => Ok(a),
+                None => Ok(&[]),
+                Some(_) => Err(AttestError::TrustFile {
+                    reason: format!("`{field}` must be an array"),
+                }),
             }
         };
-        let keys = entries
+        if !top.contains_key("keys") && !top.contains_key("identities") {
+            return Err(AttestError::TrustFile {
+                reason: "`keys` is missing (and there are no `identities`)".into(),
+            });
+        }
+        let keys = array("keys")?
             .iter()
             .enumerate()
             .map(|(i, entry)| parse_key(i, entry, base_dir))
             .collect::<Result<Vec<_>, _>>()?;
-        TrustStore::new(keys, threshold)
+        let roots = roots_from_json(top.get("trustedRoots"), base_dir)?;
+        let identities = array("identities")?
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| TrustedIdentity::from_json(i, entry, &roots))
+            .collect::<Result<Vec<_>, _>>()?;
+        TrustStore::new(keys, threshold)?.with_keyless(roots, identities)
+    }
+
+    /// Adds keyless trust: the named roots and the identities bound to them. Identity
+    /// ids share one namespace with key ids.
+    pub fn with_keyless(
+        mut self,
+        roots: BTreeMap<String, Root>,
+        identities: Vec<TrustedIdentity>,
+    ) -> Result<TrustStore, AttestError> {
+        for (i, identity) in identities.iter().enumerate() {
+            let clash = self.keys.iter().any(|k| k.id == identity.id)
+                || identities[..i].iter().any(|o| o.id == identity.id);
+            if clash {
+                return Err(AttestError::TrustFile {
+                    reason: format!("identity `{}`: the id is listed twice", identity.id),
+                });
+            }
+            if !roots.contains_key(&identity.trusted_root) {
+                return Err(AttestError::TrustFile {
+                    reason: format!(
+                        "identity `{}`: `trustedRoot` `{}` is not listed under `trustedRoots`",
+                        identity.id, identity.trusted_root
+                    ),
+                });
+            }
+        }
+        self.roots = roots;
+        self.identities = identities;
+        self.digest = digest_of(&self.keys, self.threshold, &self.roots, &self.identities);
+        Ok(self)
     }
 
     /// Builds a store from keys already in hand (tests, benches, embedding).
@@ -188,10 +312,12 @@ impl TrustStore {
                 }
             }
         }
-        let digest = digest_of(&keys, threshold);
+        let digest = digest_of(&keys, threshold, &BTreeMap::new(), &[]);
         Ok(TrustStore {
             keys,
             threshold,
+            roots: BTreeMap::new(),
+            identities: Vec::new(),
             digest,
         })
     }
@@ -201,7 +327,9 @@ impl TrustStore {
         TrustStore {
             keys: Vec::new(),
             threshold: TrustStore::DEFAULT_THRESHOLD,
-            digest: digest_of(&[], TrustStore::DEFAULT_THRESHOLD),
+            roots: BTreeMap::new(),
+            identities: Vec::new(),
+            digest: digest_of(&[], TrustStore::DEFAULT_THRESHOLD, &BTreeMap::new(), &[]),
         }
     }
 
@@ -225,6 +353,21 @@ impl TrustStore {
         self.keys.is_empty()
     }
 
+    /// The keyless identities, in file order.
+    pub fn identities(&self) -> &[TrustedIdentity] {
+        &self.identities
+    }
+
+    /// The trusted roots, by name.
+    pub fn roots(&self) -> &BTreeMap<String, Root> {
+        &self.roots
+    }
+
+    /// The trusted root with this name.
+    pub fn root(&self, name: &str) -> Option<&Root> {
+        self.roots.get(name)
+    }
+
     /// Lowercase hex SHA-256 over a canonical form of the keys (by keyid), their
     /// permissions and the threshold: equal for files that mean the same, whatever the
     /// order, format or key-file paths.
@@ -233,25 +376,57 @@ impl TrustStore {
     }
 }
 
-fn digest_of(keys: &[TrustedKey], threshold: usize) -> String {
-    fn sorted(list: &[String]) -> Vec<&String> {
-        list.iter().collect::<BTreeSet<_>>().into_iter().collect()
-    }
+fn digest_of(
+    keys: &[TrustedKey],
+    threshold: usize,
+    roots: &BTreeMap<String, Root>,
+    identities: &[TrustedIdentity],
+) -> String {
     let mut canon: Vec<Value> = keys
         .iter()
         .map(|k| {
-            json!({
+            // The grants sit beside the key's fields, as they always have: a key-only
+            // store keeps its digest.
+            let mut entry = json!({
                 "id": k.id,
                 "keyid": k.key.keyid(),
                 "algorithm": k.key.algorithm().as_str(),
-                "predicateTypes": sorted(&k.predicate_types),
-                "builders": sorted(&k.builders),
-                "environments": k.environments.as_deref().map(sorted),
-            })
+            });
+            if let (Some(entry), Value::Object(grants)) =
+                (entry.as_object_mut(), k.grants.canonical())
+            {
+                entry.extend(grants);
+            }
+            entry
         })
         .collect();
     canon.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    let doc = json!({"version": 1, "threshold": threshold, "keys": canon});
+    let mut doc = json!({"version": 1, "threshold": threshold, "keys": canon});
+    // Keyless trust joins the digest only when present, so a key-only store keeps the
+    // digest it always had (recorded decisions name it).
+    if !roots.is_empty() || !identities.is_empty() {
+        let mut ids: Vec<Value> = identities
+            .iter()
+            .map(|i| {
+                let (how, subject) = match &i.subject {
+                    SubjectMatch::Exact(s) => ("subject", s.as_str()),
+                    SubjectMatch::Pattern(p) => ("subjectPattern", p.as_str()),
+                };
+                json!({
+                    "id": i.id,
+                    "trustedRoot": i.trusted_root,
+                    "issuer": i.issuer,
+                    how: subject,
+                    "extensions": i.extensions,
+                    "grants": i.grants.canonical(),
+                })
+            })
+            .collect();
+        ids.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let roots: BTreeMap<&String, &String> = roots.iter().map(|(n, r)| (n, &r.digest)).collect();
+        doc["trustedRoots"] = json!(roots);
+        doc["identities"] = json!(ids);
+    }
     // Serialising a Value we built cannot fail; an empty input would still give a digest
     // that matches no real store.
     let bytes = serde_json::to_vec(&doc).unwrap_or_default();
@@ -306,29 +481,8 @@ fn parse_key(index: usize, entry: &Value, base_dir: &Path) -> Result<TrustedKey,
         (None, Some(_)) => return Err(err("`publicKeyFile` must be a path string".into())),
         (None, None) => return Err(err("needs `publicKey` or `publicKeyFile`".into())),
     };
-    let list = |field: &str| -> Result<Option<Vec<String>>, AttestError> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                    _ => Err(err(format!(
-                        "`{field}` entries must be non-empty strings, got `{v}`"
-                    ))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(err(format!("`{field}` must be an array of strings"))),
-        }
-    };
-    Ok(TrustedKey {
-        predicate_types: list("predicateTypes")?.unwrap_or_default(),
-        builders: list("builders")?.unwrap_or_default(),
-        environments: list("environments")?,
-        key,
-        id,
-    })
+    let grants = Grants::from_json(obj, &err)?;
+    Ok(TrustedKey { id, key, grants })
 }
 
 impl TrustedKey {
@@ -344,9 +498,11 @@ impl TrustedKey {
         TrustedKey {
             id: id.into(),
             key,
-            predicate_types: owned(predicate_types),
-            builders: owned(builders),
-            environments: environments.map(owned),
+            grants: Grants {
+                predicate_types: owned(predicate_types),
+                builders: owned(builders),
+                environments: environments.map(owned),
+            },
         }
     }
 }
@@ -403,21 +559,32 @@ pub(crate) mod tests {
         assert_eq!(store.keys().len(), 2);
         assert_eq!(store.threshold(), 1);
         let ci = store.get("ci").unwrap();
-        assert!(ci.trusts_predicate_type("https://slsa.dev/provenance/v1"));
-        assert!(!ci.trusts_predicate_type("https://slsa.dev/provenance/v0.2"));
-        assert!(ci.trusts_builder("https://ci.example.com/builders/release@v2"));
-        assert!(!ci.trusts_builder("https://ci.example.com/builders/release@v3"));
-        assert!(ci.trusts_builder("https://github.com/org/any/workflow@refs/tags/v1"));
-        assert!(!ci.trusts_builder("https://github.com/orgx/w"));
-        assert!(ci.trusts_environment("prod"));
-        assert!(!ci.trusts_environment("dev"));
+        assert!(ci
+            .grants
+            .trusts_predicate_type("https://slsa.dev/provenance/v1"));
+        assert!(!ci
+            .grants
+            .trusts_predicate_type("https://slsa.dev/provenance/v0.2"));
+        assert!(ci
+            .grants
+            .trusts_builder("https://ci.example.com/builders/release@v2"));
+        assert!(!ci
+            .grants
+            .trusts_builder("https://ci.example.com/builders/release@v3"));
+        assert!(ci
+            .grants
+            .trusts_builder("https://github.com/org/any/workflow@refs/tags/v1"));
+        assert!(!ci.grants.trusts_builder("https://github.com/orgx/w"));
+        assert!(ci.grants.trusts_environment("prod"));
+        assert!(!ci.grants.trusts_environment("dev"));
         let dec = store.get("decisions").unwrap();
         assert!(
-            dec.trusts_environment("anything"),
+            dec.grants.trusts_environment("anything"),
             "omitted environments = any"
         );
         assert!(
-            !dec.trusts_builder("https://ci.example.com/builders/release@v2"),
+            !dec.grants
+                .trusts_builder("https://ci.example.com/builders/release@v2"),
             "omitted builders = none"
         );
         std::fs::remove_dir_all(dir).ok();
@@ -458,8 +625,10 @@ pub(crate) mod tests {
             Path::new("."),
         )
         .unwrap();
-        assert!(!store.keys()[0].trusts_predicate_type("https://slsa.dev/provenance/v1"));
-        assert!(store.keys()[0].trusts_environment("prod"));
+        assert!(!store.keys()[0]
+            .grants
+            .trusts_predicate_type("https://slsa.dev/provenance/v1"));
+        assert!(store.keys()[0].grants.trusts_environment("prod"));
     }
 
     #[test]
@@ -472,7 +641,7 @@ pub(crate) mod tests {
             (json!({"keys": [], "threshold": 0}), "trust file: `threshold` must be an integer >= 1, got `0`".into()),
             (json!({"keys": [], "threshold": 1.5}), "trust file: `threshold` must be an integer >= 1, got `1.5`".into()),
             (json!({"keys": [], "threshold": "2"}), "trust file: `threshold` must be an integer >= 1, got `\"2\"`".into()),
-            (json!({"keys": [], "treshold": 2}), "trust file: unknown field `treshold` (expected `keys`, `threshold`)".into()),
+            (json!({"keys": [], "treshold": 2}), "trust file: unknown field `treshold` (expected `keys`, `threshold`, `trustedRoots`, `identities`)".into()),
             (json!({"keys": [{"id": "a", "publicKey": pem(1)}], "threshold": 2}), "trust file: `threshold` is 2 but only 1 keys are listed, so nothing could verify".into()),
             (json!({"keys": [7]}), "trust file key `keys[0]`: the entry is not an object".into()),
             (json!({"keys": [{"publicKey": pem(1)}]}), "trust file key `keys[0]`: `id` is missing or not a non-empty string".into()),

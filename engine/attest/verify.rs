@@ -7,6 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::attest::dsse::{Envelope, EnvelopeSignature, INTOTO_PAYLOAD_TYPE};
+use crate::attest::keyless::{is_bundle, verify_bundle, KeylessSigner};
 use crate::attest::slsa::Provenance;
 use crate::attest::statement::Statement;
 use crate::attest::trust::{TrustStore, TrustedKey};
@@ -37,11 +38,11 @@ impl Verified {
 pub struct VerifiedAttestation {
     /// Position in the request's `attestations`.
     pub index: usize,
-    /// keyid (hex SHA-256 of the SPKI DER) of the first permitted signer, computed from the
-    /// trusted key, never copied from the envelope.
+    /// keyid (hex SHA-256 of the SPKI DER) of the first permitted signer's key (for a
+    /// keyless signer, the certificate's key), computed, never copied from the envelope.
     pub keyid: String,
-    /// Trust-file id of the first permitted signer.
-    pub signer: String,
+    /// Who signed: a trusted key, or a keyless identity with its certificate's claims.
+    pub signer: Signer,
     /// Trust-file ids of every distinct permitted signer, in signature order.
     pub signers: Vec<String>,
     /// The statement's predicateType.
@@ -60,6 +61,29 @@ pub struct VerifiedAttestation {
     /// `{"sha256": ...}` of the envelope as received (compact JSON, key order kept): what a
     /// signed decision lists under `inputAttestations`.
     pub envelope_digest: BTreeMap<String, String>,
+}
+
+/// The first permitted signer of a verified attestation (`signer` in Rego), by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Signer {
+    /// A key listed under `keys`: `{"kind": "key", "id": ...}`.
+    Key {
+        /// The trust file's id of the key.
+        id: String,
+    },
+    /// A Sigstore bundle's certificate matching an identity listed under `identities`.
+    Keyless(KeylessSigner),
+}
+
+impl Signer {
+    /// The trust file's id of the key or identity.
+    pub fn id(&self) -> &str {
+        match self {
+            Signer::Key { id } => id,
+            Signer::Keyless(k) => &k.identity,
+        }
+    }
 }
 
 /// One attestation that did not verify.
@@ -122,6 +146,9 @@ pub fn verify_envelope(
     artifact_digest: &BTreeMap<String, String>,
     environment: &str,
 ) -> Result<VerifiedAttestation, AttestError> {
+    if is_bundle(value) {
+        return verify_bundle(store, index, value, artifact_digest, environment);
+    }
     let envelope = Envelope::from_json(value)?;
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
         return Err(AttestError::PayloadType {
@@ -165,8 +192,9 @@ pub fn verify_envelope(
     let mut denials: Vec<String> = Vec::new();
     for &k in &signers {
         let key = &keys[k];
-        match denial(
-            key,
+        match key.grants.denial(
+            "key",
+            &key.id,
             &statement.predicate_type,
             environment,
             provenance.as_ref(),
@@ -209,7 +237,9 @@ pub fn verify_envelope(
     Ok(VerifiedAttestation {
         index,
         keyid: first.key.keyid().to_owned(),
-        signer: first.id.clone(),
+        signer: Signer::Key {
+            id: first.id.clone(),
+        },
         signers: permitted.iter().map(|k| k.id.clone()).collect(),
         subject_matches: statement.subject_matches(artifact_digest),
         predicate_type: statement.predicate_type,
@@ -278,36 +308,6 @@ fn explain_failure(
         },
         None => format!("`signatures[{i}]` verifies with no trusted key"),
     }
-}
-
-/// The first permission `key` lacks for this statement, as a sentence; `None` if permitted.
-fn denial(
-    key: &TrustedKey,
-    predicate_type: &str,
-    environment: &str,
-    provenance: Option<&Provenance>,
-) -> Option<String> {
-    if !key.trusts_predicate_type(predicate_type) {
-        return Some(format!(
-            "key `{}` is not trusted for predicate type `{predicate_type}`",
-            key.id
-        ));
-    }
-    if !key.trusts_environment(environment) {
-        return Some(format!(
-            "key `{}` is not trusted for environment `{environment}`",
-            key.id
-        ));
-    }
-    if let Some(p) = provenance {
-        if !key.trusts_builder(&p.builder_id) {
-            return Some(format!(
-                "key `{}` is not trusted for builder `{}`",
-                key.id, p.builder_id
-            ));
-        }
-    }
-    None
 }
 
 fn backticked<'a>(ids: impl Iterator<Item = &'a str>) -> String {
@@ -458,7 +458,7 @@ mod tests {
         assert!(v.rejected.is_empty(), "{:?}", v.rejected);
         let a = &v.attestations[0];
         assert_eq!(a.index, 0);
-        assert_eq!(a.signer, "ci");
+        assert_eq!(a.signer.id(), "ci");
         assert_eq!(a.signers, vec!["ci"]);
         assert_eq!(a.keyid, fx.ci.keyid());
         assert_eq!(a.predicate_type, SLSA_PROVENANCE_V1);
@@ -506,6 +506,10 @@ mod tests {
             ]
         );
         assert_eq!(json["attestations"][0]["index"], 1);
+        assert_eq!(
+            json["attestations"][0]["signer"],
+            json!({"kind": "key", "id": "ci"})
+        );
         assert_eq!(
             json["rejected"],
             json!([{"index": 0, "reason": "envelope is not a JSON object"}])
@@ -559,7 +563,7 @@ mod tests {
                 "signatures": [{"sig": encode_base64(&sig)}]});
             let v = run(&store(&fx, 1), &[env], "prod");
             assert_eq!(v.attestations.len(), 1, "{:?}", v.rejected);
-            assert_eq!(v.attestations[0].signer, "ci-p256");
+            assert_eq!(v.attestations[0].signer.id(), "ci-p256");
         }
     }
 
@@ -822,7 +826,7 @@ mod tests {
         let v = run(&store(&fx, 2), &[env], "prod");
         assert!(v.rejected.is_empty(), "{:?}", v.rejected);
         assert_eq!(v.attestations[0].signers, vec!["ci-p256", "ci"]);
-        assert_eq!(v.attestations[0].signer, "ci-p256");
+        assert_eq!(v.attestations[0].signer.id(), "ci-p256");
         assert_eq!(v.attestations[0].keyid, fx.p256.keyid());
     }
 
@@ -845,7 +849,7 @@ mod tests {
         // Signed by ci2 but claiming ci's keyid: still ci2, never ci.
         let env = envelope(&payload, &[(&fx.ci2, Some(&fx.ci.keyid()))]);
         let v = run(&store(&fx, 1), &[env], "dev");
-        assert_eq!(v.attestations[0].signer, "ci2");
+        assert_eq!(v.attestations[0].signer.id(), "ci2");
         assert_eq!(v.attestations[0].keyid, fx.ci2.keyid());
         // Signed by the untrusted key but claiming ci's keyid: rejected.
         let env = envelope(&payload, &[(&fx.untrusted, Some(&fx.ci.keyid()))]);

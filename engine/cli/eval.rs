@@ -66,6 +66,11 @@ pub struct EvalArgs {
     /// print each finding's facts (text); json adds an "explanation" array.
     #[arg(long, conflicts_with = "batch")]
     explain: bool,
+    /// Add attestations (DSSE envelopes or Sigstore bundles) from a JSON file, a JSONL
+    /// file or a directory of them to the request before it is evaluated; repeatable.
+    /// They are part of the request the decision digests and names.
+    #[arg(long, value_name = "PATH", conflicts_with = "batch")]
+    attestations: Vec<PathBuf>,
     /// Evaluate many requests in parallel, streaming JSONL results in input order.
     #[arg(long)]
     batch: bool,
@@ -97,7 +102,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     // Opened before anything is decided: a decision that could not be recorded is
     // never printed.
     let mut audit = args.audit.open()?;
-    let bytes = read_request(&args.request)?;
+    let mut bytes = read_request(&args.request)?;
+    if !args.attestations.is_empty() {
+        bytes = with_attestations(&bytes, &args.attestations)
+            .with_context(|| format!("invalid request `{}`", args.request.display()))?;
+    }
     let engine = args.common.load_engine()?;
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
@@ -302,6 +311,15 @@ impl batch::Progress for Bar {
             counts.allowed, counts.denied, counts.invalid
         ));
     }
+}
+
+/// The request with the attestations read from `paths` appended.
+fn with_attestations(bytes: &[u8], paths: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
+    use promo_policy::attest::files::{append_attestations, read_attestations};
+    let extra = read_attestations(paths).context("cannot read --attestations")?;
+    let mut request = promo_policy::request::parse_strict(bytes)?;
+    append_attestations(&mut request, extra)?;
+    Ok(serde_json::to_vec(&request)?)
 }
 
 fn read_request(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {

@@ -7,6 +7,7 @@ mod eval;
 mod keygen;
 mod serve;
 mod test;
+mod trust;
 mod verify;
 
 use std::path::PathBuf;
@@ -33,9 +34,15 @@ impl From<Exit> for ExitCode {
 
 const EXIT_CODES: &str = "Exit codes: 0 allowed / all passed, 1 denied / a test failed, 2 error (bad input, bad policy bundle, unreadable file).";
 
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nbuiltin Sigstore roots: builtin:public-good, builtin:github from sigstore-trust-root 0.15.1 \
+     (embedded snapshots; `promo-policy trust roots` lists their digests and dates)"
+);
+
 /// promo-policy: a policy-as-code gate for environment promotion.
 #[derive(Debug, Parser)]
-#[command(name = "promo-policy", version, about, after_help = EXIT_CODES)]
+#[command(name = "promo-policy", version, long_version = LONG_VERSION, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Log more (-v info, -vv debug) to stderr; RUST_LOG overrides.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
@@ -60,6 +67,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Verify, checkpoint, query and export the audit log (verify: exit 0 intact, 1 tampered, 2 error).
     Audit(audit::AuditCmd),
+    /// Show trust material: `trust roots` lists the Sigstore trusted roots.
+    #[command(subcommand)]
+    Trust(trust::TrustCmd),
 }
 
 /// Flags every command that builds an engine shares.
@@ -71,7 +81,8 @@ pub struct CommonArgs {
     /// WASM plugin checks: `<DIR>/<name>/plugin.toml` (a missing directory means none).
     #[arg(long, value_name = "DIR", default_value = "plugins")]
     pub plugins: PathBuf,
-    /// Trusted attestation keys [default: <policies>/trust.json if present].
+    /// The trust file: attestation keys, Sigstore roots and identities [default:
+    /// <policies>/trust.json if present].
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
     /// Decision-signing key, PKCS#8 PEM [default: the shipped dev key, with a warning].
@@ -131,6 +142,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Keygen(args) => keygen::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Trust(args) => trust::run(args),
     }
 }
 

@@ -69,7 +69,7 @@ pub(super) fn trusted_decision_keys(trust: &promo_policy::attest::TrustStore) ->
     trust
         .keys()
         .iter()
-        .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
+        .filter(|k| k.grants.trusts_predicate_type(DECISION_PREDICATE_TYPE))
         .map(|k| k.key.clone())
         .collect()
 }

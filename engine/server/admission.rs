@@ -49,8 +49,8 @@ pub(super) fn decision_keys(engine: &Engine, environment: Option<&str>) -> Vec<P
         .trust()
         .keys()
         .iter()
-        .filter(|k| k.trusts_predicate_type(DECISION_PREDICATE_TYPE))
-        .filter(|k| environment.is_none_or(|env| k.trusts_environment(env)))
+        .filter(|k| k.grants.trusts_predicate_type(DECISION_PREDICATE_TYPE))
+        .filter(|k| environment.is_none_or(|env| k.grants.trusts_environment(env)))
         .map(|k| k.key.clone())
         .collect()
 }

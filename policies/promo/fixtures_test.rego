@@ -80,7 +80,7 @@ source_repo := "https://github.com/example/payments-api"
 provenance(subject_digest, matches, builder_id, repo) := {
 	"index": 0,
 	"keyid": "11604f22991217c399e3aef4081baea7464790e35fe2e2a6a652a32685bfd935",
-	"signer": "ci-builder-ed25519",
+	"signer": {"kind": "key", "id": "ci-builder-ed25519"},
 	"signers": ["ci-builder-ed25519"],
 	"predicateType": "https://slsa.dev/provenance/v1",
 	"subject": [{"name": "registry.example.com/payments/api", "digest": subject_digest}],
