@@ -2,6 +2,7 @@
 //! real evaluator; it reports, it never edits policies or expectations.
 
 pub mod diff;
+pub mod sigstore;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

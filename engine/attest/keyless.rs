@@ -1265,4 +1265,150 @@ pub(crate) mod tests {
         assert_ne!(a.digest(), plain.digest());
         assert_ne!(a.digest(), b.digest());
     }
+
+    // ---- Our own test CA and log (crate::testing::sigstore): the cases no real
+    // fixture can show, because they need a second entry or certificate of one signer.
+
+    use crate::testing::sigstore::{LeafSpec, LogOptions, TestSigstore};
+
+    /// 2026-01-01T00:00:00Z.
+    const T0: i64 = 1_767_225_600;
+
+    fn statement(digest: &str) -> Value {
+        json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "registry.example.com/payments/api", "digest": {"sha256": digest}}],
+            "predicateType": SLSA_V1,
+            "predicate": {
+                "buildDefinition": {"buildType": "https://actions.github.io/buildtypes/workflow/v1", "externalParameters": {}},
+                "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}},
+            },
+        })
+    }
+
+    /// The test instance and a store trusting its root for `example/payments-api`.
+    fn test_setup(ct_log: bool) -> (TestSigstore, TrustStore) {
+        let sigstore = TestSigstore::new(7).unwrap();
+        let dir = crate::attest::trust::tests::temp_dir();
+        std::fs::write(
+            dir.join("root.json"),
+            sigstore.trusted_root(ct_log).to_string(),
+        )
+        .unwrap();
+        let store = TrustStore::from_json(
+            &json!({"trustedRoots": {"test": "root.json"}, "identities": [{
+                "id": "payments-ci", "trustedRoot": "test", "issuer": GHA,
+                "subjectPattern": r"https://github\.com/example/payments-api/\.github/workflows/[a-z-]+\.yml@refs/heads/main",
+                "extensions": {"sourceRepositoryURI": "https://github.com/example/payments-api"},
+                "predicateTypes": [SLSA_V1], "builders": ["https://github.com/actions/runner/github-hosted"],
+            }]}),
+            &dir,
+        )
+        .unwrap();
+        (sigstore, store)
+    }
+
+    fn spec() -> LeafSpec {
+        LeafSpec::github_workflow("example/payments-api", "release.yml", T0)
+    }
+
+    fn log(index: u64) -> LogOptions {
+        LogOptions {
+            integrated_time: T0 + 60,
+            log_index: index,
+        }
+    }
+
+    #[test]
+    fn a_bundle_of_the_test_instance_verifies_with_every_step() {
+        let (sigstore, store) = test_setup(false);
+        let leaf = sigstore.leaf(&spec()).unwrap();
+        let b = sigstore
+            .bundle(&statement(&"ab".repeat(32)), &leaf, &log(3))
+            .unwrap();
+        let a = verify_one(&store, &b).unwrap();
+        let k = keyless(&a);
+        assert_eq!(k.identity, "payments-ci");
+        assert_eq!(k.signed_at, "2026-01-01T00:01:00Z");
+        assert_eq!(k.transparency_log.as_ref().unwrap().log_index, 3);
+        assert_eq!(k.extensions["sourceRepositoryRef"], "refs/heads/main");
+        assert_eq!(k.extensions["buildTrigger"], "push");
+        // Deterministic: the same inputs sign the same bytes.
+        assert_eq!(
+            b,
+            sigstore
+                .bundle(
+                    &statement(&"ab".repeat(32)),
+                    &sigstore.leaf(&spec()).unwrap(),
+                    &log(3)
+                )
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_test_instance_shows_the_steps_real_fixtures_cannot() {
+        let (sigstore, store) = test_setup(false);
+        let leaf = sigstore.leaf(&spec()).unwrap();
+        let a = sigstore
+            .bundle(&statement(&"ab".repeat(32)), &leaf, &log(3))
+            .unwrap();
+        let b = sigstore
+            .bundle(&statement(&"cd".repeat(32)), &leaf, &log(4))
+            .unwrap();
+
+        // The log entry of another envelope by the same certificate: genuine, logged and
+        // signed, but about other bytes (CVE-2022-36056).
+        let mut mixed = a.clone();
+        mixed["verificationMaterial"]["tlogEntries"] =
+            b["verificationMaterial"]["tlogEntries"].clone();
+        let reason = rejected(&store, &mixed);
+        assert!(reason.starts_with("tlog.body_mismatch: "), "{reason}");
+
+        // Another certificate of the same CA and identity (another key) swapped in.
+        let mut other = spec();
+        other.key_seed = 0x52;
+        let other = sigstore.leaf(&other).unwrap();
+        let mut swapped = a.clone();
+        swapped["verificationMaterial"]["certificate"]["rawBytes"] = json!(B64.encode(&other.der));
+        let reason = rejected(&store, &swapped);
+        assert!(reason.starts_with("signature.invalid: "), "{reason}");
+
+        // Logged after the ten-minute certificate had expired.
+        let late = sigstore
+            .bundle(
+                &statement(&"ab".repeat(32)),
+                &leaf,
+                &LogOptions {
+                    integrated_time: T0 + 3600,
+                    log_index: 5,
+                },
+            )
+            .unwrap();
+        let reason = rejected(&store, &late);
+        assert!(reason.starts_with("certificate.chain: "), "{reason}");
+
+        // A certificate from another CA (same names and claims, not in the root).
+        let stranger = TestSigstore::new(9).unwrap();
+        let foreign = stranger
+            .bundle(
+                &statement(&"ab".repeat(32)),
+                &stranger.leaf(&spec()).unwrap(),
+                &log(3),
+            )
+            .unwrap();
+        let reason = rejected(&store, &foreign);
+        assert!(reason.starts_with("root.unknown: "), "{reason}");
+
+        // A root with CT logs requires an SCT, which test leaves do not carry.
+        let (sigstore, store) = test_setup(true);
+        let leaf = sigstore.leaf(&spec()).unwrap();
+        let b = sigstore
+            .bundle(&statement(&"ab".repeat(32)), &leaf, &log(3))
+            .unwrap();
+        let reason = rejected(&store, &b);
+        assert!(reason.starts_with("sct.invalid: "), "{reason}");
+    }
+
+    use base64::engine::general_purpose::STANDARD as B64;
 }
