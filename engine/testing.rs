@@ -408,8 +408,14 @@ pub const ATTESTATION_SOURCES: &str = "attestations.src.json";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttestationSource {
-    /// Key file stem under the keys directory, e.g. `builder-ed25519`.
+    /// Key file stem under the keys directory, e.g. `builder-ed25519` (empty for a
+    /// keyless source).
+    #[serde(default)]
     pub key: String,
+    /// Sign keyless instead: a Sigstore bundle from the test instance
+    /// ([`sigstore::TestSigstore`], seed [`CORPUS_SIGSTORE_SEED`]).
+    #[serde(default)]
+    pub keyless: Option<KeylessSource>,
     /// The in-toto statement to sign.
     pub statement: serde_json::Value,
     /// How to sign: `pae` (DSSE, the default), `raw-payload` (the legacy mistake,
@@ -419,6 +425,49 @@ pub struct AttestationSource {
     /// Encode with URL-safe base64 without padding (seen in real envelopes).
     #[serde(default)]
     pub url_safe: bool,
+}
+
+/// A keyless signer of a corpus statement: a GitHub Actions workflow of the test
+/// instance's CA, logged in its test log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeylessSource {
+    /// `owner/name` of the repository whose workflow signs.
+    pub repo: String,
+    /// The workflow file, e.g. `release.yml`.
+    pub workflow: String,
+    /// When it signed (the log's integrated time), RFC 3339.
+    pub signed_at: String,
+    /// The entry's index in the test log.
+    pub log_index: u64,
+}
+
+/// The seed of the test Sigstore instance the corpus signs keyless statements with; its
+/// root is `policies/roots/example-ci-test.json` (the shipped trust file's `example-ci`).
+pub const CORPUS_SIGSTORE_SEED: u8 = 7;
+
+fn sign_keyless(
+    statement: &serde_json::Value,
+    k: &KeylessSource,
+) -> Result<serde_json::Value, String> {
+    let at = parse_time(&k.signed_at)
+        .map_err(|e| e.to_string())?
+        .unix_timestamp();
+    let instance = sigstore::TestSigstore::new(CORPUS_SIGSTORE_SEED)?;
+    // Fulcio's certificate starts a minute before the signature and lasts ten minutes.
+    let leaf = instance.leaf(&sigstore::LeafSpec::github_workflow(
+        &k.repo,
+        &k.workflow,
+        at - 60,
+    ))?;
+    instance.bundle(
+        statement,
+        &leaf,
+        &sigstore::LogOptions {
+            integrated_time: at,
+            log_index: k.log_index,
+        },
+    )
 }
 
 fn default_mode() -> String {
@@ -438,6 +487,9 @@ pub fn sign_attestation_sources(
     sources
         .iter()
         .map(|src| {
+            if let Some(k) = &src.keyless {
+                return sign_keyless(&src.statement, k);
+            }
             let key_path = keys_dir.join(format!("{}.key", src.key));
             let pem = crate::fsio::read_capped_string(&key_path, crate::fsio::MAX_KEY_FILE_BYTES)
                 .map_err(|e| e.to_string())?;

@@ -118,15 +118,16 @@ fn fail(step: Step, reason: impl Into<String>) -> AttestError {
 pub enum SubjectMatch {
     /// `subject`: the SAN, exactly.
     Exact(String),
-    /// `subjectPattern`: a regex matched against the whole SAN.
-    Pattern(Regex),
+    /// `subjectPattern`: a regex matched against the whole SAN (the text as written,
+    /// and the anchored regex compiled from it).
+    Pattern(String, Regex),
 }
 
 impl SubjectMatch {
     fn matches(&self, san: &str) -> bool {
         match self {
             SubjectMatch::Exact(s) => s == san,
-            SubjectMatch::Pattern(re) => re.is_match(san),
+            SubjectMatch::Pattern(_, re) => re.is_match(san),
         }
     }
 
@@ -134,7 +135,7 @@ impl SubjectMatch {
     pub fn as_str(&self) -> &str {
         match self {
             SubjectMatch::Exact(s) => s,
-            SubjectMatch::Pattern(re) => re.as_str(),
+            SubjectMatch::Pattern(text, _) => text,
         }
     }
 }
@@ -143,7 +144,7 @@ impl PartialEq for SubjectMatch {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (SubjectMatch::Exact(a), SubjectMatch::Exact(b)) => a == b,
-            (SubjectMatch::Pattern(a), SubjectMatch::Pattern(b)) => a.as_str() == b.as_str(),
+            (SubjectMatch::Pattern(a, _), SubjectMatch::Pattern(b, _)) => a == b,
             _ => false,
         }
     }
@@ -288,7 +289,7 @@ impl TrustedIdentity {
                 // that merely contains an allowed one.
                 let re = Regex::new(&format!("^(?:{p})$"))
                     .map_err(|e| err(format!("`subjectPattern` is not a valid regex: {e}")))?;
-                SubjectMatch::Pattern(re)
+                SubjectMatch::Pattern(p, re)
             }
             (Some(_), Some(_)) => {
                 return Err(err("give `subject` or `subjectPattern`, not both".into()))
@@ -346,7 +347,7 @@ impl TrustedIdentity {
         if !self.subject.matches(san) {
             let how = match self.subject {
                 SubjectMatch::Exact(_) => "subject",
-                SubjectMatch::Pattern(_) => "subjectPattern",
+                SubjectMatch::Pattern(..) => "subjectPattern",
             };
             return Some(format!(
                 "`{}`: SAN does not match {how} `{}`",
@@ -492,6 +493,13 @@ pub fn verify_bundle(
         })
         .collect();
     if candidates.is_empty() {
+        // The first few reasons say enough; a long trust file would drown the message.
+        const SHOWN: usize = 3;
+        let more = misses.len().saturating_sub(SHOWN);
+        misses.truncate(SHOWN);
+        if more > 0 {
+            misses.push(format!("{more} more"));
+        }
         return Err(fail(
             Step::CertificateIdentity,
             format!(

@@ -235,13 +235,15 @@ impl TrustStore {
             .enumerate()
             .map(|(i, entry)| parse_key(i, entry, base_dir))
             .collect::<Result<Vec<_>, _>>()?;
+        // Keys are checked whole before any root is read: their errors come first.
+        let store = TrustStore::new(keys, threshold)?;
         let roots = roots_from_json(top.get("trustedRoots"), base_dir)?;
         let identities = array("identities")?
             .iter()
             .enumerate()
             .map(|(i, entry)| TrustedIdentity::from_json(i, entry, &roots))
             .collect::<Result<Vec<_>, _>>()?;
-        TrustStore::new(keys, threshold)?.with_keyless(roots, identities)
+        store.with_keyless(roots, identities)
     }
 
     /// Adds keyless trust: the named roots and the identities bound to them. Identity
@@ -410,7 +412,7 @@ fn digest_of(
             .map(|i| {
                 let (how, subject) = match &i.subject {
                     SubjectMatch::Exact(s) => ("subject", s.as_str()),
-                    SubjectMatch::Pattern(p) => ("subjectPattern", p.as_str()),
+                    SubjectMatch::Pattern(p, _) => ("subjectPattern", p.as_str()),
                 };
                 json!({
                     "id": i.id,

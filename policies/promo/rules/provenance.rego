@@ -33,15 +33,24 @@ _matching contains a if {
 }
 
 # A builder entry matches exactly, or as a prefix when it ends in "*" (as the trust file).
-builder_allowed(id) if {
-	some b in settings.builders
+builder_listed(list, id) if {
+	some b in list
 	b == id
 }
 
-builder_allowed(id) if {
-	some b in settings.builders
+builder_listed(list, id) if {
+	some b in list
 	endswith(b, "*")
 	startswith(id, trim_suffix(b, "*"))
+}
+
+# Any signer may vouch for `builders`; only a keyless one (a Sigstore certificate naming
+# the workflow, CONTRACT §2c) for `keylessBuilders`.
+builder_allowed(a) if builder_listed(settings.builders, a.provenance.builderId)
+
+builder_allowed(a) if {
+	a.signer.kind == "keyless"
+	builder_listed(object.get(settings, "keylessBuilders", []), a.provenance.builderId)
 }
 
 source_allowed(repo) if {
@@ -56,7 +65,7 @@ _sources_restricted if is_array(settings.sourceRepos)
 
 _bad_builder(a) if {
 	_builders_restricted
-	not builder_allowed(a.provenance.builderId)
+	not builder_allowed(a)
 }
 
 _bad_source(a) if {
@@ -104,13 +113,20 @@ deny contains {
 
 deny contains {
 	"id": "provenance.untrusted_builder",
-	"msg": sprintf("provenance of %s was built by %s, which %s does not accept (accepted: %s)", [
+	"msg": sprintf("provenance of %s was built by %s, which %s does not accept from a %s signer (accepted: %s%s)", [
 		input.request.artifact.name,
 		a.provenance.builderId,
 		data.promo.lib.to,
+		a.signer.kind,
 		concat(", ", settings.builders),
+		_keyless_note,
 	]),
-	"facts": {"builderId": a.provenance.builderId, "accepted": settings.builders, "signer": a.signer},
+	"facts": {
+		"builderId": a.provenance.builderId,
+		"accepted": settings.builders,
+		"acceptedKeyless": object.get(settings, "keylessBuilders", []),
+		"signer": a.signer,
+	},
 } if {
 	some a in _matching
 	_bad_builder(a)
@@ -134,6 +150,10 @@ deny contains {
 	not _bad_builder(a)
 	_bad_source(a)
 }
+
+_keyless_note := sprintf("; keyless only: %s", [concat(", ", settings.keylessBuilders)]) if {
+	count(object.get(settings, "keylessBuilders", [])) > 0
+} else := ""
 
 _artifact_digest := d if {
 	d := sprintf("sha256:%s", [input.request.artifact.digest.sha256])
