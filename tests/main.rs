@@ -16,6 +16,7 @@ mod compliance;
 mod corpus;
 mod diff;
 mod hardening;
+mod keyless;
 mod plugins;
 mod properties;
 mod server;

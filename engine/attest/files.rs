@@ -121,6 +121,20 @@ fn read_file(path: &Path, out: &mut Vec<Value>) -> Result<(), FilesError> {
     Ok(())
 }
 
+/// The request in `bytes` (strict JSON) with the attestations under `paths` appended,
+/// serialised again: what `eval --attestations` evaluates and `verify --replay
+/// --attestations` re-evaluates, so both digest the same request.
+pub fn request_with_attestations(bytes: &[u8], paths: &[PathBuf]) -> Result<Vec<u8>, FilesError> {
+    let extra = read_attestations(paths)?;
+    let mut request = parse_strict(bytes).map_err(|source| FilesError::Parse {
+        path: PathBuf::from("the request"),
+        line: String::new(),
+        source,
+    })?;
+    append_attestations(&mut request, extra)?;
+    serde_json::to_vec(&request).map_err(|_| FilesError::RequestShape)
+}
+
 /// Appends `extra` to the request's `attestations` (creating it when absent).
 pub fn append_attestations(request: &mut Value, extra: Vec<Value>) -> Result<(), FilesError> {
     let obj = request.as_object_mut().ok_or(FilesError::RequestShape)?;

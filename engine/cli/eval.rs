@@ -104,8 +104,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let mut audit = args.audit.open()?;
     let mut bytes = read_request(&args.request)?;
     if !args.attestations.is_empty() {
-        bytes = with_attestations(&bytes, &args.attestations)
-            .with_context(|| format!("invalid request `{}`", args.request.display()))?;
+        bytes = promo_policy::attest::files::request_with_attestations(&bytes, &args.attestations)
+            .with_context(|| {
+                format!("cannot add --attestations to `{}`", args.request.display())
+            })?;
     }
     let engine = args.common.load_engine()?;
     let request = PromotionRequest::from_slice(&bytes)
@@ -311,15 +313,6 @@ impl batch::Progress for Bar {
             counts.allowed, counts.denied, counts.invalid
         ));
     }
-}
-
-/// The request with the attestations read from `paths` appended.
-fn with_attestations(bytes: &[u8], paths: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
-    use promo_policy::attest::files::{append_attestations, read_attestations};
-    let extra = read_attestations(paths).context("cannot read --attestations")?;
-    let mut request = promo_policy::request::parse_strict(bytes)?;
-    append_attestations(&mut request, extra)?;
-    Ok(serde_json::to_vec(&request)?)
 }
 
 fn read_request(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {

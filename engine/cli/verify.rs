@@ -28,6 +28,10 @@ pub struct VerifyArgs {
     /// Re-evaluate this request at the decision's recorded time and compare outcomes.
     #[arg(long, value_name = "REQUEST.json")]
     replay: Option<PathBuf>,
+    /// The attestation files `eval --attestations` added to the request (the same paths,
+    /// in the same order), for --replay.
+    #[arg(long, value_name = "PATH", requires = "replay")]
+    attestations: Vec<PathBuf>,
     /// The bundle for --replay.
     #[arg(long, value_name = "DIR", default_value = "policies")]
     policies: PathBuf,
@@ -112,7 +116,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     let Some(replay) = &args.replay else {
         return Ok(Exit::Ok);
     };
-    let bytes = fsio::read_capped(replay, promo_policy::request::MAX_BODY_BYTES as u64)?;
+    let mut bytes = fsio::read_capped(replay, promo_policy::request::MAX_BODY_BYTES as u64)?;
+    if !args.attestations.is_empty() {
+        bytes = promo_policy::attest::files::request_with_attestations(&bytes, &args.attestations)
+            .with_context(|| format!("cannot add --attestations to `{}`", replay.display()))?;
+    }
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", replay.display()))?;
     if sha256_set(&canonical_json(&request.raw)) != decision.input_digest {
