@@ -1418,5 +1418,52 @@ pub(crate) mod tests {
         assert!(reason.starts_with("sct.invalid: "), "{reason}");
     }
 
+    #[test]
+    fn older_bundle_versions_and_certificate_chains_verify_and_blob_bundles_do_not() {
+        let (sigstore, store) = test_setup(false);
+        let leaf = sigstore.leaf(&spec()).unwrap();
+        let b = sigstore
+            .bundle(&statement(&"ab".repeat(32)), &leaf, &log(3))
+            .unwrap();
+        // v0.3 in its older spelling, with the single certificate v0.3 requires.
+        let mut v03 = b.clone();
+        v03["mediaType"] = json!(BUNDLE_MEDIA_TYPES[2]);
+        verify_one(&store, &v03).unwrap();
+        // v0.1 and v0.2 carry a certificate chain.
+        for media_type in &BUNDLE_MEDIA_TYPES[..2] {
+            let mut old = b.clone();
+            old["mediaType"] = json!(media_type);
+            let cert = old["verificationMaterial"]["certificate"].take();
+            let material = old["verificationMaterial"].as_object_mut().unwrap();
+            material.remove("certificate");
+            material.insert(
+                "x509CertificateChain".into(),
+                json!({"certificates": [cert]}),
+            );
+            let a = verify_one(&store, &old).unwrap_or_else(|e| panic!("{media_type}: {e}"));
+            assert_eq!(keyless(&a).identity, "payments-ci");
+        }
+        // A bundle over a blob (hashedrekord) is a signature, not an attestation.
+        let mut blob = b.clone();
+        let envelope = blob
+            .as_object_mut()
+            .unwrap()
+            .remove("dsseEnvelope")
+            .unwrap();
+        blob["messageSignature"] = json!({
+            "messageDigest": {"algorithm": "SHA2_256", "digest": B64.encode([0xab; 32])},
+            "signature": envelope["signatures"][0]["sig"],
+        });
+        let reason = rejected(&store, &blob);
+        assert!(
+            reason.starts_with("bundle.malformed: a message-signature bundle"),
+            "{reason}"
+        );
+        // An unknown media type is refused before anything is read.
+        let mut odd = b;
+        odd["mediaType"] = json!("application/vnd.dev.sigstore.bundle+json;version=9.9");
+        assert!(rejected(&store, &odd).starts_with("bundle.malformed: media type"));
+    }
+
     use base64::engine::general_purpose::STANDARD as B64;
 }
