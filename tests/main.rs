@@ -15,6 +15,7 @@ mod cli;
 mod compliance;
 mod corpus;
 mod diff;
+mod evidence;
 mod hardening;
 mod keyless;
 mod plugins;

@@ -353,6 +353,9 @@ pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize 
                         other => json(&other),
                     })
                 })
+                + a.evidence
+                    .as_ref()
+                    .map_or(0, |f| serde_json::to_value(f).map_or(0, |v| json(&v)))
                 + strings(&a.envelope_digest)
         }
         // Every variant holds at most a few short strings.

@@ -555,6 +555,8 @@ pub fn verify_bundle(
 
     // The grants, for the identities of the root that verified.
     let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
+    let evidence =
+        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
     let mut denials = Vec::new();
     let mut permitted = None;
     for candidate in candidates.iter().filter(|c| c.trusted_root == root.name) {
@@ -613,6 +615,7 @@ pub fn verify_bundle(
         subject: statement.subject_json,
         predicate: statement.predicate,
         provenance,
+        evidence,
         envelope_digest: BTreeMap::from([(
             "sha256".to_owned(),
             hex::encode(Sha256::digest(&bytes)),

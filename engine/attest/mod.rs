@@ -10,11 +10,13 @@
 //!   provenance predicate, normalised.
 //! - [`verify`]: puts them together into `input.verified` (CONTRACT §2).
 //! - [`files`]: attestation files for `eval --attestations`.
+//! - [`evidence`]: signed approvals, check results and SLO snapshots (CONTRACT §2d).
 //!
 //! Every failure is an [`AttestError`]; a rejected attestation's reason is its message.
 
 pub mod cache;
 pub mod dsse;
+pub mod evidence;
 pub mod files;
 pub mod keyless;
 pub mod keys;

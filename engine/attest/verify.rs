@@ -7,6 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::attest::dsse::{Envelope, EnvelopeSignature, INTOTO_PAYLOAD_TYPE};
+use crate::attest::evidence::{Evidence, Fact};
 use crate::attest::keyless::{is_bundle, verify_bundle, KeylessSigner};
 use crate::attest::slsa::Provenance;
 use crate::attest::statement::Statement;
@@ -23,6 +24,9 @@ pub struct Verified {
     pub attestations: Vec<VerifiedAttestation>,
     /// Attestations that did not verify, with why.
     pub rejected: Vec<Rejected>,
+    /// The signed process evidence about the artifact among `attestations`.
+    #[serde(default)]
+    pub evidence: Evidence,
 }
 
 impl Verified {
@@ -58,6 +62,9 @@ pub struct VerifiedAttestation {
     /// For SLSA provenance, the normalised facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// For signed process evidence (CONTRACT §2d), the normalised fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Fact>,
     /// `{"sha256": ...}` of the envelope as received (compact JSON, key order kept): what a
     /// signed decision lists under `inputAttestations`.
     pub envelope_digest: BTreeMap<String, String>,
@@ -132,6 +139,7 @@ pub fn collect_verified(
             }),
         }
     }
+    out.evidence = Evidence::gather(&out.attestations);
     out
 }
 
@@ -186,6 +194,8 @@ pub fn verify_envelope(
     // 2. Only now is the payload read: it is signed by someone we know.
     let statement = Statement::from_slice(&envelope.payload)?;
     let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
+    let evidence =
+        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
 
     // 3. Each signer must be permitted for what it signed.
     let mut permitted: Vec<&TrustedKey> = Vec::new();
@@ -246,6 +256,7 @@ pub fn verify_envelope(
         subject: statement.subject_json,
         predicate: statement.predicate,
         provenance,
+        evidence,
         envelope_digest: BTreeMap::from([(
             "sha256".to_owned(),
             hex::encode(Sha256::digest(&envelope_bytes)),
@@ -488,7 +499,10 @@ mod tests {
         let v = run(&store(&fx, 1), &[json!(null), good], "prod");
         let json = serde_json::to_value(&v).unwrap();
         let obj = json.as_object().unwrap();
-        assert_eq!(obj.keys().collect::<Vec<_>>(), ["attestations", "rejected"]);
+        assert_eq!(
+            obj.keys().collect::<Vec<_>>(),
+            ["attestations", "rejected", "evidence"]
+        );
         let a = json["attestations"][0].as_object().unwrap();
         assert_eq!(
             a.keys().collect::<Vec<_>>(),
@@ -528,7 +542,8 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_value(Verified::empty()).unwrap(),
-            json!({"attestations": [], "rejected": []})
+            json!({"attestations": [], "rejected": [],
+                   "evidence": {"approvals": [], "checks": [], "slo": null}})
         );
         let back: Verified = serde_json::from_value(json).unwrap();
         assert_eq!(back, v);

@@ -1,6 +1,7 @@
 //! Command-line types (clap) and dispatch to one file per command; no command
 //! decides anything itself, they all go through the shared `Evaluator`.
 
+mod attest;
 mod audit;
 mod diff;
 mod eval;
@@ -67,6 +68,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Verify, checkpoint, query and export the audit log (verify: exit 0 intact, 1 tampered, 2 error).
     Audit(audit::AuditCmd),
+    /// Write signed process evidence: an approval, a check result or an SLO snapshot.
+    #[command(subcommand)]
+    Attest(attest::AttestCmd),
     /// Show trust material: `trust roots` lists the Sigstore trusted roots.
     #[command(subcommand)]
     Trust(trust::TrustCmd),
@@ -143,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Trust(args) => trust::run(args),
+        Command::Attest(args) => attest::run(args),
     }
 }
 

@@ -1,0 +1,200 @@
+//! Signed process evidence through the real binary: `attest approval|check|slo` write
+//! envelopes that `eval --attestations` verifies against the trust file's grants.
+
+use serde_json::{json, Value};
+
+use crate::support::{bin, write, ALLOWED, AT};
+
+const APPROVAL: &str = "https://promo-policy.dev/approval/v1";
+const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
+const SLO: &str = "https://promo-policy.dev/slo-snapshot/v1";
+const ARTIFACT: &str = "registry.example.com/payments/api@sha256:0d9d2f9cf3e9b5229f514b2a03365b0437cdd20cf875cf840b50996620fce5ef";
+
+#[test]
+fn attest_writes_evidence_that_eval_verifies_only_under_its_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    bin()
+        .args(["keygen", "--out", d.join("bridge").to_str().unwrap()])
+        .assert()
+        .success();
+    let key = d.join("bridge/signing.key");
+    let evidence = d.join("evidence");
+    std::fs::create_dir(&evidence).unwrap();
+    let attest = |args: &[&str], file: &str| {
+        bin()
+            .arg("attest")
+            .args(args)
+            .args(["--artifact", ARTIFACT, "--key", key.to_str().unwrap()])
+            .args(["--out", evidence.join(file).to_str().unwrap()])
+            .assert()
+            .success();
+    };
+    attest(
+        &[
+            "approval",
+            "--approver",
+            "alice",
+            "--role",
+            "release-manager",
+            "--decision",
+            "approved",
+            "--from",
+            "staging",
+            "--to",
+            "prod",
+            "--ticket",
+            "CHG-1234",
+            "--at",
+            "2026-11-26T17:30:00Z",
+        ],
+        "a.json",
+    );
+    attest(
+        &[
+            "check",
+            "--name",
+            "canary",
+            "--environment",
+            "staging",
+            "--result",
+            "passed",
+            "--url",
+            "https://ci.example.com/runs/1",
+            "--at",
+            "2026-11-26T14:00:00Z",
+        ],
+        "b.json",
+    );
+    attest(
+        &[
+            "slo",
+            "--service",
+            "payments-api",
+            "--objective",
+            "0.999",
+            "--window",
+            "30d",
+            "--budget-remaining",
+            "0.63",
+            "--burn-rate",
+            "1h=0.7",
+            "--burn-rate",
+            "6h=0.9",
+            "--measured-at",
+            "2026-11-26T17:00:00Z",
+        ],
+        "c.json",
+    );
+
+    let eval = |types: &[&str]| -> Value {
+        let mut trust: Value =
+            serde_json::from_slice(&std::fs::read("policies/trust.json").unwrap()).unwrap();
+        trust.as_object_mut().unwrap().retain(|k, _| k == "keys");
+        trust["keys"].as_array_mut().unwrap().push(json!({
+            "id": "bridge", "publicKeyFile": d.join("bridge/signing.pub"), "predicateTypes": types}));
+        let trust = write(d, "trust.json", trust.to_string());
+        let out = bin()
+            .args([
+                "eval",
+                ALLOWED,
+                "--at",
+                AT,
+                "--format",
+                "json",
+                "--trust",
+                trust.to_str().unwrap(),
+            ])
+            .args(["--attestations", evidence.to_str().unwrap()])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let doc = eval(&[APPROVAL, TEST_RESULT, SLO]);
+    assert_eq!(doc["decision"]["allowed"], true, "{}", doc["decision"]);
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        doc["envelope"]["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    // The baseline's two envelopes and the three pieces of evidence.
+    assert_eq!(
+        statement["predicate"]["inputAttestations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // Trusted for approvals only: the check and the snapshot are rejected by name.
+    let doc = eval(&[APPROVAL]);
+    let text = doc["decision"].to_string();
+    assert!(
+        text.contains(&format!(
+            "key `bridge` is not trusted for predicate type `{TEST_RESULT}`"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "key `bridge` is not trusted for predicate type `{SLO}`"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn attest_refuses_what_it_could_not_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    bin()
+        .args(["keygen", "--out", dir.path().to_str().unwrap()])
+        .assert()
+        .success();
+    let key = dir.path().join("signing.key");
+    bin()
+        .args([
+            "attest",
+            "approval",
+            "--artifact",
+            "app@sha256:nothex",
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .args([
+            "--approver",
+            "a",
+            "--decision",
+            "approved",
+            "--from",
+            "s",
+            "--to",
+            "p",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("64 lowercase hex digits"));
+    bin()
+        .args([
+            "attest",
+            "slo",
+            "--artifact",
+            ARTIFACT,
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .args([
+            "--service",
+            "s",
+            "--objective",
+            "0.9",
+            "--window",
+            "30d",
+            "--budget-remaining",
+            "1",
+        ])
+        .args(["--burn-rate", "1h"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is not WINDOW=RATE"));
+}
