@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use crate::decision::{
     canonical_json, combine, plugin_findings, sha256_set, Decision, EngineRef, PluginFindings,
     PolicyRef, StageResults,
 };
+use crate::input::time::{format_time, TimeError};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
 use crate::policy::{self, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
@@ -48,11 +48,8 @@ pub enum Error {
     #[error(transparent)]
     Sign(#[from] SignError),
     /// A time value could not be read.
-    #[error("invalid time `{value}`: expected RFC 3339, e.g. `2026-11-26T18:00:00Z`")]
-    Time {
-        /// What was given.
-        value: String,
-    },
+    #[error(transparent)]
+    Time(#[from] TimeError),
 }
 
 /// Where the engine's parts come from.
@@ -525,21 +522,6 @@ pub fn data_path(path: &str) -> String {
     }
 }
 
-/// Format a time as RFC 3339 in UTC with second precision (`2026-11-26T18:00:00Z`).
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
-/// Parse an RFC 3339 time (`--at`, recorded decision times).
-pub fn parse_time(value: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| Error::Time {
-        value: value.to_string(),
-    })
-}
-
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -558,12 +540,5 @@ mod tests {
             data_path("promo.rules.slo.deny"),
             "data.promo.rules.slo.deny"
         );
-    }
-
-    #[test]
-    fn time_round_trip_is_utc_seconds() {
-        let t = parse_time("2026-11-26T19:00:00.123+01:00").unwrap();
-        assert_eq!(format_time(t), "2026-11-26T18:00:00Z");
-        assert!(parse_time("yesterday").is_err());
     }
 }
