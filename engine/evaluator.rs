@@ -65,7 +65,8 @@ pub struct EngineConfig {
     /// The plugin directory (`<dir>/<name>/plugin.toml`); a missing directory means
     /// no plugins.
     pub plugins: PathBuf,
-    /// Where compiled plugin modules are cached between runs (`None`: no disk cache).
+    /// Where compiled plugin modules are cached between runs (`None`, the default: no
+    /// disk cache).
     pub plugin_cache: Option<PathBuf>,
     /// Which regorus engine decides (the VM unless chosen otherwise).
     pub backend: policy::Backend,
@@ -78,23 +79,12 @@ impl Default for EngineConfig {
             trust: None,
             signing_key: None,
             plugins: PathBuf::from("plugins"),
-            plugin_cache: default_plugin_cache(),
+            // No disk cache unless the caller names one: a library never reads HOME or
+            // XDG on its own (the CLI resolves its default cache directory and passes it).
+            plugin_cache: None,
             backend: policy::Backend::Vm,
         }
     }
-}
-
-/// `$PROMO_POLICY_CACHE_DIR`, else `$XDG_CACHE_HOME/promo-policy`, else
-/// `$HOME/.cache/promo-policy`: compiled plugins survive between CLI runs.
-pub fn default_plugin_cache() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("PROMO_POLICY_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("promo-policy")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("promo-policy")))
 }
 
 impl EngineConfig {
