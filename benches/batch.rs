@@ -22,7 +22,7 @@ use promo_policy::attest::cache::VerifyCache;
 use promo_policy::attest::verify_attestations;
 use promo_policy::batch::workload::{Workload, DEFAULT_ARTIFACTS, WORKLOAD_AT};
 use promo_policy::batch::{self, Input, NoProgress, Options, Shard};
-use promo_policy::evaluator::parse_time;
+use promo_policy::input::parse_time;
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
 
 /// Requests per iteration: about half a second of work at one thread.

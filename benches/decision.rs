@@ -15,7 +15,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use promo_policy::attest::verify_attestations;
-use promo_policy::evaluator::parse_time;
+use promo_policy::input::parse_time;
 use promo_policy::sign::{decision_statement, DEV_SIGNING_KEY_PEM};
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
 

@@ -1,20 +1,13 @@
-//! Batch evaluation: many requests through one shared `Engine` in parallel, read and written in bounded chunks, results in input order; one bad input becomes one failed result for that input, never the end of the batch, and never anything readable as an allow.
+//! Batch evaluation: many requests through one shared `Engine` in parallel, results in
+//! input order; one bad input becomes one failed result, never the end of the batch.
 //!
 //! # Inputs
 //!
-//! An [`Input`] is a JSONL stream (a file or stdin: one request per line) or a directory
-//! of request files. Each input gets a 0-based `index` in input order and a `source`:
-//! `line N` (1-based) for JSONL, the file name for a directory.
-//!
-//! - JSONL: every line is one input, including an empty or blank line, which is an
-//!   invalid result (`empty line`), so that line N is always the result with index N-1
-//!   and a request lost upstream cannot hide as a blank line. A final newline does not
-//!   start another line; a `\r` before the newline is JSON whitespace.
-//! - Directory: the entries whose name ends in `.json` (any case) and does not start
-//!   with `.`, in byte order of their names, not recursing. Subdirectories, hidden files
-//!   and other names (`README.md`, `x.jsonl`, editor backups) are skipped and listed in
-//!   [`Input::skipped`]; a `.json` file that cannot be read or parsed is an invalid
-//!   result. Only the names are held in memory, never the contents of the directory.
+//! Read by [`crate::input`] (JSONL lines, a directory of request files, stdin; limits,
+//! positions, records vs bare requests). Each input gets a 0-based `index` in input
+//! order and a `source`: `line N` (1-based) for JSONL, the file name for a directory.
+//! Each is evaluated at the time [`crate::input::time`] gives: `--at` ([`Options::at`])
+//! when set, else a record's own `evaluatedAt`, else the clock (read per decision).
 //!
 //! # Results
 //!
@@ -25,11 +18,6 @@
 //! - not evaluated (not UTF-8, not JSON, schema, too large, unreadable file):
 //!   `{"index", "source", "allowed": false, "error": {"id": "request.invalid", "msg"}}`,
 //!   with no decision and no envelope.
-//!
-//! An input may also be a recorded request, `{"request": {...}, "evaluatedAt": "..."}`
-//! (an audit export line, see [`crate::replay`]): its request is evaluated at its own
-//! `evaluatedAt`, unless [`Options::at`] is set, which wins for every input; inputs with
-//! no recorded time are evaluated at the clock.
 //!
 //! # Audit
 //!
@@ -44,13 +32,11 @@
 //! # Memory
 //!
 //! At most [`CHUNK_INPUTS`] inputs (and about [`CHUNK_BYTES`] of them) are in memory at
-//! once; a line longer than the request limit is counted and skipped, never buffered.
+//! once; a line longer than the limit is counted and skipped, never buffered.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -60,24 +46,12 @@ use time::OffsetDateTime;
 use crate::audit::{AuditError, AuditLog, Record, RecordOptions};
 use crate::decision::Decision;
 use crate::evaluator::{Engine, Evaluator};
-use crate::request::{PromotionRequest, RequestError, MAX_BODY_BYTES};
+use crate::input::{InputError, Item, Origin, ShardError, TimeRule};
+use crate::pool::EvaluatorPool;
+
+pub use crate::input::{Input, ProgressLen, Shard, CHUNK_BYTES, CHUNK_INPUTS, INVALID_ID};
 
 pub mod workload;
-
-/// Inputs read, evaluated and written as one chunk. Large enough that the wait for a
-/// chunk's slowest input (about one decision, ~2 ms) is noise next to the chunk's work
-/// (~0.5 s at 2 ms x 512 / 2 threads), small enough that results stream out steadily.
-pub const CHUNK_INPUTS: usize = 512;
-
-/// Input bytes read into one chunk at most (the input that crosses it included).
-/// Requests may be up to 1 MiB each, so the count alone would allow 512 MiB in flight;
-/// 32 MiB keeps memory flat with any mix of request sizes.
-pub const CHUNK_BYTES: usize = 32 * 1024 * 1024;
-
-/// The error id of an input that could not be evaluated: the id
-/// [`RequestError::violation_id`] gives, used also for inputs that never reached the
-/// parser (unreadable file, oversized line).
-pub const INVALID_ID: &str = "request.invalid";
 
 /// The error id of a result whose decision could not be signed.
 pub const UNSIGNED_ID: &str = "decision.unsigned";
@@ -93,26 +67,9 @@ pub const UNRECORDABLE_ID: &str = "audit.unrecordable";
 /// that input's result.
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    /// The input path cannot be opened or listed.
-    #[error("cannot read `{path}`: {source}")]
-    Open {
-        /// The input path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// Reading the input stream failed part-way.
-    #[error("cannot read {what} after {offset} bytes: {source}")]
-    Read {
-        /// `stdin` or the file.
-        what: String,
-        /// Bytes read before the failure.
-        offset: u64,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
+    /// The input cannot be opened, listed or read.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// Writing results failed (a full disk, a closed pipe).
     #[error("cannot write results: {0}")]
     Write(#[source] io::Error),
@@ -136,69 +93,8 @@ pub enum BatchError {
         reason: String,
     },
     /// A `--shard` value is not `K/N` with `0 <= K < N`.
-    #[error("invalid shard `{value}`: {reason}")]
-    Shard {
-        /// What was given.
-        value: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}
-
-/// One of N shards of a batch: the inputs whose index mod `count` is `index`. Indices
-/// stay those of the whole batch, so the shards' outputs merged by index are the
-/// unsharded output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// K, 0-based.
-    pub index: u64,
-    /// N, at least 1.
-    pub count: u64,
-}
-
-impl Shard {
-    /// The whole batch as one shard.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// Whether the input with this index belongs to this shard.
-    pub fn contains(&self, index: u64) -> bool {
-        index % self.count == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = BatchError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| BatchError::Shard {
-            value: s.to_string(),
-            reason,
-        };
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| err("expected K/N, e.g. `0/4`"))?;
-        let index: u64 = k
-            .trim()
-            .parse()
-            .map_err(|_| err("K is not a non-negative integer"))?;
-        let count: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| err("N is not a positive integer"))?;
-        if count == 0 {
-            return Err(err("N must be at least 1"));
-        }
-        if index >= count {
-            return Err(err("K must be less than N (shards count from 0)"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
+    #[error(transparent)]
+    Shard(#[from] ShardError),
 }
 
 /// How to run a batch.
@@ -234,306 +130,6 @@ pub struct Recorder<'a> {
     pub log: &'a mut AuditLog,
     /// Masking, and whether requests are stored.
     pub options: &'a RecordOptions,
-}
-
-/// Where a batch reads its requests.
-pub struct Input {
-    kind: InputKind,
-    skipped: Vec<String>,
-}
-
-enum InputKind {
-    Lines(LineReader),
-    Dir { files: Vec<PathBuf>, next: usize },
-}
-
-impl std::fmt::Debug for Input {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.kind {
-            InputKind::Lines(r) => format!("lines from {}", r.what),
-            InputKind::Dir { files, .. } => format!("{} files", files.len()),
-        };
-        f.debug_struct("Input")
-            .field("kind", &kind)
-            .field("skipped", &self.skipped)
-            .finish()
-    }
-}
-
-impl Input {
-    /// Open `path`: `-` is JSONL on stdin, a directory is its request files, anything
-    /// else a JSONL file.
-    pub fn open(path: &Path) -> Result<Input, BatchError> {
-        if path.as_os_str() == "-" {
-            return Ok(Self::from_reader(io::stdin(), "stdin", None));
-        }
-        let open_err = |source| BatchError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(open_err)?;
-        if meta.is_dir() {
-            return Self::dir(path);
-        }
-        let file = File::open(path).map_err(open_err)?;
-        let len = meta.is_file().then_some(meta.len());
-        Ok(Self::from_reader(
-            file,
-            &format!("`{}`", path.display()),
-            len,
-        ))
-    }
-
-    /// JSONL from any reader; `what` names it in errors, `len` (bytes, when known)
-    /// feeds progress.
-    pub fn from_reader(reader: impl Read + 'static, what: &str, len: Option<u64>) -> Input {
-        Input {
-            kind: InputKind::Lines(LineReader {
-                inner: Box::new(BufReader::with_capacity(256 * 1024, reader)),
-                what: what.to_string(),
-                line: 0,
-                offset: 0,
-                len,
-            }),
-            skipped: Vec::new(),
-        }
-    }
-
-    /// The request files of a directory (see the module docs for which are skipped).
-    pub fn dir(path: &Path) -> Result<Input, BatchError> {
-        let open_err = |source| BatchError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(open_err)? {
-            let entry = entry.map_err(open_err)?;
-            let name = entry.file_name();
-            let text = name.to_string_lossy();
-            // Follows symlinks; an entry whose type cannot be read is kept, so that its
-            // read error becomes its result rather than a silent skip.
-            let is_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
-            let is_request = !is_dir
-                && !text.starts_with('.')
-                && text.len() > ".json".len()
-                && text
-                    .get(text.len() - ".json".len()..)
-                    .is_some_and(|ext| ext.eq_ignore_ascii_case(".json"));
-            if is_request {
-                files.push(entry.path());
-            } else {
-                skipped.push(text.into_owned());
-            }
-        }
-        // Byte order of the names: the same on every machine, whatever the locale.
-        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-        skipped.sort();
-        Ok(Input {
-            kind: InputKind::Dir { files, next: 0 },
-            skipped,
-        })
-    }
-
-    /// Directory entries that are not request files, by name.
-    pub fn skipped(&self) -> &[String] {
-        &self.skipped
-    }
-
-    /// How much progress will count to, when known: the inputs in `shard` for a
-    /// directory, the byte length for a JSONL file (`None` for a stream).
-    pub fn progress_len(&self, shard: Shard) -> Option<ProgressLen> {
-        match &self.kind {
-            InputKind::Lines(r) => r.len.map(ProgressLen::Bytes),
-            InputKind::Dir { files, .. } => Some(ProgressLen::Inputs(
-                (0..files.len() as u64)
-                    .filter(|&i| shard.contains(i))
-                    .count() as u64,
-            )),
-        }
-    }
-
-    /// Read the next inputs of `shard`: up to `max_inputs`, stopping once `max_bytes`
-    /// are held. Empty at the end of the input.
-    fn read_chunk(
-        &mut self,
-        shard: Shard,
-        max_inputs: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<RawInput>, BatchError> {
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        while chunk.len() < max_inputs && bytes < max_bytes {
-            let Some(item) = self.next_input(shard)? else {
-                break;
-            };
-            if let Body::Bytes(b) = &item.body {
-                bytes += b.len();
-            }
-            chunk.push(item);
-        }
-        Ok(chunk)
-    }
-
-    fn next_input(&mut self, shard: Shard) -> Result<Option<RawInput>, BatchError> {
-        match &mut self.kind {
-            InputKind::Lines(reader) => loop {
-                let index = reader.line;
-                let keep = shard.contains(index);
-                let Some(line) = reader.next_line(keep)? else {
-                    return Ok(None);
-                };
-                if !keep {
-                    continue;
-                }
-                let n = index + 1;
-                let body = match line {
-                    Line::Bytes(b) => Body::Bytes(b),
-                    Line::TooLong(size) => Body::Invalid(too_large(size)),
-                };
-                return Ok(Some(RawInput {
-                    index,
-                    source: format!("line {n}"),
-                    line: Some(n),
-                    end: reader.offset,
-                    body,
-                }));
-            },
-            InputKind::Dir { files, next } => {
-                while *next < files.len() {
-                    let index = *next as u64;
-                    *next += 1;
-                    if !shard.contains(index) {
-                        continue;
-                    }
-                    let path = &files[index as usize];
-                    let source = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| path.display().to_string());
-                    let body = read_file(path, &source);
-                    return Ok(Some(RawInput {
-                        index,
-                        source,
-                        line: None,
-                        end: index + 1,
-                        body,
-                    }));
-                }
-                Ok(None)
-            }
-        }
-    }
-}
-
-/// What progress counts to (see [`Input::progress_len`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressLen {
-    /// Inputs to evaluate.
-    Inputs(u64),
-    /// Bytes of JSONL to read.
-    Bytes(u64),
-}
-
-fn too_large(size: u64) -> String {
-    RequestError::TooLarge {
-        size: usize::try_from(size).unwrap_or(usize::MAX),
-        limit: MAX_BODY_BYTES,
-    }
-    .to_string()
-}
-
-fn read_file(path: &Path, name: &str) -> Body {
-    // Regular files only (a FIFO named `*.json` is refused before an open could block),
-    // never more than the request limit whatever the file claims.
-    match crate::fsio::read_capped(path, MAX_BODY_BYTES as u64) {
-        Ok(bytes) => Body::Bytes(bytes),
-        Err(crate::fsio::ReadError::TooLarge { size, .. }) => Body::Invalid(too_large(size)),
-        Err(e) => Body::Invalid(format!("cannot read `{name}`: {}", e.reason())),
-    }
-}
-
-/// JSONL split into lines without ever holding more than the request limit of one.
-struct LineReader {
-    inner: Box<dyn BufRead>,
-    what: String,
-    /// Lines returned so far.
-    line: u64,
-    /// Bytes consumed so far.
-    offset: u64,
-    len: Option<u64>,
-}
-
-enum Line {
-    Bytes(Vec<u8>),
-    /// Longer than the request limit: its length, the bytes dropped.
-    TooLong(u64),
-}
-
-impl LineReader {
-    /// The next line without its `\n`; its bytes are dropped unless `keep`.
-    fn next_line(&mut self, keep: bool) -> Result<Option<Line>, BatchError> {
-        let mut buf = Vec::new();
-        let mut size: u64 = 0;
-        let mut started = false;
-        loop {
-            let available = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(BatchError::Read {
-                        what: self.what.clone(),
-                        offset: self.offset,
-                        source,
-                    })
-                }
-            };
-            if available.is_empty() {
-                if !started {
-                    return Ok(None);
-                }
-                break;
-            }
-            started = true;
-            let newline = available.iter().position(|&b| b == b'\n');
-            let part = &available[..newline.unwrap_or(available.len())];
-            size += part.len() as u64;
-            if keep && size <= MAX_BODY_BYTES as u64 {
-                buf.extend_from_slice(part);
-            } else {
-                // Past the limit (or not ours): stop holding bytes, only count them.
-                buf = Vec::new();
-            }
-            let used = part.len() + usize::from(newline.is_some());
-            self.inner.consume(used);
-            self.offset += used as u64;
-            if newline.is_some() {
-                break;
-            }
-        }
-        self.line += 1;
-        Ok(Some(if size > MAX_BODY_BYTES as u64 {
-            Line::TooLong(size)
-        } else {
-            Line::Bytes(buf)
-        }))
-    }
-}
-
-/// One input as read: bytes to evaluate, or already the reason it cannot be.
-struct RawInput {
-    index: u64,
-    source: String,
-    /// The JSONL line number, for positions in messages.
-    line: Option<u64>,
-    /// Progress position once this input is done (byte offset or input count).
-    end: u64,
-    body: Body,
-}
-
-enum Body {
-    Bytes(Vec<u8>),
-    Invalid(String),
 }
 
 /// What became of one input.
@@ -693,7 +289,7 @@ pub fn run_recorded(
 ) -> Result<BatchSummary, BatchError> {
     let record_options = recorder.as_ref().map(|r| r.options);
     let jobs = options.jobs.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
+    let threads = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .thread_name(|i| format!("promo-batch-{i}"))
         .build()
@@ -701,60 +297,64 @@ pub fn run_recorded(
             jobs,
             reason: e.to_string(),
         })?;
-    // One evaluator per worker thread for the whole batch (rayon's `map_init` would
-    // build one per split of every chunk: a regorus clone each time).
-    let slots: Vec<Mutex<Option<Evaluator>>> = (0..pool.current_num_threads())
-        .map(|_| Mutex::new(None))
-        .collect();
+    // One warm evaluator per worker thread for the whole batch.
+    let evaluators = EvaluatorPool::new(Arc::clone(engine), threads.current_num_threads());
+    let rule = TimeRule::at_or_clock(options.at);
     let started = Instant::now();
     let mut counts = Counts::default();
     let recorded = std::thread::scope(|scope| {
         // The audit writer commits chunk k while the pool evaluates chunk k+1; chunk k is
         // printed once its commit is confirmed.
         let mut writer = recorder.map(|r| ChunkWriter::spawn(scope, r.log));
-        let mut pending: Option<Vec<InputOutcome>> = None;
-        let mut print = |results: Vec<InputOutcome>,
+        let mut pending: Option<Vec<InputResult>> = None;
+        let mut print = |results: Vec<InputResult>,
                          writer: &mut Option<ChunkWriter>,
                          counts: &mut Counts|
          -> Result<(), BatchError> {
             if let Some(w) = writer.as_mut() {
                 w.confirm(counts.inputs)?;
             }
-            for (line, verdict, _) in results {
-                out.write_all(&line).map_err(BatchError::Write)?;
-                counts.add(verdict);
+            for result in results {
+                out.write_all(&result.line).map_err(BatchError::Write)?;
+                counts.add(result.verdict);
             }
             out.flush().map_err(BatchError::Write)?;
             progress.chunk_written(counts, started.elapsed());
             Ok(())
         };
         loop {
-            let chunk = match input.read_chunk(options.shard, CHUNK_INPUTS, CHUNK_BYTES) {
+            let chunk = match input.read_chunk(options.shard) {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     // What was decided and recorded before the failure is still printed.
                     if let Some(previous) = pending.take() {
                         print(previous, &mut writer, &mut counts)?;
                     }
-                    return Err(e);
+                    return Err(BatchError::from(e));
                 }
             };
             let results = (!chunk.is_empty()).then(|| {
-                pool.install(|| {
+                threads.install(|| {
                     chunk
                         .into_par_iter()
                         .map(|item| {
-                            let result = with_evaluator(
-                                engine,
-                                &slots,
-                                |ev| evaluate_input(ev, &item, options.at, record_options),
-                                item.index,
-                                &item.source,
-                            );
+                            let source = source(&item.origin);
+                            let result = evaluators
+                                .guarded(|ev| {
+                                    evaluate_input(ev, &item, &source, rule, record_options)
+                                })
+                                .unwrap_or_else(|panicked| {
+                                    error_line(
+                                        item.index,
+                                        &source,
+                                        INTERNAL_ID,
+                                        &panicked.to_string(),
+                                    )
+                                });
                             progress.input_done(item.end);
                             result
                         })
-                        .collect::<Vec<InputOutcome>>()
+                        .collect::<Vec<InputResult>>()
                 })
             });
             if let Some(previous) = pending.take() {
@@ -763,7 +363,7 @@ pub fn run_recorded(
             let Some(mut results) = results else { break };
             match writer.as_mut() {
                 Some(w) => {
-                    w.send(results.iter_mut().filter_map(|r| r.2.take()).collect());
+                    w.send(results.iter_mut().filter_map(|r| r.record.take()).collect());
                     pending = Some(results);
                 }
                 None => print(results, &mut writer, &mut counts)?,
@@ -777,7 +377,7 @@ pub fn run_recorded(
         allowed: counts.allowed,
         denied: counts.denied,
         invalid: counts.invalid,
-        skipped: input.skipped.len() as u64,
+        skipped: input.skipped().len() as u64,
         jobs,
         shard: (options.shard != Shard::ALL).then(|| options.shard.to_string()),
         wall_seconds: wall,
@@ -896,140 +496,68 @@ impl ChunkWriter {
 
 /// One input's result line (with the newline), verdict and, when recording, the audit
 /// record of its decision.
-type InputOutcome = (Vec<u8>, InputVerdict, Option<Record>);
+struct InputResult {
+    line: Vec<u8>,
+    verdict: InputVerdict,
+    record: Option<Record>,
+}
 
-/// Run `f` with this worker's evaluator, and turn a panic into a failed result.
-fn with_evaluator(
-    engine: &Arc<Engine>,
-    slots: &[Mutex<Option<Evaluator>>],
-    f: impl FnOnce(&mut Evaluator) -> InputOutcome,
-    index: u64,
-    source: &str,
-) -> InputOutcome {
-    let slot = slots.get(rayon::current_thread_index().unwrap_or(0));
-    // The slot is only ever locked by its own thread; `try_lock` still guards against
-    // re-entry should evaluation ever yield to rayon and run another input here.
-    let mut guard = match slot.map(Mutex::try_lock) {
-        Some(Ok(g)) => Some(g),
-        Some(Err(TryLockError::Poisoned(p))) => Some(p.into_inner()),
-        Some(Err(TryLockError::WouldBlock)) | None => None,
-    };
-    let mut spare = None;
-    let evaluator = match guard.as_deref_mut() {
-        Some(slot) => slot.get_or_insert_with(|| engine.evaluator()),
-        None => spare.insert(engine.evaluator()),
-    };
-    match std::panic::catch_unwind(AssertUnwindSafe(|| f(evaluator))) {
-        Ok(result) => result,
-        Err(_) => {
-            // The evaluator may be mid-update: drop it, the next input gets a fresh one.
-            if let Some(slot) = guard.as_deref_mut() {
-                *slot = None;
-            }
-            unrecorded(error_line(
-                index,
-                source,
-                INTERNAL_ID,
-                "the engine panicked on this input (a bug: see stderr and please report it)",
-            ))
-        }
+/// How a batch result names its input: `line N`, or a directory entry's file name.
+fn source(origin: &Origin) -> String {
+    match origin {
+        Origin::Line { line, .. } => format!("line {line}"),
+        Origin::File(path) | Origin::Case(path) => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
     }
 }
 
-fn unrecorded((line, verdict): (Vec<u8>, InputVerdict)) -> InputOutcome {
-    (line, verdict, None)
-}
-
-/// Evaluate one input into its result line (with the newline), verdict and, when
-/// `record` is given, its audit record. The time is `at` (`--at`), else the input's
-/// recorded `evaluatedAt`, else the clock.
+/// Evaluate one input into its result line, verdict and, when `record` is given, its
+/// audit record, at the time `rule` gives.
 fn evaluate_input(
     evaluator: &mut Evaluator,
-    input: &RawInput,
-    at: Option<OffsetDateTime>,
+    item: &Item,
+    source: &str,
+    rule: TimeRule,
     record: Option<&RecordOptions>,
-) -> InputOutcome {
-    let id = INVALID_ID;
-    let fail = |msg: &str| unrecorded(error_line(input.index, &input.source, id, msg));
-    let bytes = match &input.body {
-        Body::Bytes(b) => b,
-        Body::Invalid(msg) => return fail(msg),
+) -> InputResult {
+    let read = match item.read() {
+        Ok(read) => read,
+        Err(refusal) => return error_line(item.index, source, INVALID_ID, refusal.msg()),
     };
-    let recorded = match crate::replay::from_line(bytes) {
-        Ok(r) => r,
-        Err(msg) => return fail(&msg),
+    let request = &read.request;
+    let now = match rule.time_for(read.recorded_at, request) {
+        Ok(now) => now,
+        Err(msg) => return error_line(item.index, source, INVALID_ID, &msg),
     };
-    let request = match parse(&recorded.request, input.line) {
-        Ok(r) => r,
-        Err(msg) => return fail(&msg),
-    };
-    let now = at.or(recorded.at).unwrap_or_else(OffsetDateTime::now_utc);
-    let signed = match evaluator.decide(&request, now) {
+    let signed = match evaluator.decide(request, now) {
         Ok(signed) => signed,
         Err(e) => {
-            return unrecorded(error_line(
-                input.index,
-                &input.source,
+            return error_line(
+                item.index,
+                source,
                 UNSIGNED_ID,
                 &format!("the decision could not be signed: {e}"),
-            ))
+            )
         }
     };
     let record = match record.map(|o| o.prepare(&signed.decision, &signed.envelope, &request.raw)) {
         None => None,
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
-            return unrecorded(error_line(
-                input.index,
-                &input.source,
+            return error_line(
+                item.index,
+                source,
                 UNRECORDABLE_ID,
                 &format!("the decision is withheld: {e}"),
-            ))
+            )
         }
     };
-    let (line, verdict) = decision_line(
-        input.index,
-        &input.source,
-        &signed.decision,
-        &signed.envelope,
-    );
-    (line, verdict, record)
-}
-
-/// Parse request bytes, with positions in the file's terms (`line` is the JSONL line).
-fn parse(bytes: &[u8], line: Option<u64>) -> Result<PromotionRequest, String> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let at = e.valid_up_to();
-        let (l, c) = position(&bytes[..at], line);
-        return Err(format!(
-            "invalid UTF-8 at line {l}, column {c} (byte {at} of the request): requests are UTF-8 JSON"
-        ));
+    InputResult {
+        record,
+        ..decision_line(item.index, source, &signed.decision, &signed.envelope)
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(match line {
-            Some(_) => "empty line: expected one JSON request per line".to_string(),
-            None => "empty file: expected one JSON request".to_string(),
-        });
-    }
-    PromotionRequest::from_slice(bytes).map_err(|e| match (e, line) {
-        // A JSONL line holds no newline, so the parser's line is always 1: report the
-        // file's line instead.
-        (RequestError::Malformed { column, reason, .. }, Some(n)) => {
-            format!("malformed JSON at line {n}, column {column}: {reason}")
-        }
-        (e, _) => e.to_string(),
-    })
-}
-
-/// 1-based line and column (in bytes) just after `before`; JSONL lines are numbered
-/// from the file's `line`.
-fn position(before: &[u8], line: Option<u64>) -> (u64, u64) {
-    let newlines = before.iter().filter(|&&b| b == b'\n').count() as u64;
-    let column = match before.iter().rposition(|&b| b == b'\n') {
-        Some(i) => before.len() - i,
-        None => before.len() + 1,
-    } as u64;
-    (line.unwrap_or(1) + newlines, column)
 }
 
 #[derive(Serialize)]
@@ -1061,7 +589,7 @@ fn decision_line(
     source: &str,
     decision: &Decision,
     envelope: &serde_json::Value,
-) -> (Vec<u8>, InputVerdict) {
+) -> InputResult {
     let line = DecisionLine {
         index,
         source,
@@ -1077,7 +605,11 @@ fn decision_line(
             } else {
                 InputVerdict::Denied
             };
-            (bytes, verdict)
+            InputResult {
+                line: bytes,
+                verdict,
+                record: None,
+            }
         }
         Err(e) => error_line(
             index,
@@ -1088,7 +620,7 @@ fn decision_line(
     }
 }
 
-fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, InputVerdict) {
+fn error_line(index: u64, source: &str, id: &str, msg: &str) -> InputResult {
     let line = ErrorLine {
         index,
         source,
@@ -1102,7 +634,11 @@ fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, InputV
             .into_bytes()
     });
     bytes.push(b'\n');
-    (bytes, InputVerdict::Invalid)
+    InputResult {
+        line: bytes,
+        verdict: InputVerdict::Invalid,
+        record: None,
+    }
 }
 
 #[cfg(test)]
@@ -1114,7 +650,7 @@ fn error_line(index: u64, source: &str, id: &str, msg: &str) -> (Vec<u8>, InputV
 )]
 mod tests {
     use super::*;
-    use crate::evaluator::parse_time;
+    use crate::input::parse_time;
     use crate::EngineConfig;
     use serde_json::Value;
 
@@ -1152,90 +688,6 @@ mod tests {
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
         (lines, summary)
-    }
-
-    fn lines(body: &[u8]) -> Vec<Result<Vec<u8>, u64>> {
-        let mut input = Input::from_reader(std::io::Cursor::new(body.to_vec()), "test", None);
-        let InputKind::Lines(reader) = &mut input.kind else {
-            panic!("not lines")
-        };
-        let mut out = Vec::new();
-        while let Some(line) = reader.next_line(true).unwrap() {
-            out.push(match line {
-                Line::Bytes(b) => Ok(b),
-                Line::TooLong(n) => Err(n),
-            });
-        }
-        out
-    }
-
-    #[test]
-    fn invalid_id_is_the_request_errors_id() {
-        let e = RequestError::TooLarge { size: 2, limit: 1 };
-        assert_eq!(INVALID_ID, e.violation_id());
-    }
-
-    #[test]
-    fn shards_parse_and_partition() {
-        let s: Shard = "1/3".parse().unwrap();
-        assert_eq!(s, Shard { index: 1, count: 3 });
-        assert_eq!(s.to_string(), "1/3");
-        assert!((0..9).filter(|&i| s.contains(i)).eq([1, 4, 7]));
-        for bad in ["3/3", "1/0", "x/2", "1", "-1/2", "1/-2", ""] {
-            assert!(bad.parse::<Shard>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn lines_split_on_newline_only() {
-        assert!(lines(b"").is_empty());
-        assert_eq!(lines(b"a\n"), vec![Ok(b"a".to_vec())]);
-        assert_eq!(lines(b"a"), vec![Ok(b"a".to_vec())]);
-        assert_eq!(
-            lines(b"a\r\n\nb"),
-            vec![Ok(b"a\r".to_vec()), Ok(Vec::new()), Ok(b"b".to_vec())]
-        );
-    }
-
-    #[test]
-    fn an_overlong_line_is_measured_not_held() {
-        let mut body = vec![b' '; MAX_BODY_BYTES + 10];
-        body.extend_from_slice(b"\n{}\n");
-        assert_eq!(
-            lines(&body),
-            vec![Err(MAX_BODY_BYTES as u64 + 10), Ok(b"{}".to_vec())]
-        );
-        // Exactly at the limit is still a line.
-        let mut body = vec![b' '; MAX_BODY_BYTES];
-        body.push(b'\n');
-        assert_eq!(lines(&body).len(), 1);
-        assert!(lines(&body)[0].is_ok());
-    }
-
-    #[test]
-    fn positions_are_in_the_files_terms() {
-        assert_eq!(position(b"", Some(7)), (7, 1));
-        assert_eq!(position(b"abc", Some(7)), (7, 4));
-        assert_eq!(position(b"ab\ncd", None), (2, 3));
-        let err = parse(b"{\"a\": \xff}", Some(12)).unwrap_err();
-        assert!(
-            err.starts_with("invalid UTF-8 at line 12, column 7"),
-            "{err}"
-        );
-        let err = parse(b"{\n  \"a\": \xff}", None).unwrap_err();
-        assert!(
-            err.starts_with("invalid UTF-8 at line 2, column 8"),
-            "{err}"
-        );
-        let err = parse(b"{\"a\": ", Some(3)).unwrap_err();
-        assert!(
-            err.starts_with("malformed JSON at line 3, column 6"),
-            "{err}"
-        );
-        assert_eq!(
-            parse(b"  \r", Some(1)).unwrap_err(),
-            "empty line: expected one JSON request per line"
-        );
     }
 
     #[test]
@@ -1317,39 +769,6 @@ mod tests {
         assert_eq!(
             merged.into_iter().map(strip).collect::<Vec<_>>(),
             whole.into_iter().map(strip).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn directories_list_request_files_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "b.json",
-            "a.JSON",
-            ".hidden.json",
-            "notes.txt",
-            "x.jsonl",
-            ".json",
-        ] {
-            std::fs::write(dir.path().join(name), "{}").unwrap();
-        }
-        std::fs::create_dir(dir.path().join("sub.json")).unwrap();
-        let input = Input::dir(dir.path()).unwrap();
-        let InputKind::Dir { files, .. } = &input.kind else {
-            panic!("not a dir")
-        };
-        let names: Vec<String> = files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["a.JSON", "b.json"]);
-        assert_eq!(
-            input.skipped(),
-            [".hidden.json", ".json", "notes.txt", "sub.json", "x.jsonl"]
-        );
-        assert_eq!(
-            input.progress_len(Shard { index: 1, count: 2 }),
-            Some(ProgressLen::Inputs(1))
         );
     }
 }

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use crate::decision::{
     canonical_json, combine, plugin_findings, sha256_set, Decision, EngineRef, PluginFindings,
     PolicyRef, StageResults,
 };
+use crate::input::time::{format_time, TimeError};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
 use crate::policy::{self, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
@@ -48,11 +48,8 @@ pub enum Error {
     #[error(transparent)]
     Sign(#[from] SignError),
     /// A time value could not be read.
-    #[error("invalid time `{value}`: expected RFC 3339, e.g. `2026-11-26T18:00:00Z`")]
-    Time {
-        /// What was given.
-        value: String,
-    },
+    #[error(transparent)]
+    Time(#[from] TimeError),
 }
 
 /// Where the engine's parts come from.
@@ -68,7 +65,8 @@ pub struct EngineConfig {
     /// The plugin directory (`<dir>/<name>/plugin.toml`); a missing directory means
     /// no plugins.
     pub plugins: PathBuf,
-    /// Where compiled plugin modules are cached between runs (`None`: no disk cache).
+    /// Where compiled plugin modules are cached between runs (`None`, the default: no
+    /// disk cache).
     pub plugin_cache: Option<PathBuf>,
     /// Which regorus engine decides (the VM unless chosen otherwise).
     pub backend: policy::Backend,
@@ -81,23 +79,12 @@ impl Default for EngineConfig {
             trust: None,
             signing_key: None,
             plugins: PathBuf::from("plugins"),
-            plugin_cache: default_plugin_cache(),
+            // No disk cache unless the caller names one: a library never reads HOME or
+            // XDG on its own (the CLI resolves its default cache directory and passes it).
+            plugin_cache: None,
             backend: policy::Backend::Vm,
         }
     }
-}
-
-/// `$PROMO_POLICY_CACHE_DIR`, else `$XDG_CACHE_HOME/promo-policy`, else
-/// `$HOME/.cache/promo-policy`: compiled plugins survive between CLI runs.
-pub fn default_plugin_cache() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("PROMO_POLICY_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("promo-policy")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache").join("promo-policy")))
 }
 
 impl EngineConfig {
@@ -525,21 +512,6 @@ pub fn data_path(path: &str) -> String {
     }
 }
 
-/// Format a time as RFC 3339 in UTC with second precision (`2026-11-26T18:00:00Z`).
-pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
-/// Parse an RFC 3339 time (`--at`, recorded decision times).
-pub fn parse_time(value: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| Error::Time {
-        value: value.to_string(),
-    })
-}
-
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -558,12 +530,5 @@ mod tests {
             data_path("promo.rules.slo.deny"),
             "data.promo.rules.slo.deny"
         );
-    }
-
-    #[test]
-    fn time_round_trip_is_utc_seconds() {
-        let t = parse_time("2026-11-26T19:00:00.123+01:00").unwrap();
-        assert_eq!(format_time(t), "2026-11-26T18:00:00Z");
-        assert!(parse_time("yesterday").is_err());
     }
 }

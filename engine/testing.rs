@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::decision::Decision;
-use crate::evaluator::{parse_time, Engine, Error, Evaluator};
+use crate::evaluator::{Engine, Error, Evaluator};
+use crate::input::parse_time;
 use crate::policy::{PolicyBundle, PolicyError};
 
 /// What kind of test a result belongs to.

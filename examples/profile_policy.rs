@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use promo_policy::evaluator::parse_time;
+use promo_policy::input::parse_time;
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
 
 fn median(mut xs: Vec<Duration>) -> Duration {

@@ -352,3 +352,39 @@ fn errors_that_stop_the_batch_exit_2() {
 fn the_workload_is_generated_for_the_corpus_time() {
     assert_eq!(WORKLOAD_AT, AT);
 }
+
+/// The time rule (`crate::input::time`), as batch applies it: `--at` wins over a
+/// record's `evaluatedAt`; without it a record is evaluated at its own time and a bare
+/// request at the clock (never at its `requestedAt`).
+#[test]
+fn the_time_rule_is_at_then_recorded_time_then_clock() {
+    let recorded = "2026-11-26T17:00:00Z";
+    let record = serde_json::json!({
+        "request": serde_json::from_str::<Value>(&allowed_line()).unwrap(),
+        "evaluatedAt": recorded,
+    });
+    let body = format!("{record}\n{}\n", allowed_line());
+    let run = |extra: &[&str]| -> Vec<Value> {
+        let out = bin()
+            .args(["eval", "--batch", "-"])
+            .args(extra)
+            .write_stdin(body.clone())
+            .assert();
+        parse_lines(&out.get_output().stdout)
+    };
+    let pinned = run(&["--at", AT]);
+    assert_eq!(pinned.len(), 2);
+    assert!(
+        pinned.iter().all(|l| l["decision"]["evaluatedAt"] == AT),
+        "{pinned:?}"
+    );
+    let own = run(&[]);
+    assert_eq!(own[0]["decision"]["evaluatedAt"], recorded);
+    let requested_at =
+        serde_json::from_str::<Value>(&allowed_line()).unwrap()["requestedAt"].clone();
+    assert_ne!(
+        own[1]["decision"]["evaluatedAt"], requested_at,
+        "the clock, not requestedAt"
+    );
+    assert_ne!(own[1]["decision"]["evaluatedAt"], AT);
+}

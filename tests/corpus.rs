@@ -81,7 +81,7 @@ fn the_vm_and_the_interpreter_decide_every_case_alike() {
             &std::fs::read(case.dir.join("request.json")).unwrap(),
         )
         .unwrap();
-        let at = promo_policy::evaluator::parse_time(&case.spec.at).unwrap();
+        let at = promo_policy::input::parse_time(&case.spec.at).unwrap();
         let on_vm = vm.query_data(&request, at, "promo/decision").unwrap();
         let on_interpreter = interpreter
             .query_data(&request, at, "promo/decision")

@@ -262,12 +262,18 @@ fn jsonl_audit_records_are_evaluated_at_their_own_time() {
         json!(["freeze.active"])
     );
 
-    // --at moves only the bare request; the records keep their recorded times.
+    // The time rule (`crate::input::time`): an explicit --at wins over every recorded
+    // time and every `requestedAt`; before the new freeze start nothing changes.
     let mut with_at = args.to_vec();
     with_at.extend(["--at", "2026-12-19T23:40:00Z"]);
     let report = json_report(&with_at, 0);
-    assert_eq!(sources(&report, "allowToDeny"), [format!("{log_name}:2")]);
-    assert_eq!(report["summary"]["unchanged"], 2);
+    assert!(sources(&report, "allowToDeny").is_empty(), "{report}");
+    assert_eq!(report["summary"]["unchanged"], 3);
+    // ...and after it every input changes, records and the bare request alike.
+    let mut with_at = args.to_vec();
+    with_at.extend(["--at", "2026-12-19T23:59:00Z"]);
+    let report = json_report(&with_at, 0);
+    assert_eq!(report["summary"]["allowToDeny"], 3, "{report}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn baseline() -> &'static Value {
 
 fn allowed(request: &Value) -> Option<bool> {
     let request = PromotionRequest::from_slice(request.to_string().as_bytes()).ok()?;
-    let now = promo_policy::evaluator::parse_time(AT).unwrap();
+    let now = promo_policy::input::parse_time(AT).unwrap();
     Some(
         engine()
             .evaluator()

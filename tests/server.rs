@@ -18,7 +18,7 @@ use tower::ServiceExt;
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 fn at() -> time::OffsetDateTime {
-    promo_policy::evaluator::parse_time(AT).unwrap()
+    promo_policy::input::parse_time(AT).unwrap()
 }
 
 fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {

@@ -20,7 +20,7 @@
 //! Cutting records off the tail is invisible without a checkpoint taken before the cut.
 //!
 //! The JSON form of a record (`audit export`, `audit query --format jsonl`) has the
-//! top-level `request` and `evaluatedAt` that [`crate::replay::from_line`] reads, so an
+//! top-level `request` and `evaluatedAt` that [`crate::input::record::from_line`] reads, so an
 //! export can be re-evaluated with `eval --batch` or compared with `diff`.
 
 pub mod chain;
@@ -402,7 +402,8 @@ impl RecordOptions {
 )]
 pub(crate) mod tests {
     use super::*;
-    use crate::evaluator::{parse_time, Engine, EngineConfig};
+    use crate::evaluator::{Engine, EngineConfig};
+    use crate::input::parse_time;
     use crate::PromotionRequest;
 
     pub(crate) const AT: &str = "2026-11-26T18:00:00Z";

@@ -501,7 +501,7 @@ fn initialise(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {FORMAT_VERSION};"
     ))
     .map_err(err)?;
-    let now = crate::evaluator::format_time(time::OffsetDateTime::now_utc());
+    let now = crate::input::format_time(time::OffsetDateTime::now_utc());
     for (key, value) in [
         ("format", "promo-policy-audit".to_string()),
         ("version", FORMAT_VERSION.to_string()),

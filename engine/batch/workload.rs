@@ -227,7 +227,7 @@ impl SplitMix64 {
 )]
 mod tests {
     use super::*;
-    use crate::evaluator::parse_time;
+    use crate::input::parse_time;
     use crate::testing::Expectation;
     use crate::{Engine, EngineConfig, PromotionRequest};
 

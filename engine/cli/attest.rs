@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use promo_policy::attest::evidence::{APPROVAL_V1, SLO_SNAPSHOT_V1, TEST_RESULT_V01};
-use promo_policy::evaluator::{format_time, parse_time};
+use promo_policy::input::{format_time, parse_time};
 use promo_policy::sign::{load_signing_key, sign_statement};
 
 use super::Exit;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use promo_policy::audit::chain::{verify_export, verify_log};
 use promo_policy::audit::{AuditLog, Checkpoint, Filter, Record, RecordOptions, VerifyReport};
-use promo_policy::evaluator::{format_time, parse_time};
+use promo_policy::input::{format_time, parse_time};
 use promo_policy::server::AuditConfig;
 
 use super::verify::{decision_keys, trusted_decision_keys};

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use promo_policy::evaluator::parse_time;
-use promo_policy::testing::diff::{self, DiffClock, Side};
+use promo_policy::input::parse_time;
+use promo_policy::testing::diff::{self, Side};
 use promo_policy::{Engine, EngineConfig};
 
 use super::{CommonArgs, Exit};
@@ -26,9 +26,9 @@ Inputs: a corpus directory (<dir>/<case>/request.json + case.json) or one case d
 directory of *.json request files or one such file, any other file as JSONL of bare requests \
 or audit records {\"request\": {...}, \
 \"evaluatedAt\": \"...\"} (e.g. `audit query --format jsonl`), or - (JSONL on stdin). \
-Each input is evaluated under both bundles at the same time: its recorded time (the case's \
-`at`, the record's `evaluatedAt`), else --at, else the request's `requestedAt`, else the \
-clock read once at the start. \
+Each input is evaluated under both bundles at the same time: --at when given, else its \
+recorded time (the case's `at`, the record's `evaluatedAt`), else the request's \
+`requestedAt`, else the clock read once at the start. \
 --policies is the new bundle. --plugins applies to both sides, and so does --trust when given; \
 without it each side verifies attestations against its own bundle's trust.json. \
 Exit codes: 0 no decision flips from deny to allow (allow->deny and id changes are reported \
@@ -57,8 +57,8 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
-    /// Evaluation time (RFC 3339) for requests that recorded none (bare requests);
-    /// a case's `at` and a record's `evaluatedAt` always win.
+    /// Evaluation time (RFC 3339) of every input: it wins over a case's `at`, a
+    /// record's `evaluatedAt` and a request's `requestedAt`.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
     /// The new bundle is `--policies`; `--plugins` and a given `--trust` apply to both
@@ -75,10 +75,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
         .map(parse_time)
         .transpose()
         .context("invalid --at")?;
-    let clock = DiffClock {
-        at,
-        now: time::OffsetDateTime::now_utc(),
-    };
+    let rule = diff::diff_time_rule(at, time::OffsetDateTime::now_utc());
     let policies = &args.common.policies;
     // Held until the end: dropping a checkout removes its temporary directory.
     let base_checkout = args
@@ -106,7 +103,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
         || load(&args.common, new_dir, "--policies"),
     );
     let (base, new) = (base?, new?);
-    let report = diff::run(&base, &new, &args.inputs, clock)?;
+    let report = diff::run(&base, &new, &args.inputs, rule)?;
     match args.format {
         Format::Text => print!("{}", diff::render_text(&report)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

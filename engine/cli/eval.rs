@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use promo_policy::batch::{self, Counts, Input, ProgressLen, Shard};
-use promo_policy::evaluator::parse_time;
 use promo_policy::explain::{explain, CheckResult, Explained};
+use promo_policy::input::parse_time;
 use promo_policy::textsafe::printable;
 use promo_policy::{Decision, PromotionRequest, Violation};
 

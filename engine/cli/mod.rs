@@ -105,12 +105,12 @@ impl CommonArgs {
             trust: self.trust.clone(),
             signing_key: self.key.clone(),
             plugins: self.plugins.clone(),
+            plugin_cache: default_plugin_cache(),
             backend: if self.interpreter || interpreter_from_env() {
                 promo_policy::policy::Backend::Interpreter
             } else {
                 promo_policy::policy::Backend::Vm
             },
-            ..promo_policy::EngineConfig::default()
         }
     }
 
@@ -165,4 +165,18 @@ pub fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// The CLI's plugin cache: `$PROMO_POLICY_CACHE_DIR`, else `$XDG_CACHE_HOME/promo-policy`,
+/// else `$HOME/.cache/promo-policy`, so compiled plugins survive between runs. Resolved
+/// here, where a reader of the CLI finds it; the library never reads these variables.
+fn default_plugin_cache() -> Option<std::path::PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    var("PROMO_POLICY_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("promo-policy")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("promo-policy")))
 }

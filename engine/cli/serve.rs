@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use promo_policy::evaluator::parse_time;
+use promo_policy::input::parse_time;
 use promo_policy::server::{
     DecisionClock, Server, ServerConfig, ServerLimits, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
 };

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use promo_policy::attest::keys::PublicKey;
 use promo_policy::decision::{canonical_json, sha256_set};
-use promo_policy::evaluator::parse_time;
 use promo_policy::fsio;
+use promo_policy::input::parse_time;
 use promo_policy::sign::{
     verify_decision_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES,
 };

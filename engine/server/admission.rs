@@ -104,7 +104,7 @@ pub fn verify_allowing_decision(
             decision_id: id,
             name: decision.artifact.name,
             source: source.to_string(),
-            evaluated_at: crate::evaluator::parse_time(&decision.evaluated_at).ok(),
+            evaluated_at: crate::input::parse_time(&decision.evaluated_at).ok(),
         },
     ))
 }
@@ -508,14 +508,14 @@ fn stale(
     if age < -CLOCK_SKEW {
         return Some(format!(
             "decision `{id}` was made at {}, after the sidecar's clock ({}): check the clocks",
-            crate::evaluator::format_time(made),
-            crate::evaluator::format_time(now)
+            crate::input::format_time(made),
+            crate::input::format_time(now)
         ));
     }
     (age > max_age).then(|| {
         format!(
             "decision `{id}` was made at {}, more than the maximum decision age ({}) ago: promote the artifact again",
-            crate::evaluator::format_time(made),
+            crate::input::format_time(made),
             human_duration(max_age)
         )
     })
@@ -766,7 +766,7 @@ mod tests {
 
     #[test]
     fn decision_age_is_checked_only_when_a_maximum_is_set() {
-        let at = |t: &str| crate::evaluator::parse_time(t).ok();
+        let at = |t: &str| crate::input::parse_time(t).ok();
         let d = |made: Option<time::OffsetDateTime>| AllowedDecision {
             decision_id: "d1".into(),
             name: "img".into(),

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 use crate::evaluator::{Engine, EngineConfig, Evaluator};
+use crate::pool::EvaluatorPool;
 
 pub use admission::{DecisionIndex, DECISIONS_ANNOTATION};
 pub use audit::{
@@ -358,9 +359,8 @@ pub struct Loaded {
     pub environments: std::collections::BTreeSet<String>,
     /// Whether the bundle defines `data.promo.admission.deny`.
     pub admission_rules: bool,
-    /// Evaluators returned after use: a reused one skips the per-clone warm-up, about a
-    /// fifth of a decision's cost with the default bundle.
-    pool: std::sync::Mutex<Vec<Evaluator>>,
+    /// Evaluators returned after use: a reused one skips the per-clone warm-up.
+    pool: EvaluatorPool,
 }
 
 impl Loaded {
@@ -390,12 +390,12 @@ impl Loaded {
             .map(|p| p.iter().any(|p| p == admission::ADMISSION_PACKAGE))
             .unwrap_or(false);
         Ok(Self {
+            pool: EvaluatorPool::new(Arc::clone(&engine), MAX_POOLED_EVALUATORS),
             engine,
             decision_keys,
             decisions,
             environments,
             admission_rules,
-            pool: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -403,15 +403,7 @@ impl Loaded {
     /// and given back after. At most one evaluator per running evaluation exists, so
     /// the pool stays as small as the worker count.
     pub fn with_evaluator<T>(&self, work: impl FnOnce(&mut Evaluator) -> T) -> T {
-        let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
-        let mut evaluator = pooled.unwrap_or_else(|| self.engine.evaluator());
-        let out = work(&mut evaluator);
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < MAX_POOLED_EVALUATORS {
-                pool.push(evaluator);
-            }
-        }
-        out
+        self.pool.with(work)
     }
 
     /// The metric label for an environment name from a request.
@@ -849,7 +841,7 @@ mod tests {
 
     #[test]
     fn fixed_clock_is_fixed() {
-        let t = crate::evaluator::parse_time("2026-11-26T18:00:00Z").unwrap();
+        let t = crate::input::parse_time("2026-11-26T18:00:00Z").unwrap();
         assert_eq!(DecisionClock::Fixed(t).now(), t);
     }
 }

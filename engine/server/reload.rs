@@ -44,7 +44,7 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
                 .inner
                 .reload_failure
                 .store(Some(Arc::new(ReloadFailure {
-                    at: crate::evaluator::format_time(time::OffsetDateTime::now_utc()),
+                    at: crate::input::format_time(time::OffsetDateTime::now_utc()),
                     reason: e.to_string(),
                 })));
             tracing::error!(error = %e, serving = %server.loaded().engine.bundle().digest(), "reload failed; the previous bundle keeps serving");

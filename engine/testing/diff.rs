@@ -2,23 +2,24 @@
 //!
 //! # Inputs
 //!
-//! Each input path is one of:
+//! Each input path is one of (read through [`crate::input`]):
 //!
 //! - a **corpus directory**: one whose subdirectories hold `request.json` + `case.json`
-//!   ([`super::load_cases`]), or one such case directory; each case is evaluated at its
-//!   `at`;
+//!   ([`super::load_cases`]), or one such case directory; each case records its `at`;
 //! - a **directory of request files**: its `*.json` files (not recursing, hidden files
 //!   skipped), in byte order of their names; or one `*.json` request file;
 //! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit record
-//!   `{"request": {...}, "evaluatedAt": "..."}` ([`crate::replay::from_line`]), so
+//!   `{"request": {...}, "evaluatedAt": "..."}` ([`crate::input::record::from_line`]), so
 //!   `audit query --format jsonl` output feeds diff directly.
 //!
 //! # The time each input is evaluated at (the same on both sides)
 //!
-//! 1. its recorded time: the case's `at`, the record's `evaluatedAt`;
-//! 2. else `--at` ([`DiffClock::at`]), when given;
+//! The one rule of [`crate::input::time`], with `requestedAt` and a clock read once:
+//!
+//! 1. `--at` ([`TimeRule::at`]), when given: it wins for every input;
+//! 2. else its recorded time: the case's `at`, the record's `evaluatedAt`;
 //! 3. else the request's own `requestedAt`, when present;
-//! 4. else one clock reading taken once at the start ([`DiffClock::now`]).
+//! 4. else one clock reading taken once at the start ([`diff_time_rule`]).
 //!
 //! # Errors per input
 //!
@@ -31,14 +32,12 @@
 //!
 //! # Memory
 //!
-//! Inputs are read and evaluated [`CHUNK_INPUTS`] at a time, and only the changes and
-//! errors are kept, so a long audit export runs in bounded memory (a chunk holds at most
-//! `CHUNK_INPUTS` lines of at most [`MAX_LINE_BYTES`] each; typical requests are a few
-//! KiB).
+//! Inputs are read and evaluated [`crate::input::CHUNK_INPUTS`] at a time, and only the
+//! changes and errors are kept, so a long audit export runs in bounded memory.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,18 +46,12 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{load_cases, CaseSpec, Expectation};
-use crate::evaluator::{format_time, parse_time, Engine, Evaluator};
-use crate::request::{PromotionRequest, MAX_BODY_BYTES};
-
-/// Inputs read and evaluated together. Big enough that both cores stay busy for a
-/// while (~2 ms per decision, two decisions per input: ~2 s per chunk on 2 cores),
-/// small enough that memory stays flat on any size of audit export.
-pub const CHUNK_INPUTS: usize = 1024;
-
-/// Longest JSONL line read: an audit record carries a request (at most
-/// [`MAX_BODY_BYTES`]) plus its decision and chain fields. A longer line is an
-/// `unread` error row, and its bytes are skipped, never held.
-pub const MAX_LINE_BYTES: usize = 4 * MAX_BODY_BYTES;
+use crate::evaluator::{Engine, Evaluator};
+use crate::input::{
+    format_time, is_request_name, list_dir, parse_time, Clock, Input, Item, Origin, Refusal, Shard,
+    TimeRule, INVALID_ID,
+};
+use crate::pool::EvaluatorPool;
 
 /// Errors that stop a diff (exit 2); problems with one input never do.
 #[derive(Debug, thiserror::Error)]
@@ -91,13 +84,14 @@ pub enum DiffError {
     },
 }
 
-/// Where the evaluation time of an input without a recorded one comes from.
-#[derive(Debug, Clone, Copy)]
-pub struct DiffClock {
-    /// `--at`: beats a bare request's `requestedAt`, never a recorded time.
-    pub at: Option<OffsetDateTime>,
-    /// The clock, read once at the start, so both sides see the same time.
-    pub now: OffsetDateTime,
+/// The time rule of a diff: `--at`, else the recorded time, else the request's
+/// `requestedAt`, else `now` (one clock reading, so both sides see the same time).
+pub fn diff_time_rule(at: Option<OffsetDateTime>, now: OffsetDateTime) -> TimeRule {
+    TimeRule {
+        at,
+        requested_at: true,
+        clock: Clock::Fixed(now),
+    }
 }
 
 /// One side of the diff: a loaded engine and how to name its bundle.
@@ -330,110 +324,82 @@ enum SideOutcome {
     Error(InputError),
 }
 
-/// One input as read, not yet evaluated.
-#[derive(Debug)]
-struct Pending {
-    source: String,
-    body: Body,
-    /// The recorded time (case `at`, record `evaluatedAt`).
-    at: Option<OffsetDateTime>,
-}
-
-#[derive(Debug)]
-enum Body {
-    Bytes(Vec<u8>),
-    /// Read in the worker, so a directory's files are never all in memory.
-    File(PathBuf),
-    Unread(String),
-}
-
-/// Evaluate every input under both sides and compare. Only an input path that cannot
-/// be opened or listed (or a corpus with a broken `case.json`) stops the diff; every
-/// problem with one input is that input's error row.
+/// Evaluate every input under both sides and compare, at the times `rule` gives. Only
+/// an input path that cannot be opened or listed (or a corpus with a broken
+/// `case.json`) stops the diff; every problem with one input is that input's error row.
 pub fn run(
     base: &Side,
     new: &Side,
     inputs: &[PathBuf],
-    clock: DiffClock,
+    rule: TimeRule,
 ) -> Result<Report, DiffError> {
     let mut report = Report::new(base, new);
+    let threads = rayon::current_num_threads();
+    let base_pool = EvaluatorPool::new(Arc::clone(&base.engine), threads);
+    let new_pool = EvaluatorPool::new(Arc::clone(&new.engine), threads);
     for path in inputs {
-        let mut sink = |chunk: Vec<Pending>| {
-            for outcome in evaluate_chunk(base, new, chunk, clock) {
+        let mut input = open(path)?;
+        loop {
+            let chunk = input
+                .read_chunk(Shard::ALL)
+                .map_err(|e| input_error(path, &e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            let outcomes: Vec<SideOutcome> = chunk
+                .into_par_iter()
+                .map(|item| {
+                    let source = source(&item.origin);
+                    base_pool
+                        .guarded(|b| new_pool.with(|n| compare(b, n, &item, &source, rule)))
+                        .unwrap_or_else(|panicked| {
+                            SideOutcome::Error(InputError {
+                                source,
+                                kind: ErrorKind::Unread,
+                                msg: panicked.to_string(),
+                            })
+                        })
+                })
+                .collect();
+            for outcome in outcomes {
                 report.add(outcome);
             }
-        };
-        read_input(path, &mut sink)?;
+        }
     }
     Ok(report.finish())
 }
 
-fn evaluate_chunk(
-    base: &Side,
-    new: &Side,
-    chunk: Vec<Pending>,
-    clock: DiffClock,
-) -> Vec<SideOutcome> {
-    chunk
-        .into_par_iter()
-        .map_init(
-            // A regorus clone per side per rayon split: ~0.3 µs each, noise next to a
-            // decision.
-            || (base.engine.evaluator(), new.engine.evaluator()),
-            |(b, n), pending| {
-                let source = pending.source.clone();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    compare(b, n, pending, clock)
-                }));
-                outcome.unwrap_or_else(|_| {
-                    // The evaluators may be mid-update: the next input gets fresh ones.
-                    *b = base.engine.evaluator();
-                    *n = new.engine.evaluator();
-                    SideOutcome::Error(InputError {
-                        source,
-                        kind: ErrorKind::Unread,
-                        msg: "the engine panicked on this input (a bug: see stderr and please report it)"
-                            .to_string(),
-                    })
-                })
-            },
-        )
-        .collect()
+/// How the report names an input: `<file>:<line>`, `<dir>/<file>.json`, `<case dir>`.
+fn source(origin: &Origin) -> String {
+    match origin {
+        Origin::Line { name, line } => format!("{name}:{line}"),
+        Origin::File(path) | Origin::Case(path) => path.display().to_string(),
+    }
 }
 
 fn compare(
     base: &mut Evaluator,
     new: &mut Evaluator,
-    pending: Pending,
-    clock: DiffClock,
+    item: &Item,
+    source: &str,
+    rule: TimeRule,
 ) -> SideOutcome {
     let error = |kind, msg: String| {
         SideOutcome::Error(InputError {
-            source: pending.source.clone(),
+            source: source.to_string(),
             kind,
             msg,
         })
     };
-    let (bytes, file_at) = match pending.body {
-        Body::Bytes(ref b) => (Cow::Borrowed(b.as_slice()), None),
-        // A file is read like a JSONL line: a bare request, or a saved audit record.
-        Body::File(ref path) => match read_file(path).and_then(|b| {
-            let r = crate::replay::from_line(&b)?;
-            Ok((r.request.into_owned(), r.at))
-        }) {
-            Ok((b, at)) => (Cow::Owned(b), at),
-            Err(msg) => return error(ErrorKind::Unread, msg),
-        },
-        Body::Unread(ref msg) => return error(ErrorKind::Unread, msg.clone()),
+    let read = match item.read() {
+        Ok(read) => read,
+        Err(Refusal::Unread(msg)) => return error(ErrorKind::Unread, msg),
+        Err(Refusal::Invalid(msg)) => {
+            return error(ErrorKind::Invalid, format!("{INVALID_ID}: {msg}"))
+        }
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return error(ErrorKind::Invalid, "empty request".to_string());
-    }
-    let request = match PromotionRequest::from_slice(&bytes) {
-        Ok(r) => r,
-        Err(e) => return error(ErrorKind::Invalid, format!("{}: {e}", e.violation_id())),
-    };
-    let at = match time_for(pending.at.or(file_at), &request, clock) {
+    let request = read.request;
+    let at = match rule.time_for(read.recorded_at, &request) {
         Ok(t) => t,
         Err(msg) => return error(ErrorKind::Unread, msg),
     };
@@ -442,7 +408,7 @@ fn compare(
     match classify(&before, &after) {
         None => SideOutcome::Same,
         Some(kind) => SideOutcome::Changed(Box::new(Change {
-            source: pending.source,
+            source: source.to_string(),
             request_id: request.typed.id,
             evaluated_at: format_time(at),
             change: kind,
@@ -457,24 +423,6 @@ fn compare(
             base: before,
             new: after,
         })),
-    }
-}
-
-/// The time an input is evaluated at (see the module docs for the order).
-fn time_for(
-    recorded: Option<OffsetDateTime>,
-    request: &PromotionRequest,
-    clock: DiffClock,
-) -> Result<OffsetDateTime, String> {
-    if let Some(t) = recorded.or(clock.at) {
-        return Ok(t);
-    }
-    match request.raw.get("requestedAt") {
-        None | Some(serde_json::Value::Null) => Ok(clock.now),
-        Some(serde_json::Value::String(s)) => {
-            parse_time(s).map_err(|e| format!("request field `requestedAt`: {e}"))
-        }
-        Some(_) => Err("request field `requestedAt` is not a string".to_string()),
     }
 }
 
@@ -508,201 +456,77 @@ fn multiset_minus(a: &[String], b: &[String]) -> Vec<String> {
     out
 }
 
-/// Read a request file: regular files only (a FIFO is refused before an open could
-/// block), never more than the request limit.
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    crate::fsio::read_capped(path, MAX_BODY_BYTES as u64).map_err(|e| e.to_string())
+fn input_error(path: &Path, e: &crate::input::InputError) -> DiffError {
+    DiffError::Input {
+        path: path.display().to_string(),
+        reason: e.reason(),
+    }
 }
 
-/// Enumerate one input path, handing its inputs to `sink` chunk by chunk.
-fn read_input(path: &Path, sink: &mut dyn FnMut(Vec<Pending>)) -> Result<(), DiffError> {
-    let input_err = |reason: String| DiffError::Input {
+/// Open one input path (see the module docs for what each kind of path is).
+fn open(path: &Path) -> Result<Input, DiffError> {
+    let fail = |reason: String| DiffError::Input {
         path: path.display().to_string(),
         reason,
     };
     if path.as_os_str() == "-" {
-        return read_jsonl(&mut io::stdin().lock(), "stdin", sink).map_err(input_err);
+        return Ok(Input::stdin());
     }
-    let meta = std::fs::metadata(path).map_err(|e| input_err(e.to_string()))?;
-    let pending: Vec<Pending> = if !meta.is_dir() {
-        if !has_json_extension(path) {
-            let file = std::fs::File::open(path).map_err(|e| input_err(e.to_string()))?;
-            let mut reader = io::BufReader::with_capacity(256 * 1024, file);
-            return read_jsonl(&mut reader, &path.display().to_string(), sink).map_err(input_err);
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_dir() {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if !is_request_name(&name) {
+            return Input::jsonl_file(path).map_err(|e| input_error(path, &e));
         }
         // One request file, like `eval REQUEST.json`.
-        vec![Pending {
-            source: path.display().to_string(),
-            body: Body::File(path.to_path_buf()),
-            at: None,
-        }]
-    } else if path.join("request.json").is_file() && path.join("case.json").is_file() {
+        let origin = Origin::File(path.to_path_buf());
+        return Ok(Input::files(vec![Item::file(
+            0,
+            origin,
+            path.to_path_buf(),
+            None,
+        )]));
+    }
+    if path.join("request.json").is_file() && path.join("case.json").is_file() {
         // One corpus case directory.
         let spec_path = path.join("case.json");
         let spec: CaseSpec =
             crate::fsio::read_capped_string(&spec_path, crate::fsio::MAX_CONFIG_BYTES)
                 .map_err(|e| e.reason())
                 .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-                .map_err(|e| input_err(format!("`{}`: {e}", spec_path.display())))?;
-        vec![case_input(path, &spec.at)]
-    } else {
-        let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        // Case directories and loose request files alike: none is left out.
-        let files = request_files(path).map_err(input_err)?;
-        cases
-            .iter()
-            .map(|case| case_input(&case.dir, &case.spec.at))
-            .chain(files.into_iter().map(|file| Pending {
-                source: file.display().to_string(),
-                body: Body::File(file),
-                at: None,
-            }))
-            .collect()
-    };
-    // Only paths are held here; the files are read in the workers.
-    let mut pending = pending.into_iter().peekable();
-    while pending.peek().is_some() {
-        sink(pending.by_ref().take(CHUNK_INPUTS).collect());
+                .map_err(|e| fail(format!("`{}`: {e}", spec_path.display())))?;
+        return Ok(Input::files(vec![case_item(path, &spec.at)]));
     }
-    Ok(())
+    let cases = load_cases(path).map_err(|reason| DiffError::Corpus {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    // Case directories and loose request files alike: none is left out. Only paths are
+    // held here; the files are read when evaluated.
+    let (files, _not_requests) = list_dir(path).map_err(|e| input_error(path, &e))?;
+    let items = cases
+        .iter()
+        .map(|case| case_item(&case.dir, &case.spec.at))
+        .chain(
+            files
+                .into_iter()
+                .map(|file| Item::file(0, Origin::File(file.clone()), file, None)),
+        )
+        .collect();
+    Ok(Input::files(items))
 }
 
 /// A corpus case: its `request.json`, at its `case.json`'s `at`.
-fn case_input(dir: &Path, at: &str) -> Pending {
-    let source = dir.display().to_string();
+fn case_item(dir: &Path, at: &str) -> Item {
+    let origin = Origin::Case(dir.to_path_buf());
     match parse_time(at) {
-        Ok(at) => Pending {
-            source,
-            body: Body::File(dir.join("request.json")),
-            at: Some(at),
-        },
-        Err(e) => Pending {
-            body: Body::Unread(format!(
-                "`{}` field `at`: {e}",
-                dir.join("case.json").display()
-            )),
-            source,
-            at: None,
-        },
-    }
-}
-
-/// `x.json` (any case), not a hidden file.
-fn has_json_extension(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    !name.starts_with('.')
-        && name
-            .rsplit_once('.')
-            .is_some_and(|(stem, ext)| !stem.is_empty() && ext.eq_ignore_ascii_case("json"))
-}
-
-/// A directory's `*.json` files (any case), hidden files and subdirectories skipped,
-/// in byte order of their names.
-fn request_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if has_json_extension(&path) && !path.is_dir() {
-            files.push(path);
-        }
-    }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    Ok(files)
-}
-
-/// Read JSONL chunk by chunk: every line (blank ones included, as in `eval --batch`)
-/// is one input named `<what>:<line>`; a final newline does not start another line.
-fn read_jsonl(
-    reader: &mut dyn BufRead,
-    what: &str,
-    sink: &mut dyn FnMut(Vec<Pending>),
-) -> Result<(), String> {
-    let mut chunk = Vec::with_capacity(CHUNK_INPUTS);
-    let mut line_no: u64 = 0;
-    loop {
-        let mut buf = Vec::new();
-        let line = read_line(reader, &mut buf).map_err(|e| format!("after line {line_no}: {e}"))?;
-        let Some(line) = line else { break };
-        line_no += 1;
-        let source = format!("{what}:{line_no}");
-        chunk.push(match line {
-            Line::TooLong(size) => Pending {
-                source,
-                body: Body::Unread(format!(
-                    "line of {size} bytes is longer than the {MAX_LINE_BYTES}-byte limit"
-                )),
-                at: None,
-            },
-            Line::Read => recorded(source, buf),
-        });
-        if chunk.len() == CHUNK_INPUTS {
-            sink(std::mem::take(&mut chunk));
-        }
-    }
-    if !chunk.is_empty() {
-        sink(chunk);
-    }
-    Ok(())
-}
-
-/// A JSONL line as a bare request or a record with its time.
-fn recorded(source: String, line: Vec<u8>) -> Pending {
-    let (request, at) = match crate::replay::from_line(&line) {
-        Ok(r) => (
-            match r.request {
-                Cow::Owned(inner) => Some(inner),
-                // A bare request is the line itself: keep it without a copy.
-                Cow::Borrowed(_) => None,
-            },
-            r.at,
+        Ok(at) => Item::file(0, origin, dir.join("request.json"), Some(at)),
+        Err(e) => Item::unread(
+            0,
+            origin,
+            format!("`{}` field `at`: {e}", dir.join("case.json").display()),
         ),
-        Err(msg) => {
-            return Pending {
-                source,
-                body: Body::Unread(msg),
-                at: None,
-            }
-        }
-    };
-    Pending {
-        source,
-        body: Body::Bytes(request.unwrap_or(line)),
-        at,
     }
-}
-
-enum Line {
-    Read,
-    /// Longer than [`MAX_LINE_BYTES`]: its length; the bytes were skipped.
-    TooLong(usize),
-}
-
-/// The next line into `buf`, without its `\n` (a `\r` before it is JSON whitespace).
-fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
-    let n = reader
-        .take(MAX_LINE_BYTES as u64 + 1)
-        .read_until(b'\n', buf)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        return Ok(Some(Line::Read));
-    }
-    if buf.len() > MAX_LINE_BYTES {
-        let rest = reader.skip_until(b'\n')?;
-        let size = buf.len() + rest.saturating_sub(1);
-        buf.clear();
-        return Ok(Some(Line::TooLong(size)));
-    }
-    // The last line, without a final newline.
-    Ok(Some(Line::Read))
 }
 
 /// A policies directory as it was at a git revision, written to a fresh temporary
@@ -1117,52 +941,6 @@ mod tests {
         );
         assert_eq!(multiset_minus(&v(&["a"]), &v(&["a", "a"])), v(&[]));
         assert_eq!(multiset_minus(&v(&["b", "c"]), &v(&["a", "c"])), v(&["b"]));
-    }
-
-    #[test]
-    fn time_order_is_recorded_then_at_then_requested_at_then_clock() {
-        let t = |s| parse_time(s).unwrap();
-        let request = PromotionRequest::from_slice(
-            &std::fs::read("corpus/cases/prod-allow-baseline/request.json").unwrap(),
-        )
-        .unwrap();
-        let requested = t(request.raw["requestedAt"].as_str().unwrap());
-        let now = t("2030-01-01T00:00:00Z");
-        let at = t("2029-01-01T00:00:00Z");
-        let rec = t("2028-01-01T00:00:00Z");
-        let clock = |at| DiffClock { at, now };
-        assert_eq!(time_for(Some(rec), &request, clock(Some(at))), Ok(rec));
-        assert_eq!(time_for(None, &request, clock(Some(at))), Ok(at));
-        assert_eq!(time_for(None, &request, clock(None)), Ok(requested));
-        let mut raw = request.raw.clone();
-        raw.as_object_mut().unwrap().remove("requestedAt");
-        let bare = PromotionRequest::from_value(raw).unwrap();
-        assert_eq!(time_for(None, &bare, clock(None)), Ok(now));
-    }
-
-    #[test]
-    fn jsonl_lines_are_numbered_and_records_keep_their_time() {
-        let text = "{\"request\":{\"id\":\"a\"},\"evaluatedAt\":\"2026-11-26T18:00:00Z\"}\n\n{\"id\":\"b\"}\r\n{\"request\":\"x\"}";
-        let mut got = Vec::new();
-        read_jsonl(&mut text.as_bytes(), "log", &mut |chunk| got.extend(chunk)).unwrap();
-        let sources: Vec<_> = got.iter().map(|p| p.source.as_str()).collect();
-        assert_eq!(sources, ["log:1", "log:2", "log:3", "log:4"]);
-        assert!(matches!(&got[0].body, Body::Bytes(b) if b == br#"{"id":"a"}"#));
-        assert_eq!(got[0].at, Some(parse_time("2026-11-26T18:00:00Z").unwrap()));
-        assert!(matches!(&got[1].body, Body::Bytes(b) if b.is_empty()));
-        assert!(matches!(&got[2].body, Body::Bytes(b) if b == b"{\"id\":\"b\"}\r"));
-        assert!(matches!(&got[3].body, Body::Unread(m) if m.contains("`request`")));
-    }
-
-    #[test]
-    fn over_long_lines_are_skipped_not_held() {
-        let mut text = vec![b' '; MAX_LINE_BYTES + 10];
-        text.extend_from_slice(b"\n{}\n");
-        let mut got = Vec::new();
-        read_jsonl(&mut text.as_slice(), "log", &mut |chunk| got.extend(chunk)).unwrap();
-        assert_eq!(got.len(), 2);
-        assert!(matches!(&got[0].body, Body::Unread(m) if m.contains("longer than")));
-        assert!(matches!(&got[1].body, Body::Bytes(b) if b == b"{}"));
     }
 
     #[test]

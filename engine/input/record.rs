@@ -1,4 +1,4 @@
-//! Recorded requests: one JSONL line that is either a bare promotion request or a
+//! Records vs bare requests: one line (or file) is either a bare promotion request or a
 //! record carrying a request and the time it was decided (an audit log export), so
 //! `eval --batch` and `diff` can re-evaluate history at each request's own time.
 //!
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::evaluator::parse_time;
+use super::time::parse_time;
 
 /// A request to evaluate and, when the line recorded one, the time to evaluate it at.
 #[derive(Debug, Clone, PartialEq, Eq)]
