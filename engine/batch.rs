@@ -334,28 +334,8 @@ pub fn run_recorded(
                 }
             };
             let results = (!chunk.is_empty()).then(|| {
-                threads.install(|| {
-                    chunk
-                        .into_par_iter()
-                        .map(|item| {
-                            let source = source(&item.origin);
-                            let result = evaluators
-                                .guarded(|ev| {
-                                    evaluate_input(ev, &item, &source, rule, record_options)
-                                })
-                                .unwrap_or_else(|panicked| {
-                                    error_line(
-                                        item.index,
-                                        &source,
-                                        INTERNAL_ID,
-                                        &panicked.to_string(),
-                                    )
-                                });
-                            progress.input_done(item.end);
-                            result
-                        })
-                        .collect::<Vec<InputResult>>()
-                })
+                threads
+                    .install(|| evaluate_chunk(&evaluators, chunk, rule, record_options, progress))
             });
             if let Some(previous) = pending.take() {
                 print(previous, &mut writer, &mut counts)?;
@@ -371,23 +351,67 @@ pub fn run_recorded(
         }
         Ok(writer.map(|w| w.range))
     })?;
-    let wall = started.elapsed().as_secs_f64();
-    Ok(BatchSummary {
-        inputs: counts.inputs,
-        allowed: counts.allowed,
-        denied: counts.denied,
-        invalid: counts.invalid,
-        skipped: input.skipped().len() as u64,
+    Ok(BatchSummary::new(
+        &counts,
+        input.skipped().len() as u64,
+        options,
         jobs,
-        shard: (options.shard != Shard::ALL).then(|| options.shard.to_string()),
-        wall_seconds: wall,
-        decisions_per_second: if wall > 0.0 {
-            counts.inputs as f64 / wall
-        } else {
-            0.0
-        },
+        started.elapsed(),
         recorded,
-    })
+    ))
+}
+
+/// Evaluate one chunk in parallel on the current thread pool, results in input order;
+/// a panic on one input becomes that input's failed result.
+fn evaluate_chunk(
+    evaluators: &EvaluatorPool,
+    chunk: Vec<Item>,
+    rule: TimeRule,
+    record_options: Option<&RecordOptions>,
+    progress: &dyn Progress,
+) -> Vec<InputResult> {
+    chunk
+        .into_par_iter()
+        .map(|item| {
+            let source = source(&item.origin);
+            let result = evaluators
+                .guarded(|ev| evaluate_input(ev, &item, &source, rule, record_options))
+                .unwrap_or_else(|panicked| {
+                    error_line(item.index, &source, INTERNAL_ID, &panicked.to_string())
+                });
+            progress.input_done(item.end);
+            result
+        })
+        .collect()
+}
+
+impl BatchSummary {
+    fn new(
+        counts: &Counts,
+        skipped: u64,
+        options: &Options,
+        jobs: usize,
+        elapsed: Duration,
+        recorded: Option<RecordedRange>,
+    ) -> Self {
+        let wall = elapsed.as_secs_f64();
+        Self {
+            inputs: counts.inputs,
+            allowed: counts.allowed,
+            denied: counts.denied,
+            invalid: counts.invalid,
+            skipped,
+            jobs,
+            shard: (options.shard != Shard::ALL).then(|| options.shard.to_string()),
+            wall_seconds: wall,
+            decisions_per_second: if wall > 0.0 {
+                counts.inputs as f64 / wall
+            } else {
+                0.0
+            },
+            recorded,
+        }
+    }
 }
 
 /// The audit log's writer thread for one batch: chunks of records in, one commit

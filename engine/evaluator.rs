@@ -17,7 +17,7 @@ use crate::decision::{
 };
 use crate::input::time::{format_time, TimeError};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
-use crate::policy::{self, PolicyBundle, PolicyError};
+use crate::policy::{self, data_path, data_ref, PolicyBundle, PolicyError};
 use crate::request::{PromotionRequest, RequestError};
 use crate::sign::{
     self, decision_statement, vsa_statement, SignError, Signer, DEV_SIGNING_KEY_PEM,
@@ -474,18 +474,6 @@ impl Evaluator {
     }
 }
 
-/// A slash-separated data path as a Rego reference with every segment quoted
-/// (`promo/config` -> `data["promo"]["config"]`), so no path can inject Rego.
-pub fn data_ref(path: &str) -> String {
-    let mut reference = String::from("data");
-    for segment in path.split('/').filter(|s| !s.is_empty()) {
-        reference.push('[');
-        reference.push_str(&serde_json::Value::String(segment.to_string()).to_string());
-        reference.push(']');
-    }
-    reference
-}
-
 /// `input.plugins.<name>` for Rego: what the plugin said, or its failure as a
 /// violation (so a policy reading it never mistakes a crash for a pass).
 fn plugin_input(o: &PluginOutcome) -> serde_json::Value {
@@ -497,38 +485,5 @@ fn plugin_input(o: &PluginOutcome) -> serde_json::Value {
             "facts": {},
             "error": f.message,
         }),
-    }
-}
-
-/// `promo/decision`, `/promo/decision`, `promo.decision` or `data.promo.decision` ->
-/// `data.promo.decision`.
-pub fn data_path(path: &str) -> String {
-    let p = path.trim_matches('/').replace('/', ".");
-    let p = p.strip_prefix("data.").unwrap_or(&p).to_string();
-    if p.is_empty() || p == "data" {
-        "data".to_string()
-    } else {
-        format!("data.{p}")
-    }
-}
-
-#[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on a broken fixture"
-)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn data_paths_normalise() {
-        assert_eq!(data_path("promo/decision"), "data.promo.decision");
-        assert_eq!(data_path("/data/promo/decision/"), "data.promo.decision");
-        assert_eq!(
-            data_path("promo.rules.slo.deny"),
-            "data.promo.rules.slo.deny"
-        );
     }
 }

@@ -23,6 +23,31 @@ pub use lint::Lint;
 /// The one entry point every bundle must define.
 pub const ENTRY_POINT: &str = "data.promo.decision";
 
+/// A slash-separated data path (the OPA Data API's, `Evaluator::query_data`'s) as a
+/// Rego reference with every segment quoted
+/// (`promo/config` -> `data["promo"]["config"]`), so no path can inject Rego.
+pub fn data_ref(path: &str) -> String {
+    let mut reference = String::from("data");
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        reference.push('[');
+        reference.push_str(&serde_json::Value::String(segment.to_string()).to_string());
+        reference.push(']');
+    }
+    reference
+}
+
+/// `promo/decision`, `/promo/decision`, `promo.decision` or `data.promo.decision` ->
+/// `data.promo.decision`.
+pub fn data_path(path: &str) -> String {
+    let p = path.trim_matches('/').replace('/', ".");
+    let p = p.strip_prefix("data.").unwrap_or(&p).to_string();
+    if p.is_empty() || p == "data" {
+        "data".to_string()
+    } else {
+        format!("data.{p}")
+    }
+}
+
 /// The CLI's environment switch for [`Backend::Interpreter`] (`--interpreter` is the flag):
 /// read by the CLI only, never here.
 pub const INTERPRETER_ENV: &str = "PROMO_POLICY_INTERPRETER";

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::errors::{json_response, ApiError};
 use super::routes::{fail, parse_object, pretty, read_body};
 use super::{Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
-use crate::evaluator::{data_path, data_ref};
+use crate::policy::{data_path, data_ref};
 use crate::request::{parse_strict, PromotionRequest, RequestError, SchemaViolation};
 
 const ROUTE_DATA: &str = "data";
@@ -476,6 +476,16 @@ mod tests {
         assert_eq!(data_ref("promo/config"), r#"data["promo"]["config"]"#);
         assert_eq!(data_ref(""), "data");
         assert_eq!(data_ref(r#"a"]; x := ["#), r#"data["a\"]; x := ["]"#);
+    }
+
+    #[test]
+    fn data_paths_normalise() {
+        assert_eq!(data_path("promo/decision"), "data.promo.decision");
+        assert_eq!(data_path("/data/promo/decision/"), "data.promo.decision");
+        assert_eq!(
+            data_path("promo.rules.slo.deny"),
+            "data.promo.rules.slo.deny"
+        );
     }
 
     #[test]
