@@ -237,6 +237,48 @@ pub fn extensions_of(claims: &FulcioCiClaims) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `subject` (exact) or `subjectPattern` (anchored), exactly one of them.
+fn subject_rule(subject: Option<String>, pattern: Option<String>) -> Result<SubjectMatch, String> {
+    match (subject, pattern) {
+        (Some(s), None) => Ok(SubjectMatch::Exact(s)),
+        (None, Some(p)) => {
+            // Anchored whole-string: `^(?:...)$`, so a pattern cannot match a SAN that
+            // merely contains an allowed one.
+            let re = Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| format!("`subjectPattern` is not a valid regex: {e}"))?;
+            Ok(SubjectMatch::Pattern(p, re))
+        }
+        (Some(_), Some(_)) => Err("give `subject` or `subjectPattern`, not both".into()),
+        (None, None) => {
+            Err("needs `subject` (exact SAN) or `subjectPattern` (anchored regex)".into())
+        }
+    }
+}
+
+/// `extensions`: known Fulcio extension names to the exact values required.
+fn extension_rules(value: Option<&Value>) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    let map = match value {
+        None => return Ok(out),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err("`extensions` must be an object of strings".into()),
+    };
+    for (name, v) in map {
+        if !EXTENSIONS.iter().any(|(n, _)| n == name) {
+            let known: Vec<&str> = EXTENSIONS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown Fulcio extension `{name}` (expected one of {})",
+                known.join(", ")
+            ));
+        }
+        let Value::String(s) = v else {
+            return Err(format!("extension `{name}` must be a string"));
+        };
+        out.insert(name.clone(), s.clone());
+    }
+    Ok(out)
+}
+
 impl TrustedIdentity {
     /// Reads one `identities` entry; `roots` are the file's `trustedRoots`, by name.
     pub fn from_json(
@@ -282,47 +324,8 @@ impl TrustedIdentity {
             )));
         }
         let issuer = text("issuer")?.ok_or_else(|| err("`issuer` is missing".into()))?;
-        let subject = match (text("subject")?, text("subjectPattern")?) {
-            (Some(s), None) => SubjectMatch::Exact(s),
-            (None, Some(p)) => {
-                // Anchored whole-string: `^(?:...)$`, so a pattern cannot match a SAN
-                // that merely contains an allowed one.
-                let re = Regex::new(&format!("^(?:{p})$"))
-                    .map_err(|e| err(format!("`subjectPattern` is not a valid regex: {e}")))?;
-                SubjectMatch::Pattern(p, re)
-            }
-            (Some(_), Some(_)) => {
-                return Err(err("give `subject` or `subjectPattern`, not both".into()))
-            }
-            (None, None) => {
-                return Err(err(
-                    "needs `subject` (exact SAN) or `subjectPattern` (anchored regex)".into(),
-                ))
-            }
-        };
-        let mut extensions = BTreeMap::new();
-        match obj.get("extensions") {
-            None => {}
-            Some(Value::Object(map)) => {
-                for (name, v) in map {
-                    if !EXTENSIONS.iter().any(|(n, _)| n == name) {
-                        return Err(err(format!(
-                            "unknown Fulcio extension `{name}` (expected one of {})",
-                            EXTENSIONS
-                                .iter()
-                                .map(|(n, _)| *n)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )));
-                    }
-                    let Value::String(s) = v else {
-                        return Err(err(format!("extension `{name}` must be a string")));
-                    };
-                    extensions.insert(name.clone(), s.clone());
-                }
-            }
-            Some(_) => return Err(err("`extensions` must be an object of strings".into())),
-        }
+        let subject = subject_rule(text("subject")?, text("subjectPattern")?).map_err(err)?;
+        let extensions = extension_rules(obj.get("extensions")).map_err(err)?;
         let grants = Grants::from_json(obj, &err)?;
         Ok(TrustedIdentity {
             id,
@@ -402,6 +405,10 @@ pub struct LogEntry {
 
 /// Verifies one Sigstore bundle for promotion of the artifact with `artifact_digest`
 /// into `environment`: the keyless half of [`crate::attest::verify::verify_envelope`].
+///
+/// The steps, each its own function: read the bundle and its statement, read the
+/// certificate's claims, pick the identities that claim it, verify every cryptographic
+/// step against their roots, check the grants, then report the signer.
 pub fn verify_bundle(
     store: &TrustStore,
     index: usize,
@@ -409,6 +416,54 @@ pub fn verify_bundle(
     artifact_digest: &BTreeMap<String, String>,
     environment: &str,
 ) -> Result<VerifiedAttestation, AttestError> {
+    let (bundle, statement, binding) = read_bundle(value)?;
+    let claims = Claims::of(&bundle)?;
+    let candidates = claiming_identities(store, &claims)?;
+    let (root, result) = verify_with_roots(store, &candidates, &bundle, &claims, &binding)?;
+    if store.threshold() > 1 {
+        return Err(AttestError::ThresholdNotMet {
+            threshold: store.threshold(),
+            valid: 1,
+            signers: String::new(),
+            details:
+                "; a Sigstore bundle carries one signature, so it cannot meet a threshold above 1"
+                    .into(),
+        });
+    }
+    let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
+    let evidence =
+        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
+    let identity = permitted_identity(
+        &candidates,
+        root,
+        &statement.predicate_type,
+        environment,
+        provenance.as_ref(),
+    )?;
+    let keyid = claims.keyid.clone();
+    let signer = signer_of(identity, claims, &bundle, &result)?;
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    Ok(VerifiedAttestation {
+        index,
+        keyid,
+        signer: Signer::Keyless(signer),
+        signers: vec![identity.id.clone()],
+        subject_matches: statement.subject_matches(artifact_digest),
+        predicate_type: statement.predicate_type,
+        subject: statement.subject_json,
+        predicate: statement.predicate,
+        provenance,
+        evidence,
+        envelope_digest: BTreeMap::from([(
+            "sha256".to_owned(),
+            hex::encode(Sha256::digest(&bytes)),
+        )]),
+    })
+}
+
+/// The bundle, its in-toto statement (read strictly, trusted only at the end) and the
+/// digest the verifier binds the statement to.
+fn read_bundle(value: &Value) -> Result<(Bundle, Statement, ArtifactDigest), AttestError> {
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or("");
     if !BUNDLE_MEDIA_TYPES.contains(&media_type) {
         return Err(fail(
@@ -435,13 +490,13 @@ pub fn verify_bundle(
         ));
     }
     let payload = envelope.payload.as_bytes();
-    if payload.len() > crate::attest::budget::MAX_PAYLOAD_BYTES {
+    let max = crate::attest::budget::MAX_PAYLOAD_BYTES;
+    if payload.len() > max {
         return Err(fail(
             Step::Malformed,
             format!(
-                "payload is {} bytes; at most {} are accepted",
-                payload.len(),
-                crate::attest::budget::MAX_PAYLOAD_BYTES
+                "payload is {} bytes; at most {max} are accepted",
+                payload.len()
             ),
         ));
     }
@@ -450,30 +505,55 @@ pub fn verify_bundle(
     let statement =
         Statement::from_slice(payload).map_err(|e| fail(Step::Malformed, e.to_string()))?;
     let binding = binding_digest(&statement)?;
+    Ok((bundle, statement, binding))
+}
 
-    let leaf = bundle.signing_certificate().ok_or_else(|| {
-        fail(
-            Step::Malformed,
-            "the bundle carries no certificate (a public-key bundle is not keyless: list its key under `keys`)",
-        )
-    })?;
-    let cert = parse_certificate_info(leaf).map_err(|e| {
-        fail(
-            Step::Malformed,
-            format!("the certificate does not parse: {e}"),
-        )
-    })?;
-    let chain = Chain::of(&bundle)?;
-    let issuer = cert.issuer.clone().unwrap_or_default();
-    let san = cert
-        .identity
-        .as_ref()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let extensions = extensions_of(&cert.ci_claims);
+/// What the bundle's certificate claims, read without trusting it: to pick identities
+/// and roots, and (once verified) to report the signer.
+struct Claims {
+    issuer: String,
+    san: String,
+    extensions: BTreeMap<String, String>,
+    /// Hex SHA-256 of the certificate's SPKI: the signer's keyid.
+    keyid: String,
+    chain: Chain,
+}
 
-    // Which identities claim this certificate (nothing is trusted yet: this only picks
-    // the roots to verify against, and makes "no such identity" the precise reason).
+impl Claims {
+    fn of(bundle: &Bundle) -> Result<Claims, AttestError> {
+        let leaf = bundle.signing_certificate().ok_or_else(|| {
+            fail(
+                Step::Malformed,
+                "the bundle carries no certificate (a public-key bundle is not keyless: list its key under `keys`)",
+            )
+        })?;
+        let cert = parse_certificate_info(leaf).map_err(|e| {
+            fail(
+                Step::Malformed,
+                format!("the certificate does not parse: {e}"),
+            )
+        })?;
+        Ok(Claims {
+            issuer: cert.issuer.clone().unwrap_or_default(),
+            san: cert
+                .identity
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            extensions: extensions_of(&cert.ci_claims),
+            keyid: hex::encode(Sha256::digest(cert.public_key.as_bytes())),
+            chain: Chain::of(bundle)?,
+        })
+    }
+}
+
+/// The identities whose issuer, SAN and extensions the certificate claims. Nothing is
+/// trusted yet: this picks the roots to verify against, and makes "no such identity"
+/// the precise reason.
+fn claiming_identities<'s>(
+    store: &'s TrustStore,
+    claims: &Claims,
+) -> Result<Vec<&'s TrustedIdentity>, AttestError> {
     let identities = store.identities();
     if identities.is_empty() {
         return Err(fail(
@@ -484,13 +564,15 @@ pub fn verify_bundle(
     let mut misses = Vec::new();
     let candidates: Vec<_> = identities
         .iter()
-        .filter(|id| match id.mismatch(&issuer, &san, &extensions) {
-            None => true,
-            Some(why) => {
-                misses.push(why);
-                false
-            }
-        })
+        .filter(
+            |id| match id.mismatch(&claims.issuer, &claims.san, &claims.extensions) {
+                None => true,
+                Some(why) => {
+                    misses.push(why);
+                    false
+                }
+            },
+        )
         .collect();
     if candidates.is_empty() {
         // The first few reasons say enough; a long trust file would drown the message.
@@ -503,81 +585,81 @@ pub fn verify_bundle(
         return Err(fail(
             Step::CertificateIdentity,
             format!(
-                "certificate for `{san}` from issuer `{issuer}` matches no trusted identity ({})",
+                "certificate for `{}` from issuer `{}` matches no trusted identity ({})",
+                claims.san,
+                claims.issuer,
                 misses.join("; ")
             ),
         ));
     }
+    Ok(candidates)
+}
 
-    // Every step, against each root a matching identity names, until one holds.
-    let mut failures: Vec<AttestError> = Vec::new();
-    let mut verified = None;
+/// Every cryptographic step against each root a candidate names, until one holds; else
+/// the first root's reason.
+fn verify_with_roots<'s>(
+    store: &'s TrustStore,
+    candidates: &[&TrustedIdentity],
+    bundle: &Bundle,
+    claims: &Claims,
+    binding: &ArtifactDigest,
+) -> Result<(&'s Root, sigstore_verify::VerificationResult), AttestError> {
+    let mut first_failure = None;
     let mut tried: Vec<&str> = Vec::new();
-    for candidate in &candidates {
+    for candidate in candidates {
         if tried.contains(&candidate.trusted_root.as_str()) {
             continue;
         }
         tried.push(&candidate.trusted_root);
-        let Some(root) = store.root(&candidate.trusted_root) else {
-            failures.push(fail(
+        let outcome = match store.root(&candidate.trusted_root) {
+            // INVARIANT: the store refuses an identity naming an unlisted root.
+            None => Err(fail(
                 Step::RootUnknown,
                 format!("root `{}` is not loaded", candidate.trusted_root),
-            ));
-            continue;
+            )),
+            Some(root) => verify_against(root, bundle, &claims.chain, binding).map(|r| (root, r)),
         };
-        match verify_against(root, &bundle, &chain, &binding) {
-            Ok(result) => {
-                verified = Some((root, result));
-                break;
+        match outcome {
+            Ok(verified) => return Ok(verified),
+            Err(e) => {
+                first_failure.get_or_insert(e);
             }
-            Err(e) => failures.push(e),
         }
     }
-    let Some((root, result)) = verified else {
-        // One root tried: its reason. Several: the first, naming the others.
-        let mut failures = failures.into_iter();
-        let first = failures
-            .next()
-            .unwrap_or_else(|| fail(Step::RootUnknown, "no root to verify against"));
-        return Err(first);
-    };
+    Err(first_failure.unwrap_or_else(|| fail(Step::RootUnknown, "no root to verify against")))
+}
 
-    if store.threshold() > 1 {
-        return Err(AttestError::ThresholdNotMet {
-            threshold: store.threshold(),
-            valid: 1,
-            signers: String::new(),
-            details:
-                "; a Sigstore bundle carries one signature, so it cannot meet a threshold above 1"
-                    .into(),
-        });
-    }
-
-    // The grants, for the identities of the root that verified.
-    let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
-    let evidence =
-        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
+/// The first identity of the root that verified whose grants permit this statement.
+fn permitted_identity<'a>(
+    candidates: &[&'a TrustedIdentity],
+    root: &Root,
+    predicate_type: &str,
+    environment: &str,
+    provenance: Option<&Provenance>,
+) -> Result<&'a TrustedIdentity, AttestError> {
     let mut denials = Vec::new();
-    let mut permitted = None;
     for candidate in candidates.iter().filter(|c| c.trusted_root == root.name) {
         match candidate.grants.denial(
             "identity",
             &candidate.id,
-            &statement.predicate_type,
+            predicate_type,
             environment,
-            provenance.as_ref(),
+            provenance,
         ) {
-            None => {
-                permitted = Some(*candidate);
-                break;
-            }
+            None => return Ok(candidate),
             Some(why) => denials.push(why),
         }
     }
-    let Some(identity) = permitted else {
-        return Err(AttestError::NotPermitted { reasons: denials });
-    };
+    Err(AttestError::NotPermitted { reasons: denials })
+}
 
+/// The signer a verified bundle reports.
+fn signer_of(
+    identity: &TrustedIdentity,
+    claims: Claims,
+    bundle: &Bundle,
+    result: &sigstore_verify::VerificationResult,
+) -> Result<KeylessSigner, AttestError> {
     let signed_at = result
         .verified_timestamps()
         .iter()
@@ -596,30 +678,13 @@ pub fn verify_bundle(
     } else {
         None
     };
-    let keyid = hex::encode(Sha256::digest(cert.public_key.as_bytes()));
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    Ok(VerifiedAttestation {
-        index,
-        keyid,
-        signer: Signer::Keyless(KeylessSigner {
-            identity: identity.id.clone(),
-            issuer,
-            subject: san,
-            extensions,
-            signed_at,
-            transparency_log,
-        }),
-        signers: vec![identity.id.clone()],
-        subject_matches: statement.subject_matches(artifact_digest),
-        predicate_type: statement.predicate_type,
-        subject: statement.subject_json,
-        predicate: statement.predicate,
-        provenance,
-        evidence,
-        envelope_digest: BTreeMap::from([(
-            "sha256".to_owned(),
-            hex::encode(Sha256::digest(&bytes)),
-        )]),
+    Ok(KeylessSigner {
+        identity: identity.id.clone(),
+        issuer: claims.issuer,
+        subject: claims.san,
+        extensions: claims.extensions,
+        signed_at,
+        transparency_log,
     })
 }
 

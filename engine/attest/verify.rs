@@ -169,22 +169,7 @@ pub fn verify_envelope(
     }
 
     // 1. Signatures over the PAE, counted once per distinct trusted key.
-    let keys = store.keys();
-    let pae = envelope.pae();
-    let mut signers: Vec<usize> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    for (i, sig) in envelope.signatures.iter().enumerate() {
-        match find_signer(keys, &pae, sig) {
-            // Compared as keys, not indexes: the store refuses one key under two ids,
-            // and this keeps one signer counted once even if a store ever held it twice.
-            Some(k) if signers.iter().any(|&s| keys[s].key == keys[k].key) => notes.push(format!(
-                "`signatures[{i}]` is another signature by key `{}`, counted once",
-                keys[k].id
-            )),
-            Some(k) => signers.push(k),
-            None => notes.push(explain_failure(keys, &envelope, i, sig)),
-        }
-    }
+    let (signers, notes) = trusted_signers(store.keys(), &envelope);
     if signers.is_empty() {
         return Err(AttestError::NoTrustedSignature {
             details: notes.join("; "),
@@ -197,45 +182,15 @@ pub fn verify_envelope(
     let evidence =
         crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
 
-    // 3. Each signer must be permitted for what it signed.
-    let mut permitted: Vec<&TrustedKey> = Vec::new();
-    let mut denials: Vec<String> = Vec::new();
-    for &k in &signers {
-        let key = &keys[k];
-        match key.grants.denial(
-            "key",
-            &key.id,
-            &statement.predicate_type,
-            environment,
-            provenance.as_ref(),
-        ) {
-            None => permitted.push(key),
-            Some(why) => denials.push(why),
-        }
-    }
-    let threshold = store.threshold();
-    if permitted.len() < threshold {
-        if permitted.is_empty() && threshold == 1 {
-            return Err(AttestError::NotPermitted { reasons: denials });
-        }
-        let signers = if permitted.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", backticked(permitted.iter().map(|k| k.id.as_str())))
-        };
-        let details: String = denials
-            .iter()
-            .chain(notes.iter())
-            .map(|n| format!("; {n}"))
-            .collect();
-        return Err(AttestError::ThresholdNotMet {
-            threshold,
-            valid: permitted.len(),
-            signers,
-            details,
-        });
-    }
-
+    // 3. Each signer must be permitted for what it signed, and enough of them.
+    let permitted = permitted_signers(
+        store,
+        &signers,
+        &notes,
+        &statement.predicate_type,
+        environment,
+        provenance.as_ref(),
+    )?;
     let Some(first) = permitted.first() else {
         // INVARIANT: threshold >= 1 and permitted.len() >= threshold, so this is
         // unreachable; failing closed keeps it that way if either ever changes.
@@ -261,6 +216,75 @@ pub fn verify_envelope(
             "sha256".to_owned(),
             hex::encode(Sha256::digest(&envelope_bytes)),
         )]),
+    })
+}
+
+/// The trusted keys (by index, each once) whose signatures over the PAE verify, and a
+/// note on every other signature.
+fn trusted_signers(keys: &[TrustedKey], envelope: &Envelope) -> (Vec<usize>, Vec<String>) {
+    let pae = envelope.pae();
+    let mut signers: Vec<usize> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for (i, sig) in envelope.signatures.iter().enumerate() {
+        match find_signer(keys, &pae, sig) {
+            // Compared as keys, not indexes: the store refuses one key under two ids,
+            // and this keeps one signer counted once even if a store ever held it twice.
+            Some(k) if signers.iter().any(|&s| keys[s].key == keys[k].key) => notes.push(format!(
+                "`signatures[{i}]` is another signature by key `{}`, counted once",
+                keys[k].id
+            )),
+            Some(k) => signers.push(k),
+            None => notes.push(explain_failure(keys, envelope, i, sig)),
+        }
+    }
+    (signers, notes)
+}
+
+/// The signers permitted for this statement, if at least the store's threshold of them
+/// are; else why not, naming every signer's missing grant and every other signature.
+fn permitted_signers<'s>(
+    store: &'s TrustStore,
+    signers: &[usize],
+    notes: &[String],
+    predicate_type: &str,
+    environment: &str,
+    provenance: Option<&Provenance>,
+) -> Result<Vec<&'s TrustedKey>, AttestError> {
+    let keys = store.keys();
+    let mut permitted: Vec<&TrustedKey> = Vec::new();
+    let mut denials: Vec<String> = Vec::new();
+    for &k in signers {
+        let key = &keys[k];
+        match key
+            .grants
+            .denial("key", &key.id, predicate_type, environment, provenance)
+        {
+            None => permitted.push(key),
+            Some(why) => denials.push(why),
+        }
+    }
+    let threshold = store.threshold();
+    if permitted.len() >= threshold {
+        return Ok(permitted);
+    }
+    if permitted.is_empty() && threshold == 1 {
+        return Err(AttestError::NotPermitted { reasons: denials });
+    }
+    let signers = if permitted.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", backticked(permitted.iter().map(|k| k.id.as_str())))
+    };
+    let details: String = denials
+        .iter()
+        .chain(notes.iter())
+        .map(|n| format!("; {n}"))
+        .collect();
+    Err(AttestError::ThresholdNotMet {
+        threshold,
+        valid: permitted.len(),
+        signers,
+        details,
     })
 }
 
