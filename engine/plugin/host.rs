@@ -337,7 +337,8 @@ impl PluginHost {
             .saturating_add(1)
     }
 
-    /// One check in a fresh store and instance.
+    /// One check in a fresh store and instance: the input cap, the store, the exports
+    /// and the ABI version, the input written, the result read (each its own function).
     fn call(
         &self,
         info: &PluginInfo,
@@ -362,7 +363,54 @@ impl PluginHost {
                 ),
             ));
         }
+        let mut store = self.new_store(info)?;
+        let started = Instant::now();
+        let why = |store: &Store<StoreState>, e: wasmtime::Error, stage: Stage| {
+            classify(name, limits, store, e, stage, started.elapsed())
+        };
+        let instance = ready
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| why(&store, e, Stage::Instantiate))?;
+        let exports = GuestExports::resolve(name, &instance, &mut store, ready)?;
+        if let Some(init) = &exports.initialize {
+            init.call(&mut store, ())
+                .map_err(|e| why(&store, e, Stage::Initialize))?;
+        }
+        let version = exports
+            .abi_version
+            .call(&mut store, ())
+            .map_err(|e| why(&store, e, Stage::Call))?;
+        if version != ABI_VERSION {
+            return Err(fail(
+                FailureKind::AbiMismatch,
+                format!(
+                    "plugin `{name}` speaks ABI version {version}, but this host speaks version {ABI_VERSION} (see plugins/ABI.md)"
+                ),
+            ));
+        }
+        // INVARIANT: input_len <= max_input_bytes <= MAX_INPUT_BYTES < 2^31.
+        let len_i32 = i32::try_from(input_len).map_err(|_| {
+            fail(
+                FailureKind::MemoryLimit,
+                format!("plugin `{name}`: input of {input_len} bytes is too large"),
+            )
+        })?;
+        let in_ptr = exports
+            .alloc
+            .call(&mut store, len_i32)
+            .map_err(|e| why(&store, e, Stage::Call))? as u32;
+        write_input(name, &input, exports.memory.data_mut(&mut store), in_ptr)?;
+        let packed = exports
+            .check
+            .call(&mut store, (in_ptr as i32, len_i32))
+            .map_err(|e| why(&store, e, Stage::Call))?;
+        read_output(name, limits, exports.memory.data(&store), packed)
+    }
 
+    /// A store with the plugin's memory cap, deadline and fuel.
+    fn new_store(&self, info: &PluginInfo) -> Result<Store<StoreState>, PluginFailure> {
+        let limits = &info.limits;
         let mut store = Store::new(
             &self.engine,
             StoreState {
@@ -380,29 +428,39 @@ impl PluginHost {
                 .map_err(|e| {
                     fail(
                         FailureKind::LoadFailed,
-                        format!("plugin `{name}`: cannot set fuel: {e}"),
+                        format!("plugin `{}`: cannot set fuel: {e}", info.name),
                     )
                 })?;
         }
-        let started = Instant::now();
-        let why = |store: &Store<StoreState>, e: wasmtime::Error, stage: Stage| {
-            classify(name, limits, store, e, stage, started.elapsed())
-        };
+        Ok(store)
+    }
+}
 
-        let instance = ready
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| why(&store, e, Stage::Instantiate))?;
+/// The ABI's exports of one instance, resolved and typed.
+struct GuestExports {
+    memory: wasmtime::Memory,
+    alloc: wasmtime::TypedFunc<i32, i32>,
+    check: wasmtime::TypedFunc<(i32, i32), i64>,
+    abi_version: wasmtime::TypedFunc<(), i32>,
+    initialize: Option<wasmtime::TypedFunc<(), ()>>,
+}
 
-        // Resolve exports by index once per instance; check_module() proved their types,
-        // so a failure here means a host bug, reported as an ABI mismatch (fail closed).
+impl GuestExports {
+    /// Resolves the exports by index; check_module() proved their types, so a failure
+    /// here means a host bug, reported as an ABI mismatch (fail closed).
+    fn resolve(
+        name: &str,
+        instance: &wasmtime::Instance,
+        store: &mut Store<StoreState>,
+        ready: &Ready,
+    ) -> Result<GuestExports, PluginFailure> {
         let abi_err = |what: &str| {
             fail(
                 FailureKind::AbiMismatch,
                 format!("plugin `{name}`: export `{what}` could not be resolved"),
             )
         };
-        let memory = match instance.get_module_export(&mut store, &ready.exports.memory) {
+        let memory = match instance.get_module_export(&mut *store, &ready.exports.memory) {
             Some(Extern::Memory(m)) => m,
             _ => return Err(abi_err(abi::EXPORT_MEMORY)),
         };
@@ -413,96 +471,89 @@ impl PluginHost {
                 Some(Extern::Func(f)) => Ok(f),
                 _ => Err(abi_err(what)),
             };
-        let alloc = func(&mut store, &ready.exports.alloc, abi::EXPORT_ALLOC)?
-            .typed::<i32, i32>(&store)
+        let alloc = func(store, &ready.exports.alloc, abi::EXPORT_ALLOC)?
+            .typed::<i32, i32>(&*store)
             .map_err(|_| abi_err(abi::EXPORT_ALLOC))?;
-        let check = func(&mut store, &ready.exports.check, abi::EXPORT_CHECK)?
-            .typed::<(i32, i32), i64>(&store)
+        let check = func(store, &ready.exports.check, abi::EXPORT_CHECK)?
+            .typed::<(i32, i32), i64>(&*store)
             .map_err(|_| abi_err(abi::EXPORT_CHECK))?;
-        let abi_version = func(
-            &mut store,
-            &ready.exports.abi_version,
-            abi::EXPORT_ABI_VERSION,
-        )?
-        .typed::<(), i32>(&store)
-        .map_err(|_| abi_err(abi::EXPORT_ABI_VERSION))?;
-        if let Some(init) = &ready.exports.initialize {
-            let init = func(&mut store, init, abi::EXPORT_INITIALIZE)?
-                .typed::<(), ()>(&store)
-                .map_err(|_| abi_err(abi::EXPORT_INITIALIZE))?;
-            init.call(&mut store, ())
-                .map_err(|e| why(&store, e, Stage::Initialize))?;
-        }
-
-        let version = abi_version
-            .call(&mut store, ())
-            .map_err(|e| why(&store, e, Stage::Call))?;
-        if version != ABI_VERSION {
-            return Err(fail(
-                FailureKind::AbiMismatch,
-                format!(
-                    "plugin `{name}` speaks ABI version {version}, but this host speaks version {ABI_VERSION} (see plugins/ABI.md)"
-                ),
-            ));
-        }
-
-        // INVARIANT: input_len <= max_input_bytes <= MAX_INPUT_BYTES < 2^31.
-        let len_i32 = i32::try_from(input_len).map_err(|_| {
-            fail(
-                FailureKind::MemoryLimit,
-                format!("plugin `{name}`: input of {input_len} bytes is too large"),
-            )
-        })?;
-        let in_ptr = alloc
-            .call(&mut store, len_i32)
-            .map_err(|e| why(&store, e, Stage::Call))? as u32;
-        {
-            let mem = memory.data_mut(&mut store);
-            let range = guest_range(in_ptr, input_len as u32, mem.len()).ok_or_else(|| {
-                fail(
-                    FailureKind::BadOutput,
-                    format!(
-                        "plugin `{name}`: `alloc({input_len})` returned {in_ptr}, which is not a writable region of its {} byte memory",
-                        mem.len()
-                    ),
-                )
-            })?;
-            if in_ptr == 0 && input_len > 0 {
-                return Err(fail(
-                    FailureKind::BadOutput,
-                    format!("plugin `{name}`: `alloc({input_len})` returned 0 (allocation failed)"),
-                ));
-            }
-            input.write_to(&mut mem[range]);
-        }
-
-        let packed = check
-            .call(&mut store, (in_ptr as i32, len_i32))
-            .map_err(|e| why(&store, e, Stage::Call))?;
-        let (out_ptr, out_len) = abi::unpack_result(packed);
-        if out_len as usize > limits.max_output_bytes {
-            return Err(fail(
-                FailureKind::BadOutput,
-                format!(
-                    "plugin `{name}` returned a result of {out_len} bytes, over its cap of {} bytes",
-                    limits.max_output_bytes
-                ),
-            ));
-        }
-        let mem = memory.data(&store);
-        let range = guest_range(out_ptr, out_len, mem.len()).ok_or_else(|| {
-            fail(
-                FailureKind::BadOutput,
-                format!(
-                    "plugin `{name}` returned a result at {out_ptr}..{} outside its {} byte memory",
-                    out_ptr as u64 + out_len as u64,
-                    mem.len()
-                ),
-            )
-        })?;
-        abi::parse_output(&mem[range])
-            .map_err(|why| fail(FailureKind::BadOutput, format!("plugin `{name}` {why}")))
+        let abi_version = func(store, &ready.exports.abi_version, abi::EXPORT_ABI_VERSION)?
+            .typed::<(), i32>(&*store)
+            .map_err(|_| abi_err(abi::EXPORT_ABI_VERSION))?;
+        let initialize = match &ready.exports.initialize {
+            None => None,
+            Some(init) => Some(
+                func(store, init, abi::EXPORT_INITIALIZE)?
+                    .typed::<(), ()>(&*store)
+                    .map_err(|_| abi_err(abi::EXPORT_INITIALIZE))?,
+            ),
+        };
+        Ok(GuestExports {
+            memory,
+            alloc,
+            check,
+            abi_version,
+            initialize,
+        })
     }
+}
+
+/// Writes the input where the guest's `alloc` put it, if that is a real region.
+fn write_input(
+    name: &str,
+    input: &InputParts<'_>,
+    mem: &mut [u8],
+    in_ptr: u32,
+) -> Result<(), PluginFailure> {
+    let input_len = input.len();
+    let range = guest_range(in_ptr, input_len as u32, mem.len()).ok_or_else(|| {
+        fail(
+            FailureKind::BadOutput,
+            format!(
+                "plugin `{name}`: `alloc({input_len})` returned {in_ptr}, which is not a writable region of its {} byte memory",
+                mem.len()
+            ),
+        )
+    })?;
+    if in_ptr == 0 && input_len > 0 {
+        return Err(fail(
+            FailureKind::BadOutput,
+            format!("plugin `{name}`: `alloc({input_len})` returned 0 (allocation failed)"),
+        ));
+    }
+    input.write_to(&mut mem[range]);
+    Ok(())
+}
+
+/// Reads the result `check` pointed at, within the output cap and the guest's memory.
+fn read_output(
+    name: &str,
+    limits: &PluginLimits,
+    mem: &[u8],
+    packed: i64,
+) -> Result<PluginOutput, PluginFailure> {
+    let (out_ptr, out_len) = abi::unpack_result(packed);
+    if out_len as usize > limits.max_output_bytes {
+        return Err(fail(
+            FailureKind::BadOutput,
+            format!(
+                "plugin `{name}` returned a result of {out_len} bytes, over its cap of {} bytes",
+                limits.max_output_bytes
+            ),
+        ));
+    }
+    let range = guest_range(out_ptr, out_len, mem.len()).ok_or_else(|| {
+        fail(
+            FailureKind::BadOutput,
+            format!(
+                "plugin `{name}` returned a result at {out_ptr}..{} outside its {} byte memory",
+                out_ptr as u64 + out_len as u64,
+                mem.len()
+            ),
+        )
+    })?;
+    abi::parse_output(&mem[range])
+        .map_err(|why| fail(FailureKind::BadOutput, format!("plugin `{name}` {why}")))
 }
 
 /// The parts of the input shared by every plugin of one `run`.
