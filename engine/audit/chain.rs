@@ -339,193 +339,243 @@ fn walk(
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<VerifyReport, AuditError> {
-    let mut report = VerifyReport {
-        verified: 0,
-        first_seq: 1,
-        start_prev_hash: GENESIS.to_string(),
-        head: Head::genesis(),
-        checkpoint_seq: None,
-        finding: None,
+    let mut walker = Walker {
+        source,
+        keys,
+        checkpoint,
+        report: VerifyReport {
+            verified: 0,
+            first_seq: 1,
+            start_prev_hash: GENESIS.to_string(),
+            head: Head::genesis(),
+            checkpoint_seq: None,
+            finding: None,
+        },
+        queue: VecDeque::new(),
+        exhausted: false,
+        expected: 1,
+        prev_prev: None,
+        seen: HashMap::new(),
+        first: true,
     };
-    let mut queue: VecDeque<Checked> = VecDeque::new();
-    let mut exhausted = false;
-    let mut expected = 1u64;
-    let mut prev_prev: Option<String> = None;
-    let mut seen: HashMap<u128, u64> = HashMap::new();
-    let mut first = true;
-    let finding = loop {
-        // Keep one record of lookahead.
-        if queue.len() < 2 && !exhausted {
-            let chunk = source.next_chunk()?;
-            exhausted = chunk.is_empty();
-            let checked: Vec<Checked> = chunk.into_par_iter().map(|c| check(c, keys)).collect();
-            queue.extend(checked);
-            continue;
-        }
-        let Some(c) = queue.pop_front() else {
-            break None;
-        };
-        let r = match &c.record {
-            Ok(r) => r,
-            Err(why) => {
-                break Some(Finding {
-                    seq: if c.seq > 0 { c.seq } else { expected },
-                    kind: Tamper::Edited,
-                    detail: format!("the record cannot be read back: {why}"),
-                })
+    let finding = walker.run()?;
+    walker.finish(finding)
+}
+
+/// One pass over a chain: what has been verified so far, and what the next record must
+/// be to continue it.
+struct Walker<'a> {
+    source: &'a mut dyn Source,
+    keys: &'a [PublicKey],
+    checkpoint: Option<&'a Checkpoint>,
+    report: VerifyReport,
+    /// Records checked (hash and signature, in parallel per chunk), one of lookahead.
+    queue: VecDeque<Checked>,
+    exhausted: bool,
+    /// The seq the next record must have.
+    expected: u64,
+    /// The hash before the head's: a record linking to it skipped the head.
+    prev_prev: Option<String>,
+    /// Decision ids seen, with their seq.
+    seen: HashMap<u128, u64>,
+    first: bool,
+}
+
+impl Walker<'_> {
+    /// Walks to the first finding, or the end (`None`).
+    fn run(&mut self) -> Result<Option<Finding>, AuditError> {
+        loop {
+            // Keep one record of lookahead.
+            if self.queue.len() < 2 && !self.exhausted {
+                let chunk = self.source.next_chunk()?;
+                self.exhausted = chunk.is_empty();
+                let keys = self.keys;
+                let checked: Vec<Checked> = chunk.into_par_iter().map(|c| check(c, keys)).collect();
+                self.queue.extend(checked);
+                continue;
             }
-        };
-        if first {
-            first = false;
-            let from = source.first_seq();
-            if r.seq != from && from > 1 {
-                break Some(Finding {
-                    seq: from,
-                    kind: Tamper::Deleted,
-                    detail: format!(
-                        "the export was to start at seq {from} but its first record is seq {}",
-                        r.seq
-                    ),
-                });
+            let Some(c) = self.queue.pop_front() else {
+                return Ok(None);
+            };
+            let r = match &c.record {
+                Ok(r) => r,
+                Err(why) => {
+                    return Ok(Some(Finding {
+                        seq: if c.seq > 0 { c.seq } else { self.expected },
+                        kind: Tamper::Edited,
+                        detail: format!("the record cannot be read back: {why}"),
+                    }))
+                }
+            };
+            if self.first {
+                self.first = false;
+                if let Some(f) = self.anchor(r) {
+                    return Ok(Some(f));
+                }
             }
-            // Anchored on the first record's link only when told where it starts: an
-            // export whose first records were cut off must not verify as intact.
-            if from > 1 {
-                expected = r.seq;
-                report.first_seq = r.seq;
-                report.start_prev_hash = r.prev_hash.clone();
-                report.head = Head {
-                    seq: r.seq - 1,
-                    hash: r.prev_hash.clone(),
-                };
+            if let Some(f) = self.judge(&c, r)? {
+                return Ok(Some(f));
+            }
+            if let Some(f) = self.accept(r) {
+                return Ok(Some(f));
             }
         }
-        if let Some(f) = judge(
-            source,
-            &c,
-            r,
-            queue.front(),
-            &report.head,
-            &prev_prev,
-            expected,
-            &seen,
-        )? {
-            break Some(f);
+    }
+
+    /// Where the chain starts: seq 1 from genesis, or the first record of an export
+    /// told to start later (anchored on its link only then: an export whose first
+    /// records were cut off must not verify as intact).
+    fn anchor(&mut self, r: &Record) -> Option<Finding> {
+        let from = self.source.first_seq();
+        if r.seq != from && from > 1 {
+            return Some(Finding {
+                seq: from,
+                kind: Tamper::Deleted,
+                detail: format!(
+                    "the export was to start at seq {from} but its first record is seq {}",
+                    r.seq
+                ),
+            });
         }
-        seen.insert(id_key(&r.decision_id), r.seq);
-        prev_prev = Some(report.head.hash.clone());
-        report.head = Head {
+        if from > 1 {
+            self.expected = r.seq;
+            self.report.first_seq = r.seq;
+            self.report.start_prev_hash = r.prev_hash.clone();
+            self.report.head = Head {
+                seq: r.seq - 1,
+                hash: r.prev_hash.clone(),
+            };
+        }
+        None
+    }
+
+    /// Makes `r` the head; a finding if a checkpoint vouches for another hash here.
+    fn accept(&mut self, r: &Record) -> Option<Finding> {
+        self.seen.insert(id_key(&r.decision_id), r.seq);
+        self.prev_prev = Some(self.report.head.hash.clone());
+        self.report.head = Head {
             seq: r.seq,
             hash: r.hash.clone(),
         };
-        report.verified += 1;
-        expected = r.seq + 1;
-        if let Some(cp) = checkpoint {
-            if cp.seq == r.seq {
-                if cp.hash != r.hash {
-                    break Some(Finding {
-                        seq: r.seq,
-                        kind: Tamper::Edited,
-                        detail: format!(
-                            "the chain up to seq {} was rewritten: its hash is {} but the checkpoint of {} says {}",
-                            r.seq, r.hash, cp.time, cp.hash
-                        ),
-                    });
-                }
-                report.checkpoint_seq = Some(cp.seq);
-            }
+        self.report.verified += 1;
+        self.expected = r.seq + 1;
+        let cp = self.checkpoint.filter(|cp| cp.seq == r.seq)?;
+        if cp.hash != r.hash {
+            return Some(Finding {
+                seq: r.seq,
+                kind: Tamper::Edited,
+                detail: format!(
+                    "the chain up to seq {} was rewritten: its hash is {} but the checkpoint of {} says {}",
+                    r.seq, r.hash, cp.time, cp.hash
+                ),
+            });
         }
-    };
-    report.finding = finding;
-    if report.finding.is_none() {
-        if let Some(cp) = checkpoint {
-            if cp.seq == 0 && cp.hash == GENESIS {
-                report.checkpoint_seq = Some(0);
-            } else if cp.seq < report.first_seq {
-                return Err(AuditError::Checkpoint {
-                    path: PathBuf::from("<checkpoint>"),
-                    reason: format!(
-                        "it vouches for seq {}, before these records' first seq {}",
-                        cp.seq, report.first_seq
-                    ),
-                });
-            } else if cp.seq > report.head.seq {
-                report.finding = Some(Finding {
-                    seq: report.head.seq + 1,
-                    kind: Tamper::Truncated,
-                    detail: format!(
-                        "the log ends at seq {} but the checkpoint of {} vouches for seq {}: records {}..={} were cut off",
-                        report.head.seq,
-                        cp.time,
-                        cp.seq,
-                        report.head.seq + 1,
-                        cp.seq
-                    ),
-                });
-            }
-        }
+        self.report.checkpoint_seq = Some(cp.seq);
+        None
     }
-    Ok(report)
-}
 
-/// The finding at record `r`, if it is broken (see the module docs for the names).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "a walker struct is issue 13 item 4; until then the checks read their inputs explicitly"
-)]
-fn judge(
-    source: &mut dyn Source,
-    c: &Checked,
-    r: &Record,
-    next: Option<&Checked>,
-    prev: &Head,
-    prev_prev: &Option<String>,
-    expected: u64,
-    seen: &HashMap<u128, u64>,
-) -> Result<Option<Finding>, AuditError> {
-    let at = |seq: u64, kind: Tamper, detail: String| Ok(Some(Finding { seq, kind, detail }));
-    if r.seq < expected {
-        return at(
-            r.seq,
-            Tamper::Reordered,
-            format!("seq {} comes after seq {}", r.seq, expected - 1),
-        );
-    }
-    if r.seq > expected && source.holds_seq_later(expected)? {
-        return at(
-            expected,
-            Tamper::Reordered,
-            format!("seq {} comes before seq {expected}", r.seq),
-        );
-    }
-    if r.seq > expected {
-        let missing = if r.seq == expected + 1 {
-            format!("seq {expected} is missing")
-        } else {
-            format!("seq {expected}..={} are missing", r.seq - 1)
+    /// The report, with the checkpoint's verdict on where the walk ended.
+    fn finish(mut self, finding: Option<Finding>) -> Result<VerifyReport, AuditError> {
+        let report = &mut self.report;
+        report.finding = finding;
+        let Some(cp) = self.checkpoint.filter(|_| report.finding.is_none()) else {
+            return Ok(self.report);
         };
-        return at(
-            expected,
-            Tamper::Deleted,
-            format!(
-                "{missing}: the chain jumps from seq {} to seq {}",
-                expected - 1,
-                r.seq
-            ),
-        );
+        if cp.seq == 0 && cp.hash == GENESIS {
+            report.checkpoint_seq = Some(0);
+        } else if cp.seq < report.first_seq {
+            return Err(AuditError::Checkpoint {
+                path: PathBuf::from("<checkpoint>"),
+                reason: format!(
+                    "it vouches for seq {}, before these records' first seq {}",
+                    cp.seq, report.first_seq
+                ),
+            });
+        } else if cp.seq > report.head.seq {
+            report.finding = Some(Finding {
+                seq: report.head.seq + 1,
+                kind: Tamper::Truncated,
+                detail: format!(
+                    "the log ends at seq {} but the checkpoint of {} vouches for seq {}: records {}..={} were cut off",
+                    report.head.seq,
+                    cp.time,
+                    cp.seq,
+                    report.head.seq + 1,
+                    cp.seq
+                ),
+            });
+        }
+        Ok(self.report)
     }
-    if let Some(earlier) = seen.get(&id_key(&r.decision_id)) {
-        return at(
-            r.seq,
-            Tamper::Inserted,
-            format!(
-                "it repeats decision `{}`, already recorded at seq {earlier}",
-                r.decision_id
-            ),
-        );
+
+    /// The finding at record `r`, if it is broken (see the module docs for the names):
+    /// its place in the order, its link, then its contents.
+    fn judge(&mut self, c: &Checked, r: &Record) -> Result<Option<Finding>, AuditError> {
+        if let Some(f) = self.judge_order(r)? {
+            return Ok(Some(f));
+        }
+        if let Some(f) = self.judge_link(c, r)? {
+            return Ok(Some(f));
+        }
+        Ok(judge_contents(c, r, self.queue.front(), &self.report.head))
     }
-    if r.prev_hash != prev.hash {
-        if prev_prev.as_deref() == Some(r.prev_hash.as_str()) {
+
+    /// Reordered, deleted or repeated records.
+    fn judge_order(&mut self, r: &Record) -> Result<Option<Finding>, AuditError> {
+        let expected = self.expected;
+        let at = |seq: u64, kind: Tamper, detail: String| Ok(Some(Finding { seq, kind, detail }));
+        if r.seq < expected {
+            return at(
+                r.seq,
+                Tamper::Reordered,
+                format!("seq {} comes after seq {}", r.seq, expected - 1),
+            );
+        }
+        if r.seq > expected && self.source.holds_seq_later(expected)? {
+            return at(
+                expected,
+                Tamper::Reordered,
+                format!("seq {} comes before seq {expected}", r.seq),
+            );
+        }
+        if r.seq > expected {
+            let missing = if r.seq == expected + 1 {
+                format!("seq {expected} is missing")
+            } else {
+                format!("seq {expected}..={} are missing", r.seq - 1)
+            };
+            return at(
+                expected,
+                Tamper::Deleted,
+                format!(
+                    "{missing}: the chain jumps from seq {} to seq {}",
+                    expected - 1,
+                    r.seq
+                ),
+            );
+        }
+        if let Some(earlier) = self.seen.get(&id_key(&r.decision_id)) {
+            return at(
+                r.seq,
+                Tamper::Inserted,
+                format!(
+                    "it repeats decision `{}`, already recorded at seq {earlier}",
+                    r.decision_id
+                ),
+            );
+        }
+        Ok(None)
+    }
+
+    /// A `prevHash` that does not link to the head: what happened, as precisely as the
+    /// rest of the log tells.
+    fn judge_link(&mut self, c: &Checked, r: &Record) -> Result<Option<Finding>, AuditError> {
+        let prev = &self.report.head;
+        if r.prev_hash == prev.hash {
+            return Ok(None);
+        }
+        let at = |seq: u64, kind: Tamper, detail: String| Ok(Some(Finding { seq, kind, detail }));
+        if self.prev_prev.as_deref() == Some(r.prev_hash.as_str()) {
             return at(
                 prev.seq,
                 Tamper::Inserted,
@@ -537,7 +587,8 @@ fn judge(
                 ),
             );
         }
-        if let Some(later) = source.seq_with_hash(&r.prev_hash, r.seq)? {
+        let prev_seq = prev.seq;
+        if let Some(later) = self.source.seq_with_hash(&r.prev_hash, r.seq)? {
             return at(
                 r.seq,
                 Tamper::Reordered,
@@ -549,17 +600,22 @@ fn judge(
                 r.seq,
                 Tamper::Deleted,
                 format!(
-                    "it links to a record that is no longer in the log (not seq {}): a record before it was removed",
-                    prev.seq
+                    "it links to a record that is no longer in the log (not seq {prev_seq}): a record before it was removed"
                 ),
             );
         }
-        return at(
+        at(
             r.seq,
             Tamper::Edited,
-            format!("its prevHash does not link to seq {}", prev.seq),
-        );
+            format!("its prevHash does not link to seq {prev_seq}"),
+        )
     }
+}
+
+/// A record that links correctly but whose hash, signature or fields are wrong (or
+/// which the next record skips).
+fn judge_contents(c: &Checked, r: &Record, next: Option<&Checked>, prev: &Head) -> Option<Finding> {
+    let at = |seq: u64, kind: Tamper, detail: String| Some(Finding { seq, kind, detail });
     let sound = c.hash_ok && c.signature.is_ok() && c.mismatch.is_none();
     if !sound {
         let skipped = next
@@ -598,7 +654,7 @@ fn judge(
             format!("{m} (and its hash was recomputed to hide it)"),
         );
     }
-    Ok(None)
+    None
 }
 
 #[cfg(test)]
