@@ -542,96 +542,143 @@ fn decide(
     now: time::OffsetDateTime,
     max_age: Option<std::time::Duration>,
 ) -> AdmissionVerdict {
-    let request = review.full.get("request").cloned().unwrap_or(Value::Null);
-    let dry_run = request.get("dryRun") == Some(&Value::Bool(true));
-    let group = request
-        .pointer("/kind/group")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = request.pointer("/kind/kind").and_then(Value::as_str);
-    let name = request
-        .get("name")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            request
-                .pointer("/object/metadata/name")
-                .and_then(Value::as_str)
-        })
-        .or_else(|| {
-            request
-                .pointer("/object/metadata/generateName")
-                .and_then(Value::as_str)
-        })
-        .unwrap_or("<unnamed>");
-    let subject = match request.get("namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() => format!("{} `{ns}/{name}`", kind.unwrap_or("object")),
-        _ => format!("{} `{name}`", kind.unwrap_or("object")),
-    };
+    let request = review.full.get("request").unwrap_or(&Value::Null);
+    let header = ReviewHeader::of(request);
     let mut verdict = AdmissionVerdict {
         uid: review.uid.clone(),
         allowed: false,
-        subject,
+        subject: header.subject(),
         reasons: Vec::new(),
         decision_ids: Vec::new(),
-        dry_run,
+        dry_run: header.dry_run,
     };
-    let refuse = |mut v: AdmissionVerdict, reason: String| {
-        v.reasons.push(reason);
-        v.allowed = false;
-        v
-    };
-
-    match request.get("operation").and_then(Value::as_str) {
+    let checked = match header.operation {
         // Nothing runs because of a delete, and CONNECT (exec, attach, port-forward)
         // starts no new image: only creates and updates can bring an image in.
         Some("DELETE" | "CONNECT") => {
             verdict.allowed = true;
             return verdict;
         }
-        // These can bring an image in: check below.
-        Some("CREATE" | "UPDATE") => {}
+        // These can bring an image in: check them.
+        Some("CREATE" | "UPDATE") => match environment {
+            Some(environment) => header.workload().map(|(object, spec_pointer, images)| {
+                judge_images(
+                    loaded,
+                    environment,
+                    object,
+                    spec_pointer,
+                    &images,
+                    now,
+                    max_age,
+                    &mut verdict.decision_ids,
+                )
+            }),
+            None => Err(
+                "the sidecar was started without `--environment`, so it can admit no image".into(),
+            ),
+        },
         // An operation this webhook does not know: refuse rather than guess.
-        Some(other) => return refuse(verdict, format!("operation `{other}` is not handled")),
+        Some(other) => Err(format!("operation `{other}` is not handled")),
         // The review does not say what it is: refuse.
-        None => return refuse(verdict, "the review has no `request.operation`".into()),
-    }
-    let Some(environment) = environment else {
-        return refuse(
-            verdict,
-            "the sidecar was started without `--environment`, so it can admit no image".into(),
-        );
+        None => Err("the review has no `request.operation`".into()),
     };
-    let Some(kind) = kind else {
-        return refuse(verdict, "the review has no `request.kind.kind`".into());
-    };
-    let Some(spec_pointer) = pod_spec_pointer(group, kind) else {
-        let gk = if group.is_empty() {
-            kind.to_string()
-        } else {
-            format!("{group}/{kind}")
-        };
-        return refuse(
-            verdict,
-            format!("kind `{gk}` is not a Pod or a workload with a pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); send only those to this webhook"),
-        );
-    };
-    let Some(object) = request.get("object").filter(|o| o.is_object()) else {
-        return refuse(verdict, "the review carries no `request.object`".into());
-    };
-    let Some(spec) = object.pointer(spec_pointer).and_then(Value::as_object) else {
-        return refuse(
-            verdict,
-            format!("the {kind} has no pod template at `{spec_pointer}`"),
-        );
-    };
-    let images = match containers(spec) {
-        Ok(images) if images.is_empty() => {
-            return refuse(verdict, "the pod template has no containers".into())
+    let mut reasons = match checked {
+        Ok(reasons) => reasons,
+        Err(reason) => {
+            verdict.reasons.push(reason);
+            return verdict;
         }
-        Ok(images) => images,
-        Err(reason) => return refuse(verdict, format!("the pod template is malformed: {reason}")),
     };
+    if loaded.admission_rules {
+        reasons.extend(policy_reasons(loaded, &review.full));
+    }
+    verdict.allowed = reasons.is_empty();
+    verdict.reasons = reasons;
+    verdict
+}
 
+/// What admission reads of an `AdmissionReview.request` before its object: the
+/// operation, the kind and who the object is.
+struct ReviewHeader<'a> {
+    request: &'a Value,
+    operation: Option<&'a str>,
+    group: &'a str,
+    kind: Option<&'a str>,
+    name: &'a str,
+    namespace: Option<&'a str>,
+    dry_run: bool,
+}
+
+impl<'a> ReviewHeader<'a> {
+    fn of(request: &'a Value) -> ReviewHeader<'a> {
+        let text = |pointer: &str| request.pointer(pointer).and_then(Value::as_str);
+        ReviewHeader {
+            request,
+            operation: text("/operation"),
+            group: text("/kind/group").unwrap_or(""),
+            kind: text("/kind/kind"),
+            name: text("/name")
+                .or_else(|| text("/object/metadata/name"))
+                .or_else(|| text("/object/metadata/generateName"))
+                .unwrap_or("<unnamed>"),
+            namespace: text("/namespace").filter(|ns| !ns.is_empty()),
+            dry_run: request.get("dryRun") == Some(&Value::Bool(true)),
+        }
+    }
+
+    /// "Deployment `ns/name`", for the verdict.
+    fn subject(&self) -> String {
+        let kind = self.kind.unwrap_or("object");
+        match self.namespace {
+            Some(ns) => format!("{kind} `{ns}/{}`", self.name),
+            None => format!("{kind} `{}`", self.name),
+        }
+    }
+
+    /// The object, where its pod spec is, and its containers' images; or why the
+    /// review cannot be judged.
+    fn workload(&self) -> Result<(&'a Value, &'static str, Vec<ContainerImage>), String> {
+        let kind = self.kind.ok_or("the review has no `request.kind.kind`")?;
+        let Some(spec_pointer) = pod_spec_pointer(self.group, kind) else {
+            let gk = if self.group.is_empty() {
+                kind.to_string()
+            } else {
+                format!("{}/{kind}", self.group)
+            };
+            return Err(format!("kind `{gk}` is not a Pod or a workload with a pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); send only those to this webhook"));
+        };
+        let object = self
+            .request
+            .get("object")
+            .filter(|o| o.is_object())
+            .ok_or("the review carries no `request.object`")?;
+        let spec = object
+            .pointer(spec_pointer)
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("the {kind} has no pod template at `{spec_pointer}`"))?;
+        match containers(spec) {
+            Ok(images) if images.is_empty() => Err("the pod template has no containers".into()),
+            Ok(images) => Ok((object, spec_pointer, images)),
+            Err(reason) => Err(format!("the pod template is malformed: {reason}")),
+        }
+    }
+}
+
+/// Why each image may not run (empty: all may), recording the decisions that admit.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the inputs of one judgement: the sidecar's state, the review's images and the clock"
+)]
+fn judge_images(
+    loaded: &Loaded,
+    environment: &str,
+    object: &Value,
+    spec_pointer: &str,
+    images: &[ContainerImage],
+    now: time::OffsetDateTime,
+    max_age: Option<std::time::Duration>,
+    decision_ids: &mut Vec<String>,
+) -> Vec<String> {
     // Decisions from the object's own annotations and from its pod template's (pods a
     // controller creates carry the template's annotations, not the workload's).
     let mut metadata_pointers = vec!["/metadata".to_string()];
@@ -650,9 +697,8 @@ fn decide(
         &mut annotated,
         &mut notes,
     );
-
     let mut reasons = Vec::new();
-    for c in &images {
+    for c in images {
         let label = format!("{} `{}`", c.section, c.name);
         let Some(image) = &c.image else {
             reasons.push(format!("{label} has no image"));
@@ -674,8 +720,8 @@ fn decide(
         }
         match found {
             Some(decision) => {
-                if !verdict.decision_ids.contains(&decision.decision_id) {
-                    verdict.decision_ids.push(decision.decision_id.clone());
+                if !decision_ids.contains(&decision.decision_id) {
+                    decision_ids.push(decision.decision_id.clone());
                 }
             }
             None => reasons.push(format!(
@@ -688,12 +734,7 @@ fn decide(
         // Say why annotated decisions did not count: that is usually the fix.
         reasons.extend(notes);
     }
-    if loaded.admission_rules {
-        reasons.extend(policy_reasons(loaded, &review.full));
-    }
-    verdict.allowed = reasons.is_empty();
-    verdict.reasons = reasons;
-    verdict
+    reasons
 }
 
 /// `POST /v1/admission`: a Kubernetes `admission.k8s.io/v1` AdmissionReview in, one out
