@@ -242,6 +242,114 @@ pub struct RuleFinding {
     pub facts: Option<serde_json::Value>,
 }
 
+/// A bundle directory's files, sorted: policies, tests and data, with the digest over
+/// the policies and data (not the tests).
+struct BundleFiles {
+    policies: Vec<BundleFile>,
+    tests: Vec<BundleFile>,
+    data_files: Vec<BundleFile>,
+    digest: String,
+}
+
+/// Reads every `*.rego` and `data.json`/`data.yaml` under `dir`, within the bundle's
+/// size budgets, hashing what decides.
+fn read_bundle_files(dir: &Path) -> Result<BundleFiles, PolicyError> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, &mut files)?;
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = BundleFiles {
+        policies: Vec::new(),
+        tests: Vec::new(),
+        data_files: Vec::new(),
+        digest: String::new(),
+    };
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    for (rel, abs) in files {
+        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+        let is_rego = name.ends_with(".rego");
+        let is_data = matches!(name.as_str(), "data.json" | "data.yaml" | "data.yml");
+        if !is_rego && !is_data {
+            continue;
+        }
+        let left = MAX_BUNDLE_BYTES.saturating_sub(total);
+        let contents = crate::fsio::read_capped_string(&abs, MAX_BUNDLE_FILE_BYTES.min(left))
+            .map_err(|e| PolicyError::Io {
+                path: abs.clone(),
+                reason: match e {
+                    crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
+                        format!("the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")
+                    }
+                    e => e.reason(),
+                },
+            })?;
+        total += contents.len() as u64;
+        let file = BundleFile {
+            path: rel.clone(),
+            contents,
+        };
+        if is_rego && name.ends_with("_test.rego") {
+            out.tests.push(file);
+            continue;
+        }
+        // Length-prefixed pairs, so no two different bundles hash alike.
+        hasher.update((file.path.len() as u64).to_be_bytes());
+        hasher.update(file.path.as_bytes());
+        hasher.update((file.contents.len() as u64).to_be_bytes());
+        hasher.update(file.contents.as_bytes());
+        if is_rego {
+            out.policies.push(file);
+        } else {
+            out.data_files.push(file);
+        }
+    }
+    out.digest = hex::encode(hasher.finalize());
+    Ok(out)
+}
+
+/// The first evaluation prepares the engine (rule index, schedule); clones taken
+/// afterwards keep that work. An empty input is enough, and the result does not matter
+/// here, except that a bundle without the entry point is refused.
+fn warm_up(engine: &mut regorus::Engine, dir: &Path) -> Result<(), PolicyError> {
+    engine.set_input(regorus::Value::new_object());
+    if let Err(e) = engine.eval_rule(ENTRY_POINT.to_string()) {
+        let msg = e.to_string();
+        if msg.contains("not a valid rule path") || msg.contains("not found") {
+            return Err(PolicyError::Parse(format!(
+                "bundle `{}` does not define `{ENTRY_POINT}`: {msg}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Where decisions run: the VM program, or the interpreter (chosen, or because the VM
+/// compiler refused the bundle, which a lint then says).
+fn plan_backend(
+    backend: Backend,
+    compiled: Result<(Arc<Program>, regorus::Value), VmRefusal>,
+    lints: &mut Vec<Lint>,
+) -> VmPlan {
+    if backend == Backend::Interpreter {
+        return VmPlan::Interpreter("the interpreter was chosen (`--interpreter`)".into());
+    }
+    match compiled {
+        Ok((program, data)) => VmPlan::Compiled { program, data },
+        Err(VmRefusal::Bundle(why) | VmRefusal::Unsupported(why)) => {
+            let why = why.trim().replace('\n', " ");
+            lints.push(Lint {
+                path: ENTRY_POINT.to_string(),
+                line: 0,
+                message: format!(
+                    "does not compile for regorus's register VM, so decisions run on the interpreter (about 3x slower): {why}"
+                ),
+            });
+            VmPlan::Interpreter(why)
+        }
+    }
+}
+
 impl PolicyBundle {
     /// Load every `*.rego` (tests kept aside) and `data.json`/`data.yaml` under `dir`,
     /// refuse network and clock builtins, compile and prepare once.
@@ -251,53 +359,12 @@ impl PolicyBundle {
 
     /// [`PolicyBundle::load`] deciding on `backend`.
     pub fn load_with(dir: &Path, backend: Backend) -> Result<Self, PolicyError> {
-        let mut files = Vec::new();
-        collect_files(dir, dir, &mut files)?;
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-
-        let mut policies = Vec::new();
-        let mut tests = Vec::new();
-        let mut data_files = Vec::new();
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        for (rel, abs) in files {
-            let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-            let is_rego = name.ends_with(".rego");
-            let is_data = matches!(name.as_str(), "data.json" | "data.yaml" | "data.yml");
-            if !is_rego && !is_data {
-                continue;
-            }
-            let left = MAX_BUNDLE_BYTES.saturating_sub(total);
-            let contents = crate::fsio::read_capped_string(&abs, MAX_BUNDLE_FILE_BYTES.min(left))
-                .map_err(|e| PolicyError::Io {
-                path: abs.clone(),
-                reason: match e {
-                    crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
-                        format!("the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")
-                    }
-                    e => e.reason(),
-                },
-            })?;
-            total += contents.len() as u64;
-            let file = BundleFile {
-                path: rel.clone(),
-                contents,
-            };
-            if is_rego && name.ends_with("_test.rego") {
-                tests.push(file);
-                continue;
-            }
-            // Length-prefixed pairs, so no two different bundles hash alike.
-            hasher.update((file.path.len() as u64).to_be_bytes());
-            hasher.update(file.path.as_bytes());
-            hasher.update((file.contents.len() as u64).to_be_bytes());
-            hasher.update(file.contents.as_bytes());
-            if is_rego {
-                policies.push(file);
-            } else {
-                data_files.push(file);
-            }
-        }
+        let BundleFiles {
+            policies,
+            tests,
+            data_files,
+            digest,
+        } = read_bundle_files(dir)?;
         if policies.is_empty() {
             return Err(PolicyError::Empty(dir.to_path_buf()));
         }
@@ -339,39 +406,8 @@ impl PolicyBundle {
         };
         let mut lints = Vec::new();
         let packages = lint::rule_packages(&mut engine, &mut lints);
-        // The first evaluation prepares the engine (rule index, schedule); clones
-        // taken afterwards keep that work. An empty input is enough, and the result
-        // does not matter here: a bundle without the entry point is caught below.
-        engine.set_input(regorus::Value::new_object());
-        let warm = engine.eval_rule(ENTRY_POINT.to_string());
-        if let Err(e) = &warm {
-            let msg = e.to_string();
-            if msg.contains("not a valid rule path") || msg.contains("not found") {
-                return Err(PolicyError::Parse(format!(
-                    "bundle `{}` does not define `{ENTRY_POINT}`: {msg}",
-                    dir.display()
-                )));
-            }
-        }
-
-        let vm = if backend == Backend::Interpreter {
-            VmPlan::Interpreter("the interpreter was chosen (`--interpreter`)".into())
-        } else {
-            match compiled {
-                Ok((program, data)) => VmPlan::Compiled { program, data },
-                Err(VmRefusal::Bundle(why) | VmRefusal::Unsupported(why)) => {
-                    let why = why.trim().replace('\n', " ");
-                    lints.push(Lint {
-                        path: ENTRY_POINT.to_string(),
-                        line: 0,
-                        message: format!(
-                            "does not compile for regorus's register VM, so decisions run on the interpreter (about 3x slower): {why}"
-                        ),
-                    });
-                    VmPlan::Interpreter(why)
-                }
-            }
-        };
+        warm_up(&mut engine, dir)?;
+        let vm = plan_backend(backend, compiled, &mut lints);
         let catalog = read_catalog(&engine, &packages, &mut lints);
         let words = lint::policy_words(&policies)?;
         // The data as mounted (already parsed above), keys from `data` down.
@@ -383,7 +419,7 @@ impl PolicyBundle {
 
         Ok(Self {
             uri: dir.display().to_string(),
-            digest: hex::encode(hasher.finalize()),
+            digest,
             policies,
             tests,
             data,

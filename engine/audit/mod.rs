@@ -207,6 +207,7 @@ impl Record {
 
     /// Where this record's columns disagree with the decision its envelope signs, if
     /// anywhere: the first differing field, named.
+    // Long by design: one comparison per stored column, in column order.
     pub fn mismatch(&self, signed: &Decision) -> Option<String> {
         let sha = |set: &std::collections::BTreeMap<String, String>| {
             set.get("sha256").cloned().unwrap_or_default()

@@ -240,6 +240,8 @@ fn xml_safe(s: &str) -> String {
 /// JUnit XML as Jenkins, GitLab and GitHub test reporters read it: `<testsuites>` with
 /// a `rego` and a `corpus` suite; failures as `<failure>`, errors as `<error>`; lints
 /// and coverage as suite properties.
+// Long by design: the XML document top to bottom, element by element, as a reader
+// compares it with the JUnit schema.
 fn render_junit(report: &Report) -> anyhow::Result<String> {
     use quick_xml::events::{BytesDecl, BytesText, Event};
     use quick_xml::Writer;

@@ -46,6 +46,8 @@ pub(super) struct RulePackage {
 }
 
 /// Walk the policy modules: lint deny/warn heads and gather each rule package.
+// Long by design: one walk over each module's syntax tree, matching the rule shapes
+// (deny/warn heads, catalogs, literal ids) in the order they appear.
 pub(super) fn rule_packages(
     engine: &mut regorus::Engine,
     lints: &mut Vec<Lint>,

@@ -170,6 +170,8 @@ fn declare(pattern: Option<&Value>, locals: &mut BTreeSet<String>) {
     }
 }
 
+// Long by design: per module, its package, import aliases and rules' heads and bodies
+// become nodes and edges in one pass; the pieces share the aliases and the module text.
 fn build(modules: &[Value]) -> Graph {
     let mut graph = Graph::new();
     for module in modules {
