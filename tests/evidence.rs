@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{bin, write, ALLOWED, AT};
+use crate::support::{bin, eval_json, statement_of, write, ALLOWED};
 
 const APPROVAL: &str = "https://promo-policy.dev/approval/v1";
 const TEST_RESULT: &str = "https://in-toto.io/attestation/test-result/v0.1";
@@ -94,17 +94,8 @@ fn attest_writes_evidence_that_eval_verifies_only_under_its_grants() {
         trust["keys"].as_array_mut().unwrap().push(json!({
             "id": "bridge", "publicKeyFile": d.join("bridge/signing.pub"), "predicateTypes": types}));
         let trust = write(d, "trust.json", trust.to_string());
-        let out = bin()
-            .args([
-                "eval",
-                ALLOWED,
-                "--at",
-                AT,
-                "--format",
-                "json",
-                "--trust",
-                trust.to_str().unwrap(),
-            ])
+        let out = eval_json(ALLOWED)
+            .args(["--trust", trust.to_str().unwrap()])
             .args(["--attestations", evidence.to_str().unwrap()])
             .output()
             .unwrap();
@@ -112,12 +103,7 @@ fn attest_writes_evidence_that_eval_verifies_only_under_its_grants() {
     };
     let doc = eval(&[APPROVAL, TEST_RESULT, SLO]);
     assert_eq!(doc["decision"]["allowed"], true, "{}", doc["decision"]);
-    let payload = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        doc["envelope"]["payload"].as_str().unwrap(),
-    )
-    .unwrap();
-    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    let statement = statement_of(&doc["envelope"]);
     // The baseline's two envelopes and the three pieces of evidence.
     assert_eq!(
         statement["predicate"]["inputAttestations"]

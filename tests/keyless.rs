@@ -4,29 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::{bin, write};
-
-/// `../shared/fixtures/sigstore`, read in place: a failure under `CI=true` when missing,
-/// a skip (said aloud) elsewhere.
-fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/sigstore");
-    if dir.join("README.md").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but the shared fixtures folder `{}` is missing",
-        dir.display()
-    );
-    eprintln!(
-        "skipped: the shared fixtures folder `{}` is missing",
-        dir.display()
-    );
-    None
-}
+use crate::support::{bin, eval_json, statement_of, write};
+use promo_policy::testing::sigstore::shared_fixtures as fixtures;
 
 /// The GitHub-root bundle of `actions/attest-demo`'s wheel, and a trust file that trusts
 /// that workflow keyless (with `environments`), written beside a staging -> prod request
@@ -57,28 +38,13 @@ fn setup(dir: &Path, environments: &[&str]) -> (PathBuf, PathBuf) {
     (trust, request)
 }
 
-fn statement_of(envelope: &Value) -> Value {
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(envelope["payload"].as_str().unwrap())
-        .unwrap();
-    serde_json::from_slice(&payload).unwrap()
-}
-
 #[test]
 fn a_real_github_bundle_added_from_a_file_is_verified_named_and_replayed() {
     let Some(fx) = fixtures() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (trust, request) = setup(dir.path(), &["staging", "prod"]);
     let bundle = fx.join("bundles/github_provenance_demo-0.0.12-py3-none-any-bundle.jsonl");
-    let out = bin()
-        .args([
-            "eval",
-            request.to_str().unwrap(),
-            "--at",
-            crate::support::AT,
-            "--format",
-            "json",
-        ])
+    let out = eval_json(request.to_str().unwrap())
         .args([
             "--trust",
             trust.to_str().unwrap(),
@@ -148,15 +114,7 @@ fn an_identity_not_granted_the_environment_rejects_the_bundle_with_its_reason() 
     let dir = tempfile::tempdir().unwrap();
     let (trust, request) = setup(dir.path(), &["dev"]);
     let bundles = fx.join("bundles");
-    let out = bin()
-        .args([
-            "eval",
-            request.to_str().unwrap(),
-            "--at",
-            crate::support::AT,
-            "--format",
-            "json",
-        ])
+    let out = eval_json(request.to_str().unwrap())
         .args(["--trust", trust.to_str().unwrap()])
         .args([
             "--attestations",
@@ -194,15 +152,7 @@ fn unreadable_attestation_files_are_errors_naming_them() {
         "bad.jsonl",
         "{\"a\": 1}\n{\"a\": 1, \"a\": 2}\n",
     );
-    bin()
-        .args([
-            "eval",
-            crate::support::ALLOWED,
-            "--at",
-            crate::support::AT,
-            "--format",
-            "json",
-        ])
+    eval_json(crate::support::ALLOWED)
         .args(["--attestations", bad.to_str().unwrap()])
         .assert()
         .code(2)

@@ -17,6 +17,22 @@ pub fn bin() -> assert_cmd::Command {
     c
 }
 
+/// `eval REQUEST --at AT --format json`, to add flags to.
+pub fn eval_json(request: &str) -> assert_cmd::Command {
+    let mut c = bin();
+    c.args(["eval", request, "--at", AT, "--format", "json"]);
+    c
+}
+
+/// The in-toto statement a DSSE envelope signs.
+pub fn statement_of(envelope: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
 /// The baseline request as JSON, to edit.
 pub fn request() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()

@@ -26,7 +26,7 @@ use crate::attest::roots::{names_of, Root};
 use crate::attest::slsa::Provenance;
 use crate::attest::statement::Statement;
 use crate::attest::trust::{Grants, TrustStore};
-use crate::attest::verify::{Signer, VerifiedAttestation};
+use crate::attest::verify::{SignedStatement, Signer, VerifiedAttestation};
 use crate::attest::{AttestError, INTOTO_PAYLOAD_TYPE};
 
 /// The bundle media types read here (v0.1, v0.2 and both spellings of v0.3).
@@ -416,7 +416,12 @@ pub fn verify_bundle(
     artifact_digest: &BTreeMap<String, String>,
     environment: &str,
 ) -> Result<VerifiedAttestation, AttestError> {
-    let (bundle, statement, binding) = read_bundle(value)?;
+    let ReadBundle {
+        text,
+        bundle,
+        signed,
+        binding,
+    } = read_bundle(value)?;
     let claims = Claims::of(&bundle)?;
     let candidates = claiming_identities(store, &claims)?;
     let (root, result) = verify_with_roots(store, &candidates, &bundle, &claims, &binding)?;
@@ -430,40 +435,37 @@ pub fn verify_bundle(
                     .into(),
         });
     }
-    let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
-    let evidence =
-        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
     let identity = permitted_identity(
         &candidates,
         root,
-        &statement.predicate_type,
+        &signed.statement.predicate_type,
         environment,
-        provenance.as_ref(),
+        signed.provenance.as_ref(),
     )?;
     let keyid = claims.keyid.clone();
     let signer = signer_of(identity, claims, &bundle, &result)?;
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    Ok(VerifiedAttestation {
+    Ok(signed.verified(
         index,
         keyid,
-        signer: Signer::Keyless(signer),
-        signers: vec![identity.id.clone()],
-        subject_matches: statement.subject_matches(artifact_digest),
-        predicate_type: statement.predicate_type,
-        subject: statement.subject_json,
-        predicate: statement.predicate,
-        provenance,
-        evidence,
-        envelope_digest: BTreeMap::from([(
-            "sha256".to_owned(),
-            hex::encode(Sha256::digest(&bytes)),
-        )]),
-    })
+        Signer::Keyless(signer),
+        vec![identity.id.clone()],
+        artifact_digest,
+        text.as_bytes(),
+    ))
 }
 
-/// The bundle, its in-toto statement (read strictly, trusted only at the end) and the
-/// digest the verifier binds the statement to.
-fn read_bundle(value: &Value) -> Result<(Bundle, Statement, ArtifactDigest), AttestError> {
+/// A bundle as read: its compact JSON (what `envelopeDigest` hashes), the parsed
+/// bundle, its statement (read strictly, trusted only at the end) and the digest the
+/// verifier binds the statement to.
+struct ReadBundle {
+    text: String,
+    bundle: Bundle,
+    signed: SignedStatement,
+    binding: ArtifactDigest,
+}
+
+/// Reads a bundle (see [`ReadBundle`]).
+fn read_bundle(value: &Value) -> Result<ReadBundle, AttestError> {
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or("");
     if !BUNDLE_MEDIA_TYPES.contains(&media_type) {
         return Err(fail(
@@ -502,10 +504,15 @@ fn read_bundle(value: &Value) -> Result<(Bundle, Statement, ArtifactDigest), Att
     }
     // Read before the signature is checked (as the verifier itself must, to bind the
     // subject), with the same strict parser; nothing from it is trusted until the end.
-    let statement =
-        Statement::from_slice(payload).map_err(|e| fail(Step::Malformed, e.to_string()))?;
-    let binding = binding_digest(&statement)?;
-    Ok((bundle, statement, binding))
+    let signed =
+        SignedStatement::read(payload).map_err(|e| fail(Step::Malformed, e.to_string()))?;
+    let binding = binding_digest(&signed.statement)?;
+    Ok(ReadBundle {
+        text,
+        bundle,
+        signed,
+        binding,
+    })
 }
 
 /// What the bundle's certificate claims, read without trusting it: to pick identities
@@ -858,26 +865,8 @@ pub(crate) mod tests {
     use crate::attest::verify::verify_attestations;
     use base64::Engine as _;
     use serde_json::json;
-    use std::path::PathBuf;
 
-    /// `../shared/fixtures/sigstore` (real bundles and roots, see its README), read in
-    /// place. Missing is a failure under `CI=true` and a skip, said aloud, elsewhere.
-    pub(crate) fn fixtures() -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/sigstore");
-        if dir.join("README.md").is_file() {
-            return Some(dir);
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the shared fixtures folder `{}` is missing",
-            dir.display()
-        );
-        eprintln!(
-            "skipped: the shared fixtures folder `{}` is missing",
-            dir.display()
-        );
-        None
-    }
+    use crate::testing::sigstore::shared_fixtures as fixtures;
 
     pub(crate) fn bundle(dir: &Path, name: &str) -> Value {
         let text = std::fs::read_to_string(dir.join("bundles").join(name)).unwrap();
@@ -1260,23 +1249,20 @@ pub(crate) mod tests {
     #[test]
     fn a_threshold_above_one_is_never_met_by_a_bundle() {
         let Some(dir) = fixtures() else { return };
-        let store = TrustStore::new(Vec::new(), 1).unwrap();
-        let _ = store;
-        let mut doc = json!({
-            "trustedRoots": {"public-good": "builtin:public-good"},
-            "identities": [identity("x", "public-good", "https://token.actions.githubusercontent.com/hammer-time",
-                json!({"subject": "https://github.com/too-legit/attest/.github/workflows/integration.yml@refs/heads/main"}))],
-        });
-        doc["threshold"] = json!(2);
-        // Threshold 2 with no keys: the store allows it (identities only); a bundle cannot meet it.
-        let store = TrustStore::from_json(&doc, Path::new("."));
-        match store {
-            Ok(store) => {
-                let reason = rejected(&store, &bundle(&dir, "custom-issuer.sigstore.json"));
-                assert!(reason.starts_with("threshold 2 not met"), "{reason}");
-            }
-            Err(e) => assert!(e.to_string().contains("threshold"), "{e}"),
-        }
+        // Threshold 2 with no keys: the store allows it (identities only); a bundle
+        // carries one signature and cannot meet it.
+        let store = TrustStore::from_json(
+            &json!({
+                "threshold": 2,
+                "trustedRoots": {"public-good": "builtin:public-good"},
+                "identities": [identity("x", "public-good", "https://token.actions.githubusercontent.com/hammer-time",
+                    json!({"subject": "https://github.com/too-legit/attest/.github/workflows/integration.yml@refs/heads/main"}))],
+            }),
+            Path::new("."),
+        )
+        .unwrap();
+        let reason = rejected(&store, &bundle(&dir, "custom-issuer.sigstore.json"));
+        assert!(reason.starts_with("threshold 2 not met"), "{reason}");
     }
 
     #[test]
@@ -1324,6 +1310,31 @@ pub(crate) mod tests {
 
     #[test]
     fn keyless_trust_changes_the_digest_and_key_only_stores_keep_theirs() {
+        use crate::attest::keys::SigningKey;
+        use crate::attest::trust::TrustedKey;
+        // A key-only store's digest is the one recorded decisions already name: the
+        // canonical form it has always had, written out here by hand.
+        let key = SigningKey::ed25519_from_seed(&[4; 32]).public_key();
+        let keyed = TrustStore::new(
+            vec![TrustedKey::new(
+                "ci",
+                key.clone(),
+                &["b", "a"],
+                &["x"],
+                Some(&["prod"]),
+            )],
+            1,
+        )
+        .unwrap();
+        let canonical = format!(
+            r#"{{"version":1,"threshold":1,"keys":[{{"id":"ci","keyid":"{}","algorithm":"{}","predicateTypes":["a","b"],"builders":["x"],"environments":["prod"]}}]}}"#,
+            key.keyid(),
+            key.algorithm().as_str()
+        );
+        assert_eq!(
+            keyed.digest(),
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
         let plain = TrustStore::from_json(&json!({"keys": []}), Path::new(".")).unwrap();
         assert_eq!(plain.digest(), TrustStore::empty().digest());
         let a = store_with(json!([identity(

@@ -177,19 +177,16 @@ pub fn verify_envelope(
     }
 
     // 2. Only now is the payload read: it is signed by someone we know.
-    let statement = Statement::from_slice(&envelope.payload)?;
-    let provenance = Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
-    let evidence =
-        crate::attest::evidence::from_predicate(&statement.predicate_type, &statement.predicate)?;
+    let signed = SignedStatement::read(&envelope.payload)?;
 
     // 3. Each signer must be permitted for what it signed, and enough of them.
     let permitted = permitted_signers(
         store,
         &signers,
         &notes,
-        &statement.predicate_type,
+        &signed.statement.predicate_type,
         environment,
-        provenance.as_ref(),
+        signed.provenance.as_ref(),
     )?;
     let Some(first) = permitted.first() else {
         // INVARIANT: threshold >= 1 and permitted.len() >= threshold, so this is
@@ -199,24 +196,75 @@ pub fn verify_envelope(
         });
     };
     let envelope_bytes = serde_json::to_vec(value).unwrap_or_default();
-    Ok(VerifiedAttestation {
+    Ok(signed.verified(
         index,
-        keyid: first.key.keyid().to_owned(),
-        signer: Signer::Key {
+        first.key.keyid().to_owned(),
+        Signer::Key {
             id: first.id.clone(),
         },
-        signers: permitted.iter().map(|k| k.id.clone()).collect(),
-        subject_matches: statement.subject_matches(artifact_digest),
-        predicate_type: statement.predicate_type,
-        subject: statement.subject_json,
-        predicate: statement.predicate,
-        provenance,
-        evidence,
-        envelope_digest: BTreeMap::from([(
-            "sha256".to_owned(),
-            hex::encode(Sha256::digest(&envelope_bytes)),
-        )]),
-    })
+        permitted.iter().map(|k| k.id.clone()).collect(),
+        artifact_digest,
+        &envelope_bytes,
+    ))
+}
+
+/// A signed in-toto statement, read strictly, with the facts its predicate carries: what
+/// a key-signed envelope and a keyless bundle alike become once verified.
+pub(crate) struct SignedStatement {
+    pub(crate) statement: Statement,
+    /// For SLSA provenance, the normalised facts (its builder is a grant to check).
+    pub(crate) provenance: Option<Provenance>,
+    /// For process evidence, the normalised fact.
+    evidence: Option<Fact>,
+}
+
+impl SignedStatement {
+    /// Reads the payload; a provenance or evidence predicate without its shape is an
+    /// error, never a partial fact.
+    pub(crate) fn read(payload: &[u8]) -> Result<SignedStatement, AttestError> {
+        let statement = Statement::from_slice(payload)?;
+        let provenance =
+            Provenance::from_predicate(&statement.predicate_type, &statement.predicate)?;
+        let evidence = crate::attest::evidence::from_predicate(
+            &statement.predicate_type,
+            &statement.predicate,
+        )?;
+        Ok(SignedStatement {
+            statement,
+            provenance,
+            evidence,
+        })
+    }
+
+    /// The verified attestation, once its signers are known to be permitted;
+    /// `as_received` is the attestation's compact JSON, hashed into `envelopeDigest`.
+    pub(crate) fn verified(
+        self,
+        index: usize,
+        keyid: String,
+        signer: Signer,
+        signers: Vec<String>,
+        artifact_digest: &BTreeMap<String, String>,
+        as_received: &[u8],
+    ) -> VerifiedAttestation {
+        let statement = self.statement;
+        VerifiedAttestation {
+            index,
+            keyid,
+            signer,
+            signers,
+            subject_matches: statement.subject_matches(artifact_digest),
+            predicate_type: statement.predicate_type,
+            subject: statement.subject_json,
+            predicate: statement.predicate,
+            provenance: self.provenance,
+            evidence: self.evidence,
+            envelope_digest: BTreeMap::from([(
+                "sha256".to_owned(),
+                hex::encode(Sha256::digest(as_received)),
+            )]),
+        }
+    }
 }
 
 /// The trusted keys (by index, each once) whose signatures over the PAE verify, and a

@@ -41,6 +41,31 @@ const EPOCH: i64 = 1_577_836_800;
 const CA_END: i64 = 2_208_988_800;
 const LOG_ORIGIN: &str = "rekor.test.promo-policy.invalid";
 
+/// `../shared/fixtures/sigstore` beside the project (real bundles and roots from other
+/// projects, read in place; see its README). Missing, it is a failure under `CI=true`
+/// (CI has it) and a skip, said aloud with the folder named, elsewhere.
+#[allow(
+    clippy::panic,
+    reason = "test support: a missing fixture folder in CI fails the test"
+)]
+pub fn shared_fixtures() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/sigstore");
+    if dir.join("README.md").is_file() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "CI=true but the shared fixtures folder `{}` is missing",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipped: the shared fixtures folder `{}` is missing",
+        dir.display()
+    );
+    None
+}
+
 /// What a leaf certificate says about the workload it was issued to.
 #[derive(Debug, Clone)]
 pub struct LeafSpec {
