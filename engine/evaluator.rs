@@ -421,7 +421,7 @@ impl Evaluator {
             "plugins": plugins_json,
             "now": now_text,
             // People's names as comparison keys (see `identity`): one person, one key.
-            "identities": crate::identity::of_request(&request.raw),
+            "identities": crate::identity::of_request(&request.raw, &verified.evidence.approvals),
         });
         Facts {
             verified,

@@ -32,24 +32,28 @@ pub fn key(name: &str) -> String {
     skeleton(&stripped).flat_map(char::to_lowercase).collect()
 }
 
-/// `{name: key}` for the author and every approver of a request, the map policy reads as
-/// `input.identities` (names it does not find there compare as themselves).
-pub fn of_request(raw: &serde_json::Value) -> BTreeMap<String, String> {
-    let mut names: Vec<&str> = Vec::new();
-    if let Some(author) = raw.pointer("/change/author").and_then(|v| v.as_str()) {
-        names.push(author);
-    }
-    for approval in raw
+/// `{name: key}` for the author and every approver of a request, and every approver of
+/// its signed approvals: the map policy reads as `input.identities` (names it does not
+/// find there compare as themselves).
+pub fn of_request(
+    raw: &serde_json::Value,
+    signed_approvals: &[serde_json::Value],
+) -> BTreeMap<String, String> {
+    let author = raw.pointer("/change/author").and_then(|v| v.as_str());
+    let claimed = raw
         .get("approvals")
         .and_then(|v| v.as_array())
         .into_iter()
-        .flatten()
-    {
-        if let Some(name) = approval.get("approver").and_then(|v| v.as_str()) {
-            names.push(name);
-        }
-    }
-    names.into_iter().map(|n| (n.to_string(), key(n))).collect()
+        .flatten();
+    author
+        .into_iter()
+        .chain(
+            claimed
+                .chain(signed_approvals)
+                .filter_map(|a| a.get("approver").and_then(|v| v.as_str())),
+        )
+        .map(|n| (n.to_string(), key(n)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -107,9 +111,13 @@ mod tests {
             "change": {"author": "Bob"},
             "approvals": [{"approver": "ｂｏｂ"}, {"approver": "carol"}, {"decision": "approved"}]
         });
-        let m = of_request(&raw);
+        let m = of_request(&raw, &[]);
         assert_eq!(m.len(), 3);
         assert_eq!(m["Bob"], m["ｂｏｂ"]);
         assert_ne!(m["Bob"], m["carol"]);
+        // Signed approvers are mapped too: the self-approval rule compares them.
+        let signed = [serde_json::json!({"approver": "B\u{200b}ob"})];
+        let m = of_request(&raw, &signed);
+        assert_eq!(m["B\u{200b}ob"], m["Bob"]);
     }
 }

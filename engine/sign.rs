@@ -354,7 +354,8 @@ impl Signer {
 }
 
 /// VSA `inputAttestations`: each verified attestation by its place in the request and
-/// the digest of its envelope.
+/// the digest of its envelope, annotated with what it vouched for and who signed it, so
+/// a signed decision (and the audit record keeping it) names the evidence it rests on.
 fn input_attestations(d: &Decision, verified: &Verified) -> Vec<Value> {
     verified
         .attestations
@@ -363,6 +364,7 @@ fn input_attestations(d: &Decision, verified: &Verified) -> Vec<Value> {
             json!({
                 "uri": format!("request:{}#/attestations/{}", d.request_id, a.index),
                 "digest": a.envelope_digest,
+                "annotations": {"predicateType": a.predicate_type, "signer": a.signer.id()},
             })
         })
         .collect()

@@ -158,6 +158,15 @@ pub struct CaseSpec {
     pub at: String,
     /// The expected decision; a case without one is an error, never a pass.
     pub expect: Option<Expectation>,
+    /// Kinds of the request's claims (`approvals`, `checks`, `slo`) that the corpus's
+    /// evidence keys also sign as evidence, as the approval bot, CI and monitoring bridge
+    /// would (see [`derive_evidence_sources`]).
+    #[serde(
+        default,
+        rename = "signedEvidence",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub signed_evidence: Vec<String>,
 }
 
 /// The decision a case expects.
@@ -521,15 +530,150 @@ pub fn sign_attestation_sources(
         .collect()
 }
 
-/// Read a case's `attestations.src.json`, if it has one.
+/// Read a case's attestation sources: its `attestations.src.json`, then the evidence its
+/// `case.json` asks to derive from the request's claims (`signedEvidence`); `None` when
+/// it has neither.
 pub fn read_attestation_sources(case_dir: &Path) -> Result<Option<Vec<AttestationSource>>, String> {
+    let read = |path: &Path| {
+        crate::fsio::read_capped_string(path, crate::fsio::MAX_CONFIG_BYTES)
+            .map_err(|e| e.to_string())
+    };
     let path = case_dir.join(ATTESTATION_SOURCES);
-    if !path.is_file() {
-        return Ok(None);
+    let mut sources: Option<Vec<AttestationSource>> = if path.is_file() {
+        Some(
+            serde_json::from_str(&read(&path)?)
+                .map_err(|e| format!("`{}`: {e}", path.display()))?,
+        )
+    } else {
+        None
+    };
+    let spec_path = case_dir.join("case.json");
+    if spec_path.is_file() {
+        let spec: CaseSpec = serde_json::from_str(&read(&spec_path)?)
+            .map_err(|e| format!("`{}`: {e}", spec_path.display()))?;
+        if !spec.signed_evidence.is_empty() {
+            let req_path = case_dir.join("request.json");
+            let request: serde_json::Value = serde_json::from_str(&read(&req_path)?)
+                .map_err(|e| format!("`{}`: {e}", req_path.display()))?;
+            let derived = derive_evidence_sources(&request, &spec.at, &spec.signed_evidence)?;
+            sources.get_or_insert_with(Vec::new).extend(derived);
+        }
     }
-    let text = crate::fsio::read_capped_string(&path, crate::fsio::MAX_CONFIG_BYTES)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| format!("`{}`: {e}", path.display()))
+    Ok(sources)
+}
+
+/// The corpus's evidence keys: which key signs which kind of claim.
+pub const EVIDENCE_KEYS: [(&str, &str); 3] = [
+    ("approvals", "approval-bot-ed25519"),
+    ("checks", "checks-ci-ed25519"),
+    ("slo", "slo-bridge-ed25519"),
+];
+
+/// Signed evidence statements for a request's claims of the given kinds, as the systems
+/// that know them would sign them: an approval per claimed approval (for this promotion),
+/// a test result per claimed check run, an SLO snapshot measured five minutes before `at`
+/// with the claimed figures. A claim that has no such statement (an approval time that is
+/// not RFC 3339, a check that is pending, skipped or in error, a run without environment
+/// or time) is left unsigned.
+pub fn derive_evidence_sources(
+    request: &serde_json::Value,
+    at: &str,
+    kinds: &[String],
+) -> Result<Vec<AttestationSource>, String> {
+    use crate::attest::evidence::{from_predicate, APPROVAL_V1, SLO_SNAPSHOT_V1, TEST_RESULT_V01};
+    use serde_json::{json, Value};
+    let subject =
+        json!([{"name": request["artifact"]["name"], "digest": request["artifact"]["digest"]}]);
+    let mut out = Vec::new();
+    let mut push = |kind: &str, predicate_type: &str, predicate: Value| {
+        // Only what the engine reads back: a claim it could not sign stays a claim.
+        if !matches!(from_predicate(predicate_type, &predicate), Ok(Some(_))) {
+            return;
+        }
+        let key = EVIDENCE_KEYS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or_else(String::new, |(_, key)| (*key).to_owned());
+        out.push(AttestationSource {
+            key,
+            keyless: None,
+            statement: json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": subject,
+                "predicateType": predicate_type,
+                "predicate": predicate,
+            }),
+            mode: default_mode(),
+            url_safe: false,
+        });
+    };
+    let list = |field: &str| request[field].as_array().cloned().unwrap_or_default();
+    for kind in kinds {
+        match kind.as_str() {
+            "approvals" => {
+                for a in list("approvals") {
+                    push(
+                        kind,
+                        APPROVAL_V1,
+                        json!({
+                            "approver": a["approver"], "roles": a.get("roles").cloned().unwrap_or(json!([])),
+                            "decision": a["decision"], "at": a["at"],
+                            "from": request["from"], "to": request["to"],
+                        }),
+                    );
+                }
+            }
+            "checks" => {
+                for c in list("checks") {
+                    let result = match c["status"].as_str() {
+                        Some("passed") => "PASSED",
+                        Some("failed") => "FAILED",
+                        _ => continue,
+                    };
+                    if c.get("environment").is_none() || c.get("at").is_none() {
+                        continue;
+                    }
+                    push(
+                        kind,
+                        TEST_RESULT_V01,
+                        json!({
+                            "result": result,
+                            "configuration": [{"name": c["name"], "annotations": {
+                                "environment": c["environment"], "at": c["at"]}}],
+                            "passedTests": [], "warnedTests": [], "failedTests": [],
+                        }),
+                    );
+                }
+            }
+            "slo" => {
+                let Some(slo) = request["slo"].as_object() else {
+                    continue;
+                };
+                let measured =
+                    parse_time(at).map_err(|e| e.to_string())? - time::Duration::minutes(5);
+                let service = request["artifact"]["name"]
+                    .as_str()
+                    .and_then(|n| n.rsplit('/').next())
+                    .unwrap_or("service");
+                push(
+                    kind,
+                    SLO_SNAPSHOT_V1,
+                    json!({
+                        "service": service,
+                        "objective": slo.get("objective").cloned().unwrap_or(Value::Null),
+                        "window": slo.get("window").cloned().unwrap_or(Value::Null),
+                        "errorBudgetRemaining": slo.get("errorBudgetRemaining").cloned().unwrap_or(Value::Null),
+                        "burnRates": slo.get("burnRates").cloned().unwrap_or(Value::Null),
+                        "measuredAt": crate::input::format_time(measured),
+                    }),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "signedEvidence: unknown kind `{other}` (approvals, checks, slo)"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }

@@ -369,9 +369,9 @@ fn a_full_disk_stops_the_batch_and_says_how_far_the_log_got() {
     let dir = tempfile::tempdir().unwrap();
     let input = jsonl(dir.path(), "in.jsonl", &vec![line(ALLOWED); 1200]);
     let db = dir.path().join("audit.db");
-    // Room for the first chunk of 512 decisions (about 8 KiB each: ~1030 pages of 4 KiB),
-    // not for the second.
-    let a = batch_into(&input, &db, &["--audit-max-pages", "1500"]).code(2);
+    // Room for the first chunk of 512 decisions (about 12.5 KiB each with the baseline's
+    // signed evidence: ~1610 pages of 4 KiB), not for the second.
+    let a = batch_into(&input, &db, &["--audit-max-pages", "2400"]).code(2);
     let err = stderr_of(&a);
     assert!(err.contains("full"), "{err}");
     assert!(err.contains("audit.db"), "{err}");

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{bin, ALLOWED, AT};
+use crate::support::{bin, without_approvals, ALLOWED, AT};
 use base64::Engine as _;
 use predicates::prelude::*;
 use promo_policy::batch::workload::{Workload, WORKLOAD_AT};
@@ -248,8 +248,7 @@ fn a_directory_is_its_json_files_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let good = allowed_line();
-    let mut denied: Value = serde_json::from_str(&good).unwrap();
-    denied["approvals"] = serde_json::json!([]);
+    let denied = without_approvals();
     std::fs::write(d.join("b-denied.json"), denied.to_string()).unwrap();
     std::fs::write(d.join("a-allowed.json"), &good).unwrap();
     std::fs::write(d.join("c-garbage.json"), "PK\x03\x04 not json at all").unwrap();

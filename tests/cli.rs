@@ -1,6 +1,6 @@
 //! The real `promo-policy` binary: exit codes, output formats and refusals of bad input.
 
-use crate::support::{bin, request, write, ALLOWED, AT};
+use crate::support::{bin, request, without_approvals, write, ALLOWED, AT};
 use predicates::prelude::*;
 
 #[test]
@@ -23,8 +23,7 @@ fn eval_allowed_request_exits_0_with_json_decision() {
 
 #[test]
 fn eval_denied_request_exits_1_and_names_the_violation() {
-    let mut r = request();
-    r["approvals"] = serde_json::json!([]);
+    let r = without_approvals();
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "r.json", r.to_string());
     bin()
@@ -418,13 +417,17 @@ fn vsa_is_a_signed_slsa_verification_summary() {
         statement["predicate"]["verifiedLevels"][0],
         "PROMO_POLICY_PROMOTION_PROD"
     );
+    // Every attestation of the request verified and is named, with what it vouched for.
+    let inputs = statement["predicate"]["inputAttestations"]
+        .as_array()
+        .unwrap();
     assert_eq!(
-        statement["predicate"]["inputAttestations"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+        inputs.len(),
+        request()["attestations"].as_array().unwrap().len()
     );
+    assert!(inputs.iter().any(|a| a["annotations"]
+        == serde_json::json!({"predicateType": "https://promo-policy.dev/approval/v1",
+            "signer": "approval-bot-ed25519"})));
     // The signature is over the DSSE PAE with the dev key.
     let key = promo_policy::attest::keys::PublicKey::from_pem(
         &std::fs::read_to_string("corpus/keys/decisions-dev.pub").unwrap(),

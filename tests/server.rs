@@ -2,7 +2,7 @@
 //! for each workload kind, reload, load shedding, and the real socket (ureq), including a
 //! drain on shutdown and the `serve` binary itself.
 
-use crate::support::{request, AT};
+use crate::support::{request, without_approvals, AT};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -135,8 +135,7 @@ async fn evaluate_returns_the_decision_and_a_verifiable_envelope() {
 
 #[tokio::test]
 async fn evaluate_a_denied_request_is_200_with_the_violation() {
-    let mut req = request();
-    req["approvals"] = json!([]);
+    let req = without_approvals();
     let r = post_json(&server(None), "/v1/promotions/evaluate", &req).await;
     assert_eq!(r.status, StatusCode::OK);
     let body = r.json();
@@ -257,8 +256,7 @@ async fn data_v1_returns_the_decision_document() {
 
 #[tokio::test]
 async fn data_v1_reads_any_rule_over_the_same_input() {
-    let mut req = request();
-    req["approvals"] = json!([]);
+    let req = without_approvals();
     let r = post_json(
         &server(None),
         "/v1/data/promo/decision/allow",
@@ -893,8 +891,7 @@ async fn admission_refuses_a_decision_for_another_environment() {
 #[tokio::test]
 async fn admission_refuses_a_signed_deny() {
     let s = server(Some("prod"));
-    let mut req = request();
-    req["approvals"] = json!([]);
+    let req = without_approvals();
     let denied = envelope_for(&req);
     let obj = object(
         "apps",

@@ -38,6 +38,22 @@ pub fn request() -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap()
 }
 
+/// The baseline request with no approvals at all: neither claimed nor signed (prod
+/// counts only signed approvals, so emptying the claims alone changes nothing).
+pub fn without_approvals() -> serde_json::Value {
+    let mut r = request();
+    r["approvals"] = serde_json::json!([]);
+    let kept: Vec<serde_json::Value> = r["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| statement_of(e)["predicateType"] != "https://promo-policy.dev/approval/v1")
+        .cloned()
+        .collect();
+    r["attestations"] = kept.into();
+    r
+}
+
 /// Copy a directory tree (files and subdirectories).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

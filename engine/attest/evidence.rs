@@ -391,4 +391,52 @@ mod tests {
             v.rejected
         );
     }
+
+    #[test]
+    fn an_approval_system_speaks_only_for_the_approvers_it_is_granted() {
+        use crate::attest::keys::SigningKey;
+        use crate::attest::trust::TrustStore;
+        use crate::attest::verify::verify_attestations;
+        use std::collections::BTreeMap;
+        let key = SigningKey::ed25519_from_seed(&[11; 32]);
+        let store = TrustStore::from_json(
+            &json!({"keys": [{"id": "bot", "publicKey": key.public_key().to_pem(),
+                "predicateTypes": [APPROVAL_V1], "approvers": ["Alice", "carol"]}]}),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let ours = "ab".repeat(32);
+        let approval = |who: &str| {
+            let statement = json!({"_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "a", "digest": {"sha256": ours}}],
+                "predicateType": APPROVAL_V1,
+                "predicate": {"approver": who, "decision": "approved",
+                    "at": "2026-11-26T17:30:00Z", "from": "staging", "to": "prod"}});
+            crate::sign::sign_statement(&key, &statement).unwrap()
+        };
+        // "ａｌｉｃｅ" is Alice by identity key; mallory is nobody the bot may speak for.
+        let atts = [
+            approval("ａｌｉｃｅ"),
+            approval("carol"),
+            approval("mallory"),
+        ];
+        let digest = BTreeMap::from([("sha256".to_owned(), ours.clone())]);
+        let v = verify_attestations(&store, &atts, &digest, "prod");
+        let approvers: Vec<&str> = v
+            .evidence
+            .approvals
+            .iter()
+            .map(|a| a["approver"].as_str().unwrap())
+            .collect();
+        assert_eq!(approvers, ["ａｌｉｃｅ", "carol"]);
+        assert_eq!(v.rejected.len(), 1);
+        assert_eq!(v.rejected[0].index, 2);
+        assert!(
+            v.rejected[0]
+                .reason
+                .contains("key `bot` is not trusted to speak for approver `mallory`"),
+            "{:?}",
+            v.rejected
+        );
+    }
 }

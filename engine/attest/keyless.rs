@@ -23,7 +23,6 @@ use sigstore_verify::types::{Artifact, ArtifactDigest, Bundle, HashAlgorithm, Si
 use sigstore_verify::VerificationPolicy;
 
 use crate::attest::roots::{names_of, Root};
-use crate::attest::slsa::Provenance;
 use crate::attest::statement::Statement;
 use crate::attest::trust::{Grants, TrustStore};
 use crate::attest::verify::{SignedStatement, Signer, VerifiedAttestation};
@@ -179,6 +178,7 @@ const IDENTITY_FIELDS: &[&str] = &[
     "predicateTypes",
     "builders",
     "environments",
+    "approvers",
 ];
 
 /// Fulcio's extensions (OID arc 1.3.6.1.4.1.57264.1), by the camelCase names its
@@ -435,13 +435,7 @@ pub fn verify_bundle(
                     .into(),
         });
     }
-    let identity = permitted_identity(
-        &candidates,
-        root,
-        &signed.statement.predicate_type,
-        environment,
-        signed.provenance.as_ref(),
-    )?;
+    let identity = permitted_identity(&candidates, root, &signed, environment)?;
     let keyid = claims.keyid.clone();
     let signer = signer_of(identity, claims, &bundle, &result)?;
     Ok(signed.verified(
@@ -640,19 +634,15 @@ fn verify_with_roots<'s>(
 fn permitted_identity<'a>(
     candidates: &[&'a TrustedIdentity],
     root: &Root,
-    predicate_type: &str,
+    statement: &SignedStatement,
     environment: &str,
-    provenance: Option<&Provenance>,
 ) -> Result<&'a TrustedIdentity, AttestError> {
     let mut denials = Vec::new();
     for candidate in candidates.iter().filter(|c| c.trusted_root == root.name) {
-        match candidate.grants.denial(
-            "identity",
-            &candidate.id,
-            predicate_type,
-            environment,
-            provenance,
-        ) {
+        match candidate
+            .grants
+            .denial("identity", &candidate.id, statement, environment)
+        {
             None => return Ok(candidate),
             Some(why) => denials.push(why),
         }

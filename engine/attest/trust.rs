@@ -21,11 +21,11 @@ const KEY_FIELDS: &[&str] = &[
     "predicateTypes",
     "builders",
     "environments",
+    "approvers",
 ];
 const TOP_FIELDS: &[&str] = &["$schema", "keys", "threshold", "trustedRoots", "identities"];
 
-/// What a signer (a key or a keyless identity) may vouch for: the same three lists bind
-/// both.
+/// What a signer (a key or a keyless identity) may vouch for: the same lists bind both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grants {
     /// `predicateTypes`, matched exactly. Empty (or omitted) means the signer vouches for
@@ -36,6 +36,10 @@ pub struct Grants {
     pub builders: Vec<String>,
     /// `environments`; `None` (omitted) means any environment, `Some(vec![])` none.
     pub environments: Option<Vec<String>>,
+    /// `approvers`: for approval statements, the people the signer may speak for, compared
+    /// by identity key (see `identity`); `None` (omitted) means anyone, `Some(vec![])`
+    /// no one.
+    pub approvers: Option<Vec<String>>,
 }
 
 impl Grants {
@@ -60,16 +64,28 @@ impl Grants {
         }
     }
 
+    /// Whether the signer may speak for this approver (by identity key, so a look-alike
+    /// spelling of a granted name is the granted person and nobody else).
+    pub fn trusts_approver(&self, approver: &str) -> bool {
+        match &self.approvers {
+            None => true,
+            Some(people) => {
+                let wanted = crate::identity::key(approver);
+                people.iter().any(|p| crate::identity::key(p) == wanted)
+            }
+        }
+    }
+
     /// The first grant the signer (`kind` `id`, e.g. "key `x`") lacks for this statement,
     /// as a sentence; `None` if permitted.
-    pub fn denial(
+    pub(crate) fn denial(
         &self,
         kind: &str,
         id: &str,
-        predicate_type: &str,
+        statement: &crate::attest::verify::SignedStatement,
         environment: &str,
-        provenance: Option<&crate::attest::slsa::Provenance>,
     ) -> Option<String> {
+        let predicate_type = statement.statement.predicate_type.as_str();
         if !self.trusts_predicate_type(predicate_type) {
             return Some(format!(
                 "{kind} `{id}` is not trusted for predicate type `{predicate_type}`"
@@ -80,7 +96,7 @@ impl Grants {
                 "{kind} `{id}` is not trusted for environment `{environment}`"
             ));
         }
-        if let Some(p) = provenance {
+        if let Some(p) = &statement.provenance {
             if !self.trusts_builder(&p.builder_id) {
                 return Some(format!(
                     "{kind} `{id}` is not trusted for builder `{}`",
@@ -88,10 +104,17 @@ impl Grants {
                 ));
             }
         }
+        if let Some(approver) = statement.approver() {
+            if !self.trusts_approver(approver) {
+                return Some(format!(
+                    "{kind} `{id}` is not trusted to speak for approver `{approver}`"
+                ));
+            }
+        }
         None
     }
 
-    /// Reads `predicateTypes`, `builders` and `environments` from a trust file entry;
+    /// Reads `predicateTypes`, `builders`, `environments` and `approvers` from a trust file entry;
     /// `err` names the entry.
     pub(crate) fn from_json(
         obj: &serde_json::Map<String, Value>,
@@ -117,6 +140,7 @@ impl Grants {
             predicate_types: list("predicateTypes")?.unwrap_or_default(),
             builders: list("builders")?.unwrap_or_default(),
             environments: list("environments")?,
+            approvers: list("approvers")?,
         })
     }
 
@@ -125,11 +149,16 @@ impl Grants {
         fn sorted(list: &[String]) -> Vec<&String> {
             list.iter().collect::<BTreeSet<_>>().into_iter().collect()
         }
-        json!({
+        let mut out = json!({
             "predicateTypes": sorted(&self.predicate_types),
             "builders": sorted(&self.builders),
             "environments": self.environments.as_deref().map(sorted),
-        })
+        });
+        // Only when set, so the digest of a file without `approvers` is unchanged.
+        if let Some(approvers) = &self.approvers {
+            out["approvers"] = json!(sorted(approvers));
+        }
+        out
     }
 }
 
@@ -504,6 +533,7 @@ impl TrustedKey {
                 predicate_types: owned(predicate_types),
                 builders: owned(builders),
                 environments: environments.map(owned),
+                approvers: None,
             },
         }
     }
@@ -649,7 +679,8 @@ pub(crate) mod tests {
             (json!({"keys": [{"publicKey": pem(1)}]}), "trust file key `keys[0]`: `id` is missing or not a non-empty string".into()),
             (json!({"keys": [{"id": "a"}]}), "trust file key `a`: needs `publicKey` or `publicKeyFile`".into()),
             (json!({"keys": [{"id": "a", "publicKey": pem(1), "publicKeyFile": "x"}]}), "trust file key `a`: give `publicKey` or `publicKeyFile`, not both".into()),
-            (json!({"keys": [{"id": "a", "publicKey": pem(1), "enviroments": ["prod"]}]}), "trust file key `a`: unknown field `enviroments` (expected one of id, publicKey, publicKeyFile, predicateTypes, builders, environments)".into()),
+            (json!({"keys": [{"id": "a", "publicKey": pem(1), "enviroments": ["prod"]}]}), "trust file key `a`: unknown field `enviroments` (expected one of id, publicKey, publicKeyFile, predicateTypes, builders, environments, approvers)".into()),
+            (json!({"keys": [{"id": "a", "publicKey": pem(1), "approvers": "alice"}]}), "trust file key `a`: `approvers` must be an array of strings".into()),
             (json!({"keys": [{"id": "a", "publicKey": pem(1), "builders": "x"}]}), "trust file key `a`: `builders` must be an array of strings".into()),
             (json!({"keys": [{"id": "a", "publicKey": pem(1), "environments": [""]}]}), "trust file key `a`: `environments` entries must be non-empty strings, got `\"\"`".into()),
             (json!({"keys": [{"id": "a", "publicKey": "garbage"}]}), "trust file key `a`: `publicKey`: invalid public key: not a PEM public key".into()),

@@ -180,14 +180,7 @@ pub fn verify_envelope(
     let signed = SignedStatement::read(&envelope.payload)?;
 
     // 3. Each signer must be permitted for what it signed, and enough of them.
-    let permitted = permitted_signers(
-        store,
-        &signers,
-        &notes,
-        &signed.statement.predicate_type,
-        environment,
-        signed.provenance.as_ref(),
-    )?;
+    let permitted = permitted_signers(store, &signers, &notes, &signed, environment)?;
     let Some(first) = permitted.first() else {
         // INVARIANT: threshold >= 1 and permitted.len() >= threshold, so this is
         // unreachable; failing closed keeps it that way if either ever changes.
@@ -219,6 +212,14 @@ pub(crate) struct SignedStatement {
 }
 
 impl SignedStatement {
+    /// The approver an approval statement speaks for (a grant to check).
+    pub(crate) fn approver(&self) -> Option<&str> {
+        match &self.evidence {
+            Some(Fact::Approval(f)) => f.get("approver").and_then(serde_json::Value::as_str),
+            _ => None,
+        }
+    }
+
     /// Reads the payload; a provenance or evidence predicate without its shape is an
     /// error, never a partial fact.
     pub(crate) fn read(payload: &[u8]) -> Result<SignedStatement, AttestError> {
@@ -294,19 +295,15 @@ fn permitted_signers<'s>(
     store: &'s TrustStore,
     signers: &[usize],
     notes: &[String],
-    predicate_type: &str,
+    statement: &SignedStatement,
     environment: &str,
-    provenance: Option<&Provenance>,
 ) -> Result<Vec<&'s TrustedKey>, AttestError> {
     let keys = store.keys();
     let mut permitted: Vec<&TrustedKey> = Vec::new();
     let mut denials: Vec<String> = Vec::new();
     for &k in signers {
         let key = &keys[k];
-        match key
-            .grants
-            .denial("key", &key.id, predicate_type, environment, provenance)
-        {
+        match key.grants.denial("key", &key.id, statement, environment) {
             None => permitted.push(key),
             Some(why) => denials.push(why),
         }

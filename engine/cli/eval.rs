@@ -143,14 +143,33 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let explanation = args
         .explain
         .then(|| explain(engine.bundle().catalog(), decision));
+    // Where the approvals, checks and SLO figures came from: the bundle's own account
+    // (`promo.lib.evidence_report`), asked over the same input; absent from a bundle
+    // that does not define it.
+    let evidence = match args.explain {
+        true => evaluator
+            .query_data(&request, now, EVIDENCE_REPORT)
+            .context("cannot explain where the evidence came from")?,
+        false => None,
+    };
+    let explained_text = |e: &[Explained]| {
+        render_explanation_text(decision, e)
+            + &evidence
+                .as_ref()
+                .map(render_evidence_text)
+                .unwrap_or_default()
+    };
     let out = match (format, &explanation) {
         (Format::Text, None) => render_text(decision),
-        (Format::Text, Some(e)) => render_text(decision) + &render_explanation_text(decision, e),
+        (Format::Text, Some(e)) => render_text(decision) + &explained_text(e),
         (Format::Json, None) => serde_json::to_string_pretty(&signed)? + "\n",
         (Format::Json, Some(e)) => {
             let mut doc = serde_json::to_value(&signed)?;
             if let Some(obj) = doc.as_object_mut() {
                 obj.insert("explanation".into(), serde_json::to_value(e)?);
+                if let Some(evidence) = &evidence {
+                    obj.insert("evidence".into(), evidence.clone());
+                }
             }
             serde_json::to_string_pretty(&doc)? + "\n"
         }
@@ -158,7 +177,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         (Format::Github, Some(e)) => {
             render_github(decision)
                 + "::group::promo-policy: checks\n"
-                + &render_explanation_text(decision, e)
+                + &explained_text(e)
                 + "::endgroup::\n"
         }
     };
@@ -417,6 +436,71 @@ pub fn render_explanation_text(d: &Decision, checks: &[Explained]) -> String {
             printable(&what)
         ));
     }
+    s
+}
+
+/// The bundle document `--explain` reads for where each fact came from.
+const EVIDENCE_REPORT: &str = "promo/lib/evidence_report";
+
+/// `--explain` in text: each approval, check run and the SLO figures, signed (by whom) or
+/// claimed, and whether the gates counted them.
+fn render_evidence_text(report: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => printable(s).into_owned(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => printable(&other.to_string()).into_owned(),
+    };
+    let source = |v: &serde_json::Value| match v.get("signedBy") {
+        Some(serde_json::Value::String(by)) => format!("signed by {}", printable(by)),
+        _ => "claimed in the request".to_owned(),
+    };
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let modes = &report["modes"];
+    let mut s = format!(
+        "  evidence (approvals {}, checks {}, slo {}):\n",
+        text(&modes["approvals"]),
+        text(&modes["checks"]),
+        text(&modes["slo"])
+    );
+    for a in list("approvals") {
+        s.push_str(&format!(
+            "    approval  {} {} at {}  {}  {}\n",
+            text(&a["approver"]),
+            text(&a["decision"]),
+            text(&a["at"]),
+            source(&a),
+            if a["counted"] == true {
+                "counted"
+            } else {
+                "not counted"
+            }
+        ));
+    }
+    for c in list("checks") {
+        s.push_str(&format!(
+            "    check     {} {} in {} at {}  {}  {}\n",
+            text(&c["name"]),
+            text(&c["status"]),
+            text(&c["environment"]),
+            text(&c["at"]),
+            source(&c),
+            if c["judged"] == true {
+                "judged"
+            } else {
+                "not judged"
+            }
+        ));
+    }
+    let slo = &report["slo"];
+    s.push_str(&match slo["source"].as_str() {
+        Some("signed") => format!(
+            "    slo       snapshot measured at {}  {}\n",
+            text(&slo["measuredAt"]),
+            source(slo)
+        ),
+        Some("claim") => "    slo       figures claimed in the request\n".to_owned(),
+        _ => format!("    slo       none: {}\n", text(&slo["note"])),
+    });
     s
 }
 

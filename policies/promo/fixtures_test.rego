@@ -62,8 +62,35 @@ staging_request := {
 }
 
 # The input the engine builds around a request: by default one verified SLSA
-# provenance for the request's own artifact, from an accepted builder and source.
-input_at(request, t) := verified_input_at(request, t, {"attestations": [provenance_for(request)], "rejected": []})
+# provenance for the request's own artifact, from an accepted builder and source, and
+# the request's approvals, checks and SLO figures also signed as evidence (as the
+# approval bot, CI and monitoring bridge would), so the gates judge the same facts in
+# every evidence mode. Tests of the modes themselves build `evidence` by hand.
+input_at(request, t) := verified_input_at(request, t, {
+	"attestations": [provenance_for(request)],
+	"rejected": [],
+	"evidence": evidence_for(request, t),
+})
+
+signed_by(id) := {"kind": "key", "id": id}
+
+evidence_for(request, t) := {
+	"approvals": [signed_approval(request, a) | some a in object.get(request, "approvals", [])],
+	"checks": [object.union(c, {"signer": signed_by("checks-ci-ed25519")}) | some c in object.get(request, "checks", [])],
+	"slo": signed_slo(object.get(request, "slo", null), t),
+}
+
+# A claimed approval as the approval bot signs it: for this promotion, roles spelt out.
+signed_approval(request, a) := object.union(a, {
+	"from": request.from,
+	"to": request.to,
+	"roles": object.get(a, "roles", []),
+	"signer": signed_by("approval-bot-ed25519"),
+})
+
+signed_slo(slo, t) := object.union(slo, {"measuredAt": t, "signer": signed_by("slo-bridge-ed25519")}) if is_object(slo)
+
+else := null
 
 verified_input_at(request, t, verified) := {
 	"request": request,

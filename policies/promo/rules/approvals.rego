@@ -22,17 +22,27 @@ catalog := {
 cfg := data.promo.lib.target.approvals
 
 # Approvals that did not count, with why; rejections are reported by their own rule.
-not_counted := [{"approver": a.approver, "at": a.at, "reasons": sort(data.promo.lib.exclusions(a))} |
-	some a in data.promo.lib.approvals
-	a.decision == "approved"
-	not data.promo.lib.eligible(a)
-]
+# Where only signed approvals count, a claim nobody signed is listed as "unsigned" (one
+# that signed evidence contradicts is evidence.contradicted's to report).
+not_counted := array.concat(
+	[{"approver": a.approver, "at": a.at, "reasons": sort(data.promo.lib.exclusions(a))} |
+		some a in data.promo.lib.approvals
+		a.decision == "approved"
+		not data.promo.lib.eligible(a)
+	],
+	[{"approver": a.approver, "at": a.at, "reasons": ["unsigned"]} | some a in _unsigned],
+)
 
-_not_counted_clauses := [data.promo.lib.explain(a) |
-	some a in data.promo.lib.approvals
-	a.decision == "approved"
-	not data.promo.lib.eligible(a)
-]
+_not_counted_clauses := array.concat(
+	[data.promo.lib.explain(a) |
+		some a in data.promo.lib.approvals
+		a.decision == "approved"
+		not data.promo.lib.eligible(a)
+	],
+	[sprintf("%s's approval is only claimed in the request and %s counts signed approvals only", [a.approver, data.promo.lib.to]) | some a in _unsigned],
+)
+
+_unsigned := [a | some a in data.promo.lib.unsigned_approvals; a.decision == "approved"]
 
 # Distinct people, not distinct entries: alice approving twice is still one approval.
 # By identity, so "Alice" and "ａｌｉｃｅ" cannot pass as two approvers.
@@ -105,7 +115,9 @@ deny contains {
 	count(_self) > 0
 }
 
-_self := [a | some a in data.promo.lib.approvals; a.decision == "approved"; data.promo.lib.is_author(a)]
+# Claimed or signed: an author writing their own approval into the request is the breach,
+# whether or not anyone signed it.
+_self := [a | some a in _judged; a.decision == "approved"; data.promo.lib.is_author(a)]
 
 # Stale approvals: a DENY when the requirement is not met without them (the approver
 # must re-approve, and saying so is more useful than "counted 1"), a WARN when enough
@@ -153,7 +165,11 @@ warn contains {
 
 # A rejection only weighs as much as an approval would: the author's, a stale one or one
 # from someone not allowed to approve is ignored (and listed in facts).
-_rejections := [a | some a in data.promo.lib.approvals; a.decision == "rejected"; data.promo.lib.eligible(a)]
+# A rejection claimed in the request still blocks where only signed approvals count: a
+# claim against the promotion cannot be forged into an allow, so honouring it is safe.
+_judged := array.concat(data.promo.lib.approvals, data.promo.lib.unsigned_approvals)
+
+_rejections := [a | some a in _judged; a.decision == "rejected"; data.promo.lib.eligible(a)]
 
 deny contains {
 	"id": "approvals.rejected",
@@ -164,7 +180,7 @@ deny contains {
 	"facts": {
 		"rejections": [{"approver": a.approver, "roles": data.promo.lib.roles(a), "at": a.at} | some a in _rejections],
 		"ignored": [{"approver": a.approver, "at": a.at, "reasons": sort(data.promo.lib.exclusions(a))} |
-			some a in data.promo.lib.approvals
+			some a in _judged
 			a.decision == "rejected"
 			not data.promo.lib.eligible(a)
 		],

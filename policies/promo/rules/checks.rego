@@ -41,11 +41,18 @@ _runs(name) := [c | some c in data.promo.lib.checks; c.name == name; _counts(c)]
 
 # Runs of the check that were set aside, with why, so "missing" is never a mystery
 # (only needed for a denial's message and facts).
-ignored(name) := [{"environment": object.get(c, "environment", null), "status": c.status, "at": object.get(c, "at", null), "reason": _ignored_reason(c)} |
-	some c in data.promo.lib.checks
-	c.name == name
-	not _counts(c)
-]
+# Where only signed results count, a claimed run nobody signed is set aside too.
+ignored(name) := array.concat(
+	[{"environment": object.get(c, "environment", null), "status": c.status, "at": object.get(c, "at", null), "reason": _ignored_reason(c)} |
+		some c in data.promo.lib.checks
+		c.name == name
+		not _counts(c)
+	],
+	[{"environment": object.get(c, "environment", null), "status": c.status, "at": object.get(c, "at", null), "reason": sprintf("is only claimed in the request and %s counts signed results only", [data.promo.lib.to])} |
+		some c in data.promo.lib.unsigned_checks
+		c.name == name
+	],
+)
 
 _counts(c) if {
 	c.environment == data.promo.lib.from

@@ -27,7 +27,15 @@ catalog := {
 
 cfg := data.promo.lib.target.slo
 
-slo := object.get(input.request, "slo", null)
+# Signed snapshot or claimed figures, by the environment's evidence mode (promo.lib).
+slo := data.promo.lib.slo
+
+# Why figures the request carries were not used.
+_notes contains data.promo.lib.slo_unsigned_note
+
+_notes contains data.promo.lib.slo_snapshot_problem
+
+_why := "" if count(_notes) == 0 else := sprintf("; %s", [concat("; ", sort(_notes))])
 
 _rates := slo.burnRates if {
 	is_object(slo)
@@ -60,11 +68,12 @@ missing contains sprintf("slo.burnRates.%s", [w]) if {
 
 deny contains {
 	"id": "slo.inconclusive",
-	"msg": sprintf("%s requires SLO data and it is missing or partial (missing: %s); the SLO gate cannot pass without it, so publish the figures with the request", [
+	"msg": sprintf("%s requires SLO data and it is missing or partial (missing: %s%s); the SLO gate cannot pass without it, so publish the figures (as a signed SLO snapshot where only signed evidence counts)", [
 		data.promo.lib.to,
 		concat(", ", sort(missing)),
+		_why,
 	]),
-	"facts": {"missing": sort(missing), "required": true},
+	"facts": {"missing": sort(missing), "required": true, "notes": sort(_notes)},
 } if {
 	cfg.required == true
 	count(missing) > 0
