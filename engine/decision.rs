@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::plugin::manifest::Mode;
 use crate::plugin::PluginOutcome;
 use crate::policy::{PolicyError, PolicyOutcome, RuleFinding};
 use crate::request::Artifact;
@@ -54,8 +55,8 @@ pub struct Decision {
 pub struct Violation {
     /// Stable id, e.g. `approvals.min_count`.
     pub id: String,
-    /// Which stage raised it: `policy`, `request`, `attestation`, `plugin:<name>`.
-    pub source: String,
+    /// Which stage raised it: `policy` or `plugin:<name>` in JSON.
+    pub source: Source,
     /// A sentence a person can act on.
     pub msg: String,
     /// The facts that caused it, when known.
@@ -63,21 +64,81 @@ pub struct Violation {
     pub facts: Option<serde_json::Value>,
 }
 
+/// Which stage raised a finding. In JSON a string (interface): `policy`, `plugin:<name>`,
+/// and CONTRACT's `request` and `attestation`, which this engine reports as exit codes and
+/// rejected attestations instead but still reads in recorded decisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Source {
+    /// The policy bundle (and the engine's own `policy.*` ids).
+    Policy,
+    /// A WASM plugin, by name.
+    Plugin(String),
+    /// The request (CONTRACT; not raised by this engine).
+    Request,
+    /// An attestation (CONTRACT; not raised by this engine).
+    Attestation,
+}
+
+impl Source {
+    /// The plugin's name, for `plugin:<name>`.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            Source::Plugin(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Policy => f.write_str("policy"),
+            Source::Plugin(name) => write!(f, "plugin:{name}"),
+            Source::Request => f.write_str("request"),
+            Source::Attestation => f.write_str("attestation"),
+        }
+    }
+}
+
+impl From<Source> for String {
+    fn from(s: Source) -> String {
+        s.to_string()
+    }
+}
+
+impl TryFrom<String> for Source {
+    type Error = String;
+    fn try_from(s: String) -> Result<Source, String> {
+        match s.as_str() {
+            "policy" => Ok(Source::Policy),
+            "request" => Ok(Source::Request),
+            "attestation" => Ok(Source::Attestation),
+            _ => match s.strip_prefix("plugin:") {
+                Some(name) if !name.is_empty() => Ok(Source::Plugin(name.to_owned())),
+                _ => Err(format!(
+                    "unknown violation source `{s}` (policy, plugin:<name>, request, attestation)"
+                )),
+            },
+        }
+    }
+}
+
 impl Violation {
     /// A violation from `source`, its message capped at [`MAX_MESSAGE_CHARS`].
-    pub fn new(id: impl Into<String>, source: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<String>, source: Source, msg: impl Into<String>) -> Self {
         Self {
             id: id.into(),
-            source: source.into(),
+            source,
             msg: cap_message(msg.into()),
             facts: None,
         }
     }
 
-    fn from_finding(f: RuleFinding, source: &str) -> Self {
+    fn from_finding(f: RuleFinding, source: Source) -> Self {
         Self {
             id: f.id,
-            source: source.to_string(),
+            source,
             msg: cap_message(f.msg),
             facts: f.facts,
         }
@@ -112,7 +173,7 @@ pub struct PluginRecord {
     /// Whether it ran and passed.
     pub ok: bool,
     /// `required` or `advisory`.
-    pub mode: String,
+    pub mode: Mode,
 }
 
 /// The engine that decided.
@@ -161,7 +222,7 @@ pub struct PluginFindings {
 pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
     let mut out = PluginFindings::default();
     for o in outcomes {
-        let source = format!("plugin:{}", o.name);
+        let source = Source::Plugin(o.name.clone());
         let mut found = Vec::new();
         let passed = match &o.result {
             // Ran, passed, nothing to report.
@@ -172,12 +233,12 @@ pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
                 found.extend(
                     r.violations
                         .iter()
-                        .map(|v| Violation::new(&v.id, &source, &v.msg)),
+                        .map(|v| Violation::new(&v.id, source.clone(), &v.msg)),
                 );
                 if found.is_empty() {
                     found.push(Violation::new(
                         "plugin.failed",
-                        &source,
+                        source.clone(),
                         format!(
                             "plugin `{}` reported not ok without giving a reason",
                             o.name
@@ -188,7 +249,7 @@ pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
             }
             // Did not run to completion: trap, timeout, memory cap, bad output, ABI.
             Err(f) => {
-                found.push(Violation::new(f.kind.violation_id(), &source, &f.message));
+                found.push(Violation::new(f.kind.violation_id(), source, &f.message));
                 false
             }
         };
@@ -201,7 +262,11 @@ pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
             name: o.name.clone(),
             digest: [("sha256".to_string(), o.digest.clone())].into(),
             ok: passed,
-            mode: if o.required { "required" } else { "advisory" }.to_string(),
+            mode: if o.required {
+                Mode::Required
+            } else {
+                Mode::Advisory
+            },
         });
     }
     out
@@ -250,7 +315,7 @@ pub fn combine(results: StageResults) -> Verdict {
             if deny.is_empty() {
                 violations.push(Violation::new(
                     "policy.denied",
-                    "policy",
+                    Source::Policy,
                     "the policy did not allow this promotion and gave no reason",
                 ));
             }
@@ -260,7 +325,11 @@ pub fn combine(results: StageResults) -> Verdict {
         }
         // The policy could not decide (runtime error, timeout, wrong shape): deny.
         Err(e) => {
-            violations.push(Violation::new("policy.error", "policy", e.to_string()));
+            violations.push(Violation::new(
+                "policy.error",
+                Source::Policy,
+                e.to_string(),
+            ));
             false
         }
     };
@@ -285,7 +354,7 @@ pub fn combine(results: StageResults) -> Verdict {
 fn from_policy(findings: Vec<RuleFinding>) -> impl Iterator<Item = Violation> {
     findings
         .into_iter()
-        .map(|f| Violation::from_finding(f, "policy"))
+        .map(|f| Violation::from_finding(f, Source::Policy))
 }
 
 /// Canonical JSON bytes: object keys sorted, no insignificant whitespace; the
@@ -388,10 +457,14 @@ mod tests {
     fn stage_violation_overrides_policy_allow() {
         let v = run(
             outcome(true, &[]),
-            vec![Violation::new("plugin.trap", "plugin:x", "boom")],
+            vec![Violation::new(
+                "plugin.trap",
+                Source::Plugin("x".into()),
+                "boom",
+            )],
         );
         assert!(!v.allowed);
-        assert_eq!(v.violations[0].source, "plugin:x");
+        assert_eq!(v.violations[0].source, Source::Plugin("x".into()));
     }
 
     #[test]
@@ -410,8 +483,34 @@ mod tests {
     }
 
     #[test]
+    fn sources_read_and_write_as_their_interface_strings() {
+        for (text, source) in [
+            ("policy", Source::Policy),
+            (
+                "plugin:vuln-threshold",
+                Source::Plugin("vuln-threshold".into()),
+            ),
+            ("request", Source::Request),
+            ("attestation", Source::Attestation),
+        ] {
+            assert_eq!(serde_json::to_value(&source).unwrap(), text);
+            assert_eq!(
+                serde_json::from_value::<Source>(serde_json::json!(text)).unwrap(),
+                source
+            );
+        }
+        for bad in ["plugin:", "Policy", "plugins:x", ""] {
+            let err = serde_json::from_value::<Source>(serde_json::json!(bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("unknown violation source"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn long_messages_are_capped() {
-        let v = Violation::new("x", "policy", "y".repeat(5000));
+        let v = Violation::new("x", Source::Policy, "y".repeat(5000));
         assert_eq!(v.msg.chars().count(), MAX_MESSAGE_CHARS);
     }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::decision::Decision;
+use crate::decision::{Decision, Source};
 use crate::policy::Check;
 
 /// How one check ended in a decision.
@@ -44,7 +44,7 @@ pub fn explain(catalog: &[Check], decision: &Decision) -> Vec<Explained> {
     let policy_failed = decision
         .violations
         .iter()
-        .any(|v| v.source == "policy" && v.id == "policy.error");
+        .any(|v| v.source == Source::Policy && v.id == "policy.error");
     let mut out: Vec<Explained> = catalog
         .iter()
         .map(|c| Explained {
@@ -70,7 +70,7 @@ pub fn explain(catalog: &[Check], decision: &Decision) -> Vec<Explained> {
     for (v, result) in reported {
         if !out.iter().any(|e| e.id == v.id) {
             out.push(Explained {
-                package: v.source.clone(),
+                package: v.source.to_string(),
                 id: v.id.clone(),
                 what: String::new(),
                 result,
@@ -137,10 +137,10 @@ mod tests {
         ];
         let d = decision(
             vec![
-                Violation::new("a.two", "policy", "no"),
-                Violation::new("plugin.trap", "plugin:x", "trapped"),
+                Violation::new("a.two", Source::Policy, "no"),
+                Violation::new("plugin.trap", Source::Plugin("x".into()), "trapped"),
             ],
-            vec![Violation::new("b.one", "policy", "hm")],
+            vec![Violation::new("b.one", Source::Policy, "hm")],
         );
         let got: Vec<(String, CheckResult)> = explain(&catalog, &d)
             .into_iter()
@@ -161,7 +161,7 @@ mod tests {
     fn a_failed_policy_passes_nothing() {
         let catalog = [check("a", "a.one")];
         let d = decision(
-            vec![Violation::new("policy.error", "policy", "boom")],
+            vec![Violation::new("policy.error", Source::Policy, "boom")],
             vec![],
         );
         let got = explain(&catalog, &d);

@@ -365,7 +365,7 @@ fn every_corpus_finding_has_facts_and_a_catalog_entry() {
         };
         for v in decision.violations.iter().chain(&decision.warnings) {
             assert!(v.msg.chars().count() <= 1024, "{}: {}", case.name, v.id);
-            if v.source != "policy" || v.id.starts_with("policy.") {
+            if v.source != promo_policy::decision::Source::Policy || v.id.starts_with("policy.") {
                 continue;
             }
             seen += 1;

@@ -23,7 +23,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::limits::{
     PluginLimits, MAX_INPUT_BYTES, MAX_MEMORY_BYTES, MAX_OUTPUT_BYTES, MAX_WALL_TIME,
@@ -36,14 +36,24 @@ pub const MANIFEST_FILE: &str = "plugin.toml";
 /// The environment pattern that matches every target environment.
 pub const ANY_ENVIRONMENT: &str = "*";
 
-/// How a plugin's failure or `ok: false` counts in the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a plugin's failure or `ok: false` counts in the decision (and, in a decision's
+/// `plugins[].mode`, how it counted there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A failure or `ok: false` denies the promotion.
     Required,
     /// A failure or `ok: false` is a warning (except in `required_in` environments).
     Advisory,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Required => "required",
+            Mode::Advisory => "advisory",
+        })
+    }
 }
 
 /// The manifest's `[limits]`: each present value overrides the host default.

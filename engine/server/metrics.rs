@@ -228,7 +228,7 @@ impl Metrics {
     /// (`source` `plugin:<name>`, id `plugin.*`) for a plugin that did not pass.
     pub fn plugin_failures(&self, decision: &Decision) {
         for v in &decision.violations {
-            let Some(plugin) = v.source.strip_prefix("plugin:") else {
+            let Some(plugin) = v.source.plugin() else {
                 continue;
             };
             // Only the engine's own failure ids (trap, timeout, bad result, cap hit):
