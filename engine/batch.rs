@@ -51,6 +51,7 @@ use crate::pool::EvaluatorPool;
 
 pub use crate::input::{Input, ProgressLen, Shard, CHUNK_BYTES, CHUNK_INPUTS, INVALID_ID};
 
+#[cfg(feature = "test-support")]
 pub mod workload;
 
 /// The error id of a result whose decision could not be signed.
