@@ -32,12 +32,13 @@ pub const PUBLIC_KEY_FILE: &str = "signing.pub";
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The signing key file could not be read.
-    #[error("cannot read signing key `{path}`: {reason}")]
+    #[error("cannot read signing key `{path}`: {}", .source.reason())]
     KeyRead {
         /// The file.
         path: String,
-        /// The I/O error.
-        reason: String,
+        /// What reading it ran into (not a file, too large, I/O).
+        #[source]
+        source: crate::fsio::ReadError,
     },
 
     /// The signing key file is not a usable key.
@@ -57,12 +58,13 @@ pub enum SignError {
     },
 
     /// A key file could not be written.
-    #[error("cannot write `{path}`: {reason}")]
+    #[error("cannot write `{path}`: {source}")]
     KeyWrite {
         /// The file or directory.
         path: String,
         /// The I/O error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 
     /// `write_keypair` refuses to overwrite an existing key.
@@ -245,7 +247,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
         crate::fsio::read_capped_string(path, crate::fsio::MAX_KEY_FILE_BYTES).map_err(|e| {
             SignError::KeyRead {
                 path: shown.clone(),
-                reason: e.reason(),
+                source: e,
             }
         })?;
     let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| SignError::Key {
@@ -266,7 +268,7 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, SignError> {
 pub fn write_keypair(dir: &Path) -> Result<(PathBuf, PathBuf, String), SignError> {
     let write_err = |p: &Path, e: std::io::Error| SignError::KeyWrite {
         path: p.display().to_string(),
-        reason: e.to_string(),
+        source: e,
     };
     fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     let private_path = dir.join(PRIVATE_KEY_FILE);
