@@ -38,7 +38,7 @@ pub enum Error {
     Trust {
         /// The trust file.
         path: PathBuf,
-        /// Why.
+        /// What the trust file loader refused (unreadable, a bad key, an unknown root).
         reason: AttestError,
     },
     /// The plugin directory or a manifest could not be loaded.

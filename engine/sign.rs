@@ -46,7 +46,7 @@ pub enum SignError {
     Key {
         /// The file.
         path: String,
-        /// Why.
+        /// What the PEM or PKCS#8 reader refused.
         reason: String,
     },
 
@@ -77,7 +77,7 @@ pub enum SignError {
     /// The statement to sign is not an in-toto Statement v1.
     #[error("statement cannot be signed: {reason}")]
     Unsignable {
-        /// Why.
+        /// Which part of the statement is not in-toto Statement v1 shape.
         reason: String,
     },
 
@@ -108,7 +108,7 @@ pub enum SignError {
     /// The signed payload is not a decision statement.
     #[error("signed payload is not a promotion decision statement: {reason}")]
     Statement {
-        /// Why.
+        /// Which part of the decision statement is missing or malformed.
         reason: String,
     },
 }

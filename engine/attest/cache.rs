@@ -1,4 +1,6 @@
-//! A bounded, thread-safe cache of per-envelope verification results, so that an envelope shared by many requests (one provenance for one artifact) is verified once; it must never change what verification decides, only how often it runs.
+//! A bounded, thread-safe cache of per-envelope verification results, so that an envelope
+//! shared by many requests (one provenance for one artifact) is verified once; it must never
+//! change what verification decides, only how often it runs.
 //!
 //! The key covers everything the result depends on: the SHA-256 of the envelope as
 //! received (compact JSON, key order kept: the same bytes as the result's

@@ -1,4 +1,5 @@
-//! DSSE envelopes: parsing, serialising and the PAE that signatures cover; it must never treat a signature as meaningful over anything but the PAE.
+//! DSSE envelopes: parsing, serialising and the PAE that signatures cover; it must never treat
+//! a signature as meaningful over anything but the PAE.
 //!
 //! Spec: <https://github.com/secure-systems-lab/dsse> (`protocol.md`, `envelope.md`).
 

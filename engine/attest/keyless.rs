@@ -1,4 +1,6 @@
-//! Keyless attestations (CONTRACT §2c): verifies a Sigstore bundle offline against the root its trusted identity names and binds the certificate's identity to what the trust file lets it vouch for; a bundle is a fact only if every step holds.
+//! Keyless attestations (CONTRACT §2c): verifies a Sigstore bundle offline against the root its
+//! trusted identity names and binds the certificate's identity to what the trust file lets it
+//! vouch for; a bundle is a fact only if every step holds.
 //!
 //! The cryptographic steps are `sigstore-verify`'s ([`Verifier::verify`]): the signing time
 //! from a verified signed entry timestamp, inclusion proof with signed checkpoint or RFC

@@ -1,4 +1,6 @@
-//! Public keys (SPKI PEM) and signing keys (PKCS#8 PEM) for Ed25519 and ECDSA P-256; it must never panic on a malformed key or signature, and never verify anything but the exact bytes it is given.
+//! Public keys (SPKI PEM) and signing keys (PKCS#8 PEM) for Ed25519 and ECDSA P-256; it must
+//! never panic on a malformed key or signature, and never verify anything but the exact bytes
+//! it is given.
 //!
 //! A key's `keyid` is the lowercase hex SHA-256 of its SPKI DER (CONTRACT §3), the same
 //! value `openssl pkey -pubin -outform DER | sha256sum` prints for the key file.

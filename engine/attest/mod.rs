@@ -1,4 +1,6 @@
-//! Attestation trust: parses DSSE envelopes, in-toto statements and SLSA provenance, and decides which of them a trust store vouches for; it must never let an unverified claim through as a verified fact.
+//! Attestation trust: parses DSSE envelopes, in-toto statements and SLSA provenance, and
+//! decides which of them a trust store vouches for; it must never let an unverified claim
+//! through as a verified fact.
 //!
 //! The pieces, in the order a request meets them:
 //!
@@ -102,7 +104,7 @@ pub enum AttestError {
     /// A public key could not be read.
     #[error("invalid public key: {reason}")]
     PublicKey {
-        /// Why.
+        /// What the PEM, SPKI or curve reader refused.
         reason: String,
     },
 
@@ -116,7 +118,7 @@ pub enum AttestError {
     /// A private key could not be read or written.
     #[error("invalid private key: {reason}")]
     PrivateKey {
-        /// Why.
+        /// What the PEM, PKCS#8 or file system refused.
         reason: String,
     },
 

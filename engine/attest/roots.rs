@@ -1,4 +1,5 @@
-//! Sigstore trusted roots (CONTRACT §2c): the pinned `builtin:` roots and `trusted_root.json` files a trust file names, each read once into a ready verifier; nothing is ever fetched.
+//! Sigstore trusted roots (CONTRACT §2c): the pinned `builtin:` roots and `trusted_root.json`
+//! files a trust file names, each read once into a ready verifier; nothing is ever fetched.
 //!
 //! A root lists the certificate authorities (Fulcio) a keyless signer's certificate must
 //! chain to, the transparency logs (Rekor) and timestamp authorities whose signatures can

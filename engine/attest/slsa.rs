@@ -1,4 +1,5 @@
-//! SLSA provenance (v1 and v0.2) normalised to the few facts policy compares; it must never decide trust, and never guess a value that the provenance does not state.
+//! SLSA provenance (v1 and v0.2) normalised to the few facts policy compares; it must never
+//! decide trust, and never guess a value that the provenance does not state.
 //!
 //! Specs: <https://slsa.dev/provenance/v1>, <https://slsa.dev/provenance/v0.2>, and the
 //! GitHub Actions build type (<https://github.com/actions/buildtypes>, `workflow/v1`), whose

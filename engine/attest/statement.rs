@@ -1,4 +1,5 @@
-//! in-toto Statements (v1 and v0.1) and subject digest matching; it must never check signatures or decide trust, only read the shape of an already-signed payload.
+//! in-toto Statements (v1 and v0.1) and subject digest matching; it must never check signatures
+//! or decide trust, only read the shape of an already-signed payload.
 //!
 //! Spec: <https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md>. Unknown
 //! fields are ignored, as the spec asks of consumers; digest sets may use any algorithm name.

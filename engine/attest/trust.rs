@@ -1,4 +1,6 @@
-//! The trust store (CONTRACT §2b): which keys may vouch for which predicate types, builders and environments; it must never widen a key's permissions beyond what the file lists, and never accept a file it does not fully understand.
+//! The trust store (CONTRACT §2b): which keys may vouch for which predicate types, builders and
+//! environments; it must never widen a key's permissions beyond what the file lists, and never
+//! accept a file it does not fully understand.
 //!
 //! Unknown fields are errors here (unlike in attestations): in a trust file a typo such as
 //! `enviroments` would otherwise silently mean "every environment".

@@ -1,4 +1,7 @@
-//! Turns a request's attestations into `input.verified` (CONTRACT §2): facts only from envelopes whose PAE signatures verify against enough distinct trusted keys that are permitted for what they sign; it must never panic, never trust a `keyid`, and never report an unverified claim as a fact.
+//! Turns a request's attestations into `input.verified` (CONTRACT §2): facts only from
+//! envelopes whose PAE signatures verify against enough distinct trusted keys that are
+//! permitted for what they sign; it must never panic, never trust a `keyid`, and never report
+//! an unverified claim as a fact.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,6 @@
-//! Walks an audit chain (a SQLite log or a JSONL export of one) and names the first place it is broken: edited, deleted, reordered, inserted, badly signed or, against a checkpoint, truncated; it only reads and never repairs.
+//! Walks an audit chain (a SQLite log or a JSONL export of one) and names the first place it is
+//! broken: edited, deleted, reordered, inserted, badly signed or, against a checkpoint,
+//! truncated; it only reads and never repairs.
 //!
 //! Each record is checked on its own in parallel (its hash, its envelope's signature, its
 //! columns against the signed decision), then the links are walked in order. How a break

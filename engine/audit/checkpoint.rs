@@ -1,4 +1,6 @@
-//! Signed checkpoints of an audit log's head (log id, seq, hash, time) as an in-toto statement in a DSSE envelope, signed by the decision key; they vouch for a prefix of the chain and must never be accepted unsigned.
+//! Signed checkpoints of an audit log's head (log id, seq, hash, time) as an in-toto statement
+//! in a DSSE envelope, signed by the decision key; they vouch for a prefix of the chain and
+//! must never be accepted unsigned.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -1,4 +1,6 @@
-//! The tamper-evident audit log: every signed decision as one hash-chained record in an embedded SQLite store (or a JSONL export of it); it records and checks decisions, and must never make, change or drop one.
+//! The tamper-evident audit log: every signed decision as one hash-chained record in an
+//! embedded SQLite store (or a JSONL export of it); it records and checks decisions, and must
+//! never make, change or drop one.
 //!
 //! # Records and the chain
 //!
@@ -61,7 +63,7 @@ pub enum AuditError {
     Unwritable {
         /// The path given.
         path: PathBuf,
-        /// Why.
+        /// SQLite's or the file system's words (a directory, no permission, a lock).
         reason: String,
     },
     /// The file is not a readable SQLite database (garbage, a corrupt page).
@@ -106,7 +108,7 @@ pub enum AuditError {
     Read {
         /// The path given.
         path: PathBuf,
-        /// Why.
+        /// SQLite's, the file system's or the JSON reader's words, with the line for exports.
         reason: String,
     },
     /// A mask pointer is not a JSON pointer.
@@ -114,7 +116,7 @@ pub enum AuditError {
     Mask {
         /// What was given.
         pointer: String,
-        /// Why.
+        /// Which part of the pointer syntax it breaks.
         reason: &'static str,
     },
     /// A decision lacks a field the log needs (a sha256 digest).
@@ -130,7 +132,7 @@ pub enum AuditError {
     Checkpoint {
         /// The checkpoint file.
         path: PathBuf,
-        /// Why.
+        /// What is wrong with it (unreadable, another log, a head the log does not reach).
         reason: String,
     },
 }

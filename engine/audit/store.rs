@@ -1,4 +1,6 @@
-//! The SQLite store of the audit log: open or create (refusing files that are not ours), append records in one transaction each, read them back in chain order; it never rewrites or deletes a record.
+//! The SQLite store of the audit log: open or create (refusing files that are not ours), append
+//! records in one transaction each, read them back in chain order; it never rewrites or deletes
+//! a record.
 //!
 //! WAL mode with `synchronous = FULL`: a commit is on disk when `append` returns, so a
 //! decision the caller then hands out is never lost to a crash or power cut (NORMAL would

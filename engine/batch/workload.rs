@@ -1,4 +1,6 @@
-//! A deterministic batch workload for benches and tests: requests made from the corpus cases that share one evaluation time, with fresh ids and artifact digests and their attestations re-signed by the corpus test keys; test support only, it never decides anything.
+//! A deterministic batch workload for benches and tests: requests made from the corpus cases
+//! that share one evaluation time, with fresh ids and artifact digests and their attestations
+//! re-signed by the corpus test keys; test support only, it never decides anything.
 //!
 //! Request `i` depends only on the seed and `i` (not on the requests before it), so any
 //! slice of a workload can be generated alone. Each request names the case it came

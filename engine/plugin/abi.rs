@@ -1,4 +1,6 @@
-//! ABI v1 between host and plugin (see `plugins/ABI.md`): the exports a module must have, how the input is laid out and how the result is validated; never runs wasm and never trusts a value the guest produced.
+//! ABI v1 between host and plugin (see `plugins/ABI.md`): the exports a module must have, how
+//! the input is laid out and how the result is validated; never runs wasm and never trusts a
+//! value the guest produced.
 
 use wasmtime::{ExternType, FuncType, Module, ModuleExport, ValType};
 

@@ -1,4 +1,6 @@
-//! On-disk cache of compiled plugin modules, keyed by the module's sha256 and the engine's build; never hands wasmtime bytes it has not checked against their recorded digest, and never fails a load (a bad or unwritable cache just means compiling).
+//! On-disk cache of compiled plugin modules, keyed by the module's sha256 and the engine's
+//! build; never hands wasmtime bytes it has not checked against their recorded digest, and
+//! never fails a load (a bad or unwritable cache just means compiling).
 //!
 //! An entry is `<cache_dir>/<module sha256>-<engine key>.cwasm`:
 //!

@@ -1,4 +1,6 @@
-//! The plugin host: one shared wasmtime `Engine` with compiled modules, and a fresh capped `Store` + instance per check; never lets a guest value index host memory unchecked, and never turns a failure into a pass.
+//! The plugin host: one shared wasmtime `Engine` with compiled modules, and a fresh capped
+//! `Store` + instance per check; never lets a guest value index host memory unchecked, and
+//! never turns a failure into a pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;

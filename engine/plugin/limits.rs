@@ -1,4 +1,5 @@
-//! The budgets a plugin check runs under, as named constants with their reasons; never enforces anything itself (the host does).
+//! The budgets a plugin check runs under, as named constants with their reasons; never enforces
+//! anything itself (the host does).
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! Parses and validates one plugin manifest (`plugin.toml`) field by field, naming the file and the field in every error; never reads the module or runs anything.
+//! Parses and validates one plugin manifest (`plugin.toml`) field by field, naming the file and
+//! the field in every error; never reads the module or runs anything.
 //!
 //! ```toml
 //! name = "ticket-format"                 # required; must equal the directory name

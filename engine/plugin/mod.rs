@@ -1,4 +1,6 @@
-//! WASM plugin checks: load manifests and modules once, run each check in a fresh capped sandbox, and report typed outcomes; never decides allow/deny itself and never lets a plugin failure read as a pass.
+//! WASM plugin checks: load manifests and modules once, run each check in a fresh capped
+//! sandbox, and report typed outcomes; never decides allow/deny itself and never lets a plugin
+//! failure read as a pass.
 //!
 //! The pieces:
 //! - [`manifest`]: `plugins/<name>/plugin.toml`, validated field by field;

@@ -1,4 +1,5 @@
-//! Tests of the plugin host against the shipped plugins and the misbehaving fixtures; never run outside `cargo test`.
+//! Tests of the plugin host against the shipped plugins and the misbehaving fixtures; never run
+//! outside `cargo test`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;

@@ -1,4 +1,6 @@
-//! Policy diff: evaluates the same recorded requests under two bundles, each at its own recorded time, and reports every decision that changes; it reads and compares, it never edits a bundle or an input, and it never turns an input it could not read into "unchanged".
+//! Policy diff: evaluates the same recorded requests under two bundles, each at its own
+//! recorded time, and reports every decision that changes; it reads and compares, it never
+//! edits a bundle or an input, and it never turns an input it could not read into "unchanged".
 //!
 //! # Inputs
 //!
@@ -8,9 +10,9 @@
 //!   ([`super::load_cases`]), or one such case directory; each case records its `at`;
 //! - a **directory of request files**: its `*.json` files (not recursing, hidden files
 //!   skipped), in byte order of their names; or one `*.json` request file;
-//! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit record
-//!   `{"request": {...}, "evaluatedAt": "..."}` ([`crate::input::record::from_line`]), so
-//!   `audit query --format jsonl` output feeds diff directly.
+//! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit
+//!   record `{"request": {...}, "evaluatedAt": "..."}` ([`crate::input::record::from_line`]),
+//!   so `audit query --format jsonl` output feeds diff directly.
 //!
 //! # The time each input is evaluated at (the same on both sides)
 //!
@@ -61,7 +63,7 @@ pub enum DiffError {
     Input {
         /// The input path as given.
         path: String,
-        /// Why.
+        /// What reading it ran into (missing, too large, not JSON or JSONL).
         reason: String,
     },
     /// A corpus directory has a case whose `case.json` cannot be loaded.

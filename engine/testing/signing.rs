@@ -1,4 +1,6 @@
-//! Signing the corpus (test support, feature `test-support`): the readable sources of a case's attestations, the corpus keys and the test Sigstore instance that sign them, and the evidence derived from a case's claims.
+//! Signing the corpus (test support, feature `test-support`): the readable sources of a case's
+//! attestations, the corpus keys and the test Sigstore instance that sign them, and the
+//! evidence derived from a case's claims.
 
 use std::path::Path;
 

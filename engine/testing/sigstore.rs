@@ -1,4 +1,7 @@
-//! A test Sigstore instance (test support only): a certificate authority issuing Fulcio-style leaf certificates, a transparency log signing entries, inclusion proofs and checkpoints, and the `trusted_root.json` naming both, so keyless verification can be tested offline against bundles whose every part a test controls.
+//! A test Sigstore instance (test support only): a certificate authority issuing Fulcio-style
+//! leaf certificates, a transparency log signing entries, inclusion proofs and checkpoints, and
+//! the `trusted_root.json` naming both, so keyless verification can be tested offline against
+//! bundles whose every part a test controls.
 //!
 //! Every key is derived from a seed, and ECDSA signatures are deterministic (RFC 6979):
 //! the same inputs give byte-identical certificates and bundles, so corpus files signed
