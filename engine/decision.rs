@@ -161,6 +161,13 @@ pub struct PolicyRef {
     pub uri: String,
     /// `{"sha256": <bundle digest>}`.
     pub digest: BTreeMap<String, String>,
+    /// The bundle `.manifest`'s `revision`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The trust-file id of the key that signed the bundle (`.signatures.json`), when
+    /// it was signed.
+    #[serde(default, rename = "signedBy", skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// A plugin that took part in a decision.

@@ -137,9 +137,9 @@ impl Engine {
     /// Load and compile everything named in `config`; any failure here is an error
     /// (exit 2), never a decision.
     pub fn load(config: &EngineConfig) -> Result<Arc<Self>, Error> {
-        let bundle = PolicyBundle::load_with(&config.policies, config.backend)?;
         let trust_path = config.trust_path();
         let trust = config.load_trust()?;
+        let bundle = PolicyBundle::load_trusted(&config.policies, config.backend, &trust)?;
         let signer = match &config.signing_key {
             Some(p) => Signer::new(sign::load_signing_key(p)?, false),
             None => {
@@ -374,6 +374,8 @@ impl Evaluator {
             policy: PolicyRef {
                 uri: bundle.uri().to_string(),
                 digest: [("sha256".to_string(), bundle.digest().to_string())].into(),
+                revision: bundle.revision().map(str::to_string),
+                signed_by: bundle.signed_by().map(str::to_string),
             },
             plugins: plugin_records,
             engine: EngineRef::default(),

@@ -14,10 +14,13 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub mod archive;
 mod bounded;
 mod config;
 mod lint;
 mod recursion;
+pub mod signature;
+pub use archive::RawFile;
 pub use lint::Lint;
 
 /// The one entry point every bundle must define.
@@ -118,6 +121,23 @@ pub enum PolicyError {
         /// The OS error.
         reason: String,
     },
+    /// A bundle archive (or a bundle's `.manifest`) is unusable or hostile.
+    #[error("bundle `{path}`: {reason}")]
+    Archive {
+        /// The archive or directory.
+        path: PathBuf,
+        /// What is wrong (names the entry).
+        reason: String,
+    },
+    /// The bundle's signature is missing where the trust file requires one, or does not
+    /// verify; such a bundle never loads.
+    #[error("bundle `{path}` signature: {reason}")]
+    Signature {
+        /// The archive or directory.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A Rego file does not parse or compile (regorus names file, line and column).
     #[error("{0}")]
     Parse(String),
@@ -170,6 +190,8 @@ pub struct BundleFile {
 pub struct PolicyBundle {
     uri: String,
     digest: String,
+    revision: Option<String>,
+    signed_by: Option<String>,
     policies: Vec<BundleFile>,
     tests: Vec<BundleFile>,
     data: Vec<(String, regorus::Value)>,
@@ -242,53 +264,106 @@ pub struct RuleFinding {
     pub facts: Option<serde_json::Value>,
 }
 
-/// A bundle directory's files, sorted: policies, tests and data, with the digest over
-/// the policies and data (not the tests).
+/// A bundle's files, sorted: policies, tests and data, with the digest over the policies
+/// and data (not the tests), and the manifest and signatures when it has them.
 struct BundleFiles {
     policies: Vec<BundleFile>,
     tests: Vec<BundleFile>,
     data_files: Vec<BundleFile>,
     digest: String,
+    manifest: Option<Manifest>,
+    signatures: Option<Vec<u8>>,
 }
 
-/// Reads every `*.rego` and `data.json`/`data.yaml` under `dir`, within the bundle's
-/// size budgets, hashing what decides.
-fn read_bundle_files(dir: &Path) -> Result<BundleFiles, PolicyError> {
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files)?;
-    files.sort_by(|a, b| a.0.cmp(&b.0));
+impl BundleFiles {
+    /// Every file the signature covers: all but `.signatures.json`.
+    fn signed_set(&self) -> Vec<RawFile> {
+        let mut set: Vec<RawFile> = [&self.policies, &self.tests, &self.data_files]
+            .into_iter()
+            .flatten()
+            .map(|f| RawFile {
+                path: f.path.clone(),
+                bytes: f.contents.as_bytes().to_vec(),
+            })
+            .collect();
+        if let Some(m) = &self.manifest {
+            set.push(RawFile {
+                path: archive::MANIFEST.into(),
+                bytes: m.bytes.clone(),
+            });
+        }
+        set
+    }
+}
+
+/// The bundle's `.manifest` (OPA's): the revision is recorded in decisions.
+struct Manifest {
+    revision: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Manifest {
+    fn parse(bytes: Vec<u8>) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("`{}` is not JSON: {e}", archive::MANIFEST))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| format!("`{}` is not a JSON object", archive::MANIFEST))?;
+        let revision = match obj.get("revision") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) => Some(r.clone()),
+            Some(v) => return Err(format!("`revision` must be a string, got `{v}`")),
+        };
+        match obj.get("roots") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(roots)) if roots.iter().all(|r| r.is_string()) => {}
+            Some(v) => return Err(format!("`roots` must be an array of strings, got `{v}`")),
+        }
+        Ok(Self { revision, bytes })
+    }
+}
+
+/// Reads a bundle: every `*.rego` and `data.json`/`data.yaml` (and `.manifest`,
+/// `.signatures.json` at the root) of a directory, or the same from an OPA bundle archive
+/// (`.tar.gz`), within the bundle's size budgets, hashing what decides.
+fn read_bundle_files(path: &Path) -> Result<BundleFiles, PolicyError> {
+    let mut raw = if path.is_file() {
+        archive::read(path)?
+    } else {
+        archive::read_directory(path)?
+    };
+    raw.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = BundleFiles {
         policies: Vec::new(),
         tests: Vec::new(),
         data_files: Vec::new(),
         digest: String::new(),
+        manifest: None,
+        signatures: None,
     };
     let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    for (rel, abs) in files {
-        let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
-        let is_rego = name.ends_with(".rego");
-        let is_data = matches!(name.as_str(), "data.json" | "data.yaml" | "data.yml");
-        if !is_rego && !is_data {
+    for RawFile { path: rel, bytes } in raw {
+        if rel == archive::SIGNATURES {
+            out.signatures = Some(bytes);
             continue;
         }
-        let left = MAX_BUNDLE_BYTES.saturating_sub(total);
-        let contents = crate::fsio::read_capped_string(&abs, MAX_BUNDLE_FILE_BYTES.min(left))
-            .map_err(|e| PolicyError::Io {
-                path: abs.clone(),
-                reason: match e {
-                    crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
-                        format!("the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")
-                    }
-                    e => e.reason(),
-                },
+        if rel == archive::MANIFEST {
+            let manifest = Manifest::parse(bytes).map_err(|reason| PolicyError::Archive {
+                path: path.to_path_buf(),
+                reason,
             })?;
-        total += contents.len() as u64;
+            out.manifest = Some(manifest);
+            continue;
+        }
+        let contents = String::from_utf8(bytes).map_err(|_| PolicyError::Io {
+            path: path.join(&rel),
+            reason: "not UTF-8 text".into(),
+        })?;
         let file = BundleFile {
-            path: rel.clone(),
+            path: rel,
             contents,
         };
-        if is_rego && name.ends_with("_test.rego") {
+        if file.path.ends_with("_test.rego") {
             out.tests.push(file);
             continue;
         }
@@ -297,7 +372,7 @@ fn read_bundle_files(dir: &Path) -> Result<BundleFiles, PolicyError> {
         hasher.update(file.path.as_bytes());
         hasher.update((file.contents.len() as u64).to_be_bytes());
         hasher.update(file.contents.as_bytes());
-        if is_rego {
+        if file.path.ends_with(".rego") {
             out.policies.push(file);
         } else {
             out.data_files.push(file);
@@ -305,6 +380,28 @@ fn read_bundle_files(dir: &Path) -> Result<BundleFiles, PolicyError> {
     }
     out.digest = hex::encode(hasher.finalize());
     Ok(out)
+}
+
+/// The bundle key that signed `files`, `None` for an unsigned bundle the trust file allows.
+fn check_signature(
+    path: &Path,
+    files: &BundleFiles,
+    trust: &crate::attest::trust::TrustStore,
+) -> Result<Option<String>, PolicyError> {
+    let err = |reason: String| PolicyError::Signature {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match &files.signatures {
+        Some(sigs) => signature::verify(sigs, &files.signed_set(), &trust.bundle_keys())
+            .map(Some)
+            .map_err(err),
+        None if trust.require_signed_bundle() => Err(err(format!(
+            "the bundle has no `{}` and the trust file sets `requireSignedBundle`",
+            archive::SIGNATURES
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// The first evaluation prepares the engine (rule index, schedule); clones taken
@@ -357,14 +454,42 @@ impl PolicyBundle {
         Self::load_with(dir, Backend::Vm)
     }
 
-    /// [`PolicyBundle::load`] deciding on `backend`.
+    /// [`PolicyBundle::load`] deciding on `backend`. A signature, if any, is not checked:
+    /// this is for tooling (`test`, `diff`); the deciding engine uses
+    /// [`PolicyBundle::load_trusted`].
     pub fn load_with(dir: &Path, backend: Backend) -> Result<Self, PolicyError> {
+        Self::load_checked(dir, backend, None)
+    }
+
+    /// [`PolicyBundle::load_with`], refusing a bundle whose `.signatures.json` does not
+    /// verify against the trust file's bundle keys, or that has none where the trust file
+    /// says `requireSignedBundle`.
+    pub fn load_trusted(
+        dir: &Path,
+        backend: Backend,
+        trust: &crate::attest::trust::TrustStore,
+    ) -> Result<Self, PolicyError> {
+        Self::load_checked(dir, backend, Some(trust))
+    }
+
+    fn load_checked(
+        dir: &Path,
+        backend: Backend,
+        trust: Option<&crate::attest::trust::TrustStore>,
+    ) -> Result<Self, PolicyError> {
+        let files = read_bundle_files(dir)?;
+        let signed_by = match trust {
+            Some(trust) => check_signature(dir, &files, trust)?,
+            None => None,
+        };
+        let revision = files.manifest.as_ref().and_then(|m| m.revision.clone());
         let BundleFiles {
             policies,
             tests,
             data_files,
             digest,
-        } = read_bundle_files(dir)?;
+            ..
+        } = files;
         if policies.is_empty() {
             return Err(PolicyError::Empty(dir.to_path_buf()));
         }
@@ -420,6 +545,8 @@ impl PolicyBundle {
         Ok(Self {
             uri: dir.display().to_string(),
             digest,
+            revision,
+            signed_by,
             policies,
             tests,
             data,
@@ -473,6 +600,17 @@ impl PolicyBundle {
     /// policy and data files (tests excluded: they do not change decisions).
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The `.manifest`'s `revision`, when the bundle has one.
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
+    }
+
+    /// The trust-file id of the key whose `.signatures.json` verified, for a bundle loaded
+    /// with [`PolicyBundle::load_trusted`] that carries one.
+    pub fn signed_by(&self) -> Option<&str> {
+        self.signed_by.as_deref()
     }
 
     /// The policy modules (no tests).
@@ -821,39 +959,6 @@ fn mount_data(file: &BundleFile) -> Result<regorus::Value, PolicyError> {
         value = obj;
     }
     Ok(value)
-}
-
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, PathBuf)>,
-) -> Result<(), PolicyError> {
-    let io = |e: std::io::Error| PolicyError::Io {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        let kind = entry.file_type().map_err(io)?;
-        if kind.is_dir() {
-            collect_files(root, &path, out)?;
-        } else if kind.is_file() {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().to_string())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push((rel, path));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

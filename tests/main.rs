@@ -11,6 +11,7 @@
 
 mod audit;
 mod batch;
+mod bundles;
 mod cli;
 mod compliance;
 mod corpus;

@@ -25,7 +25,14 @@ const KEY_FIELDS: &[&str] = &[
     "environments",
     "approvers",
 ];
-const TOP_FIELDS: &[&str] = &["$schema", "keys", "threshold", "trustedRoots", "identities"];
+const TOP_FIELDS: &[&str] = &[
+    "$schema",
+    "keys",
+    "threshold",
+    "trustedRoots",
+    "identities",
+    "requireSignedBundle",
+];
 
 /// What a signer (a key or a keyless identity) may vouch for: the same lists bind both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,6 +190,7 @@ pub struct TrustStore {
     roots: BTreeMap<String, Root>,
     identities: Vec<TrustedIdentity>,
     digest: String,
+    require_signed_bundle: bool,
 }
 
 impl TrustStore {
@@ -232,7 +240,7 @@ impl TrustStore {
         if let Some(unknown) = top.keys().find(|k| !TOP_FIELDS.contains(&k.as_str())) {
             return Err(AttestError::TrustFile {
                 reason: format!(
-                    "unknown field `{unknown}` (expected `keys`, `threshold`, `trustedRoots`, `identities`)"
+                    "unknown field `{unknown}` (expected `keys`, `threshold`, `trustedRoots`, `identities`, `requireSignedBundle`)"
                 ),
             });
         }
@@ -274,7 +282,18 @@ impl TrustStore {
             .enumerate()
             .map(|(i, entry)| TrustedIdentity::from_json(i, entry, &roots))
             .collect::<Result<Vec<_>, _>>()?;
-        store.with_keyless(roots, identities)
+        let require_signed_bundle = match top.get("requireSignedBundle") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(AttestError::TrustFile {
+                    reason: format!("`requireSignedBundle` must be true or false, got `{v}`"),
+                })
+            }
+        };
+        let mut store = store.with_keyless(roots, identities)?;
+        store.require_signed_bundle = require_signed_bundle;
+        Ok(store)
     }
 
     /// Adds keyless trust: the named roots and the identities bound to them. Identity
@@ -352,6 +371,7 @@ impl TrustStore {
             roots: BTreeMap::new(),
             identities: Vec::new(),
             digest,
+            require_signed_bundle: false,
         })
     }
 
@@ -363,7 +383,25 @@ impl TrustStore {
             roots: BTreeMap::new(),
             identities: Vec::new(),
             digest: digest_of(&[], TrustStore::DEFAULT_THRESHOLD, &BTreeMap::new(), &[]),
+            require_signed_bundle: false,
         }
+    }
+
+    /// Whether a policy bundle must carry a valid `.signatures.json` to load
+    /// (`requireSignedBundle`); a signature that is there is checked either way.
+    pub fn require_signed_bundle(&self) -> bool {
+        self.require_signed_bundle
+    }
+
+    /// The keys that may sign policy bundles: those listing the bundle predicate type.
+    pub fn bundle_keys(&self) -> Vec<&TrustedKey> {
+        self.keys
+            .iter()
+            .filter(|k| {
+                k.grants
+                    .trusts_predicate_type(crate::policy::signature::BUNDLE_PREDICATE)
+            })
+            .collect()
     }
 
     /// The keys, in file order.
@@ -675,7 +713,7 @@ pub(crate) mod tests {
             (json!({"keys": [], "threshold": 0}), "trust file: `threshold` must be an integer >= 1, got `0`".into()),
             (json!({"keys": [], "threshold": 1.5}), "trust file: `threshold` must be an integer >= 1, got `1.5`".into()),
             (json!({"keys": [], "threshold": "2"}), "trust file: `threshold` must be an integer >= 1, got `\"2\"`".into()),
-            (json!({"keys": [], "treshold": 2}), "trust file: unknown field `treshold` (expected `keys`, `threshold`, `trustedRoots`, `identities`)".into()),
+            (json!({"keys": [], "treshold": 2}), "trust file: unknown field `treshold` (expected `keys`, `threshold`, `trustedRoots`, `identities`, `requireSignedBundle`)".into()),
             (json!({"keys": [{"id": "a", "publicKey": pem(1)}], "threshold": 2}), "trust file: `threshold` is 2 but only 1 keys are listed, so nothing could verify".into()),
             (json!({"keys": [7]}), "trust file key `keys[0]`: the entry is not an object".into()),
             (json!({"keys": [{"publicKey": pem(1)}]}), "trust file key `keys[0]`: `id` is missing or not a non-empty string".into()),

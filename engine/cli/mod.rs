@@ -3,6 +3,7 @@
 
 mod attest;
 mod audit;
+mod bundle;
 mod diff;
 mod eval;
 mod keygen;
@@ -74,12 +75,16 @@ enum Command {
     /// Show trust material: `trust roots` lists the Sigstore trusted roots.
     #[command(subcommand)]
     Trust(trust::TrustCmd),
+    /// Build, sign and inspect OPA bundle archives of a policy directory.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCmd),
 }
 
 /// Flags every command that builds an engine shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// The Rego policy bundle directory.
+    /// The Rego policy bundle: a directory, or an OPA bundle archive (`.tar.gz`; then give
+    /// `--trust`, since a bundle cannot vouch for itself).
     #[arg(long, value_name = "DIR", default_value = "policies")]
     pub policies: PathBuf,
     /// WASM plugin checks: `<DIR>/<name>/plugin.toml` (a missing directory means none).
@@ -147,6 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Trust(args) => trust::run(args),
+        Command::Bundle(args) => bundle::run(args),
         Command::Attest(args) => attest::run(args),
     }
 }

@@ -1,0 +1,359 @@
+//! OPA's signed-bundle format: `.signatures.json` holds one compact JWS whose payload lists
+//! every bundle file with its SHA-256, signed and verified with the trust file's bundle keys.
+//!
+//! The JWS is three base64url parts; the signature is made and checked by the same
+//! Ed25519 / P-256 code that signs decisions and verifies attestations (`EdDSA`, `ES256`
+//! with raw r||s), and the algorithm is taken from the trusted key, never from the header
+//! alone. File hashes follow OPA: JSON files (`*.json`, `.manifest`) are hashed over their
+//! value with object keys sorted, everything else over its bytes.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::archive::{RawFile, MANIFEST};
+use crate::attest::keys::{KeyAlgorithm, SigningKey};
+use crate::attest::trust::TrustedKey;
+
+/// The predicate type a trust-file key must list to sign policy bundles.
+pub const BUNDLE_PREDICATE: &str = "https://promo-policy.dev/policy-bundle/v1";
+
+/// The only hash algorithm accepted in a signature's file list.
+const SHA256: &str = "SHA-256";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignaturesFile {
+    signatures: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileHash {
+    name: String,
+    hash: String,
+    algorithm: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    files: Vec<FileHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keyid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+}
+
+fn jws_alg(algorithm: KeyAlgorithm) -> &'static str {
+    match algorithm {
+        KeyAlgorithm::Ed25519 => "EdDSA",
+        KeyAlgorithm::EcdsaP256 => "ES256",
+    }
+}
+
+/// The SHA-256 of one bundle file, hex, as OPA computes it.
+pub fn file_hash(file: &RawFile) -> Result<String, String> {
+    let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+    let mut h = Sha256::new();
+    if name.ends_with(".json") || name == MANIFEST {
+        let value: Value = serde_json::from_slice(&file.bytes)
+            .map_err(|e| format!("`{}` is not JSON: {e}", file.path))?;
+        hash_value(&value, &mut h);
+    } else {
+        h.update(&file.bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// OPA's walk: objects with sorted keys, `,` and `:` without spaces, primitives as Go's
+/// JSON encoder writes them without HTML escaping.
+fn hash_value(value: &Value, h: &mut Sha256) {
+    match value {
+        Value::Object(map) => {
+            h.update(b"{");
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                h.update(go_string(k).as_bytes());
+                h.update(b":");
+                if let Some(v) = map.get(k) {
+                    hash_value(v, h);
+                }
+            }
+            h.update(b"}");
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    h.update(b",");
+                }
+                hash_value(v, h);
+            }
+            h.update(b"]");
+        }
+        Value::String(s) => h.update(go_string(s).as_bytes()),
+        other => h.update(other.to_string().as_bytes()),
+    }
+}
+
+/// A JSON string as Go's encoder writes it: serde_json's escaping plus U+2028/U+2029.
+fn go_string(s: &str) -> String {
+    Value::String(s.to_owned())
+        .to_string()
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// `.signatures.json` for `files` (every bundle file but the signatures), signed by `key`
+/// under the trust-file id `keyid`.
+pub fn sign(files: &[RawFile], key: &SigningKey, keyid: &str) -> Result<String, String> {
+    let mut hashes = files
+        .iter()
+        .map(|f| {
+            Ok(FileHash {
+                name: f.path.clone(),
+                hash: file_hash(f)?,
+                algorithm: SHA256.into(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    hashes.sort_by(|a, b| a.name.cmp(&b.name));
+    let header = Header {
+        alg: jws_alg(key.algorithm()).into(),
+        kid: Some(keyid.into()),
+    };
+    let claims = Claims {
+        files: hashes,
+        keyid: Some(keyid.into()),
+        scope: None,
+        iat: None,
+        iss: Some("promo-policy".into()),
+    };
+    let signing_input = format!("{}.{}", b64_json(&header)?, b64_json(&claims)?);
+    let mut sig = key.sign(signing_input.as_bytes());
+    if key.algorithm() == KeyAlgorithm::EcdsaP256 {
+        // JWS ES256 carries r||s, not DER.
+        sig = p256::ecdsa::Signature::from_der(&sig)
+            .map_err(|e| format!("ECDSA signature: {e}"))?
+            .to_bytes()
+            .to_vec();
+    }
+    let jws = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+    serde_json::to_string_pretty(&SignaturesFile {
+        signatures: vec![jws],
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// One JWS part: the value's JSON, base64url without padding.
+fn b64_json<T: Serialize>(value: &T) -> Result<String, String> {
+    let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Checks `.signatures.json` against `files` (every other bundle file) and the keys that
+/// may sign bundles; returns the id of the key that signed. Every file must be listed with
+/// its hash and every listed file must be there: nothing outside the signed set loads.
+pub fn verify(
+    signatures: &[u8],
+    files: &[RawFile],
+    keys: &[&TrustedKey],
+) -> Result<String, String> {
+    let parsed: SignaturesFile = serde_json::from_slice(signatures)
+        .map_err(|e| format!("`.signatures.json` is not `{{\"signatures\": [JWS]}}`: {e}"))?;
+    let [jws] = parsed.signatures.as_slice() else {
+        return Err(format!(
+            "`.signatures.json` must hold exactly one signature, it holds {}",
+            parsed.signatures.len()
+        ));
+    };
+    let parts: Vec<&str> = jws.split('.').collect();
+    let [header_b64, claims_b64, sig_b64] = parts.as_slice() else {
+        return Err("the signature is not a compact JWS (three `.`-separated parts)".into());
+    };
+    let decode = |what: &str, s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|e| format!("JWS {what} is not base64url: {e}"))
+    };
+    let header: Header = serde_json::from_slice(&decode("header", header_b64)?)
+        .map_err(|e| format!("JWS header: {e}"))?;
+    let claims: Claims = serde_json::from_slice(&decode("payload", claims_b64)?)
+        .map_err(|e| format!("JWS payload: {e}"))?;
+    let sig = decode("signature", sig_b64)?;
+    let kid = header.kid.as_deref().or(claims.keyid.as_deref());
+    let candidates: Vec<&&TrustedKey> = keys
+        .iter()
+        .filter(|k| kid.is_none_or(|id| id == k.id))
+        .collect();
+    if candidates.is_empty() {
+        return Err(match kid {
+            Some(id) => format!("signed by key `{id}`, which the trust file does not trust for `{BUNDLE_PREDICATE}`"),
+            None => format!("no key in the trust file is trusted for `{BUNDLE_PREDICATE}`"),
+        });
+    }
+    let signing_input = format!("{header_b64}.{claims_b64}");
+    let signer = candidates
+        .iter()
+        .find(|k| {
+            header.alg == jws_alg(k.key.algorithm()) && k.key.verify(signing_input.as_bytes(), &sig)
+        })
+        .ok_or_else(|| {
+            format!(
+                "the signature (alg `{}`) does not verify with {}",
+                header.alg,
+                candidates
+                    .iter()
+                    .map(|k| format!("`{}`", k.id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    check_files(&claims.files, files)?;
+    Ok(signer.id.clone())
+}
+
+/// The signed list and the bundle's files must be the same set with the same hashes.
+fn check_files(listed: &[FileHash], files: &[RawFile]) -> Result<(), String> {
+    let mut signed = BTreeMap::new();
+    for f in listed {
+        if f.algorithm != SHA256 {
+            return Err(format!(
+                "`{}` is hashed with `{}`; only {SHA256} is accepted",
+                f.name, f.algorithm
+            ));
+        }
+        let name = f.name.trim_start_matches('/');
+        if signed.insert(name, f.hash.as_str()).is_some() {
+            return Err(format!("the signature lists `{name}` twice"));
+        }
+    }
+    for file in files {
+        let Some(want) = signed.remove(file.path.as_str()) else {
+            return Err(format!(
+                "`{}` is in the bundle but not in the signed set",
+                file.path
+            ));
+        };
+        if !file_hash(file)?.eq_ignore_ascii_case(want) {
+            return Err(format!(
+                "`{}` does not match its signed hash (tampered)",
+                file.path
+            ));
+        }
+    }
+    if let Some(missing) = signed.keys().next() {
+        return Err(format!("`{missing}` is signed but missing from the bundle"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
+mod tests {
+    use super::*;
+    use crate::attest::trust::Grants;
+
+    fn file(path: &str, text: &str) -> RawFile {
+        RawFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    fn trusted(id: &str, key: &SigningKey) -> TrustedKey {
+        TrustedKey {
+            id: id.into(),
+            key: key.public_key(),
+            grants: Grants::default(),
+        }
+    }
+
+    fn bundle() -> Vec<RawFile> {
+        vec![
+            file("promo/x.rego", "package promo.x\n"),
+            file("promo/data.json", r#"{"b": 1, "a": ["\u2028", "x"]}"#),
+            file(MANIFEST, r#"{"revision": "r1", "roots": [""]}"#),
+        ]
+    }
+
+    #[test]
+    fn json_hashes_ignore_layout_and_key_order_as_opa_does() {
+        let a = file_hash(&file("data.json", r#"{"b": 1, "a": [true, null, "é"]}"#)).unwrap();
+        let b = file_hash(&file("data.json", "{\"a\":[true,null,\"é\"],\n \"b\":1}")).unwrap();
+        assert_eq!(a, b);
+        // The bytes OPA's walk hashes for that value.
+        let want = hex::encode(Sha256::digest(r#"{"a":[true,null,"é"],"b":1}"#));
+        assert_eq!(a, want);
+        let rego = file_hash(&file("x.rego", "package x\n")).unwrap();
+        assert_eq!(rego, hex::encode(Sha256::digest("package x\n")));
+    }
+
+    #[test]
+    fn both_key_kinds_sign_and_verify_and_name_the_signer() {
+        for key in [SigningKey::generate(), SigningKey::generate_p256()] {
+            let sigs = sign(&bundle(), &key, "bundles-2026").unwrap();
+            let t = trusted("bundles-2026", &key);
+            assert_eq!(
+                verify(sigs.as_bytes(), &bundle(), &[&t]).unwrap(),
+                "bundles-2026"
+            );
+        }
+    }
+
+    #[test]
+    fn tampering_extra_missing_files_and_wrong_keys_are_refused() {
+        let key = SigningKey::generate();
+        let sigs = sign(&bundle(), &key, "k").unwrap();
+        let t = trusted("k", &key);
+        let mut files = bundle();
+        files[0].bytes.extend_from_slice(b"allow := true\n");
+        let e = verify(sigs.as_bytes(), &files, &[&t]).unwrap_err();
+        assert!(e.contains("tampered"), "{e}");
+        let mut files = bundle();
+        files.push(file("promo/extra.rego", "package promo.extra"));
+        let e = verify(sigs.as_bytes(), &files, &[&t]).unwrap_err();
+        assert!(e.contains("not in the signed set"), "{e}");
+        let e = verify(sigs.as_bytes(), &bundle()[..2], &[&t]).unwrap_err();
+        assert!(e.contains("missing from the bundle"), "{e}");
+        let other = trusted("k", &SigningKey::generate());
+        let e = verify(sigs.as_bytes(), &bundle(), &[&other]).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        let e = verify(sigs.as_bytes(), &bundle(), &[]).unwrap_err();
+        assert!(e.contains("does not trust"), "{e}");
+    }
+
+    #[test]
+    fn an_alg_the_key_does_not_have_is_refused() {
+        // A P-256 trusted key and a token claiming EdDSA (alg confusion) must not verify.
+        let p256 = SigningKey::generate_p256();
+        let sigs = sign(&bundle(), &SigningKey::generate(), "k").unwrap();
+        let e = verify(sigs.as_bytes(), &bundle(), &[&trusted("k", &p256)]).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        let two = r#"{"signatures": ["a.b.c", "d.e.f"]}"#;
+        let e = verify(two.as_bytes(), &bundle(), &[&trusted("k", &p256)]).unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+    }
+}
