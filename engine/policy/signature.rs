@@ -72,54 +72,16 @@ pub fn file_hash(file: &RawFile) -> Result<String, String> {
     if name.ends_with(".json") || name == MANIFEST {
         let value: Value = serde_json::from_slice(&file.bytes)
             .map_err(|e| format!("`{}` is not JSON: {e}", file.path))?;
-        hash_value(&value, &mut h);
+        // OPA's walk writes what our canonical JSON writes (sorted keys, no spaces, Go's
+        // string escaping), except that Go also escapes U+2028 and U+2029.
+        let canonical = String::from_utf8_lossy(&crate::decision::canonical_json(&value))
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029");
+        h.update(canonical.as_bytes());
     } else {
         h.update(&file.bytes);
     }
     Ok(hex::encode(h.finalize()))
-}
-
-/// OPA's walk: objects with sorted keys, `,` and `:` without spaces, primitives as Go's
-/// JSON encoder writes them without HTML escaping.
-fn hash_value(value: &Value, h: &mut Sha256) {
-    match value {
-        Value::Object(map) => {
-            h.update(b"{");
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                h.update(go_string(k).as_bytes());
-                h.update(b":");
-                if let Some(v) = map.get(k) {
-                    hash_value(v, h);
-                }
-            }
-            h.update(b"}");
-        }
-        Value::Array(items) => {
-            h.update(b"[");
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    h.update(b",");
-                }
-                hash_value(v, h);
-            }
-            h.update(b"]");
-        }
-        Value::String(s) => h.update(go_string(s).as_bytes()),
-        other => h.update(other.to_string().as_bytes()),
-    }
-}
-
-/// A JSON string as Go's encoder writes it: serde_json's escaping plus U+2028/U+2029.
-fn go_string(s: &str) -> String {
-    Value::String(s.to_owned())
-        .to_string()
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
 }
 
 /// `.signatures.json` for `files` (every bundle file but the signatures), signed by `key`
@@ -307,6 +269,9 @@ mod tests {
         // The bytes OPA's walk hashes for that value.
         let want = hex::encode(Sha256::digest(r#"{"a":[true,null,"é"],"b":1}"#));
         assert_eq!(a, want);
+        // Go escapes U+2028 where serde_json writes it raw.
+        let sep = file_hash(&file("data.json", "{\"a\": \"\u{2028}\"}")).unwrap();
+        assert_eq!(sep, hex::encode(Sha256::digest(r#"{"a":"\u2028"}"#)));
         let rego = file_hash(&file("x.rego", "package x\n")).unwrap();
         assert_eq!(rego, hex::encode(Sha256::digest("package x\n")));
     }
