@@ -48,6 +48,10 @@ pub struct Decision {
     pub plugins: Vec<PluginRecord>,
     /// Which engine decided.
     pub engine: EngineRef,
+    /// The W3C trace this decision belongs to (the caller's `traceparent` or the
+    /// request's `trace`), with the decision's own span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::trace::TraceRef>,
 }
 
 /// One reason for a deny, or a warning.

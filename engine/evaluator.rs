@@ -379,6 +379,12 @@ impl Evaluator {
             },
             plugins: plugin_records,
             engine: EngineRef::default(),
+            // The schema admits only a well-formed `traceparent` here.
+            trace: request
+                .typed
+                .trace
+                .as_deref()
+                .and_then(|t| crate::trace::TraceRef::from_traceparent(t).ok()),
         };
         Evaluation { decision, verified }
     }

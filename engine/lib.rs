@@ -18,6 +18,7 @@ pub mod server;
 pub mod sign;
 pub mod testing;
 pub mod textsafe;
+pub mod trace;
 
 pub use decision::{Decision, Violation};
 pub use evaluator::{Engine, EngineConfig, Error, Evaluator};

@@ -110,6 +110,9 @@ pub struct RequestFields {
     /// DSSE envelopes carried as claims.
     #[serde(default)]
     pub attestations: Vec<Value>,
+    /// The caller's W3C `traceparent` (`request.trace`), when it sent one.
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 /// The artifact being promoted.

@@ -23,3 +23,4 @@ mod plugins;
 mod properties;
 mod server;
 mod support;
+mod trace;

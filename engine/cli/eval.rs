@@ -71,6 +71,16 @@ pub struct EvalArgs {
     /// They are part of the request the decision digests and names.
     #[arg(long, value_name = "PATH", conflicts_with = "batch")]
     attestations: Vec<PathBuf>,
+    /// The caller's W3C trace context (`00-<trace id>-<span id>-<flags>`): the decision
+    /// records the trace id and its own child span, and `--format text` prints the
+    /// `traceparent` to propagate. Overrides the request's `trace`.
+    #[arg(
+        long,
+        value_name = "TRACEPARENT",
+        env = "TRACEPARENT",
+        conflicts_with = "batch"
+    )]
+    traceparent: Option<String>,
     /// Evaluate many requests in parallel, streaming JSONL results in input order.
     #[arg(long)]
     batch: bool,
@@ -99,6 +109,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         Some(at) => parse_time(at)?,
         None => time::OffsetDateTime::now_utc(),
     };
+    let trace = args
+        .traceparent
+        .as_deref()
+        .map(promo_policy::trace::TraceRef::from_traceparent)
+        .transpose()?;
     // Opened before anything is decided: a decision that could not be recorded is
     // never printed.
     let mut audit = args.audit.open()?;
@@ -113,7 +128,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
     let mut evaluator = engine.evaluator();
-    let evaluation = evaluator.evaluate(&request, now);
+    let mut evaluation = evaluator.evaluate(&request, now);
+    if trace.is_some() {
+        evaluation.decision.trace = trace;
+    }
+    if let Some(t) = &evaluation.decision.trace {
+        // The span to propagate to whatever the CI step does next.
+        tracing::info!(trace_id = %t.trace_id, span_id = %t.span_id, "decision traced");
+        eprintln!("traceparent: {}", t.traceparent());
+    }
     let signed = engine
         .sign(&evaluation)
         .context("cannot sign the decision")?;
