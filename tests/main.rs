@@ -15,6 +15,7 @@ mod bundles;
 mod cli;
 mod compliance;
 mod corpus;
+mod decision_log;
 mod diff;
 mod evidence;
 mod hardening;

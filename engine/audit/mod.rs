@@ -345,6 +345,24 @@ impl RecordOptions {
         })
     }
 
+    /// The request as stored: the fields at the mask pointers replaced by
+    /// [`MASK_MARKER`], with the pointers that matched; `None` when requests are not
+    /// stored. The decision log ships the same.
+    pub fn masked(&self, request: &Value) -> Option<(Value, Vec<String>)> {
+        if !self.store_request {
+            return None;
+        }
+        let mut copy = request.clone();
+        let mut masked = Vec::new();
+        for pointer in &self.mask {
+            if let Some(slot) = copy.pointer_mut(pointer) {
+                *slot = Value::String(MASK_MARKER.to_string());
+                masked.push(pointer.clone());
+            }
+        }
+        Some((copy, masked))
+    }
+
     /// The record of a signed decision, without its place in the chain (`seq`,
     /// `prevHash` and `hash` are filled in by [`AuditLog::append`]). `request` is the
     /// request exactly as evaluated.
@@ -362,18 +380,9 @@ impl RecordOptions {
                     reason: format!("its {what} has no sha256 digest"),
                 })
         };
-        let (request, masked) = if self.store_request {
-            let mut copy = request.clone();
-            let mut masked = Vec::new();
-            for pointer in &self.mask {
-                if let Some(slot) = copy.pointer_mut(pointer) {
-                    *slot = Value::String(MASK_MARKER.to_string());
-                    masked.push(pointer.clone());
-                }
-            }
-            (Some(copy), masked)
-        } else {
-            (None, Vec::new())
+        let (request, masked) = match self.masked(request) {
+            Some((copy, masked)) => (Some(copy), masked),
+            None => (None, Vec::new()),
         };
         Ok(Record {
             seq: 0,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use promo_policy::input::parse_time;
+use promo_policy::server::decision_log::{DecisionLogSetup, LogConfig, Overflow};
 use promo_policy::server::{
     DecisionClock, Server, ServerConfig, ServerLimits, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
 };
@@ -50,7 +51,74 @@ pub struct ServeArgs {
     #[command(flatten)]
     audit: super::audit::AuditArgs,
     #[command(flatten)]
+    decision_log: DecisionLogArgs,
+    #[command(flatten)]
     common: CommonArgs,
+}
+
+/// Decision logs shipped to a collector (OPA's decision-log upload format).
+#[derive(Debug, clap::Args)]
+pub struct DecisionLogArgs {
+    /// POST every decision, batched and gzipped, as OPA decision-log events (with the
+    /// signed envelope) to this URL.
+    #[arg(long, value_name = "URL")]
+    decision_log_url: Option<String>,
+    /// The most events held in memory while the collector is slow or down.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        requires = "decision_log_url"
+    )]
+    decision_log_buffer: usize,
+    /// What a full buffer does: drop the oldest event (counted in
+    /// `promo_decision_log_events{result="dropped"}`) or make decisions wait (up to 5 s).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "drop-oldest",
+        requires = "decision_log_url"
+    )]
+    decision_log_overflow: Overflow,
+    /// Mask this JSON pointer in the shipped `input` (repeatable; `--audit-mask` applies
+    /// too).
+    #[arg(long, value_name = "POINTER", requires = "decision_log_url")]
+    decision_log_mask: Vec<String>,
+    /// Ship events without the request (`input`).
+    #[arg(long, requires = "decision_log_url")]
+    decision_log_no_input: bool,
+}
+
+impl DecisionLogArgs {
+    fn setup(
+        &self,
+        audit_mask: &[String],
+        environment: Option<&str>,
+    ) -> anyhow::Result<Option<DecisionLogSetup>> {
+        let Some(url) = &self.decision_log_url else {
+            return Ok(None);
+        };
+        let parsed = url::Url::parse(url)
+            .with_context(|| format!("--decision-log-url `{url}` is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("--decision-log-url `{url}`: only http and https are supported");
+        }
+        let mut mask = audit_mask.to_vec();
+        mask.extend(self.decision_log_mask.iter().cloned());
+        let input = promo_policy::audit::RecordOptions::new(mask, !self.decision_log_no_input)?;
+        let log = LogConfig {
+            buffer_events: self.decision_log_buffer.max(1),
+            overflow: self.decision_log_overflow,
+            ..LogConfig::new(url.clone())
+        };
+        let labels = serde_json::json!({
+            "id": uuid::Uuid::now_v7().to_string(),
+            "app": "promo-policy",
+            "version": env!("CARGO_PKG_VERSION"),
+            "environment": environment,
+        });
+        Ok(Some(DecisionLogSetup { log, input, labels }))
+    }
 }
 
 /// `30d`, `12h`, `90m` or `45s`: a positive whole number and a unit.
@@ -93,6 +161,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         audit: args.audit.server_config()?,
         max_decision_age: args.max_decision_age,
         allow_query: args.allow_query,
+        decision_log: args
+            .decision_log
+            .setup(&args.audit.audit_mask, args.environment.as_deref())?,
     };
     let server = Server::new(config).with_context(|| {
         format!(
@@ -133,10 +204,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             args.environment.as_deref().unwrap_or("<none>")
         );
         drop(loaded);
-        server
+        let flusher = server.clone();
+        let served = server
             .serve(listener, shutdown_signal())
             .await
-            .context("the sidecar stopped with an error")
+            .context("the sidecar stopped with an error");
+        let lost = tokio::task::spawn_blocking(move || {
+            flusher.flush_decision_log(Duration::from_secs(10))
+        })
+        .await
+        .unwrap_or(0);
+        if lost > 0 {
+            eprintln!(
+                "promo-policy: warning: {lost} decision-log events could not be sent before exit"
+            );
+        }
+        served
     })?;
     eprintln!("promo-policy: stopped");
     Ok(Exit::Ok)

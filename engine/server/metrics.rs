@@ -68,6 +68,32 @@ pub struct Metrics {
     in_flight: Gauge,
     evictions: Counter,
     audit: AuditMetrics,
+    decision_log: DecisionLogMetrics,
+}
+
+/// The decision-log shipper's metrics, cloned into its thread.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionLogMetrics {
+    /// Events by result: sent (accepted by the collector) or dropped (buffer full).
+    events: Family<ResultLabels, Counter>,
+    /// Uploads that failed and will be retried.
+    failed_uploads: Counter,
+}
+
+impl DecisionLogMetrics {
+    /// Count `n` events `sent` or `dropped`.
+    pub fn events(&self, result: &'static str, n: u64) {
+        self.events
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Count one failed upload.
+    pub fn failed_upload(&self) {
+        self.failed_uploads.inc();
+    }
 }
 
 /// The audit writer's own metrics, cloned into its thread (the handles share their values).
@@ -183,6 +209,17 @@ impl Metrics {
             "Decisions waiting for the audit writer when it last took a batch",
             audit.queued.clone(),
         );
+        let decision_log = DecisionLogMetrics::default();
+        registry.register(
+            "decision_log_events",
+            "Decision-log events sent to the collector, or dropped because the buffer was full",
+            decision_log.events.clone(),
+        );
+        registry.register(
+            "decision_log_failed_uploads",
+            "Decision-log uploads that failed (connection, timeout, non-2xx) and were retried",
+            decision_log.failed_uploads.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -194,12 +231,18 @@ impl Metrics {
             in_flight,
             evictions,
             audit,
+            decision_log,
         }
     }
 
     /// Count one connection evicted at the connection cap.
     pub fn connection_evicted(&self) {
         self.evictions.inc();
+    }
+
+    /// Handles for the decision-log shipper.
+    pub fn decision_log(&self) -> DecisionLogMetrics {
+        self.decision_log.clone()
     }
 
     /// Handles for the audit writer thread.

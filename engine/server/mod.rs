@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+pub mod decision_log;
 mod errors;
 mod metrics;
 mod opa;
@@ -241,6 +242,9 @@ pub enum ServerError {
     /// The audit log cannot be opened for writing (`serve --audit`).
     #[error("{0}")]
     Audit(String),
+    /// The decision-log shipper could not start.
+    #[error("cannot start the decision log: {0}")]
+    DecisionLog(String),
 }
 
 /// Where the time of a decision comes from.
@@ -324,6 +328,9 @@ pub struct ServerConfig {
     /// Answer ad-hoc Rego on `/v1/query` (`serve --allow-query`). Off by default: an
     /// arbitrary query is arbitrary computation for anyone who can reach the port.
     pub allow_query: bool,
+    /// Ship every decision to a collector as an OPA decision-log event
+    /// (`serve --decision-log-url`).
+    pub decision_log: Option<decision_log::DecisionLogSetup>,
 }
 
 impl ServerConfig {
@@ -339,6 +346,7 @@ impl ServerConfig {
             audit: None,
             max_decision_age: None,
             allow_query: false,
+            decision_log: None,
         }
     }
 }
@@ -458,6 +466,8 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// The audit writer, when decisions are recorded.
     audit: Option<audit::AuditSink>,
+    /// The decision-log shipper, when decisions are shipped.
+    decision_log: Option<decision_log::DecisionLogger>,
     /// Body bytes that may be in flight, in KiB permits (see [`MAX_BODY_BYTES_IN_FLIGHT`]).
     body_budget: Arc<Semaphore>,
 }
@@ -474,6 +484,13 @@ impl Server {
             .as_ref()
             .map(|c| audit::AuditSink::start(c, metrics.audit()))
             .transpose()?;
+        let decision_log = match &config.decision_log {
+            Some(setup) => Some(
+                decision_log::DecisionLogger::start(setup.log.clone(), metrics.decision_log())
+                    .map_err(|e| ServerError::DecisionLog(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 loaded: ArcSwap::from_pointee(loaded),
@@ -483,6 +500,7 @@ impl Server {
                 draining: AtomicBool::new(false),
                 reloading: tokio::sync::Mutex::new(()),
                 audit,
+                decision_log,
                 body_budget: Arc::new(Semaphore::new(
                     (config.limits.max_body_bytes_in_flight / 1024).max(1),
                 )),
@@ -499,6 +517,15 @@ impl Server {
     /// The generation serving requests now.
     pub fn loaded(&self) -> Arc<Loaded> {
         self.inner.loaded.load_full()
+    }
+
+    /// Send what the decision log still holds, for at most `within`; returns the events
+    /// left unsent (lost). Call after [`Server::serve`] returns.
+    pub fn flush_decision_log(&self, within: Duration) -> usize {
+        self.inner
+            .decision_log
+            .as_ref()
+            .map_or(0, |log| log.shutdown(within))
     }
 
     /// The metrics registry.

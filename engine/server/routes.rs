@@ -19,6 +19,9 @@ use crate::request::{parse_strict, PromotionRequest};
 /// Route label for `/v1/promotions/evaluate`.
 const ROUTE_EVALUATE: &str = "evaluate";
 
+/// The decision-log `path` of a promotion decision (OPA's: the rule queried).
+const ROUTE_EVALUATE_PATH: &str = "promo/decision";
+
 /// Whether `?pretty` / `?pretty=true` was given (OPA's boolean query parameters).
 pub(super) fn pretty(uri: &Uri) -> bool {
     uri.query().is_some_and(|q| {
@@ -151,8 +154,15 @@ pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Resp
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "decision"
             );
+            let traceparent = d.trace.as_ref().map(crate::trace::TraceRef::traceparent);
             match serde_json::to_value(&signed) {
-                Ok(body) => json_response(StatusCode::OK, &body, pretty),
+                Ok(body) => {
+                    let mut response = json_response(StatusCode::OK, &body, pretty);
+                    if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                        response.headers_mut().insert("traceparent", tp);
+                    }
+                    response
+                }
                 Err(e) => fail(&server, ROUTE_EVALUATE, ApiError::Internal(e.to_string())),
             }
         }
@@ -161,28 +171,56 @@ pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Resp
 }
 
 async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiError> {
+    // W3C trace context: an invalid header is ignored (the specification's rule), and
+    // the decision then carries the request's own `trace`, if any.
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::trace::TraceRef::from_traceparent(v).ok());
     let body = read_body(server, req, super::MAX_REQUEST_BODY_BYTES).await?;
     let request = PromotionRequest::from_value(parse_strict(&body)?)?;
     let loaded = server.loaded();
     let now = server.config().clock.now();
     let audit = server.inner.audit.as_ref();
     let record_options = audit.map(|a| a.options().clone());
-    let (signed, record) = server
+    let log_setup = server
+        .inner
+        .decision_log
+        .as_ref()
+        .and(server.config().decision_log.as_ref());
+    let log_options = log_setup.map(|s| (s.input.clone(), s.labels.clone()));
+    let (signed, record, event) = server
         .inner
         .gate
         .run(move || {
-            let signed = loaded.with_evaluator(|ev| ev.decide(&request, now))?;
+            let signed = loaded.with_evaluator(|ev| {
+                let mut evaluation = ev.evaluate(&request, now);
+                if trace.is_some() {
+                    evaluation.decision.trace = trace;
+                }
+                ev.engine().sign(&evaluation)
+            })?;
             // Masking and serialising the record is CPU work: done here, off the runtime.
             let record = record_options
                 .map(|o| o.prepare(&signed.decision, &signed.envelope, &request.raw))
                 .transpose()
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok::<_, ApiError>((signed, record))
+            let event = log_options.map(|(input, labels)| {
+                let input = input.masked(&request.raw).map(|(v, _)| v);
+                super::decision_log::event(&signed, input.as_ref(), ROUTE_EVALUATE_PATH, &labels)
+            });
+            Ok::<_, ApiError>((signed, record, event))
         })
         .await??;
     // INVARIANT: with an audit log, a decision leaves only once it is committed there.
     if let (Some(sink), Some(record)) = (audit, record) {
         sink.record(record).await?;
+    }
+    // Shipped only once recorded (when there is an audit log): the collector never sees a
+    // decision the log does not hold.
+    if let (Some(log), Some(event)) = (&server.inner.decision_log, event) {
+        log.log(&event);
     }
     Ok(signed)
 }
