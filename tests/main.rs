@@ -22,4 +22,5 @@ mod keyless;
 mod plugins;
 mod properties;
 mod server;
+mod slo_collect;
 mod support;
