@@ -452,6 +452,48 @@ fn collected_snapshots_decide_prod_through_a_real_prometheus() {
     assert!(p["source"]["queries"].get("objective").is_none(), "{p}");
     assert_eq!(decide(d, "custom", &envelope)["decision"]["allowed"], true);
 
+    // README's queries file is accepted, and valid PromQL to the real server; nothing
+    // here records its series, so every figure is left out (and said so).
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = &readme[readme.find("### SLO snapshots from Prometheus").unwrap()..];
+    let example = section
+        .split("```json")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let queries = write(d, "readme-queries.json", example);
+    let (code, stderr, envelope) = collect(
+        &server,
+        d,
+        "payments-api",
+        &["--queries", queries.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("left out of the snapshot: no series")
+            .count(),
+        6,
+        "{stderr}"
+    );
+    assert_eq!(statement_of(&envelope)["predicate"]["objective"], 0.999);
+
+    // An environment without burn-rate pairs, and no --window: nothing to collect.
+    let (code, stderr, _) = collect(&server, d, "healthy", &["--env", "dev"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("environment `dev` configures no burn-rate windows"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = collect(&server, d, "healthy", &["--env", "qa"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--env `qa` is not an environment of the bundle"),
+        "{stderr}"
+    );
+
     // The server gone: exit 2 naming it.
     let url = server.url.clone();
     drop(server);
