@@ -334,6 +334,8 @@ fn collected_snapshots_decide_prod_through_a_real_prometheus() {
         "{}",
         doc["decision"]
     );
+    let msg = doc["decision"]["violations"][0]["msg"].as_str().unwrap();
+    assert!(msg.contains("burn rate 16 over 1h and 20 over 5m"), "{msg}");
 
     // Slow burn: allowed, with the bundle's warning.
     let (code, stderr, envelope) = collect(&server, d, "slow", &[]);

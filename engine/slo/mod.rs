@@ -283,13 +283,20 @@ pub fn burn_rate(error_ratio: f64, objective: f64) -> Result<f64, String> {
             "error ratio {error_ratio} is not a ratio in [0, 1]"
         ));
     }
-    Ok(error_ratio / (1.0 - objective))
+    Ok(tidy(error_ratio / (1.0 - objective)))
+}
+
+/// `x` to 12 significant digits: `1 - 0.999` is not exactly 0.001 in binary, and a burn
+/// rate of 0.19999999999999984 in a violation message helps nobody. The inputs (decimal
+/// text from Prometheus) carry no more precision than that.
+fn tidy(x: f64) -> f64 {
+    format!("{x:.11e}").parse().unwrap_or(x)
 }
 
 /// The fraction of the period's error budget left: `1 - burn rate over the period`
 /// (negative once overspent).
 pub fn budget_remaining(period_error_ratio: f64, objective: f64) -> Result<f64, String> {
-    burn_rate(period_error_ratio, objective).map(|b| 1.0 - b)
+    burn_rate(period_error_ratio, objective).map(|b| tidy(1.0 - b))
 }
 
 /// Where instant-query results come from: Prometheus's HTTP API, or a test's table.
@@ -502,6 +509,11 @@ mod tests {
     fn burn_rate_and_budget_follow_the_workbook() {
         // 99.9 %: 0.1 % errors allowed. 1.44 % errors is 14.4x.
         assert!((burn_rate(0.0144, 0.999).unwrap() - 14.4).abs() < 1e-9);
+        // Binary noise from `1 - objective` rounded away; real figures kept.
+        assert_eq!(burn_rate(0.0002, 0.999).unwrap(), 0.2);
+        assert_eq!(burn_rate(0.02, 0.999).unwrap(), 20.0);
+        assert_eq!(budget_remaining(0.0003, 0.999).unwrap(), 0.7);
+        assert_eq!(burn_rate(0.000123456789012, 0.9).unwrap(), 0.00123456789012);
         assert_eq!(burn_rate(0.0, 0.999).unwrap(), 0.0);
         // Half the period's allowance spent: half the budget left; 1.2x spent: -0.2.
         assert!((budget_remaining(0.0005, 0.999).unwrap() - 0.5).abs() < 1e-9);
