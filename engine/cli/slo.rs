@@ -120,7 +120,10 @@ fn duration(flag: &str, value: &str) -> anyhow::Result<Duration> {
     slo::parse_window(value).with_context(|| flag.to_string())
 }
 
-/// The windows of `env`'s burn-rate pairs, from the bundle the gate evaluates with.
+/// The windows of `env`'s burn-rate pairs, from the bundle the gate evaluates with. Its
+/// signature is not checked here: the windows only choose what to read, and the gate that
+/// judges the snapshot loads the bundle its own way (a window it needs and does not find
+/// is inconclusive there).
 fn configured_windows(policies: &std::path::Path, env: &str) -> anyhow::Result<Vec<String>> {
     let bundle = promo_policy::PolicyBundle::load(policies)
         .with_context(|| format!("cannot load the bundle `{}`", policies.display()))?;
