@@ -44,7 +44,7 @@ pub struct CollectArgs {
     /// The environment whose configured window pairs to read.
     #[arg(long, value_name = "ENV", default_value = "prod")]
     env: String,
-    /// The Rego policy bundle directory (for --env's windows).
+    /// The Rego policy bundle, a directory or an OPA bundle archive (for --env's windows).
     #[arg(long, value_name = "DIR", default_value = "policies")]
     policies: PathBuf,
     /// The evaluation time of every query and the snapshot's `measuredAt` (RFC 3339)
