@@ -16,6 +16,7 @@ pub mod pool;
 pub mod request;
 pub mod server;
 pub mod sign;
+pub mod slo;
 pub mod testing;
 pub mod textsafe;
 pub mod trace;

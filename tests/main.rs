@@ -23,5 +23,6 @@ mod keyless;
 mod plugins;
 mod properties;
 mod server;
+mod slo_collect;
 mod support;
 mod trace;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use promo_policy::attest::evidence::{APPROVAL_V1, SLO_SNAPSHOT_V1, TEST_RESULT_V01};
+use promo_policy::attest::keys::SigningKey;
 use promo_policy::input::{format_time, parse_time};
 use promo_policy::sign::{load_signing_key, sign_statement};
 
@@ -27,14 +28,14 @@ pub enum AttestCmd {
 pub struct Common {
     /// The artifact the fact is about: `NAME@sha256:HEX`.
     #[arg(long, value_name = "NAME@sha256:HEX")]
-    artifact: String,
+    pub artifact: String,
     /// Signing key, PKCS#8 PEM (as `keygen` writes); the trust file must list its public
     /// key for this predicate type.
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
+    pub key: PathBuf,
     /// Write the envelope here instead of stdout.
     #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `attest approval`.
@@ -155,23 +156,45 @@ pub fn run(cmd: AttestCmd) -> anyhow::Result<Exit> {
             (s.common, SLO_SNAPSHOT_V1, p)
         }
     };
+    let key = common.signing_key()?;
+    write_evidence(&common, &key, predicate_type, &predicate)?;
+    Ok(Exit::Ok)
+}
+
+impl Common {
+    /// The signing key, read (and `--artifact` checked) before any work whose result it
+    /// would sign.
+    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        subject(&self.artifact)?;
+        Ok(load_signing_key(&self.key)?)
+    }
+}
+
+/// The one way evidence is written (`attest` and `slo collect`): check that the engine
+/// reads the predicate back, wrap it in a statement about `--artifact`, sign it with `key`
+/// and write the envelope to `--out` or stdout.
+pub fn write_evidence(
+    common: &Common,
+    key: &SigningKey,
+    predicate_type: &str,
+    predicate: &Value,
+) -> anyhow::Result<()> {
     // What the engine will read back must read back: refuse to sign a malformed fact.
-    promo_policy::attest::evidence::from_predicate(predicate_type, &predicate)?;
+    promo_policy::attest::evidence::from_predicate(predicate_type, predicate)?;
     let statement = json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [subject(&common.artifact)?],
         "predicateType": predicate_type,
         "predicate": predicate,
     });
-    let key = load_signing_key(&common.key)?;
-    let envelope = sign_statement(&key, &statement)?;
+    let envelope = sign_statement(key, &statement)?;
     let body = serde_json::to_string(&envelope)? + "\n";
     match &common.out {
         Some(path) => std::fs::write(path, body)
             .with_context(|| format!("cannot write `{}`", path.display()))?,
         None => print!("{body}"),
     }
-    Ok(Exit::Ok)
+    Ok(())
 }
 
 fn when(at: Option<&str>) -> anyhow::Result<String> {

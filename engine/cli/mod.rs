@@ -8,6 +8,7 @@ mod diff;
 mod eval;
 mod keygen;
 mod serve;
+mod slo;
 mod test;
 mod trust;
 mod verify;
@@ -72,6 +73,9 @@ enum Command {
     /// Write signed process evidence: an approval, a check result or an SLO snapshot.
     #[command(subcommand)]
     Attest(attest::AttestCmd),
+    /// SLO snapshots: `slo collect` reads the figures from Prometheus and signs them.
+    #[command(subcommand)]
+    Slo(slo::SloCmd),
     /// Show trust material: `trust roots` lists the Sigstore trusted roots.
     #[command(subcommand)]
     Trust(trust::TrustCmd),
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Trust(args) => trust::run(args),
         Command::Bundle(args) => bundle::run(args),
         Command::Attest(args) => attest::run(args),
+        Command::Slo(args) => slo::run(args),
     }
 }
 
