@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 
 use crate::support::{bin, eval_json, ALLOWED};
 
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
 }
 
 impl Setup {
     /// A bundle key `bundles-test` and trust files with it (required and optional).
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate();
         std::fs::write(dir.path().join("bundle.key"), key.to_pkcs8_pem().unwrap()).unwrap();
@@ -42,15 +42,25 @@ impl Setup {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// `bundle build policies -o NAME [--key KEY --keyid ID]`.
+    /// `bundle build policies -o NAME [--key KEY --keyid ID]`, revision r42.
     fn build(&self, name: &str, key: Option<(&str, &str)>) -> PathBuf {
+        self.build_revision(name, "r42", key)
+    }
+
+    /// `bundle build policies -o NAME --revision REV [--key KEY --keyid ID]`.
+    pub(crate) fn build_revision(
+        &self,
+        name: &str,
+        rev: &str,
+        key: Option<(&str, &str)>,
+    ) -> PathBuf {
         let out = self.path(name);
         let mut c = bin();
-        c.args(["bundle", "build", "policies", "--revision", "r42", "-o"])
+        c.args(["bundle", "build", "policies", "--revision", rev, "-o"])
             .arg(&out);
         if let Some((k, id)) = key {
             c.arg("--key").arg(self.path(k)).args(["--keyid", id]);
@@ -86,7 +96,7 @@ fn refused(out: &std::process::Output, want: &str) {
 }
 
 /// The archive's files, edited by `f`, written back as a new archive.
-fn rewrite(from: &Path, to: &Path, f: impl FnOnce(&mut Vec<RawFile>)) {
+pub(crate) fn rewrite(from: &Path, to: &Path, f: impl FnOnce(&mut Vec<RawFile>)) {
     let mut files = archive::read(from).unwrap();
     f(&mut files);
     let mut bytes = Vec::new();

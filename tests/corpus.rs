@@ -7,6 +7,24 @@ use promo_policy::testing::{
 };
 use promo_policy::{Engine, EngineConfig};
 
+/// A case's decision. On a loaded machine (CI's two cores running every test at once) a
+/// plugin can miss its 100 ms wall-time budget, which is a `plugin.timeout` deny: the
+/// corpus is about policy, so such a case runs again (at most twice more) and must then
+/// match. A plugin that always times out still fails.
+fn evaluate_unhurried(
+    engine: &std::sync::Arc<Engine>,
+    case: &promo_policy::testing::Case,
+) -> promo_policy::decision::Decision {
+    let mut tries = 0;
+    loop {
+        let d = evaluate_case(engine, case).unwrap_or_else(|e| panic!("case `{}`: {e}", case.name));
+        tries += 1;
+        if tries == 3 || !d.violations.iter().any(|v| v.id == "plugin.timeout") {
+            return d;
+        }
+    }
+}
+
 #[test]
 fn corpus_cases_match_expectations_and_snapshots() {
     // Relative paths, so decisions (policy.uri) are the same on every machine;
@@ -20,8 +38,7 @@ fn corpus_cases_match_expectations_and_snapshots() {
     );
     let mut mismatches = Vec::new();
     for case in &cases {
-        let decision =
-            evaluate_case(&engine, case).unwrap_or_else(|e| panic!("case `{}`: {e}", case.name));
+        let decision = evaluate_unhurried(&engine, case);
         let want = case
             .spec
             .expect

@@ -11,6 +11,7 @@
 
 mod audit;
 mod batch;
+mod bundle_server;
 mod bundles;
 mod cli;
 mod compliance;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use promo_policy::input::parse_time;
+use promo_policy::server::bundle_poll::BundleSource;
 use promo_policy::server::decision_log::{DecisionLogSetup, LogConfig, Overflow};
 use promo_policy::server::{
     DecisionClock, Server, ServerConfig, ServerLimits, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
@@ -53,7 +54,65 @@ pub struct ServeArgs {
     #[command(flatten)]
     decision_log: DecisionLogArgs,
     #[command(flatten)]
+    bundle: BundleArgs,
+    #[command(flatten)]
     common: CommonArgs,
+}
+
+/// Bundles pulled from a bundle server.
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    /// Decide from the OPA bundle archive at this URL (http or https), polled for new
+    /// revisions; each is verified against `--trust` before it serves. Replaces
+    /// `--policies`.
+    #[arg(long, value_name = "URL", requires = "bundle_cache")]
+    bundle_url: Option<String>,
+    /// Where the last good bundle is kept, so a restart without the server still serves.
+    #[arg(long, value_name = "DIR", requires = "bundle_url")]
+    bundle_cache: Option<PathBuf>,
+    /// How often to ask the bundle server (`60s`, `5m`); failures back off to 10 minutes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, default_value = "60s", requires = "bundle_url")]
+    bundle_poll_interval: Duration,
+    /// Longest one bundle download may take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_age, default_value = "30s", requires = "bundle_url")]
+    bundle_timeout: Duration,
+}
+
+impl BundleArgs {
+    /// The bundle source, after a first poll: the server's bundle when it answers with
+    /// one that verifies, else the cached one (with a warning), else an error.
+    fn source(
+        &self,
+        engine: &mut promo_policy::EngineConfig,
+    ) -> anyhow::Result<Option<BundleSource>> {
+        let (Some(url), Some(cache)) = (&self.bundle_url, &self.bundle_cache) else {
+            return Ok(None);
+        };
+        let parsed =
+            url::Url::parse(url).with_context(|| format!("--bundle-url `{url}` is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("--bundle-url `{url}`: only http and https are supported");
+        }
+        let source = BundleSource {
+            url: url.clone(),
+            cache_dir: cache.clone(),
+            interval: self.bundle_poll_interval,
+            timeout: self.bundle_timeout,
+        };
+        engine.policies = source.cached();
+        match source.poll(engine) {
+            Ok(_) => {}
+            Err(e) if source.cached().is_file() => eprintln!(
+                "promo-policy: warning: {e}; serving the cached bundle `{}`",
+                source.cached().display()
+            ),
+            Err(e) => anyhow::bail!(
+                "no bundle to serve: {e}, and nothing is cached in `{}`",
+                cache.display()
+            ),
+        }
+        Ok(Some(source))
+    }
 }
 
 /// Decision logs shipped to a collector (OPA's decision-log upload format).
@@ -151,8 +210,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     if let Some(n) = args.max_concurrency {
         limits.max_concurrent_evaluations = n.max(1);
     }
+    let mut engine = args.common.engine_config();
+    let bundle_source = args.bundle.source(&mut engine)?;
     let config = ServerConfig {
-        engine: args.common.engine_config(),
+        engine,
         environment: args.environment.clone(),
         decisions: args.decisions.clone(),
         clock,
@@ -164,6 +225,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         decision_log: args
             .decision_log
             .setup(&args.audit.audit_mask, args.environment.as_deref())?,
+        bundle_source,
     };
     let server = Server::new(config).with_context(|| {
         format!(

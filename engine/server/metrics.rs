@@ -50,6 +50,11 @@ struct BundleLabels {
     digest: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    revision: String,
+}
+
 fn latency_histogram() -> Histogram {
     let (start, factor, count) = LATENCY_BUCKETS;
     Histogram::new(exponential_buckets(start, factor, count))
@@ -65,6 +70,7 @@ pub struct Metrics {
     plugin_failures: Family<PluginLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     bundle: Family<BundleLabels, Gauge>,
+    revision: Family<RevisionLabels, Gauge>,
     in_flight: Gauge,
     evictions: Counter,
     audit: AuditMetrics,
@@ -209,6 +215,12 @@ impl Metrics {
             "Decisions waiting for the audit writer when it last took a batch",
             audit.queued.clone(),
         );
+        let revision = Family::<RevisionLabels, Gauge>::default();
+        registry.register(
+            "bundle_revision_info",
+            "The serving bundle's .manifest revision (value 1); absent for a bundle without one",
+            revision.clone(),
+        );
         let decision_log = DecisionLogMetrics::default();
         registry.register(
             "decision_log_events",
@@ -228,6 +240,7 @@ impl Metrics {
             plugin_failures,
             reloads,
             bundle,
+            revision,
             in_flight,
             evictions,
             audit,
@@ -327,6 +340,18 @@ impl Metrics {
                 digest: digest.to_string(),
             })
             .set(1);
+    }
+
+    /// Set the serving bundle's revision (cleared for a bundle without one).
+    pub fn set_revision(&self, revision: Option<&str>) {
+        self.revision.clear();
+        if let Some(revision) = revision {
+            self.revision
+                .get_or_create(&RevisionLabels {
+                    revision: revision.to_string(),
+                })
+                .set(1);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

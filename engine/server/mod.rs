@@ -9,6 +9,7 @@
 
 mod admission;
 mod audit;
+pub mod bundle_poll;
 pub mod decision_log;
 mod errors;
 mod metrics;
@@ -331,6 +332,9 @@ pub struct ServerConfig {
     /// Ship every decision to a collector as an OPA decision-log event
     /// (`serve --decision-log-url`).
     pub decision_log: Option<decision_log::DecisionLogSetup>,
+    /// Poll a bundle server and decide from its verified bundle (`serve --bundle-url`);
+    /// `engine.policies` is then the cached copy.
+    pub bundle_source: Option<bundle_poll::BundleSource>,
 }
 
 impl ServerConfig {
@@ -347,6 +351,7 @@ impl ServerConfig {
             max_decision_age: None,
             allow_query: false,
             decision_log: None,
+            bundle_source: None,
         }
     }
 }
@@ -468,6 +473,8 @@ struct Inner {
     audit: Option<audit::AuditSink>,
     /// The decision-log shipper, when decisions are shipped.
     decision_log: Option<decision_log::DecisionLogger>,
+    /// The bundle poller's status, when bundles come from a server.
+    bundle_poll: Option<Arc<bundle_poll::PollState>>,
     /// Body bytes that may be in flight, in KiB permits (see [`MAX_BODY_BYTES_IN_FLIGHT`]).
     body_budget: Arc<Semaphore>,
 }
@@ -478,6 +485,7 @@ impl Server {
         let loaded = Loaded::build(&config)?;
         let metrics = Metrics::new();
         metrics.set_bundle(loaded.engine.bundle().digest());
+        metrics.set_revision(loaded.engine.bundle().revision());
         let gate = Gate::new(&config.limits);
         let audit = config
             .audit
@@ -501,6 +509,12 @@ impl Server {
                 reloading: tokio::sync::Mutex::new(()),
                 audit,
                 decision_log,
+                bundle_poll: config.bundle_source.as_ref().map(|s| {
+                    let state = bundle_poll::PollState::new(&s.url);
+                    let etag = bundle_poll::cached_etag(s);
+                    state.record(&Ok(bundle_poll::Polled::Unchanged), etag);
+                    Arc::new(state)
+                }),
                 body_budget: Arc::new(Semaphore::new(
                     (config.limits.max_body_bytes_in_flight / 1024).max(1),
                 )),

@@ -30,6 +30,10 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
     match built {
         Ok(loaded) => {
             let digest = loaded.engine.bundle().digest().to_string();
+            server
+                .inner
+                .metrics
+                .set_revision(loaded.engine.bundle().revision());
             let decisions = loaded.decisions.len();
             server.inner.loaded.store(Arc::new(loaded));
             server.inner.reload_failure.store(None);
@@ -61,10 +65,45 @@ pub(super) fn spawn_triggers(server: Server) -> Vec<JoinHandle<()>> {
         let s = server.clone();
         tasks.push(tokio::spawn(async move { on_sighup(s).await }));
     }
+    if let (Some(source), Some(state)) = (
+        server.inner.config.bundle_source.clone(),
+        server.inner.bundle_poll.clone(),
+    ) {
+        tasks.push(tokio::spawn(poll_bundles(server.clone(), source, state)));
+    }
     if let Some(every) = server.inner.config.watch_interval {
         tasks.push(tokio::spawn(watch(server, every)));
     }
     tasks
+}
+
+/// Ask the bundle server on its interval (backing off after failures); a verified new
+/// bundle is swapped in at once, anything else changes nothing.
+async fn poll_bundles(
+    server: Server,
+    source: super::bundle_poll::BundleSource,
+    state: Arc<super::bundle_poll::PollState>,
+) {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(super::bundle_poll::next_wait(source.interval, failures)).await;
+        let (s, engine) = (source.clone(), server.inner.config.engine.clone());
+        let outcome = tokio::task::spawn_blocking(move || s.poll(&engine))
+            .await
+            .unwrap_or_else(|e| Err(format!("the poll task failed: {e}")));
+        failures = state.record(&outcome, super::bundle_poll::cached_etag(&source));
+        match outcome {
+            Ok(super::bundle_poll::Polled::Updated) => {
+                tracing::info!(url = %source.url, "new bundle from the bundle server: reloading");
+                let _ = reload(&server).await;
+            }
+            Ok(super::bundle_poll::Polled::Unchanged) => {}
+            Err(e) => {
+                server.inner.metrics.reload(false);
+                tracing::warn!(error = %e, failures, "bundle poll failed; the last good bundle keeps serving");
+            }
+        }
+    }
 }
 
 #[cfg(unix)]

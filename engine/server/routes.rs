@@ -240,7 +240,7 @@ pub(super) async fn track_in_flight(
 /// reload keeps the old one), so this is 200 while the process serves; a failed reload
 /// is reported in the body, next to the digest still serving.
 pub(super) async fn health(State(server): State<Server>) -> Response {
-    let body = match server.reload_failure() {
+    let mut body = match server.reload_failure() {
         None => json!({}),
         Some(failure) => json!({
             "reload": {
@@ -251,6 +251,16 @@ pub(super) async fn health(State(server): State<Server>) -> Response {
             }
         }),
     };
+    if let Some(state) = &server.inner.bundle_poll {
+        let loaded = server.loaded();
+        let bundle = loaded.engine.bundle();
+        body["bundle"] = json!({
+            "revision": bundle.revision(),
+            "digest": {"sha256": bundle.digest()},
+            "signedBy": bundle.signed_by(),
+            "source": state.snapshot(),
+        });
+    }
     json_response(StatusCode::OK, &body, false)
 }
 
