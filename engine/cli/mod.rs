@@ -6,6 +6,7 @@ mod audit;
 mod diff;
 mod eval;
 mod keygen;
+mod report;
 mod serve;
 mod test;
 mod trust;
@@ -68,6 +69,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Verify, checkpoint, query and export the audit log (verify: exit 0 intact, 1 tampered, 2 error).
     Audit(audit::AuditCmd),
+    /// Promotion insights from the audit log: verify it, then success rate, time to promote, approval latency, blockers... as HTML, JSON, Markdown or text (exit 0, or 2 on error).
+    Report(report::ReportArgs),
     /// Write signed process evidence: an approval, a check result or an SLO snapshot.
     #[command(subcommand)]
     Attest(attest::AttestCmd),
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(args) => audit::run(args),
         Command::Trust(args) => trust::run(args),
         Command::Attest(args) => attest::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
