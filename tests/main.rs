@@ -20,5 +20,6 @@ mod hardening;
 mod keyless;
 mod plugins;
 mod properties;
+mod report;
 mod server;
 mod support;

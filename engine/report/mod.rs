@@ -401,3 +401,6 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
         totals,
     })
 }
+
+#[cfg(test)]
+mod tests;
