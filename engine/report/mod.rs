@@ -269,8 +269,8 @@ pub struct Inputs {
 }
 
 /// Verify `log` with `keys`, then stream its records (in chunks of [`READ_CHUNK`]) into
-/// the metrics. Memory grows with distinct attempts, promotions and artifacts (tens of
-/// bytes each) and the per-cell duration samples, never with the records' contents.
+/// the metrics. Memory grows with distinct attempts, promotions and artifacts (a small
+/// map entry each) and the per-cell duration samples, never with the records' contents.
 pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Report, ReportError> {
     let walk = verify_log(log, keys, None)?;
     let verified_through = match &walk.finding {
