@@ -13,6 +13,7 @@ pub mod input;
 pub mod plugin;
 pub mod policy;
 pub mod pool;
+pub mod report;
 pub mod request;
 pub mod server;
 pub mod sign;

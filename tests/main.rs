@@ -23,6 +23,7 @@ mod hardening;
 mod keyless;
 mod plugins;
 mod properties;
+mod report;
 mod server;
 mod slo_collect;
 mod support;

@@ -89,7 +89,7 @@ enum AuditCommand {
 
 /// Keys that check the decisions' signatures.
 #[derive(Debug, clap::Args)]
-struct KeyArgs {
+pub(super) struct KeyArgs {
     /// Public key (SPKI PEM) the decisions must be signed with [default: the keys the
     /// trust file trusts for decisions].
     #[arg(long = "key", value_name = "PUB.pem")]
@@ -99,11 +99,11 @@ struct KeyArgs {
     trust: Option<PathBuf>,
     /// The bundle directory whose trust file is the default.
     #[arg(long, value_name = "DIR", default_value = "policies")]
-    policies: PathBuf,
+    pub(super) policies: PathBuf,
 }
 
 impl KeyArgs {
-    fn keys(&self) -> anyhow::Result<Vec<promo_policy::attest::PublicKey>> {
+    pub(super) fn keys(&self) -> anyhow::Result<Vec<promo_policy::attest::PublicKey>> {
         let common = CommonArgs {
             policies: self.policies.clone(),
             // Keys come from the trust file only; plugins play no part.

@@ -7,6 +7,7 @@ mod bundle;
 mod diff;
 mod eval;
 mod keygen;
+mod report;
 mod serve;
 mod slo;
 mod test;
@@ -70,6 +71,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Verify, checkpoint, query and export the audit log (verify: exit 0 intact, 1 tampered, 2 error).
     Audit(audit::AuditCmd),
+    /// Promotion insights from the audit log: verify it, then success rate, time to promote, approval latency, blockers... as HTML, JSON, Markdown or text (exit 0, or 2 on error).
+    Report(report::ReportArgs),
     /// Write signed process evidence: an approval, a check result or an SLO snapshot.
     #[command(subcommand)]
     Attest(attest::AttestCmd),
@@ -159,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Bundle(args) => bundle::run(args),
         Command::Attest(args) => attest::run(args),
         Command::Slo(args) => slo::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

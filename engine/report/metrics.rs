@@ -1,0 +1,821 @@
+//! Streams audit records into per-(environment, service, bucket) aggregates and turns them into the promotion metrics; it reads records and never writes or judges them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::Record;
+
+/// Violation id of a freeze that blocked a promotion.
+pub const FREEZE_ACTIVE: &str = "freeze.active";
+/// Warning id of a promotion admitted during a freeze by break-glass.
+pub const BREAK_GLASS: &str = "freeze.break_glass";
+/// Most break-glass promotions listed one by one (the count covers all of them).
+pub const MAX_LISTED: usize = 500;
+/// How long after a promotion an incident counts as post-promote: a week.
+pub const INCIDENT_WINDOW_SECONDS: i64 = 7 * 24 * 3600;
+
+/// How wide a trend bucket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// A UTC day.
+    Day,
+    /// An ISO week, Monday 00:00 UTC.
+    Week,
+}
+
+impl Bucket {
+    /// The start (unix seconds) of the bucket holding `t`.
+    pub fn start(self, t: i64) -> i64 {
+        let day = t.div_euclid(86_400);
+        match self {
+            Bucket::Day => day * 86_400,
+            // 1970-01-01 was a Thursday: day 0 is weekday 3 counted from Monday.
+            Bucket::Week => (day - (day + 3).rem_euclid(7)) * 86_400,
+        }
+    }
+}
+
+/// What to count.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Decisions at or after this time (unix seconds).
+    pub since: Option<i64>,
+    /// Decisions before this time.
+    pub until: Option<i64>,
+    /// Only this target environment.
+    pub env: Option<String>,
+    /// Only this service (artifact name).
+    pub service: Option<String>,
+    /// Trend bucket width.
+    pub bucket: Bucket,
+    /// The environment lead time ends in.
+    pub production: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            since: None,
+            until: None,
+            env: None,
+            service: None,
+            bucket: Bucket::Week,
+            production: "prod".into(),
+        }
+    }
+}
+
+/// One rollback, canary failure or incident from `--events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The artifact was rolled back out of the environment.
+    Rollback,
+    /// Its canary failed there.
+    CanaryFailure,
+    /// An incident was attributed to it there.
+    Incident,
+}
+
+/// Events by (artifact sha256, environment): kind and time.
+pub type Events = HashMap<(String, String), Vec<(EventKind, i64)>>;
+
+/// A value's distribution: how many, median and p90 (nearest rank), in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dist {
+    /// How many values.
+    pub count: u64,
+    /// The median, or `None` ("no data") with no values.
+    pub median_seconds: Option<f64>,
+    /// The 90th percentile.
+    pub p90_seconds: Option<f64>,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn rank(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    let idx = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+    sorted.get(idx).copied()
+}
+
+impl Dist {
+    fn of(values: &mut [f64]) -> Self {
+        values.sort_by(f64::total_cmp);
+        Dist {
+            count: values.len() as u64,
+            median_seconds: rank(values, 0.5),
+            p90_seconds: rank(values, 0.9),
+        }
+    }
+}
+
+/// The headline metrics of one slice (a cell, an environment, the whole log). A rate
+/// or distribution with nothing to measure is `None` ("no data"), never 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Decisions in the slice.
+    pub decisions: u64,
+    /// Distinct promotion attempts (request digests), by their first decision.
+    pub attempts: u64,
+    /// Attempts with an allowed decision.
+    pub allowed_attempts: u64,
+    /// allowed attempts / attempts.
+    pub success_rate: Option<f64>,
+    /// Attempts whose first decision allowed / attempts.
+    pub first_attempt_pass_rate: Option<f64>,
+    /// Provenance `finishedOn` to the first allowed decision into the environment.
+    pub time_to_promote: Dist,
+    /// First allowed decision anywhere to the first allowed into production, per artifact.
+    pub lead_time: Dist,
+    /// `requestedAt` to the approval that completed the set.
+    pub approval_latency: Dist,
+    /// First denial to the next allowed decision, same artifact and target.
+    pub time_to_unblock: Dist,
+    /// Promotions allowed by break-glass during a freeze.
+    pub break_glass: u64,
+    /// Decisions denied by a freeze.
+    pub freeze_blocked: u64,
+    /// Decisions carrying a trace id / decisions.
+    pub trace_coverage: Option<f64>,
+    /// Promotions (first allowed per artifact and target) in the slice.
+    pub promotions: u64,
+    /// Promotions later rolled back / promotions (needs `--events`).
+    pub rollback_rate: Option<f64>,
+    /// Promotions whose canary failed / promotions (needs `--events`).
+    pub canary_failure_rate: Option<f64>,
+    /// Promotions followed by an incident within a week (needs `--events`).
+    pub post_promote_incidents: Option<u64>,
+}
+
+/// Counts and values of one (environment, service, bucket) cell, mergeable.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    decisions: u64,
+    traced: u64,
+    attempts: u64,
+    allowed_attempts: u64,
+    first_pass: u64,
+    ttp: Vec<f64>,
+    lead: Vec<f64>,
+    approval: Vec<f64>,
+    unblock: Vec<f64>,
+    break_glass: u64,
+    freeze_blocked: u64,
+    promotions: u64,
+    rolled_back: u64,
+    canary_failed: u64,
+    incidents: u64,
+}
+
+impl Cell {
+    fn merge(&mut self, o: &Cell) {
+        self.decisions += o.decisions;
+        self.traced += o.traced;
+        self.attempts += o.attempts;
+        self.allowed_attempts += o.allowed_attempts;
+        self.first_pass += o.first_pass;
+        self.ttp.extend_from_slice(&o.ttp);
+        self.lead.extend_from_slice(&o.lead);
+        self.approval.extend_from_slice(&o.approval);
+        self.unblock.extend_from_slice(&o.unblock);
+        self.break_glass += o.break_glass;
+        self.freeze_blocked += o.freeze_blocked;
+        self.promotions += o.promotions;
+        self.rolled_back += o.rolled_back;
+        self.canary_failed += o.canary_failed;
+        self.incidents += o.incidents;
+    }
+
+    fn metrics(mut self, events: bool) -> Metrics {
+        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let with_events = |n: u64| {
+            if events {
+                ratio(n, self.promotions)
+            } else {
+                None
+            }
+        };
+        Metrics {
+            decisions: self.decisions,
+            attempts: self.attempts,
+            allowed_attempts: self.allowed_attempts,
+            success_rate: ratio(self.allowed_attempts, self.attempts),
+            first_attempt_pass_rate: ratio(self.first_pass, self.attempts),
+            time_to_promote: Dist::of(&mut self.ttp),
+            lead_time: Dist::of(&mut self.lead),
+            approval_latency: Dist::of(&mut self.approval),
+            time_to_unblock: Dist::of(&mut self.unblock),
+            break_glass: self.break_glass,
+            freeze_blocked: self.freeze_blocked,
+            trace_coverage: ratio(self.traced, self.decisions),
+            promotions: self.promotions,
+            rollback_rate: with_events(self.rolled_back),
+            canary_failure_rate: with_events(self.canary_failed),
+            post_promote_incidents: events.then_some(self.incidents),
+        }
+    }
+}
+
+/// (environment, service, bucket start), the first two interned.
+type CellKey = (u32, u32, i64);
+
+#[derive(Debug)]
+struct Attempt {
+    cell: CellKey,
+    first_allowed: bool,
+    allowed: bool,
+    blockers: Vec<u16>,
+}
+
+#[derive(Debug, Default)]
+struct Promo {
+    first_allowed: Option<(i64, CellKey)>,
+    denied_since: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct ArtifactState {
+    finished_on: Option<i64>,
+    first_allowed_any: Option<i64>,
+}
+
+/// One promotion admitted by break-glass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// When it was decided.
+    pub evaluated_at: String,
+    /// Target environment.
+    pub environment: String,
+    /// Artifact name.
+    pub service: String,
+    /// Artifact version, when the stored request names it.
+    pub version: Option<String>,
+    /// Its request id.
+    pub request_id: String,
+    /// The change ticket, when stored.
+    pub ticket: Option<String>,
+}
+
+/// A violation id and what it blocked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocker {
+    /// The violation id.
+    pub id: String,
+    /// Denied decisions naming it.
+    pub decisions: u64,
+    /// Distinct attempts it denied at least once.
+    pub attempts: u64,
+    /// The catalog's text for it, if the catalog has one.
+    pub catalog: Option<String>,
+}
+
+/// Per-record completeness: the fields a report needs, present and readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completeness {
+    /// Records read.
+    pub records: u64,
+    /// Records with the request stored, `requestedAt` readable and a readable signed decision.
+    pub fields_present: u64,
+    /// Records that are both complete and inside the verified part of the chain.
+    pub complete_and_verified: u64,
+}
+
+/// The streaming aggregator: feed records in seq order, then [`Aggregator::finish`].
+#[derive(Debug)]
+pub struct Aggregator {
+    opts: Options,
+    envs: Interner,
+    services: Interner,
+    violations: Interner,
+    cells: HashMap<CellKey, Cell>,
+    attempts: HashMap<[u8; 16], Attempt>,
+    promos: HashMap<(u32, u32), Promo>,
+    artifacts: Interner,
+    artifact_state: Vec<ArtifactState>,
+    blocker_decisions: Vec<u64>,
+    break_glass: Vec<BreakGlass>,
+    break_glass_count: u64,
+    completeness: Completeness,
+    verified_through: u64,
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
+
+/// RFC 3339 to unix seconds.
+pub fn unix(text: &str) -> Option<i64> {
+    crate::input::parse_time(text)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// Unix seconds to RFC 3339.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(crate::input::format_time)
+        .unwrap_or_default()
+}
+
+/// What the report reads from a record's signed envelope (already verified, or not,
+/// by the audit walk): warnings and a trace id. `None` when the payload is unreadable.
+struct Signed {
+    warnings: Vec<String>,
+    traced: bool,
+}
+
+fn signed_part(envelope: &Value) -> Option<Signed> {
+    let payload = envelope.get("payload")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let statement: Value = serde_json::from_slice(&bytes).ok()?;
+    let predicate = statement.get("predicate")?;
+    let warnings = predicate
+        .get("warnings")?
+        .as_array()?
+        .iter()
+        .filter_map(|w| w.get("id")?.as_str().map(str::to_owned))
+        .collect();
+    let is_trace = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let traced = is_trace(predicate.get("traceId")) || is_trace(predicate.get("traceparent"));
+    Some(Signed { warnings, traced })
+}
+
+/// The build's end from the first SLSA provenance attestation in a stored request.
+fn finished_on(request: &Value) -> Option<i64> {
+    request
+        .get("attestations")?
+        .as_array()?
+        .iter()
+        .find_map(|a| {
+            let payload = a.get("payload")?.as_str()?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()?;
+            let statement: Value = serde_json::from_slice(&bytes).ok()?;
+            let p = statement.get("predicate")?;
+            let at = p
+                .pointer("/runDetails/metadata/finishedOn")
+                .or_else(|| p.pointer("/metadata/buildFinishedOn"))?
+                .as_str()?;
+            unix(at)
+        })
+}
+
+/// The approval that completed the set: the latest approved one at or before `t`.
+fn approval_completed(request: &Value, t: i64) -> Option<i64> {
+    request
+        .get("approvals")?
+        .as_array()?
+        .iter()
+        .filter(|a| a.get("decision").and_then(Value::as_str) == Some("approved"))
+        .filter_map(|a| unix(a.get("at")?.as_str()?))
+        .filter(|at| *at <= t)
+        .max()
+}
+
+/// The attempt key: the first 16 bytes of the request digest (hex), or of its text.
+fn attempt_key(hex_digest: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    match hex::decode(hex_digest) {
+        Ok(bytes) if bytes.len() >= 16 => key.copy_from_slice(&bytes[..16]),
+        _ => {
+            use sha2::Digest as _;
+            let d = sha2::Sha256::digest(hex_digest.as_bytes());
+            key.copy_from_slice(&d[..16]);
+        }
+    }
+    key
+}
+
+impl Aggregator {
+    /// A new aggregator; records with seq above `verified_through` are outside the
+    /// verified part of the chain.
+    pub fn new(opts: Options, verified_through: u64) -> Self {
+        Self {
+            opts,
+            envs: Interner::default(),
+            services: Interner::default(),
+            violations: Interner::default(),
+            cells: HashMap::new(),
+            attempts: HashMap::new(),
+            promos: HashMap::new(),
+            artifacts: Interner::default(),
+            artifact_state: Vec::new(),
+            blocker_decisions: Vec::new(),
+            break_glass: Vec::new(),
+            break_glass_count: 0,
+            completeness: Completeness {
+                records: 0,
+                fields_present: 0,
+                complete_and_verified: 0,
+            },
+            verified_through,
+        }
+    }
+
+    /// A row whose columns are not a record (the verifier names it): an incomplete record.
+    pub fn unreadable(&mut self) {
+        self.completeness.records += 1;
+    }
+
+    /// Take one record (in seq order). Records outside the filters count only toward
+    /// completeness; a record whose time is unreadable counts as incomplete.
+    pub fn add(&mut self, record: &Record) {
+        let signed = signed_part(&record.envelope);
+        let t = unix(&record.evaluated_at);
+        let requested = record
+            .request
+            .as_ref()
+            .and_then(|r| r.get("requestedAt"))
+            .and_then(Value::as_str)
+            .and_then(unix);
+        self.completeness.records += 1;
+        let complete = signed.is_some() && requested.is_some() && t.is_some();
+        if complete {
+            self.completeness.fields_present += 1;
+            if record.seq <= self.verified_through {
+                self.completeness.complete_and_verified += 1;
+            }
+        }
+        let Some(t) = t else { return };
+        if self.opts.since.is_some_and(|s| t < s)
+            || self.opts.until.is_some_and(|u| t >= u)
+            || self.opts.env.as_ref().is_some_and(|e| *e != record.to)
+            || self
+                .opts
+                .service
+                .as_ref()
+                .is_some_and(|s| *s != record.artifact.name)
+        {
+            return;
+        }
+        let env = self.envs.id(&record.to);
+        let service = self.services.id(&record.artifact.name);
+        let key: CellKey = (env, service, self.opts.bucket.start(t));
+        let digest = record
+            .artifact
+            .digest
+            .get("sha256")
+            .cloned()
+            .unwrap_or_default();
+        let signed = signed.unwrap_or(Signed {
+            warnings: Vec::new(),
+            traced: false,
+        });
+        let break_glass = record.allowed && signed.warnings.iter().any(|w| w == BREAK_GLASS);
+
+        // The artifact: when it was built (from the first stored provenance) and when
+        // it was first promoted anywhere.
+        let artifact_id = self.artifacts.id(&digest);
+        if self.artifact_state.len() <= artifact_id as usize {
+            self.artifact_state
+                .resize_with(artifact_id as usize + 1, ArtifactState::default);
+        }
+        let mut finished = None;
+        let mut first_any = None;
+        if let Some(artifact) = self.artifact_state.get_mut(artifact_id as usize) {
+            if artifact.finished_on.is_none() {
+                artifact.finished_on = record.request.as_ref().and_then(finished_on);
+            }
+            finished = artifact.finished_on;
+            first_any = artifact.first_allowed_any;
+            if record.allowed && first_any.is_none() {
+                artifact.first_allowed_any = Some(t);
+            }
+        }
+
+        let cell = self.cells.entry(key).or_default();
+        cell.decisions += 1;
+        cell.traced += u64::from(signed.traced);
+        if break_glass {
+            cell.break_glass += 1;
+        }
+        if !record.allowed && record.violations.iter().any(|v| v == FREEZE_ACTIVE) {
+            cell.freeze_blocked += 1;
+        }
+
+        // The attempt (request digest): counted in the cell of its first decision.
+        let attempt = self
+            .attempts
+            .entry(attempt_key(&record.request_digest.sha256))
+            .or_insert(Attempt {
+                cell: key,
+                first_allowed: record.allowed,
+                allowed: false,
+                blockers: Vec::new(),
+            });
+        if record.allowed && !attempt.allowed {
+            attempt.allowed = true;
+            if let Some(done) = record
+                .request
+                .as_ref()
+                .and_then(|r| approval_completed(r, t))
+            {
+                if let Some(req) = requested {
+                    cell.approval.push((done - req).max(0) as f64);
+                }
+            }
+        }
+        if !record.allowed {
+            for v in &record.violations {
+                let id = self.violations.id(v);
+                if self.blocker_decisions.len() <= id as usize {
+                    self.blocker_decisions.resize(id as usize + 1, 0);
+                }
+                if let Some(n) = self.blocker_decisions.get_mut(id as usize) {
+                    *n += 1;
+                }
+                let id = u16::try_from(id).unwrap_or(u16::MAX);
+                if !attempt.blockers.contains(&id) {
+                    attempt.blockers.push(id);
+                }
+            }
+        }
+
+        // The promotion (artifact, target): time to promote, time to unblock, lead time.
+        let promo = self.promos.entry((artifact_id, env)).or_default();
+        if record.allowed {
+            if let Some(since) = promo.denied_since.take() {
+                cell.unblock.push((t - since).max(0) as f64);
+            }
+            if promo.first_allowed.is_none() {
+                promo.first_allowed = Some((t, key));
+                cell.promotions += 1;
+                if let Some(f) = finished {
+                    cell.ttp.push((t - f).max(0) as f64);
+                }
+                if record.to == self.opts.production {
+                    if let Some(first) = first_any {
+                        cell.lead.push((t - first).max(0) as f64);
+                    }
+                }
+            }
+        } else if promo.denied_since.is_none() {
+            promo.denied_since = Some(t);
+        }
+
+        if break_glass {
+            self.break_glass_count += 1;
+            if self.break_glass.len() < MAX_LISTED {
+                let text = |p: &str| {
+                    record
+                        .request
+                        .as_ref()
+                        .and_then(|r| r.pointer(p))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                self.break_glass.push(BreakGlass {
+                    evaluated_at: record.evaluated_at.clone(),
+                    environment: record.to.clone(),
+                    service: record.artifact.name.clone(),
+                    version: text("/artifact/version"),
+                    request_id: record.request_id.clone(),
+                    ticket: text("/change/ticket"),
+                });
+            }
+        }
+    }
+
+    /// Apply `--events` to the promotions, then roll the cells up.
+    pub fn finish(mut self, events: Option<&Events>, catalog: &BTreeMap<String, String>) -> Totals {
+        for attempt in self.attempts.values() {
+            let cell = self.cells.entry(attempt.cell).or_default();
+            cell.attempts += 1;
+            cell.allowed_attempts += u64::from(attempt.allowed);
+            cell.first_pass += u64::from(attempt.first_allowed);
+        }
+        let mut blocker_attempts = vec![0u64; self.violations.names.len()];
+        for attempt in self.attempts.values() {
+            for id in &attempt.blockers {
+                if let Some(n) = blocker_attempts.get_mut(usize::from(*id)) {
+                    *n += 1;
+                }
+            }
+        }
+        if let Some(events) = events {
+            for ((artifact, env), promo) in &self.promos {
+                let Some((t, key)) = promo.first_allowed else {
+                    continue;
+                };
+                let digest = self.artifacts.name(*artifact).to_owned();
+                let Some(list) = events.get(&(digest, self.envs.name(*env).to_owned())) else {
+                    continue;
+                };
+                let any = |kind: EventKind, window: i64| {
+                    list.iter()
+                        .any(|(k, at)| *k == kind && *at >= t && *at - t <= window)
+                };
+                let cell = self.cells.entry(key).or_default();
+                cell.rolled_back += u64::from(any(EventKind::Rollback, i64::MAX));
+                cell.canary_failed += u64::from(any(EventKind::CanaryFailure, i64::MAX));
+                cell.incidents += u64::from(any(EventKind::Incident, INCIDENT_WINDOW_SECONDS));
+            }
+        }
+        let has_events = events.is_some();
+        let mut blockers: Vec<Blocker> = self
+            .violations
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Blocker {
+                id: id.clone(),
+                decisions: self.blocker_decisions.get(i).copied().unwrap_or(0),
+                attempts: blocker_attempts.get(i).copied().unwrap_or(0),
+                catalog: catalog.get(id).cloned(),
+            })
+            .collect();
+        blockers.sort_by(|a, b| {
+            b.decisions
+                .cmp(&a.decisions)
+                .then(b.attempts.cmp(&a.attempts))
+                .then(a.id.cmp(&b.id))
+        });
+
+        let mut total = Cell::default();
+        let mut by_env: BTreeMap<String, Cell> = BTreeMap::new();
+        let mut by_service: BTreeMap<(String, String), Cell> = BTreeMap::new();
+        let mut trend: BTreeMap<(i64, String), Cell> = BTreeMap::new();
+        for ((env, service, bucket), cell) in &self.cells {
+            let env = self.envs.name(*env).to_owned();
+            let service = self.services.name(*service).to_owned();
+            total.merge(cell);
+            by_env.entry(env.clone()).or_default().merge(cell);
+            by_service
+                .entry((env.clone(), service))
+                .or_default()
+                .merge(cell);
+            trend.entry((*bucket, env)).or_default().merge(cell);
+        }
+        let lead_time_histogram = LEAD_BINS
+            .iter()
+            .enumerate()
+            .map(|(i, (label, upper))| {
+                let lower = if i == 0 {
+                    0.0
+                } else {
+                    LEAD_BINS.get(i - 1).map_or(0.0, |b| b.1)
+                };
+                let count = total
+                    .lead
+                    .iter()
+                    .filter(|v| **v >= lower && **v < *upper)
+                    .count() as u64;
+                HistogramBin {
+                    label: (*label).to_owned(),
+                    count,
+                }
+            })
+            .collect();
+        Totals {
+            lead_time_histogram,
+            summary: total.metrics(has_events),
+            environments: by_env
+                .into_iter()
+                .map(|(environment, c)| EnvMetrics {
+                    environment,
+                    metrics: c.metrics(has_events),
+                })
+                .collect(),
+            services: by_service
+                .into_iter()
+                .map(|((environment, service), c)| ServiceMetrics {
+                    environment,
+                    service,
+                    metrics: c.metrics(has_events),
+                })
+                .collect(),
+            trend: trend
+                .into_iter()
+                .map(|((bucket, environment), c)| TrendPoint {
+                    bucket: rfc3339(bucket),
+                    environment,
+                    metrics: c.metrics(has_events),
+                })
+                .collect(),
+            blockers,
+            break_glass: BreakGlassList {
+                count: self.break_glass_count,
+                listed: self.break_glass,
+            },
+            completeness: self.completeness,
+        }
+    }
+}
+
+/// Metrics of one target environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvMetrics {
+    /// The target environment.
+    pub environment: String,
+    /// Its metrics.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// Metrics of one service into one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceMetrics {
+    /// The target environment.
+    pub environment: String,
+    /// The artifact name.
+    pub service: String,
+    /// Its metrics.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// Metrics of one bucket into one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrendPoint {
+    /// The bucket's start (RFC 3339).
+    pub bucket: String,
+    /// The target environment.
+    pub environment: String,
+    /// Its metrics.
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// Break-glass promotions: how many, and the first [`MAX_LISTED`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakGlassList {
+    /// All of them.
+    pub count: u64,
+    /// Listed, in log order.
+    pub listed: Vec<BreakGlass>,
+}
+
+/// Everything the aggregator computed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// The whole (filtered) log.
+    pub summary: Metrics,
+    /// Per target environment.
+    pub environments: Vec<EnvMetrics>,
+    /// Per environment and service.
+    pub services: Vec<ServiceMetrics>,
+    /// Per bucket and environment.
+    pub trend: Vec<TrendPoint>,
+    /// Violation ids, most frequent first.
+    pub blockers: Vec<Blocker>,
+    /// Break-glass promotions.
+    pub break_glass: BreakGlassList,
+    /// Record completeness.
+    pub completeness: Completeness,
+    /// Lead times of the whole log, binned.
+    pub lead_time_histogram: Vec<HistogramBin>,
+}
+
+/// One bin of a distribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistogramBin {
+    /// Its range, for people.
+    pub label: String,
+    /// Values in it.
+    pub count: u64,
+}
+
+/// Lead-time bins: label and exclusive upper bound in seconds.
+const LEAD_BINS: [(&str, f64); 8] = [
+    ("< 1 h", 3600.0),
+    ("1-4 h", 4.0 * 3600.0),
+    ("4-12 h", 12.0 * 3600.0),
+    ("12-24 h", 86_400.0),
+    ("1-2 d", 2.0 * 86_400.0),
+    ("2-4 d", 4.0 * 86_400.0),
+    ("4-7 d", 7.0 * 86_400.0),
+    (">= 7 d", f64::INFINITY),
+];

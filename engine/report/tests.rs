@@ -1,0 +1,415 @@
+//! Unit tests of the report's metrics on a constructed log whose every number is worked out by hand in the comments.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::metrics::{unix, Aggregator, Bucket, EventKind, Events, Options, Totals};
+use crate::audit::{Digest256, Record};
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn at(hm: &str) -> String {
+    format!("2026-11-26T{hm}:00Z")
+}
+
+fn envelope(warnings: &[&str], trace: bool) -> Value {
+    let mut predicate =
+        json!({"warnings": warnings.iter().map(|w| json!({"id": w})).collect::<Vec<_>>()});
+    if trace {
+        predicate["traceId"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+    let payload = serde_json::to_vec(&json!({"predicate": predicate})).unwrap();
+    json!({"payload": base64::engine::general_purpose::STANDARD.encode(payload)})
+}
+
+/// The provenance attestation of artifact A: built at 10:00.
+fn provenance() -> Value {
+    let statement = json!({"predicate": {"runDetails": {"metadata": {"finishedOn": at("10:00")}}}});
+    json!({"payload": base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&statement).unwrap())})
+}
+
+struct R<'a> {
+    seq: u64,
+    t: &'a str,
+    to: &'a str,
+    artifact: &'a str,
+    attempt: &'a str,
+    allowed: bool,
+    violations: &'a [&'a str],
+    warnings: &'a [&'a str],
+    trace: bool,
+    request: Option<Value>,
+}
+
+fn record(r: R) -> Record {
+    let service = if r.artifact == A { "svc/a" } else { "svc/b" };
+    Record {
+        seq: r.seq,
+        decision_id: format!("d{}", r.seq),
+        request_id: r.attempt.to_owned(),
+        artifact: crate::request::Artifact {
+            name: service.to_owned(),
+            digest: BTreeMap::from([("sha256".to_owned(), r.artifact.to_owned())]),
+        },
+        from: String::new(),
+        to: r.to.to_owned(),
+        allowed: r.allowed,
+        violations: r.violations.iter().map(|v| (*v).to_owned()).collect(),
+        evaluated_at: at(r.t),
+        bundle_digest: Digest256 {
+            sha256: "0".repeat(64),
+        },
+        request_digest: Digest256 {
+            sha256: r.attempt.to_owned(),
+        },
+        request: r.request,
+        masked: Vec::new(),
+        envelope: envelope(r.warnings, r.trace),
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+/// Artifact A walks dev -> staging -> prod; artifact B (requests not stored) is held by
+/// a freeze and goes to prod by break-glass.
+fn log() -> Vec<Record> {
+    let req = |requested: &str, approvals: Value| {
+        Some(
+            json!({"requestedAt": at(requested), "attestations": [provenance()], "approvals": approvals,
+                    "artifact": {"version": "1.0.0"}, "change": {"ticket": "CHG-1"}}),
+        )
+    };
+    let none = &[][..];
+    vec![
+        record(R {
+            seq: 1,
+            t: "10:10",
+            to: "dev",
+            artifact: A,
+            attempt: "r1",
+            allowed: true,
+            violations: none,
+            warnings: none,
+            trace: true,
+            request: req("10:05", json!([])),
+        }),
+        record(R {
+            seq: 2,
+            t: "11:00",
+            to: "staging",
+            artifact: A,
+            attempt: "r2",
+            allowed: false,
+            violations: &["checks.failed"],
+            warnings: none,
+            trace: false,
+            request: req("10:55", json!([])),
+        }),
+        record(R {
+            seq: 3,
+            t: "11:30",
+            to: "staging",
+            artifact: A,
+            attempt: "r2",
+            allowed: true,
+            violations: none,
+            warnings: none,
+            trace: false,
+            request: req("10:55", json!([])),
+        }),
+        record(R {
+            seq: 4,
+            t: "13:00",
+            to: "prod",
+            artifact: A,
+            attempt: "r4",
+            allowed: true,
+            violations: none,
+            warnings: none,
+            trace: true,
+            request: req(
+                "12:10",
+                json!([
+                    {"approver": "alice", "decision": "approved", "at": at("12:30")},
+                    {"approver": "bob", "decision": "approved", "at": at("12:50")},
+                    {"approver": "carol", "decision": "rejected", "at": at("12:55")},
+                    {"approver": "dave", "decision": "approved", "at": at("13:30")}
+                ]),
+            ),
+        }),
+        record(R {
+            seq: 5,
+            t: "14:00",
+            to: "prod",
+            artifact: B,
+            attempt: "r5",
+            allowed: false,
+            violations: &["freeze.active"],
+            warnings: none,
+            trace: false,
+            request: None,
+        }),
+        record(R {
+            seq: 6,
+            t: "14:20",
+            to: "prod",
+            artifact: B,
+            attempt: "r5",
+            allowed: false,
+            violations: &["freeze.active"],
+            warnings: none,
+            trace: false,
+            request: None,
+        }),
+        record(R {
+            seq: 7,
+            t: "15:00",
+            to: "prod",
+            artifact: B,
+            attempt: "r6",
+            allowed: true,
+            violations: none,
+            warnings: &["freeze.break_glass"],
+            trace: false,
+            request: None,
+        }),
+    ]
+}
+
+fn run(opts: Options, verified_through: u64, events: Option<&Events>) -> Totals {
+    let mut agg = Aggregator::new(opts, verified_through);
+    for r in log() {
+        agg.add(&r);
+    }
+    agg.finish(
+        events,
+        &BTreeMap::from([(
+            "freeze.active".to_owned(),
+            "a freeze window covers now".to_owned(),
+        )]),
+    )
+}
+
+#[test]
+fn every_metric_matches_the_hand_count() {
+    let t = run(Options::default(), 7, None);
+    let s = &t.summary;
+    assert_eq!(s.decisions, 7);
+    // Attempts are request digests: r1, r2 (retried once), r4, r5 (denied twice), r6.
+    assert_eq!(s.attempts, 5);
+    // r1, r2, r4, r6 were allowed in the end; r5 never.
+    assert_eq!(s.allowed_attempts, 4);
+    assert_eq!(s.success_rate, Some(0.8));
+    // First decisions allowed: r1, r4, r6.
+    assert_eq!(s.first_attempt_pass_rate, Some(0.6));
+    // From A's finishedOn 10:00: dev 10:10, staging 11:30, prod 13:00 = 600, 5400,
+    // 10800 s; B has no stored provenance. Nearest rank: median 2nd, p90 3rd.
+    assert_eq!(s.time_to_promote.count, 3);
+    assert_eq!(s.time_to_promote.median_seconds, Some(5400.0));
+    assert_eq!(s.time_to_promote.p90_seconds, Some(10800.0));
+    // A: first allowed anywhere 10:10, into prod 13:00; B reached prod first.
+    assert_eq!(s.lead_time.count, 1);
+    assert_eq!(s.lead_time.median_seconds, Some(10200.0));
+    // r4 requested 12:10; the approval completing it came 12:50 (the rejection and
+    // the approval after the decision do not count).
+    assert_eq!(s.approval_latency.count, 1);
+    assert_eq!(s.approval_latency.median_seconds, Some(2400.0));
+    // A staging denied 11:00, allowed 11:30; B prod first denied 14:00, allowed 15:00.
+    assert_eq!(s.time_to_unblock.count, 2);
+    assert_eq!(s.time_to_unblock.median_seconds, Some(1800.0));
+    assert_eq!(s.time_to_unblock.p90_seconds, Some(3600.0));
+    assert_eq!(s.break_glass, 1);
+    assert_eq!(s.freeze_blocked, 2);
+    assert_eq!(s.trace_coverage, Some(2.0 / 7.0));
+    assert_eq!(s.promotions, 4);
+    // Without --events: no data, not zero.
+    assert_eq!(s.rollback_rate, None);
+    assert_eq!(s.canary_failure_rate, None);
+    assert_eq!(s.post_promote_incidents, None);
+    let blockers: Vec<(&str, u64, u64)> = t
+        .blockers
+        .iter()
+        .map(|b| (b.id.as_str(), b.decisions, b.attempts))
+        .collect();
+    assert_eq!(blockers, [("freeze.active", 2, 1), ("checks.failed", 1, 1)]);
+    assert_eq!(
+        t.blockers[0].catalog.as_deref(),
+        Some("a freeze window covers now")
+    );
+    assert_eq!(t.blockers[1].catalog, None);
+    assert_eq!(t.break_glass.count, 1);
+    assert_eq!(t.break_glass.listed[0].service, "svc/b");
+    // Records 1-4 hold a request with requestedAt and a readable envelope; 5-7 none.
+    assert_eq!(t.completeness.records, 7);
+    assert_eq!(t.completeness.fields_present, 4);
+    assert_eq!(t.completeness.complete_and_verified, 4);
+    // One bin of lead time: 10200 s is in 1-4 h.
+    let bins: Vec<u64> = t.lead_time_histogram.iter().map(|b| b.count).collect();
+    assert_eq!(bins, [0, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn per_environment_and_service_split_the_same_counts() {
+    let t = run(Options::default(), 7, None);
+    let env = |name: &str| {
+        &t.environments
+            .iter()
+            .find(|e| e.environment == name)
+            .unwrap()
+            .metrics
+    };
+    assert_eq!(env("dev").attempts, 1);
+    assert_eq!(env("staging").success_rate, Some(1.0));
+    assert_eq!(env("staging").first_attempt_pass_rate, Some(0.0));
+    assert_eq!(env("prod").attempts, 3);
+    assert_eq!(env("prod").success_rate, Some(2.0 / 3.0));
+    assert_eq!(env("dev").approval_latency.median_seconds, None);
+    let b = t
+        .services
+        .iter()
+        .find(|s| s.environment == "prod" && s.service == "svc/b")
+        .unwrap();
+    assert_eq!(b.metrics.attempts, 2);
+    assert_eq!(b.metrics.time_to_promote.count, 0);
+    // One week: the trend has one point per environment.
+    assert_eq!(t.trend.len(), 3);
+    assert!(t.trend.iter().all(|p| p.bucket == "2026-11-23T00:00:00Z"));
+}
+
+#[test]
+fn filters_and_the_verified_part_narrow_what_counts() {
+    let prod = run(
+        Options {
+            env: Some("prod".into()),
+            ..Options::default()
+        },
+        7,
+        None,
+    );
+    assert_eq!(prod.summary.attempts, 3);
+    let late = run(
+        Options {
+            since: unix(&at("14:00")),
+            ..Options::default()
+        },
+        7,
+        None,
+    );
+    assert_eq!(late.summary.attempts, 2);
+    assert_eq!(late.summary.success_rate, Some(0.5));
+    let b = run(
+        Options {
+            service: Some("svc/b".into()),
+            until: unix(&at("14:10")),
+            ..Options::default()
+        },
+        7,
+        None,
+    );
+    assert_eq!(b.summary.decisions, 1);
+    assert_eq!(b.summary.success_rate, Some(0.0));
+    // A chain broken at seq 3: only records 1 and 2 are verified and complete.
+    assert_eq!(
+        run(Options::default(), 2, None)
+            .completeness
+            .complete_and_verified,
+        2
+    );
+}
+
+#[test]
+fn events_give_rates_per_promotion_and_a_real_zero_is_zero() {
+    let mut events: Events = Events::new();
+    let e = |t: &str, kind| (kind, unix(&at(t)).unwrap());
+    // A rolled back out of prod after its 13:00 promotion.
+    events.insert(
+        (A.into(), "prod".into()),
+        vec![e("14:00", EventKind::Rollback)],
+    );
+    // B's canary failed before its promotion (15:00): not after it, so not counted.
+    events.insert(
+        (B.into(), "prod".into()),
+        vec![e("14:30", EventKind::CanaryFailure)],
+    );
+    // An incident on A in staging an hour after its 11:30 promotion.
+    events.insert(
+        (A.into(), "staging".into()),
+        vec![e("12:30", EventKind::Incident)],
+    );
+    let t = run(Options::default(), 7, Some(&events));
+    let env = |name: &str| {
+        &t.environments
+            .iter()
+            .find(|e| e.environment == name)
+            .unwrap()
+            .metrics
+    };
+    assert_eq!(env("prod").promotions, 2);
+    assert_eq!(env("prod").rollback_rate, Some(0.5));
+    assert_eq!(env("prod").canary_failure_rate, Some(0.0));
+    assert_eq!(env("staging").post_promote_incidents, Some(1));
+    assert_eq!(env("dev").rollback_rate, Some(0.0));
+    assert_eq!(t.summary.post_promote_incidents, Some(1));
+}
+
+#[test]
+fn buckets_start_on_utc_days_and_mondays() {
+    let thursday = unix("2026-11-26T18:00:00Z").unwrap();
+    assert_eq!(
+        Bucket::Day.start(thursday),
+        unix("2026-11-26T00:00:00Z").unwrap()
+    );
+    assert_eq!(
+        Bucket::Week.start(thursday),
+        unix("2026-11-23T00:00:00Z").unwrap()
+    );
+    let monday = unix("2026-11-23T00:00:00Z").unwrap();
+    assert_eq!(Bucket::Week.start(monday), monday);
+}
+
+#[test]
+fn the_catalog_is_read_from_the_bundle_readme() {
+    let catalog = super::load_catalog(std::path::Path::new("policies"));
+    assert!(catalog
+        .get("approvals.min_count")
+        .is_some_and(|t| t.contains("fewer than")));
+    assert!(catalog.contains_key("freeze.active"));
+    assert!(super::load_catalog(std::path::Path::new("no/such/dir")).is_empty());
+}
+
+#[test]
+fn bad_event_lines_are_refused_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let good = format!(
+        r#"{{"type": "rollback", "artifact": {{"digest": {{"sha256": "{A}"}}}}, "environment": "prod", "at": "2026-11-26T14:00:00Z"}}"#
+    );
+    std::fs::write(
+        &path,
+        format!("{good}\n\n{}\n", good.replace("rollback", "reboot")),
+    )
+    .unwrap();
+    let e = super::load_events(&path).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("`reboot`"), "{e}");
+    std::fs::write(&path, format!("{good}\n")).unwrap();
+    let events = super::load_events(&path).unwrap();
+    assert_eq!(events[&(A.to_owned(), "prod".to_owned())].len(), 1);
+}
+
+#[test]
+fn html_escapes_what_it_prints() {
+    assert_eq!(
+        super::html::escape("<script>\"a\"&'b'"),
+        "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;"
+    );
+}
