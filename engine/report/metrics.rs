@@ -367,7 +367,9 @@ fn signed_part(envelope: &Value) -> Option<Signed> {
         .filter_map(|w| w.get("id")?.as_str().map(str::to_owned))
         .collect();
     let is_trace = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-    let traced = is_trace(predicate.get("traceId")) || is_trace(predicate.get("traceparent"));
+    let traced = is_trace(predicate.pointer("/trace/traceId"))
+        || is_trace(predicate.get("traceId"))
+        || is_trace(predicate.get("traceparent"));
     Some(Signed { warnings, traced })
 }
 

@@ -357,12 +357,15 @@ pub fn generate(path: &Path, opts: &GenOptions) -> Result<u64, String> {
             policy: PolicyRef {
                 uri: "policies/".into(),
                 digest: BTreeMap::from([("sha256".to_owned(), BUNDLE.to_owned())]),
+                revision: None,
+                signed_by: None,
             },
             plugins: Vec::new(),
             engine: EngineRef {
                 id: crate::decision::ENGINE_ID.into(),
                 version: crate::decision::ENGINE_VERSION.into(),
             },
+            trace: None,
         };
         let statement =
             decision_statement(&decision, &Verified::default()).map_err(|e| e.to_string())?;
