@@ -22,3 +22,4 @@ mod plugins;
 mod properties;
 mod server;
 mod support;
+mod tls;
