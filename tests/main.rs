@@ -28,3 +28,4 @@ mod server;
 mod slo_collect;
 mod support;
 mod trace;
+mod tls;

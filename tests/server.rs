@@ -572,6 +572,57 @@ async fn metrics_count_decisions_errors_and_name_the_bundle() {
 }
 
 #[tokio::test]
+async fn promotion_attempts_and_denials_by_violation_move() {
+    let s = server(Some("prod"));
+    let metric = |t: &str, name: &str| -> Option<f64> {
+        t.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    post_json(&s, "/v1/promotions/evaluate", &request()).await;
+    post_json(&s, "/v1/promotions/evaluate", &without_approvals()).await;
+    let t = send(&s, Method::GET, "/metrics", None).await.text;
+    assert_eq!(
+        metric(&t, r#"promo_promotion_attempts_total{environment="prod"}"#),
+        Some(2.0),
+        "{t}"
+    );
+    assert_eq!(
+        metric(
+            &t,
+            r#"promo_promotion_denials_by_violation_total{environment="prod",violation="approvals.min_count"}"#
+        ),
+        Some(1.0),
+        "{t}"
+    );
+    // Only catalog ids (or `other`) ever become label values.
+    let catalog: Vec<String> = s
+        .loaded()
+        .engine
+        .bundle()
+        .catalog()
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    for line in t
+        .lines()
+        .filter(|l| l.starts_with("promo_promotion_denials_by_violation_total{"))
+    {
+        let violation = line
+            .split("violation=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            violation == "other" || catalog.iter().any(|c| c == violation),
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn environment_labels_are_bounded_to_configured_environments() {
     let s = server(None);
     let mut req = request();

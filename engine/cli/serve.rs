@@ -10,7 +10,8 @@ use promo_policy::input::parse_time;
 use promo_policy::server::bundle_poll::BundleSource;
 use promo_policy::server::decision_log::{DecisionLogSetup, LogConfig, Overflow};
 use promo_policy::server::{
-    DecisionClock, Server, ServerConfig, ServerLimits, DEFAULT_ADDR, MAX_QUEUED_EVALUATIONS,
+    DecisionClock, Server, ServerConfig, ServerLimits, TlsConfig, DEFAULT_ADDR,
+    MAX_QUEUED_EVALUATIONS, TLS_HANDSHAKE_TIMEOUT, TLS_RELOAD_INTERVAL,
 };
 
 use super::{CommonArgs, Exit};
@@ -46,6 +47,22 @@ pub struct ServeArgs {
     /// time limit and the evaluation queue).
     #[arg(long)]
     allow_query: bool,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1, ALPN) with this PEM certificate chain, leaf
+    /// first; re-read when it changes (cert-manager rotation), no restart needed.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate issued by one of these PEM CAs.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Re-read the TLS files every SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = TLS_RELOAD_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    tls_reload_interval: u64,
+    /// Drop a connection that has not finished its TLS handshake within SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = TLS_HANDSHAKE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    tls_handshake_timeout: u64,
     /// Fixed evaluation time for every decision (tests and demos only).
     #[arg(long, value_name = "TIME", hide = true)]
     at: Option<String>,
@@ -226,6 +243,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .decision_log
             .setup(&args.audit.audit_mask, args.environment.as_deref())?,
         bundle_source,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+                reload_interval: Duration::from_secs(args.tls_reload_interval),
+                ..TlsConfig::new(cert.clone(), key.clone(), args.tls_client_ca.clone())
+            }),
+            _ => None,
+        },
     };
     let server = Server::new(config).with_context(|| {
         format!(
@@ -260,8 +285,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .with_context(|| format!("cannot listen on `{}`", args.addr))?;
         let bound = listener.local_addr()?;
         // One line on stderr that scripts (and tests binding port 0) can read.
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         eprintln!(
-            "promo-policy: serving on http://{bound} (bundle sha256:{}, environment {})",
+            "promo-policy: serving on {scheme}://{bound} (bundle sha256:{}, environment {})",
             &loaded.engine.bundle().digest()[..12],
             args.environment.as_deref().unwrap_or("<none>")
         );

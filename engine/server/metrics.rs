@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::decision::Decision;
+use crate::policy::Check;
 
 /// Decision latency buckets: 100 µs doubling to about 3.3 s, which spans a cached
 /// decision on loopback up to the evaluation budget.
@@ -46,6 +47,26 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvironmentLabels {
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    environment: String,
+    violation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+/// The `violation` label for ids the bundle's catalog does not declare (plugin verdicts,
+/// engine ids): the label set stays as small as the catalog.
+pub const OTHER_VIOLATION: &str = "other";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BundleLabels {
     digest: String,
 }
@@ -74,6 +95,10 @@ pub struct Metrics {
     in_flight: Gauge,
     evictions: Counter,
     audit: AuditMetrics,
+    attempts: Family<EnvironmentLabels, Counter>,
+    denials_by_violation: Family<ViolationLabels, Counter>,
+    break_glass: Family<NamespaceLabels, Counter>,
+    dry_run_denials: Family<NamespaceLabels, Counter>,
     decision_log: DecisionLogMetrics,
 }
 
@@ -232,8 +257,36 @@ impl Metrics {
             "Decision-log uploads that failed (connection, timeout, non-2xx) and were retried",
             decision_log.failed_uploads.clone(),
         );
+        let attempts = Family::<EnvironmentLabels, Counter>::default();
+        let denials_by_violation = Family::<ViolationLabels, Counter>::default();
+        let break_glass = Family::<NamespaceLabels, Counter>::default();
+        let dry_run_denials = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "promotion_attempts",
+            "Promotion requests decided (allowed or denied), by target environment",
+            attempts.clone(),
+        );
+        registry.register(
+            "promotion_denials_by_violation",
+            "Denied promotions, once per distinct violation id in the decision, by target environment and violation (catalog ids; anything else is `other`)",
+            denials_by_violation.clone(),
+        );
+        registry.register(
+            "break_glass_admissions",
+            "Admissions that would have been denied under enforce but were let through by a break-glass annotation, by namespace",
+            break_glass.clone(),
+        );
+        registry.register(
+            "admission_dry_run_denials",
+            "Admissions allowed in dry-run mode that enforce would have denied, by namespace",
+            dry_run_denials.clone(),
+        );
         Self {
             registry,
+            attempts,
+            denials_by_violation,
+            break_glass,
+            dry_run_denials,
             decisions,
             latency,
             errors,
@@ -276,6 +329,56 @@ impl Metrics {
                 route: route.to_string(),
                 result: result.to_string(),
                 environment: environment.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one promotion decided into `environment` and, when denied, each distinct
+    /// violation id in it (ids outside `catalog` as [`OTHER_VIOLATION`]).
+    pub fn promotion(&self, decision: &Decision, environment: &str, catalog: &[Check]) {
+        self.attempts
+            .get_or_create(&EnvironmentLabels {
+                environment: environment.to_string(),
+            })
+            .inc();
+        if decision.allowed {
+            return;
+        }
+        let ids: std::collections::BTreeSet<&str> = decision
+            .violations
+            .iter()
+            .map(|v| {
+                if catalog.iter().any(|c| c.id == v.id) {
+                    v.id.as_str()
+                } else {
+                    OTHER_VIOLATION
+                }
+            })
+            .collect();
+        for violation in ids {
+            self.denials_by_violation
+                .get_or_create(&ViolationLabels {
+                    environment: environment.to_string(),
+                    violation: violation.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Count one break-glass admission in `namespace`.
+    pub fn break_glass(&self, namespace: &str) {
+        self.break_glass
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_string(),
+            })
+            .inc();
+    }
+
+    /// Count one admission that dry-run allowed and enforce would have denied.
+    pub fn dry_run_denial(&self, namespace: &str) {
+        self.dry_run_denials
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_string(),
             })
             .inc();
     }

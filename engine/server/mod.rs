@@ -16,6 +16,7 @@ mod metrics;
 mod opa;
 mod reload;
 mod routes;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +39,7 @@ pub use audit::{
 };
 pub use errors::ApiError;
 pub use metrics::Metrics;
+pub use tls::{TlsConfig, TLS_HANDSHAKE_TIMEOUT, TLS_RELOAD_INTERVAL};
 
 /// The address `serve` binds by default: loopback only, as OPA does since 1.0, so a
 /// sidecar is not reachable from the network unless someone asks for it.
@@ -246,6 +248,9 @@ pub enum ServerError {
     /// The decision-log shipper could not start.
     #[error("cannot start the decision log: {0}")]
     DecisionLog(String),
+    /// The TLS certificate, key or client CA cannot be read or used (`serve --tls-*`).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Where the time of a decision comes from.
@@ -335,6 +340,8 @@ pub struct ServerConfig {
     /// Poll a bundle server and decide from its verified bundle (`serve --bundle-url`);
     /// `engine.policies` is then the cached copy.
     pub bundle_source: Option<bundle_poll::BundleSource>,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this pair instead of plain HTTP/1.1.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -352,6 +359,7 @@ impl ServerConfig {
             allow_query: false,
             decision_log: None,
             bundle_source: None,
+            tls: None,
         }
     }
 }
@@ -477,6 +485,8 @@ struct Inner {
     bundle_poll: Option<Arc<bundle_poll::PollState>>,
     /// Body bytes that may be in flight, in KiB permits (see [`MAX_BODY_BYTES_IN_FLIGHT`]).
     body_budget: Arc<Semaphore>,
+    /// The certificate pair new connections are handshaken with, when serving TLS.
+    tls: Option<Arc<tls::TlsState>>,
 }
 
 impl Server {
@@ -499,6 +509,11 @@ impl Server {
             ),
             None => None,
         };
+        let tls = config
+            .tls
+            .clone()
+            .map(|c| tls::TlsState::load(c).map(Arc::new))
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 loaded: ArcSwap::from_pointee(loaded),
@@ -515,6 +530,7 @@ impl Server {
                     state.record(&Ok(bundle_poll::Polled::Unchanged), etag);
                     Arc::new(state)
                 }),
+                tls,
                 body_budget: Arc::new(Semaphore::new(
                     (config.limits.max_body_bytes_in_flight / 1024).max(1),
                 )),
@@ -598,6 +614,7 @@ impl Server {
             .route("/health/ready", get(routes::ready))
             .route("/metrics", get(routes::metrics))
             .fallback(routes::not_found)
+            .layer(axum::middleware::from_fn(routes::canonicalise))
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 routes::track_in_flight,
@@ -628,7 +645,10 @@ impl Server {
         use hyper_util::service::TowerToHyperService;
         use tower::ServiceExt as _;
 
-        let background = reload::spawn_triggers(self.clone());
+        let mut background = reload::spawn_triggers(self.clone());
+        if let Some(tls) = &self.inner.tls {
+            background.push(Arc::clone(tls).spawn_watcher());
+        }
         let router = self.router();
         let limits = self.inner.config.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -686,22 +706,58 @@ impl Server {
             let mut stopped = stopped.clone();
             let header_timeout = limits.header_read_timeout;
             let open = Arc::clone(&open);
+            let tls = self
+                .inner
+                .tls
+                .as_ref()
+                .map(|t| (t.acceptor(), t.handshake_timeout()));
             tasks.spawn(async move {
                 let _permit = permit;
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder
+                let mut http1 = hyper::server::conn::http1::Builder::new();
+                http1
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                let result = tokio::select! {
-                    result = conn.as_mut() => result,
-                    _ = stopped.changed() => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
+                // Drive one connection until it ends, the server drains or it is evicted.
+                macro_rules! drive {
+                    ($conn:expr) => {{
+                        let conn = $conn;
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            result = conn.as_mut() => result.map_err(|e| e.to_string()),
+                            _ = stopped.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await.map_err(|e| e.to_string())
+                            }
+                            // Evicted while idle: dropping it closes the socket.
+                            () = close.notified() => Ok(()),
+                        }
+                    }};
+                }
+                let result = match tls {
+                    None => drive!(http1.serve_connection(TokioIo::new(stream), service)),
+                    Some((acceptor, budget)) => {
+                        // The handshake is bounded: a client that connects and says
+                        // nothing is dropped, and an evicted one goes at once.
+                        let handshake = tokio::select! {
+                            done = tokio::time::timeout(budget, acceptor.accept(stream)) => done,
+                            () = close.notified() => Ok(Err(std::io::Error::other("evicted"))),
+                        };
+                        match handshake {
+                            Err(_) => Err(format!("TLS handshake timed out after {budget:?}")),
+                            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                            Ok(Ok(stream)) => {
+                                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                    let mut http2 = hyper::server::conn::http2::Builder::new(
+                                        hyper_util::rt::TokioExecutor::new(),
+                                    );
+                                    http2.timer(TokioTimer::new());
+                                    drive!(http2.serve_connection(TokioIo::new(stream), service))
+                                } else {
+                                    drive!(http1.serve_connection(TokioIo::new(stream), service))
+                                }
+                            }
+                        }
                     }
-                    // Evicted while idle: dropping it closes the socket.
-                    () = close.notified() => Ok(()),
                 };
                 open.remove(id);
                 if let Err(e) = result {

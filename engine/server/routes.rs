@@ -145,6 +145,7 @@ pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Resp
             let metrics = server.metrics();
             metrics.decision(ROUTE_EVALUATE, result, &environment);
             metrics.plugin_failures(d);
+            metrics.promotion(d, &environment, loaded.engine.bundle().catalog());
             metrics.latency(ROUTE_EVALUATE, started.elapsed());
             tracing::info!(
                 decision_id = %d.decision_id,
@@ -321,5 +322,64 @@ pub(super) fn parse_object(body: &[u8]) -> Result<serde_json::Map<String, Value>
                 super::opa::type_name(&other)
             ),
         }),
+    }
+}
+
+/// The canonical form of a request path, as OPA's router (gorilla/mux with path cleaning
+/// and strict slashes) computes it: empty and `.` segments dropped, `..` resolved, no
+/// trailing slash; `None` when the path is canonical already.
+pub(super) fn canonical_path(path: &str) -> Option<String> {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let canonical = format!("/{}", segments.join("/"));
+    (canonical != path).then_some(canonical)
+}
+
+/// Answer a non-canonical path (`/v1/policies/`, `/v1//data`) with `301 Moved
+/// Permanently` to the canonical one, query kept, as OPA does; every other request
+/// passes through.
+pub(super) async fn canonicalise(req: Request, next: axum::middleware::Next) -> Response {
+    let Some(path) = canonical_path(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let location = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(value) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, value)]).into_response(),
+        Err(_) => ApiError::NotFound(req.uri().path().to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    #[test]
+    fn paths_canonicalise_like_opa() {
+        assert_eq!(
+            canonical_path("/v1/policies/").as_deref(),
+            Some("/v1/policies")
+        );
+        assert_eq!(
+            canonical_path("/v1//data///x").as_deref(),
+            Some("/v1/data/x")
+        );
+        assert_eq!(
+            canonical_path("/v1/data/./a/../b").as_deref(),
+            Some("/v1/data/b")
+        );
+        assert_eq!(canonical_path("/../.."), Some("/".to_string()));
+        assert_eq!(canonical_path("/v1/data/promo/decision"), None);
+        assert_eq!(canonical_path("/"), None);
     }
 }
