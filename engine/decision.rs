@@ -48,6 +48,23 @@ pub struct Decision {
     pub plugins: Vec<PluginRecord>,
     /// Which engine decided.
     pub engine: EngineRef,
+    /// Where `eval --collect` fetched the request's registry attestations; absent when
+    /// they were not collected in the same process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected: Option<CollectedRef>,
+}
+
+/// The registry collection a decision was made on (`eval --collect`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectedRef {
+    /// The image pinned by digest: `registry/repo@sha256:<hex>`.
+    pub image: String,
+    /// For an index and `--platform`: the platform manifest's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_manifest: Option<String>,
+    /// sha256 of the collected JSONL evidence file (what `collect --out` writes).
+    pub evidence_digest: BTreeMap<String, String>,
 }
 
 /// One reason for a deny, or a warning.

@@ -377,6 +377,7 @@ impl Evaluator {
             },
             plugins: plugin_records,
             engine: EngineRef::default(),
+            collected: None,
         };
         Evaluation { decision, verified }
     }

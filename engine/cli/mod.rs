@@ -3,6 +3,7 @@
 
 mod attest;
 mod audit;
+mod collect;
 mod diff;
 mod eval;
 mod keygen;
@@ -71,6 +72,9 @@ enum Command {
     /// Write signed process evidence: an approval, a check result or an SLO snapshot.
     #[command(subcommand)]
     Attest(attest::AttestCmd),
+    /// Pin an image and write the attestations attached to it in its registry as JSONL
+    /// for `eval --attestations` (exit 0 written, 2 error; nothing is verified here).
+    Collect(collect::CollectArgs),
     /// Show trust material: `trust roots` lists the Sigstore trusted roots.
     #[command(subcommand)]
     Trust(trust::TrustCmd),
@@ -148,6 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(args) => audit::run(args),
         Command::Trust(args) => trust::run(args),
         Command::Attest(args) => attest::run(args),
+        Command::Collect(args) => collect::run(args),
     }
 }
 
