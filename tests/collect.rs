@@ -293,9 +293,28 @@ fn provenance_and_scan_attached_both_ways_decide_as_inline_envelopes() {
         );
     }
 
+    // Image C: provenance in `.att`, the scan and the rest as referrers; the file lists
+    // the referrers first, then cosign's tag.
+    let c = reg.push_image("payments/api", Some("c"), "image c");
+    let env_c = envelopes_for(c["digest"].as_str().unwrap());
+    reg.attach_cosign("payments/api", &c, &env_c[..1]);
+    let mut index = Vec::new();
+    for e in &env_c[1..] {
+        reg.attach_referrer(
+            "payments/api",
+            &c,
+            e.to_string().as_bytes(),
+            DSSE,
+            &mut index,
+        );
+    }
+    let env_c: Vec<Value> = env_c[1..].iter().chain(&env_c[..1]).cloned().collect();
+
     for (desc, envelopes, how) in [
         (&a, &env_a, "cosign .att"),
         (&b, &env_b, "referrers tag schema"),
+        (&c, &env_c, "cosign .att"),
+        (&c, &env_c, "referrers tag schema"),
     ] {
         let digest = desc["digest"].as_str().unwrap();
         let evidence = d.join(format!("{}.jsonl", &digest[7..19]));
