@@ -52,6 +52,23 @@ pub struct Decision {
     /// request's `trace`), with the decision's own span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<crate::trace::TraceRef>,
+    /// Where `eval --collect` fetched the request's registry attestations; absent when
+    /// they were not collected in the same process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected: Option<CollectedRef>,
+}
+
+/// The registry collection a decision was made on (`eval --collect`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectedRef {
+    /// The image pinned by digest: `registry/repo@sha256:<hex>`.
+    pub image: String,
+    /// For an index and `--platform`: the platform manifest's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_manifest: Option<String>,
+    /// sha256 of the collected JSONL evidence file (what `collect --out` writes).
+    pub evidence_digest: BTreeMap<String, String>,
 }
 
 /// One reason for a deny, or a warning.

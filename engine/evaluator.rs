@@ -385,6 +385,7 @@ impl Evaluator {
                 .trace
                 .as_deref()
                 .and_then(|t| crate::trace::TraceRef::from_traceparent(t).ok()),
+            collected: None,
         };
         Evaluation { decision, verified }
     }

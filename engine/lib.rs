@@ -4,6 +4,7 @@
 pub mod attest;
 pub mod audit;
 pub mod batch;
+pub mod collect;
 pub mod decision;
 pub mod evaluator;
 pub mod explain;

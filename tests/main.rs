@@ -14,6 +14,7 @@ mod batch;
 mod bundle_server;
 mod bundles;
 mod cli;
+mod collect;
 mod compliance;
 mod corpus;
 mod decision_log;

@@ -81,6 +81,14 @@ pub struct EvalArgs {
         conflicts_with = "batch"
     )]
     traceparent: Option<String>,
+    /// Collect the attestations attached to this image in its registry (as `collect`
+    /// does; same registry flags) and add them to the request. The request's artifact
+    /// digest must be the image's pinned digest (or --platform's manifest); the
+    /// decision records the pinned image and the collected evidence's digest.
+    #[arg(long, value_name = "IMAGE_REF", conflicts_with = "batch")]
+    collect: Option<String>,
+    #[command(flatten)]
+    registry: super::collect::RegistryArgs,
     /// Evaluate many requests in parallel, streaming JSONL results in input order.
     #[arg(long)]
     batch: bool,
@@ -124,6 +132,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
                 format!("cannot add --attestations to `{}`", args.request.display())
             })?;
     }
+    let mut collected = None;
+    if let Some(image) = &args.collect {
+        let (with, record) = add_collected(&bytes, image, &args.registry)?;
+        bytes = with;
+        collected = Some(record);
+    }
     let engine = args.common.load_engine()?;
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", args.request.display()))?;
@@ -137,6 +151,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         tracing::info!(trace_id = %t.trace_id, span_id = %t.span_id, "decision traced");
         eprintln!("traceparent: {}", t.traceparent());
     }
+    evaluation.decision.collected = collected;
     let signed = engine
         .sign(&evaluation)
         .context("cannot sign the decision")?;
@@ -210,6 +225,43 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Deny
     })
+}
+
+/// The request with the attestations collected for `image` appended, and the record of
+/// the collection for the decision. Refused when the request promotes another digest.
+fn add_collected(
+    bytes: &[u8],
+    image: &str,
+    registry: &super::collect::RegistryArgs,
+) -> anyhow::Result<(Vec<u8>, promo_policy::decision::CollectedRef)> {
+    let mut request = promo_policy::request::parse_strict(bytes).context("invalid request")?;
+    let artifact = request
+        .pointer("/artifact/digest/sha256")
+        .and_then(serde_json::Value::as_str)
+        .map(|hex| format!("sha256:{hex}"))
+        .context("--collect: the request has no artifact.digest.sha256 to match the image")?;
+    let collected = registry.collect(image)?;
+    let pinned = [Some(&collected.digest), collected.platform_digest.as_ref()];
+    if !pinned.iter().flatten().any(|d| **d == artifact) {
+        anyhow::bail!(
+            "--collect {image}: pinned {} but the request promotes {artifact}; refusing evidence for another image",
+            collected.image
+        );
+    }
+    let evidence_digest = collected.jsonl_digest();
+    let docs = collected.items.into_iter().map(|i| i.document).collect();
+    promo_policy::attest::files::append_attestations(&mut request, docs)
+        .context("cannot add the collected attestations")?;
+    let record = promo_policy::decision::CollectedRef {
+        image: collected.image,
+        platform_manifest: collected.platform_digest,
+        evidence_digest: [(
+            "sha256".to_string(),
+            evidence_digest.trim_start_matches("sha256:").to_string(),
+        )]
+        .into(),
+    };
+    Ok((serde_json::to_vec(&request)?, record))
 }
 
 fn warn_dev_key(engine: &promo_policy::Engine) {

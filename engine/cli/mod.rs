@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod bundle;
+mod collect;
 mod diff;
 mod eval;
 mod keygen;
@@ -79,6 +80,9 @@ enum Command {
     /// SLO snapshots: `slo collect` reads the figures from Prometheus and signs them.
     #[command(subcommand)]
     Slo(slo::SloCmd),
+    /// Pin an image and write the attestations attached to it in its registry as JSONL
+    /// for `eval --attestations` (exit 0 written, 2 error; nothing is verified here).
+    Collect(collect::CollectArgs),
     /// Show trust material: `trust roots` lists the Sigstore trusted roots.
     #[command(subcommand)]
     Trust(trust::TrustCmd),
@@ -163,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Attest(args) => attest::run(args),
         Command::Slo(args) => slo::run(args),
         Command::Report(args) => report::run(args),
+        Command::Collect(args) => collect::run(args),
     }
 }
 
