@@ -366,6 +366,7 @@ pub fn generate(path: &Path, opts: &GenOptions) -> Result<u64, String> {
                 version: crate::decision::ENGINE_VERSION.into(),
             },
             trace: None,
+            collected: None,
         };
         let statement =
             decision_statement(&decision, &Verified::default()).map_err(|e| e.to_string())?;
