@@ -28,5 +28,5 @@ mod report;
 mod server;
 mod slo_collect;
 mod support;
-mod trace;
 mod tls;
+mod trace;
