@@ -387,28 +387,13 @@ fn a_full_disk_stops_the_batch_and_says_how_far_the_log_got() {
 
 /// Start `serve --audit DB EXTRA...` on a free port; its base URL.
 fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--watch-interval", "0"])
-        .args(["--at", AT, "--audit"])
-        .arg(db)
-        .args(extra)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, base);
-        }
-        line.clear();
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the sidecar never said where it serves");
+    let mut args: Vec<std::ffi::OsString> = ["--watch-interval", "0", "--at", AT, "--audit"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.push(db.into());
+    args.extend(extra.iter().map(Into::into));
+    crate::support::spawn_serve(args)
 }
 
 #[test]
@@ -453,13 +438,8 @@ fn metrics(base: &str) -> String {
         .unwrap()
 }
 
-fn stop(mut child: std::process::Child) {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", child.id()))
-        .status()
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+fn stop(child: std::process::Child) {
+    crate::support::stop_serve(child);
 }
 
 #[test]

@@ -82,50 +82,29 @@ fn bundle_server(first: Serve) -> (Arc<BundleServer>, String) {
     (state, url)
 }
 
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is returned; the test stops and waits for it"
-)]
 fn serve(setup: &Setup, url: &str, cache: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--environment",
-            "prod",
-            "--at",
-            AT,
-        ])
-        .args([
-            "--watch-interval",
-            "0",
-            "--bundle-poll-interval",
-            "1s",
-            "--bundle-timeout",
-            "2s",
-        ])
-        .args(["--bundle-url", url, "--bundle-cache"])
-        .arg(cache)
-        .arg("--trust")
-        .arg(setup.path("trust.json"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
-            let status = child.wait().unwrap();
-            panic!("serve exited before it served: {status}");
-        }
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, base);
-        }
-    }
+    let mut args: Vec<std::ffi::OsString> = [
+        "--environment",
+        "prod",
+        "--at",
+        AT,
+        "--watch-interval",
+        "0",
+        "--bundle-poll-interval",
+        "1s",
+        "--bundle-timeout",
+        "2s",
+        "--bundle-url",
+        url,
+        "--bundle-cache",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(cache.into());
+    args.push("--trust".into());
+    args.push(setup.path("trust.json").into());
+    crate::support::spawn_serve(args)
 }
 
 fn health(base: &str) -> Value {
@@ -163,14 +142,6 @@ fn wait_poll(base: &str, result: &str, error: &str) -> Value {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn stop(mut child: std::process::Child) {
-    let _ = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", child.id()))
-        .status();
-    let _ = child.wait();
 }
 
 #[test]
@@ -242,13 +213,13 @@ fn new_revisions_arrive_and_bad_bundles_never_replace_the_last_good_one() {
         assert_eq!(h["bundle"]["revision"], "r2", "{h}");
         assert_eq!(revision(&base), "r2");
     }
-    stop(child);
+    crate::support::stop_serve(child);
 
     // The server is gone; a restart serves the cached r2.
     *bs.serve.lock().unwrap() = Serve::Status(503);
     let (child, base) = serve(&setup, &url, &cache);
     assert_eq!(revision(&base), "r2");
-    stop(child);
+    crate::support::stop_serve(child);
 }
 
 #[test]

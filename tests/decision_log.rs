@@ -65,40 +65,11 @@ fn collector() -> (Arc<Collector>, String) {
 }
 
 /// `serve` with the decision log pointed at `url`; returns the child and its base URL.
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is returned; the test stops and waits for it (`stop`)"
-)]
 fn serve(url: &str, extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--environment", "prod"])
-        .args([
-            "--watch-interval",
-            "0",
-            "--at",
-            AT,
-            "--decision-log-url",
-            url,
-        ])
-        .args(extra)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
-            let status = child.wait().unwrap();
-            panic!("serve exited before it served: {status}");
-        }
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            let base = rest.split_whitespace().next().unwrap().to_string();
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, base);
-        }
-    }
+    let mut args = vec!["--environment", "prod", "--watch-interval", "0", "--at", AT];
+    args.extend(["--decision-log-url", url]);
+    args.extend(extra);
+    crate::support::spawn_serve(args)
 }
 
 fn decide(base: &str) -> Value {
@@ -131,14 +102,6 @@ fn metric(base: &str, prefix: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-fn stop(mut child: std::process::Child) {
-    let _ = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", child.id()))
-        .status();
-    let _ = child.wait();
 }
 
 #[test]
@@ -185,7 +148,7 @@ fn decisions_arrive_in_opa_shape_masked_traced_and_signed() {
         metric(&base, "promo_decision_log_events_total{result=\"sent\"}"),
         2.0
     );
-    stop(child);
+    crate::support::stop_serve(child);
 }
 
 #[test]
@@ -234,5 +197,5 @@ fn a_collector_down_for_a_while_loses_nothing_within_the_buffer_and_counts_the_r
     let sent = metric(&base, "promo_decision_log_events_total{result=\"sent\"}") - before;
     assert_eq!(sent + dropped, 60.0, "sent {sent} + dropped {dropped}");
     assert_eq!(rx.events.lock().unwrap().len() as f64, sent);
-    stop(child);
+    crate::support::stop_serve(child);
 }

@@ -82,3 +82,43 @@ pub fn bundle_copy() -> tempfile::TempDir {
     copy_dir(Path::new("policies"), dir.path());
     dir
 }
+
+/// Start `promo-policy serve --addr 127.0.0.1:0 ARGS...` and read the base URL from its
+/// "serving on" line; stderr keeps draining so the server never blocks on a full pipe.
+/// Stop it with [`stop_serve`].
+pub fn spawn_serve<I, S>(args: I) -> (std::process::Child, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("promo-policy"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            let base = rest.split_whitespace().next().unwrap().to_string();
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return (child, base);
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    panic!("the sidecar never said where it serves ({status})");
+}
+
+/// SIGTERM a sidecar from [`spawn_serve`]; it must drain and exit 0.
+pub fn stop_serve(mut child: std::process::Child) {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", child.id()))
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
