@@ -19,6 +19,7 @@ mod bounded;
 mod config;
 mod lint;
 mod recursion;
+mod roots;
 pub mod signature;
 pub use archive::RawFile;
 pub use lint::Lint;
@@ -299,6 +300,8 @@ impl BundleFiles {
 /// The bundle's `.manifest` (OPA's): the revision is recorded in decisions.
 struct Manifest {
     revision: Option<String>,
+    /// The data paths the bundle owns (OPA's `roots`); `None` owns everything.
+    roots: Option<Vec<String>>,
     bytes: Vec<u8>,
 }
 
@@ -314,12 +317,24 @@ impl Manifest {
             Some(serde_json::Value::String(r)) => Some(r.clone()),
             Some(v) => return Err(format!("`revision` must be a string, got `{v}`")),
         };
-        match obj.get("roots") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(serde_json::Value::Array(roots)) if roots.iter().all(|r| r.is_string()) => {}
+        let roots = match obj.get("roots") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Array(roots)) => Some(
+                roots
+                    .iter()
+                    .map(|r| r.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        format!("`roots` must be an array of strings, got `{roots:?}`")
+                    })?,
+            ),
             Some(v) => return Err(format!("`roots` must be an array of strings, got `{v}`")),
-        }
-        Ok(Self { revision, bytes })
+        };
+        Ok(Self {
+            revision,
+            roots,
+            bytes,
+        })
     }
 }
 
@@ -404,6 +419,31 @@ fn check_signature(
     }
 }
 
+/// Refuse a bundle whose packages or data lie outside its manifest's `roots`, or whose
+/// roots overlap (see [`roots`]).
+fn check_roots(
+    dir: &Path,
+    declared: &[String],
+    engine: &regorus::Engine,
+    mounted: &[(String, serde_json::Value)],
+) -> Result<(), PolicyError> {
+    let err = |reason: String| PolicyError::Archive {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let parsed = roots::parse(declared).map_err(err)?;
+    let packages = engine
+        .get_packages()
+        .map_err(|e| err(format!("cannot list packages: {e}")))?;
+    for package in packages {
+        roots::check_package(&parsed, &package).map_err(err)?;
+    }
+    for (file, value) in mounted {
+        roots::check_data(&parsed, &[], value).map_err(|why| err(format!("`{file}`: {why}")))?;
+    }
+    Ok(())
+}
+
 /// The first evaluation prepares the engine (rule index, schedule); clones taken
 /// afterwards keep that work. An empty input is enough, and the result does not matter
 /// here, except that a bundle without the entry point is refused.
@@ -483,6 +523,7 @@ impl PolicyBundle {
             None => None,
         };
         let revision = files.manifest.as_ref().and_then(|m| m.revision.clone());
+        let roots = files.manifest.as_ref().and_then(|m| m.roots.clone());
         let BundleFiles {
             policies,
             tests,
@@ -510,6 +551,9 @@ impl PolicyBundle {
             .map(|(p, v)| Ok((p.clone(), as_json(p, v)?)))
             .collect::<Result<Vec<_>, PolicyError>>()?;
         config::check(&as_json("data", &engine.get_data())?, &mounted)?;
+        if let Some(roots) = roots {
+            check_roots(dir, &roots, &engine, &mounted)?;
+        }
         // Before anything evaluates: both engines recurse on the native stack.
         recursion::check(&engine).map_err(|cycle| {
             PolicyError::Parse(format!(

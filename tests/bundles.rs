@@ -224,3 +224,67 @@ fn a_hostile_archive_is_an_error_naming_the_entry() {
     });
     refused(&s.eval(&stranger, "trust-optional.json"), "promo/run.sh");
 }
+
+#[test]
+fn manifest_roots_scope_what_a_bundle_may_define() {
+    let s = Setup::new();
+    // `--root promo` owns every package and data path of the shipped bundle.
+    let scoped = s.path("scoped.tar.gz");
+    bin()
+        .args(["bundle", "build", "policies", "--root", "promo", "-o"])
+        .arg(&scoped)
+        .assert()
+        .success();
+    let out = s.eval(&scoped, "trust-optional.json");
+    assert_eq!(decision(&out)["allowed"], true, "{out:?}");
+
+    // Roots that leave out the shipped packages: `build` refuses and writes nothing.
+    let narrow = s.path("narrow.tar.gz");
+    let out = bin()
+        .args(["bundle", "build", "policies", "--root", "promo/rules", "-o"])
+        .arg(&narrow)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("outside the manifest roots"), "{stderr}");
+    assert!(!narrow.exists() && !narrow.with_extension("tmp").exists());
+
+    // A bundle that declares `promo` but smuggles in another package is refused on load,
+    // as is data beside the root and a manifest with overlapping roots.
+    let cases: [(&str, Box<dyn Fn(&mut Vec<RawFile>)>, &str); 3] = [
+        (
+            "package",
+            Box::new(|files| {
+                files.push(RawFile {
+                    path: "system/authz.rego".into(),
+                    bytes: b"package system.authz\nallow := true\n".to_vec(),
+                })
+            }),
+            "package `data.system.authz` is outside the manifest roots [\"promo\"]",
+        ),
+        (
+            "data",
+            Box::new(|files| {
+                files.push(RawFile {
+                    path: "system/data.json".into(),
+                    bytes: b"{\"x\": 1}".to_vec(),
+                })
+            }),
+            "data at `system` is outside the manifest roots",
+        ),
+        (
+            "overlap",
+            Box::new(|files| {
+                let m = files.iter_mut().find(|f| f.path == ".manifest").unwrap();
+                m.bytes = br#"{"roots": ["promo", "promo/config"]}"#.to_vec();
+            }),
+            "overlap",
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let hostile = s.path(&format!("{name}.tar.gz"));
+        rewrite(&scoped, &hostile, edit);
+        refused(&s.eval(&hostile, "trust-optional.json"), want);
+    }
+}

@@ -47,6 +47,10 @@ pub struct BuildArgs {
     /// The `.manifest` revision (recorded in every decision made under the bundle).
     #[arg(long, value_name = "REV")]
     revision: Option<String>,
+    /// A data path the bundle owns (the `.manifest`'s `roots`, e.g. `promo`); repeat for
+    /// several. Loading refuses packages or data outside them. Default: `""` (all).
+    #[arg(long = "root", value_name = "PATH")]
+    roots: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -86,7 +90,11 @@ pub fn run(cmd: BundleCmd) -> anyhow::Result<Exit> {
 
 /// The directory's bundle files as the loader reads them (no signature), after checking
 /// that they load: a bundle that would not load is not worth signing.
-fn bundle_files(dir: &Path, revision: Option<&str>) -> anyhow::Result<Vec<RawFile>> {
+fn bundle_files(
+    dir: &Path,
+    revision: Option<&str>,
+    roots: &[String],
+) -> anyhow::Result<Vec<RawFile>> {
     if !dir.is_dir() {
         anyhow::bail!("`{}` is not a policy directory", dir.display());
     }
@@ -94,9 +102,14 @@ fn bundle_files(dir: &Path, revision: Option<&str>) -> anyhow::Result<Vec<RawFil
         .with_context(|| format!("`{}` does not load as a bundle", dir.display()))?;
     let mut files = archive::read_directory(dir)?;
     files.retain(|f| f.path != archive::SIGNATURES);
-    if let Some(rev) = revision {
+    if revision.is_some() || !roots.is_empty() {
         files.retain(|f| f.path != archive::MANIFEST);
-        let manifest = serde_json::json!({"revision": rev, "roots": [""]});
+        let roots = if roots.is_empty() {
+            vec![String::new()]
+        } else {
+            roots.to_vec()
+        };
+        let manifest = serde_json::json!({"revision": revision, "roots": roots});
         files.push(RawFile {
             path: archive::MANIFEST.into(),
             bytes: serde_json::to_vec_pretty(&manifest)?,
@@ -124,7 +137,7 @@ fn signatures(files: &[RawFile], key: &KeyArgs) -> anyhow::Result<Option<RawFile
 }
 
 fn build(args: &BuildArgs) -> anyhow::Result<Exit> {
-    let mut files = bundle_files(&args.dir, args.revision.as_deref())?;
+    let mut files = bundle_files(&args.dir, args.revision.as_deref(), &args.roots)?;
     if let Some(sigs) = signatures(&files, &args.key)? {
         files.push(sigs);
     }
@@ -133,9 +146,18 @@ fn build(args: &BuildArgs) -> anyhow::Result<Exit> {
     let tmp = args.out.with_extension("tmp");
     std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, &args.out))
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    // The archive as written must load (its manifest roots included) before it replaces
+    // anything at `--out`.
+    let bundle = match PolicyBundle::load_with(&tmp, Backend::Interpreter) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).context("the built archive does not load; nothing was written");
+        }
+    };
+    std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
-    let bundle = PolicyBundle::load_with(&args.out, Backend::Interpreter)?;
     eprintln!(
         "wrote {} ({} files, {} bytes); bundle digest sha256:{}{}",
         args.out.display(),
@@ -155,7 +177,7 @@ fn sign_dir(args: &SignArgs) -> anyhow::Result<Exit> {
     if args.key.key.is_none() {
         anyhow::bail!("`bundle sign` needs `--key FILE`");
     }
-    let files = bundle_files(&args.dir, None)?;
+    let files = bundle_files(&args.dir, None, &[])?;
     let sigs =
         signatures(&files, &args.key)?.ok_or_else(|| anyhow::anyhow!("no signature was made"))?;
     let out = args.dir.join(archive::SIGNATURES);
