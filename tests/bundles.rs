@@ -252,7 +252,8 @@ fn manifest_roots_scope_what_a_bundle_may_define() {
 
     // A bundle that declares `promo` but smuggles in another package is refused on load,
     // as is data beside the root and a manifest with overlapping roots.
-    let cases: [(&str, Box<dyn Fn(&mut Vec<RawFile>)>, &str); 3] = [
+    type Edit = Box<dyn Fn(&mut Vec<RawFile>)>;
+    let cases: [(&str, Edit, &str); 3] = [
         (
             "package",
             Box::new(|files| {
