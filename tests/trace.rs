@@ -67,3 +67,41 @@ fn the_requests_trace_field_is_recorded_and_a_bad_one_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("trace id"), "{stderr}");
 }
+
+#[test]
+fn the_audit_log_finds_a_decision_by_its_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for tp in [TP, other] {
+        eval_json(ALLOWED)
+            .args(["--traceparent", tp, "--audit"])
+            .arg(&db)
+            .assert()
+            .success();
+    }
+    eval_json(ALLOWED)
+        .env_remove("TRACEPARENT")
+        .arg("--audit")
+        .arg(&db)
+        .assert()
+        .success();
+    let query = |id: &str| -> Vec<Value> {
+        let out = crate::support::bin()
+            .args(["audit", "query", "--format", "jsonl", "--trace-id", id])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let found = query(&TRACE_ID.to_ascii_uppercase());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["seq"], 1);
+    assert_eq!(query("0af7651916cd43dd8448eb211c80319c")[0]["seq"], 2);
+    assert!(query("ffffffffffffffffffffffffffffffff").is_empty());
+}

@@ -186,6 +186,24 @@ pub struct Digest256 {
 }
 
 impl Record {
+    /// The in-toto statement inside the record's envelope, decoded but not verified
+    /// (`audit verify` checks the signature); `None` when the payload is unreadable.
+    pub fn statement(&self) -> Option<Value> {
+        use base64::Engine as _;
+        let payload = self.envelope.get("payload")?.as_str()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The W3C trace id the decision carries (`predicate.trace.traceId`), if any.
+    pub fn trace_id(&self) -> Option<String> {
+        let statement = self.statement()?;
+        let id = statement.pointer("/predicate/trace/traceId")?.as_str()?;
+        Some(id.to_string())
+    }
+
     /// The record's hash as it should be: `sha256(prev || canonical record)`; a
     /// `prev_hash` that is not 64 hex digits hashes as its text, so it can never match.
     pub fn compute_hash(&self) -> String {

@@ -200,6 +200,10 @@ struct QueryArgs {
     /// Decisions with a violation of this id (e.g. `approvals.min_count`).
     #[arg(long, value_name = "ID")]
     violation: Option<String>,
+    /// The decision made under this W3C trace id (32 hex digits, from `traceparent`):
+    /// how an incident's trace leads to the promotion behind it.
+    #[arg(long, value_name = "TRACE_ID")]
+    trace_id: Option<String>,
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]
     format: Option<QueryFormat>,
@@ -393,7 +397,12 @@ fn query(args: QueryArgs) -> anyhow::Result<Exit> {
     } else if format == QueryFormat::Json {
         out.write_all(b"[")?;
     }
+    let trace_id = args.trace_id.as_deref().map(str::to_ascii_lowercase);
     each_record(&log, &filter, |record| {
+        // Inside the signed envelope, so not an SQL column: decoded per record.
+        if trace_id.is_some() && record.trace_id() != trace_id {
+            return Ok(());
+        }
         match format {
             QueryFormat::Table => writeln!(out, "{}", table_row(record))?,
             QueryFormat::Jsonl => {

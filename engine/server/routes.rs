@@ -152,6 +152,7 @@ pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Resp
                 request_id = %d.request_id,
                 to = %d.to,
                 allowed = d.allowed,
+                trace_id = d.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "decision"
             );
