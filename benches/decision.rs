@@ -37,13 +37,7 @@ fn benches(c: &mut Criterion) {
     );
 
     // The floor's input: exactly what the pipeline hands to regorus.
-    let input = serde_json::json!({
-        "request": request.raw,
-        "verified": evaluation.verified,
-        "plugins": {},
-        "now": AT,
-    });
-    let input = regorus::Value::from(input);
+    let input = regorus::Value::from(evaluator.policy_input(&request, now));
     let mut bare = engine.bundle().evaluator();
     let mut bare_vm = engine
         .bundle()

@@ -439,6 +439,16 @@ impl Evaluator {
         }
     }
 
+    /// The policy input `evaluate` builds for `request` at `now` (attestations verified,
+    /// plugins run): what benches and profiles hand to a bare regorus evaluation.
+    pub fn policy_input(
+        &mut self,
+        request: &PromotionRequest,
+        now: OffsetDateTime,
+    ) -> serde_json::Value {
+        self.gather(request, &format_time(now)).input
+    }
+
     /// Evaluate any document of the bundle (`promo/decision`, `promo/decision/allow`,
     /// `promo/config`) over the same input `evaluate` builds: the OPA Data API.
     /// `Ok(None)` when the path is undefined for this input.

@@ -69,6 +69,19 @@ pub enum Backend {
     Interpreter,
 }
 
+/// Where the engine lists the rule packages it loaded (`data.promo.engine.rulePackages`,
+/// the names under `promo.rules`): `decision.rego` iterates this list instead of
+/// enumerating `data.promo.rules`, which would evaluate every rule of every package to
+/// find the keys (measured: 453 µs vs 225 µs for the shipped bundle on the VM). The path
+/// is reserved: a bundle whose data defines `promo.engine` does not load.
+pub const RULE_PACKAGES_KEY: [&str; 3] = ["promo", "engine", "rulePackages"];
+
+/// How many VM instructions run between two reads of the clock for the evaluation
+/// deadline. Reading it on every instruction cost a third of the shipped bundle's
+/// evaluation (611 µs vs 459 µs without a deadline); every 256th instruction costs
+/// nothing measurable, and a looping policy still stops within microseconds of the limit.
+pub const VM_DEADLINE_CHECK_INTERVAL: u32 = 256;
+
 /// Wall-clock budget for one policy evaluation. The default bundle decides in well
 /// under a millisecond; a policy that needs a second is looping, and a gate that
 /// hangs is a gate people bypass.
@@ -612,7 +625,7 @@ impl PolicyBundle {
         // INVARIANT: `data` was accepted by the same call when the bundle loaded.
         vm.set_data(data.clone()).ok()?;
         vm.set_strict_builtin_errors(false);
-        vm.set_execution_timer_config(Some(time_limit()));
+        vm.set_execution_timer_config(Some(time_limit(VM_DEADLINE_CHECK_INTERVAL)));
         Some(vm)
     }
 
@@ -756,10 +769,12 @@ fn compile_vm(engine: &regorus::Engine) -> Result<(Arc<Program>, regorus::Value)
     Ok((program, data))
 }
 
-fn time_limit() -> ExecutionTimerConfig {
+/// The evaluation deadline, checked every `interval` units of work (the interpreter's
+/// units are coarse, so it checks on each; see [`VM_DEADLINE_CHECK_INTERVAL`]).
+fn time_limit(interval: u32) -> ExecutionTimerConfig {
     ExecutionTimerConfig {
         limit: POLICY_TIME_LIMIT,
-        check_interval: NonZeroU32::MIN,
+        check_interval: NonZeroU32::new(interval).unwrap_or(NonZeroU32::MIN),
     }
 }
 
@@ -844,7 +859,7 @@ fn new_engine(
     // Strict mode would turn a missing optional field into `policy.error` denials
     // everywhere; our rules guard their inputs instead.
     engine.set_strict_builtin_errors(false);
-    engine.set_execution_timer_config(time_limit());
+    engine.set_execution_timer_config(time_limit(1));
     for (name, why) in REFUSED_BUILTINS {
         let message = format!("`{name}` is refused: {why}");
         engine
@@ -875,7 +890,89 @@ fn new_engine(
                 reason: e.to_string(),
             })?;
     }
+    add_rule_packages(&mut engine)?;
     Ok(engine)
+}
+
+/// Add `data.promo.engine.rulePackages` (see [`RULE_PACKAGES_KEY`]): every name `n` for
+/// which `data.promo.rules[n]` can exist, from the packages and the data, so iterating
+/// the list finds every package enumerating `data.promo.rules` would. Where a name cannot
+/// be read from a package path, nothing is added and the policy enumerates (slower, same
+/// result).
+fn add_rule_packages(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
+    let reserved = || PolicyError::Data {
+        path: RULE_PACKAGES_KEY[..2].join("/"),
+        reason: format!(
+            "`data.{}` is reserved for the engine",
+            RULE_PACKAGES_KEY[..2].join(".")
+        ),
+    };
+    let data = engine.get_data();
+    let promo = &data[RULE_PACKAGES_KEY[0]];
+    if promo[RULE_PACKAGES_KEY[1]] != regorus::Value::Undefined {
+        return Err(reserved());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    if let Ok(rules) = promo["rules"].as_object() {
+        for key in rules.keys() {
+            match key.as_string() {
+                Ok(k) => names.insert(k.to_string()),
+                Err(_) => return Ok(()),
+            };
+        }
+    }
+    for module in engine.get_modules().iter() {
+        let package = module.package.refr.span().text();
+        if package == "promo" {
+            // `package promo` with a rule `rules` (or `rules.x`) makes keys only
+            // evaluation finds: leave the policy to enumerate.
+            let defines_rules = module.policy.iter().any(|rule| match rule.as_ref() {
+                regorus::unstable::Rule::Spec { head, .. } => {
+                    let name = match head {
+                        regorus::unstable::RuleHead::Compr { refr, .. }
+                        | regorus::unstable::RuleHead::Set { refr, .. }
+                        | regorus::unstable::RuleHead::Func { refr, .. } => refr.span().text(),
+                    };
+                    name == "rules" || name.starts_with("rules.") || name.starts_with("rules[")
+                }
+                _ => false,
+            });
+            if defines_rules {
+                return Ok(());
+            }
+            continue;
+        }
+        let Some(rest) = package.strip_prefix("promo.rules") else {
+            continue;
+        };
+        match first_segment(rest) {
+            Some(name) => names.insert(name),
+            None => return Ok(()),
+        };
+    }
+    let list: Vec<regorus::Value> = names.into_iter().map(regorus::Value::from).collect();
+    let mut value = regorus::Value::from(list);
+    for key in RULE_PACKAGES_KEY.iter().rev() {
+        let mut obj = regorus::Value::new_object();
+        obj.as_object_mut()
+            .map_err(|e| PolicyError::Parse(e.to_string()))?
+            .insert(regorus::Value::from(*key), value);
+        value = obj;
+    }
+    engine.add_data(value).map_err(|_| reserved())
+}
+
+/// `.name...` or `["name"]...` -> `name`; `None` for anything else (including the
+/// `promo.rules` package itself, whose rules are the keys).
+fn first_segment(rest: &str) -> Option<String> {
+    if let Some(dotted) = rest.strip_prefix('.') {
+        let end = dotted.find(['.', '[']).unwrap_or(dotted.len());
+        let name = &dotted[..end];
+        return (!name.is_empty()).then(|| name.to_string());
+    }
+    let quoted = rest.strip_prefix("[\"")?;
+    let end = quoted.find("\"]")?;
+    Some(quoted[..end].to_string())
 }
 
 /// Evaluate each rule package's `catalog` (constant data, so no input is needed) and
@@ -1047,6 +1144,72 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
         let out = evaluate(&mut e, input).unwrap();
         assert!(!out.allow);
         assert_eq!(out.deny[0].msg, "configured");
+    }
+
+    /// The listed names, as the policy sees them.
+    fn rule_packages(b: &PolicyBundle) -> Option<Vec<String>> {
+        let data = serde_json::to_value(b.evaluator().get_data()).unwrap();
+        let list = data.pointer("/promo/engine/rulePackages")?;
+        Some(serde_json::from_value(list.clone()).unwrap())
+    }
+
+    #[test]
+    fn the_rule_package_list_is_every_key_enumeration_finds() {
+        let b = PolicyBundle::load(Path::new("policies")).unwrap();
+        let listed = rule_packages(&b).expect("the shipped bundle gets a list");
+        let mut e = b.evaluator();
+        e.set_input(regorus::Value::new_object());
+        let results = e.eval_query("data.promo.rules".to_string(), false).unwrap();
+        let rules = &results.result[0].expressions[0].value;
+        let enumerated: Vec<String> = serde_json::to_value(rules)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(listed, enumerated);
+        assert!(listed.contains(&"approvals".to_string()), "{listed:?}");
+
+        // Rules given as data and quoted package names are listed too, and decide.
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            (
+                "promo/rules/x.rego",
+                "package promo.rules[\"my-rules\"]\ndeny contains {\"id\": \"q\", \"msg\": \"m\"} if input.bad\n",
+            ),
+            (
+                "promo/rules/fixed/data.json",
+                r#"{"deny": [{"id": "fixed.always", "msg": "static"}]}"#,
+            ),
+        ]);
+        let b = b.unwrap();
+        assert_eq!(
+            rule_packages(&b).unwrap(),
+            vec!["fixed".to_string(), "my-rules".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_engine_namespace_is_reserved() {
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            ("promo/engine/data.json", r#"{"rulePackages": ["forged"]}"#),
+        ]);
+        let e = b.err().unwrap().to_string();
+        assert!(e.contains("`data.promo.engine` is reserved"), "{e}");
+    }
+
+    #[test]
+    fn first_segments_of_rule_package_paths() {
+        assert_eq!(first_segment(".a.b").as_deref(), Some("a"));
+        assert_eq!(first_segment(".a[\"b\"]").as_deref(), Some("a"));
+        assert_eq!(
+            first_segment("[\"my-rules\"].x").as_deref(),
+            Some("my-rules")
+        );
+        assert_eq!(first_segment(""), None);
+        assert_eq!(first_segment("x"), None);
     }
 
     #[test]

@@ -43,20 +43,20 @@ test_all_rule_packages_gathered_denied if {
 
 test_new_rule_package_takes_part_denied if {
 	d := data.promo.decision with input as f.input_for(f.prod_request)
-		with data.promo.rules.custom.deny as {{"id": "custom.no_fridays", "msg": "no deploys on Friday"}}
+		with data.promo.engine as {} with data.promo.rules.custom.deny as {{"id": "custom.no_fridays", "msg": "no deploys on Friday"}}
 	d.allow == false
 	d.deny == [{"id": "custom.no_fridays", "msg": "no deploys on Friday"}]
 }
 
 test_new_rule_package_warning_allowed if {
 	d := data.promo.decision with input as f.input_for(f.prod_request)
-		with data.promo.rules.custom.warn as {{"id": "custom.late", "msg": "late in the day"}}
+		with data.promo.engine as {} with data.promo.rules.custom.warn as {{"id": "custom.late", "msg": "late in the day"}}
 	d.allow == true
 	d.warn == [{"id": "custom.late", "msg": "late in the day"}]
 }
 
 test_entries_sorted_by_id_then_msg_denied if {
-	d := data.promo.decision with data.promo.rules as {
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {
 		"zeta": {"deny": {{"id": "b.x", "msg": "2"}, {"id": "a.y", "msg": "z"}}},
 		"alpha": {"deny": {{"id": "b.x", "msg": "1"}}},
 	}
@@ -64,37 +64,37 @@ test_entries_sorted_by_id_then_msg_denied if {
 }
 
 test_string_deny_is_kept_as_malformed_denied if {
-	d := data.promo.decision with data.promo.rules as {"legacy": {"deny": {"do not ship"}}}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {"legacy": {"deny": {"do not ship"}}}
 	d.allow == false
 	[e.id | some e in d.deny] == ["policy.malformed_violation"]
 	d.deny[0].facts == {"package": "legacy", "entry": "do not ship"}
 }
 
 test_entry_without_msg_is_kept_as_malformed_denied if {
-	d := data.promo.decision with data.promo.rules as {"x": {"deny": {{"id": "x.y"}}}}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {"x": {"deny": {{"id": "x.y"}}}}
 	d.allow == false
 	[e.id | some e in d.deny] == ["policy.malformed_violation"]
 }
 
 test_boolean_deny_true_denied if {
-	d := data.promo.decision with data.promo.rules as {"flag": {"deny": true}}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {"flag": {"deny": true}}
 	d.allow == false
 	[e.id | some e in d.deny] == ["policy.malformed_violation"]
 }
 
 test_boolean_deny_false_allowed if {
-	d := data.promo.decision with data.promo.rules as {"flag": {"deny": false}}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {"flag": {"deny": false}}
 	d == {"allow": true, "deny": [], "warn": []}
 }
 
 test_no_rule_packages_allowed if {
-	d := data.promo.decision with data.promo.rules as {}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {}
 	d == {"allow": true, "deny": [], "warn": []}
 }
 
 test_long_message_clipped_denied if {
 	long := concat("", [s | some _ in numbers.range(1, 1100); s := "x"])
-	d := data.promo.decision with data.promo.rules as {"x": {"deny": {{"id": "x.long", "msg": long, "facts": {"n": 1}}}}}
+	d := data.promo.decision with data.promo.engine as {} with data.promo.rules as {"x": {"deny": {{"id": "x.long", "msg": long, "facts": {"n": 1}}}}}
 	count(d.deny[0].msg) == 1024
 	endswith(d.deny[0].msg, "...")
 	d.deny[0].facts == {"n": 1}
@@ -114,4 +114,18 @@ test_every_default_message_fits_denied if {
 		count(e.msg) <= 1024
 		is_object(e.facts)
 	}
+}
+
+# The engine lists the rule packages it loaded (data.promo.engine.rulePackages); the
+# decision iterates that list, and only without one enumerates data.promo.rules.
+test_the_engine_list_names_the_packages_gathered_denied if {
+	d := data.promo.decision with data.promo.engine.rulePackages as ["b"]
+		with data.promo.rules as {"a": {"deny": {{"id": "a.x", "msg": "a"}}}, "b": {"deny": {{"id": "b.x", "msg": "b"}}}}
+	[e.id | some e in d.deny] == ["b.x"]
+}
+
+test_without_the_engine_list_every_package_is_enumerated_denied if {
+	d := data.promo.decision with data.promo.engine as {}
+		with data.promo.rules as {"a": {"deny": {{"id": "a.x", "msg": "a"}}}, "b": {"deny": {{"id": "b.x", "msg": "b"}}}}
+	[e.id | some e in d.deny] == ["a.x", "b.x"]
 }
