@@ -20,6 +20,7 @@ OFF=$((BASE_PORT)) ON=$((BASE_PORT + 1)) DEAD=$((BASE_PORT + 2)) PLAIN=$((BASE_P
 SINK=$((BASE_PORT + 4)) NOBODY=$((BASE_PORT + 5))
 TMP=$(mktemp -d)
 PIDS=()
+declare -A PID_OF
 
 for tool in hey wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk hey curl python3)" >&2; exit 2; }
@@ -44,7 +45,7 @@ serve() { # PORT [extra serve flags...]
   local port=$1; shift
   "$BIN" serve --addr "127.0.0.1:$port" --environment prod --watch-interval 0 \
     --at 2026-11-26T18:00:00Z "$@" 2>"$TMP/serve-$port.log" & PIDS+=($!)
-  eval "PID_$port=$!"
+  PID_OF[$port]=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return; sleep 0.1; done
   cat "$TMP/serve-$port.log" >&2; exit 2
 }
@@ -79,8 +80,8 @@ for port in "$PLAIN" "$DEAD"; do
   hey -n "$N" -c 8 -m POST -T application/json -D "$REQUEST" \
     "http://127.0.0.1:$port/v1/promotions/evaluate" >/dev/null
 done
-hwm() { eval "awk '/VmHWM/ {print \$2}' /proc/\$PID_$1/status"; }
-rss() { eval "awk '/VmRSS/ {print \$2}' /proc/\$PID_$1/status"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/${PID_OF[$1]}/status"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/${PID_OF[$1]}/status"; }
 plain_hwm=$(hwm "$PLAIN"); dead_hwm=$(hwm "$DEAD")
 echo "peak RSS without a log: $((plain_hwm / 1024)) MiB; with a full buffer: $((dead_hwm / 1024)) MiB (now $(( $(rss "$DEAD") / 1024)) MiB)"
 echo "the full buffer costs $(((dead_hwm - plain_hwm) / 1024)) MiB"
