@@ -63,7 +63,7 @@ impl OpaParams {
             .find(|(k, v)| k == "explain" && EXPLAIN_MODES.contains(&v.as_str()))
         {
             return Err(ApiError::Query(format!(
-                "`explain={mode}` is not supported: the sidecar's Rego engine (regorus) does not produce OPA's evaluation trace; a promotion decision's own `violations` and `promo-policy explain` say why it was denied"
+                "`explain={mode}` is not supported: the sidecar's Rego engine (regorus) does not produce OPA's evaluation trace; a promotion decision's own `violations` and `promo-policy eval --explain` say why it was denied"
             )));
         }
         Ok(Self {
