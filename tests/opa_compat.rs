@@ -25,7 +25,10 @@ fn encode(text: &str) -> String {
 
 /// `GET /v1/data/{path}?input=<request>&{extra}`.
 fn get_with_input(path: &str, input: &Value, extra: &str) -> String {
-    format!("/v1/data/{path}?input={}{extra}", encode(&input.to_string()))
+    format!(
+        "/v1/data/{path}?input={}{extra}",
+        encode(&input.to_string())
+    )
 }
 
 // ------------------------------------------------------------- paths and methods
@@ -36,7 +39,10 @@ async fn non_canonical_paths_redirect_like_opa_with_the_query_kept() {
     for (from, to) in [
         ("/v1/policies/", "/v1/policies"),
         ("/v1/data/", "/v1/data"),
-        ("/v1/data//promo/config/?pretty", "/v1/data/promo/config?pretty"),
+        (
+            "/v1/data//promo/config/?pretty",
+            "/v1/data/promo/config?pretty",
+        ),
         ("/v1/data/promo/./config/../config", "/v1/data/promo/config"),
     ] {
         let r = send(&s, Method::GET, from, None).await;
@@ -50,7 +56,11 @@ async fn methods_a_route_lacks_are_405_with_allow_in_opa_error_shape() {
     let s = server(None);
     for (method, uri, allow) in [
         (Method::POST, "/v1/policies", "GET"),
-        (Method::PATCH, "/v1/policies/promo/decision.rego", "GET, PUT, DELETE"),
+        (
+            Method::PATCH,
+            "/v1/policies/promo/decision.rego",
+            "GET, PUT, DELETE",
+        ),
         (Method::DELETE, "/v1/query", "GET, POST"),
         (Method::PUT, "/v0/data/promo/config", "POST"),
         (Method::GET, "/v1/promotions/evaluate", "POST"),
@@ -81,7 +91,13 @@ async fn pretty_indents_as_opa_reads_the_flag() {
         let r = send(&s, Method::GET, uri, None).await;
         assert!(r.text.contains("\n  "), "{uri}: {}", r.text);
     }
-    let r = send(&s, Method::GET, "/v1/data/promo/config/order?pretty=no", None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        "/v1/data/promo/config/order?pretty=no",
+        None,
+    )
+    .await;
     assert!(!r.text.contains('\n'), "{}", r.text);
 }
 
@@ -89,7 +105,9 @@ async fn pretty_indents_as_opa_reads_the_flag() {
 fn assert_timers(metrics: &Value, names: &[&str]) {
     let handler = metrics["timer_server_handler_ns"].as_u64().unwrap();
     for name in names {
-        let ns = metrics[name].as_u64().unwrap_or_else(|| panic!("{name}: {metrics}"));
+        let ns = metrics[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: {metrics}"));
         assert!(ns > 0 && ns <= handler, "{name}: {metrics}");
     }
 }
@@ -119,7 +137,11 @@ async fn metrics_are_measured_timers_under_opas_names() {
     assert!(m.get("timer_rego_input_parse_ns").is_none(), "{m}");
     // An undefined document still reports its timers, as OPA does.
     let r = post_json(&s, "/v1/data/promo/nope?metrics=true", &body).await;
-    assert_eq!(r.json()["metrics"]["timer_rego_query_eval_ns"].is_u64(), true);
+    assert!(
+        r.json()["metrics"]["timer_rego_query_eval_ns"].is_u64(),
+        "{}",
+        r.text
+    );
     // The Query API too.
     let q = query_server();
     let r = send(&q, Method::GET, "/v1/query?q=x%20%3A%3D%201&metrics", None).await;
@@ -137,8 +159,17 @@ async fn provenance_names_the_version_and_the_bundle_evaluated() {
     let digest = s.loaded().engine.bundle().digest().to_string();
     assert_eq!(p["bundles"]["promo"]["digest"]["sha256"], digest, "{p}");
     assert!(p["bundles"]["promo"]["revision"].is_string(), "{p}");
-    let r = send(&s, Method::GET, "/v1/data/promo/config/order?provenance", None).await;
-    assert_eq!(r.json()["provenance"]["bundles"]["promo"]["digest"]["sha256"], digest);
+    let r = send(
+        &s,
+        Method::GET,
+        "/v1/data/promo/config/order?provenance",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json()["provenance"]["bundles"]["promo"]["digest"]["sha256"],
+        digest
+    );
 }
 
 #[tokio::test]
@@ -146,18 +177,35 @@ async fn explain_is_refused_with_400_rather_than_answered_with_another_trace() {
     let s = server(None);
     let body = json!({"input": request()});
     for mode in ["notes", "fails", "full", "debug"] {
-        let r = post_json(&s, &format!("/v1/data/promo/decision?explain={mode}"), &body).await;
+        let r = post_json(
+            &s,
+            &format!("/v1/data/promo/decision?explain={mode}"),
+            &body,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{mode}: {}", r.text);
         assert_eq!(r.json()["code"], "invalid_parameter");
         assert!(r.json()["message"].as_str().unwrap().contains(mode));
-        let r = send(&s, Method::GET, &format!("/v1/data/promo?explain={mode}"), None).await;
+        let r = send(
+            &s,
+            Method::GET,
+            &format!("/v1/data/promo?explain={mode}"),
+            None,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{mode}: {}", r.text);
     }
     // OPA ignores a value that is not a mode.
     let r = post_json(&s, "/v1/data/promo/decision?explain=off", &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let q = query_server();
-    let r = send(&q, Method::GET, "/v1/query?q=x%20%3A%3D%201&explain=full", None).await;
+    let r = send(
+        &q,
+        Method::GET,
+        "/v1/query?q=x%20%3A%3D%201&explain=full",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }
 
@@ -180,9 +228,19 @@ async fn strict_builtin_errors_fail_the_query_and_do_not_leak_into_the_next() {
     for _ in 0..2 {
         // Lenient by default, as OPA: the builtin error makes the rule undefined.
         let r = post_json(&s, "/v1/data/promo/compat_probe/bad", &body).await;
-        assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})), "{}", r.text);
+        assert_eq!(
+            (r.status, r.json()),
+            (StatusCode::OK, json!({})),
+            "{}",
+            r.text
+        );
         let r = send(&s, Method::GET, "/v1/data/promo/compat_probe/bad", None).await;
-        assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})), "{}", r.text);
+        assert_eq!(
+            (r.status, r.json()),
+            (StatusCode::OK, json!({})),
+            "{}",
+            r.text
+        );
         // Strict: the query fails, 500 internal_error, naming the builtin.
         let uri = "/v1/data/promo/compat_probe/bad?strict-builtin-errors";
         let r = post_json(&s, uri, &body).await;
@@ -191,7 +249,17 @@ async fn strict_builtin_errors_fail_the_query_and_do_not_leak_into_the_next() {
         assert!(r.text.contains("to_number"), "{}", r.text);
         let r = send(&s, Method::GET, uri, None).await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
-        let r = send(&s, Method::GET, &get_with_input("promo/compat_probe/bad", &request(), "&strict-builtin-errors=true"), None).await;
+        let r = send(
+            &s,
+            Method::GET,
+            &get_with_input(
+                "promo/compat_probe/bad",
+                &request(),
+                "&strict-builtin-errors=true",
+            ),
+            None,
+        )
+        .await;
         assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
     }
     // Strictness changes nothing for a policy without builtin errors.
@@ -205,7 +273,13 @@ async fn strict_builtin_errors_fail_the_query_and_do_not_leak_into_the_next() {
 async fn get_with_input_in_the_query_decides_as_the_post_does() {
     let s = server(None);
     let posted = post_json(&s, "/v1/data/promo/decision", &json!({"input": request()})).await;
-    let got = send(&s, Method::GET, &get_with_input("promo/decision", &request(), ""), None).await;
+    let got = send(
+        &s,
+        Method::GET,
+        &get_with_input("promo/decision", &request(), ""),
+        None,
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK, "{}", got.text);
     assert_eq!(got.json()["result"], posted.json()["result"]);
     assert!(got.json()["decision_id"].is_string(), "{}", got.text);
@@ -217,14 +291,26 @@ async fn get_with_input_in_the_query_decides_as_the_post_does() {
     let r = send(&s, Method::GET, &uri, None).await;
     assert_eq!(r.json()["result"], false, "{}", r.text);
     // Undefined is `{}`.
-    let r = send(&s, Method::GET, &get_with_input("promo/nope", &request(), ""), None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        &get_with_input("promo/nope", &request(), ""),
+        None,
+    )
+    .await;
     assert_eq!(r.json(), json!({}));
 }
 
 #[tokio::test]
 async fn get_input_that_is_malformed_or_breaks_the_schema_is_400_naming_where() {
     let s = server(None);
-    let r = send(&s, Method::GET, "/v1/data/promo/decision?input=%7Bnot%20json", None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        "/v1/data/promo/decision?input=%7Bnot%20json",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     let body = r.json();
     assert_eq!(body["code"], "invalid_parameter");
@@ -233,7 +319,13 @@ async fn get_input_that_is_malformed_or_breaks_the_schema_is_400_naming_where() 
 
     let mut bad = request();
     bad["to"] = json!(7);
-    let r = send(&s, Method::GET, &get_with_input("promo/decision", &bad, ""), None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        &get_with_input("promo/decision", &bad, ""),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.json()["errors"][0]["pointer"], "/to", "{}", r.text);
 }
@@ -244,12 +336,24 @@ async fn a_query_string_past_the_limit_is_400_not_a_decision() {
     let limit = promo_policy::server::MAX_QUERY_STRING_BYTES;
     let mut big = request();
     big["padding"] = json!("x".repeat(limit));
-    let r = send(&s, Method::GET, &get_with_input("promo/decision", &big, ""), None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        &get_with_input("promo/decision", &big, ""),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(r.json()["code"], "invalid_parameter");
     assert!(r.text.contains(&limit.to_string()), "{}", r.text);
     // The server keeps serving.
-    let r = send(&s, Method::GET, &get_with_input("promo/decision", &request(), ""), None).await;
+    let r = send(
+        &s,
+        Method::GET,
+        &get_with_input("promo/decision", &request(), ""),
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 

@@ -224,7 +224,15 @@ async fn data_v1_post(
         let request = promotion_request(input, "/input")?;
         timers.record(TIMER_INPUT_PARSE, started.elapsed());
         let evaluated = Arc::clone(&loaded);
-        query_data(&server, evaluated, request, path.clone(), &params, &mut timers).await
+        query_data(
+            &server,
+            evaluated,
+            request,
+            path.clone(),
+            &params,
+            &mut timers,
+        )
+        .await
     }
     .await;
     answer_data(&server, &loaded, outcome, &path, &params, &timers, true)
@@ -487,7 +495,12 @@ async fn query_post(State(server): State<Server>, req: Request) -> Response {
 /// Evaluate an ad-hoc query: `{"result": [<bindings>, ...]}`, one object of variable
 /// bindings per solution, solutions without bindings left out (as OPA does); `metrics`
 /// when asked for (OPA's Query API has no `provenance`).
-async fn run_query(server: &Server, query: String, params: OpaParams, mut timers: Timers) -> Response {
+async fn run_query(
+    server: &Server,
+    query: String,
+    params: OpaParams,
+    mut timers: Timers,
+) -> Response {
     if !server.inner.config.allow_query {
         return fail(
             server,

@@ -203,7 +203,11 @@ mod tests {
         assert!(parse("pretty=false&pretty=true").unwrap().pretty);
         assert!(!parse("x=1").unwrap().pretty);
         assert!(parse("instrument").unwrap().metrics);
-        assert!(parse("strict-builtin-errors=true").unwrap().strict_builtin_errors);
+        assert!(
+            parse("strict-builtin-errors=true")
+                .unwrap()
+                .strict_builtin_errors
+        );
     }
 
     #[test]
