@@ -195,8 +195,8 @@ fn count_data_decision(
 }
 
 /// OPA's query parameters of a request, or the 400 that refuses them.
-fn params_of(server: &Server, route: &str, uri: &Uri) -> Result<OpaParams, Response> {
-    OpaParams::parse(uri).map_err(|e| fail(server, route, e))
+fn params_of(server: &Server, route: &str, uri: &Uri) -> Result<OpaParams, Box<Response>> {
+    OpaParams::parse(uri).map_err(|e| Box::new(fail(server, route, e)))
 }
 
 /// `POST /v1/data/{path}` with `{"input": <promotion request>}`: `{"result": ...}`, or
@@ -210,7 +210,7 @@ async fn data_v1_post(
     let path = path.map(|Path(p)| p).unwrap_or_default();
     let params = match params_of(&server, ROUTE_DATA, req.uri()) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let loaded = server.loaded();
     let outcome = async {
@@ -307,7 +307,7 @@ async fn data_v1_get(
     let path = path.map(|Path(p)| p).unwrap_or_default();
     let params = match params_of(&server, ROUTE_DATA, &uri) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let loaded = server.loaded();
     let evaluated = Arc::clone(&loaded);
@@ -434,7 +434,7 @@ async fn query_get(State(server): State<Server>, uri: Uri) -> Response {
     let timers = Timers::start();
     let opa = match params_of(&server, ROUTE_QUERY, &uri) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let params = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
         Ok(Query(p)) => p,
@@ -462,7 +462,7 @@ async fn query_post(State(server): State<Server>, req: Request) -> Response {
     let timers = Timers::start();
     let opa = match params_of(&server, ROUTE_QUERY, req.uri()) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let query = async {
         let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
