@@ -78,6 +78,33 @@ async fn methods_a_route_lacks_are_405_with_allow_in_opa_error_shape() {
     }
 }
 
+#[tokio::test]
+async fn a_compressed_or_yaml_body_is_415_naming_what_was_sent() {
+    let s = server(None);
+    let body = json!({"input": request()}).to_string().into_bytes();
+    for (name, value, named) in [
+        (header::CONTENT_ENCODING, "gzip", "`gzip`"),
+        (
+            header::CONTENT_TYPE,
+            "application/x-yaml",
+            "`application/x-yaml`",
+        ),
+    ] {
+        let req = axum::http::Request::post("/v1/data/promo/decision")
+            .header(name, value)
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap();
+        let r = tower::ServiceExt::oneshot(s.router(), req).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{value}");
+        let bytes = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes.to_bytes()).unwrap();
+        assert_eq!(body["code"], "invalid_parameter", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(named), "{body}");
+    }
+}
+
 // ------------------------------------------------------------- query parameters
 
 #[tokio::test]

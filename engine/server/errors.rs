@@ -32,6 +32,13 @@ pub enum ApiError {
         /// The `Content-Type` given.
         found: String,
     },
+    /// The body is compressed (`Content-Encoding`), which the sidecar does not decode
+    /// (415): decompressing is a budget of its own, and no OPA client needs it.
+    #[error("content encoding `{found}` is not supported; send the body uncompressed")]
+    ContentEncoding {
+        /// The `Content-Encoding` given.
+        found: String,
+    },
     /// The body is larger than the route accepts (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -129,7 +136,9 @@ impl ApiError {
             | ApiError::Body { .. }
             | ApiError::Query(_)
             | ApiError::ReadOnly { .. } => StatusCode::BAD_REQUEST,
-            ApiError::ContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ContentType { .. } | ApiError::ContentEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded { .. }
             | ApiError::BodyBudget { .. }
@@ -153,6 +162,7 @@ impl ApiError {
             | ApiError::Query(_)
             | ApiError::ReadOnly { .. }
             | ApiError::ContentType { .. }
+            | ApiError::ContentEncoding { .. }
             | ApiError::TooLarge { .. }
             | ApiError::BodyTimeout { .. } => "invalid_parameter",
             ApiError::Overloaded { .. }
@@ -177,6 +187,7 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => "invalid_body",
             ApiError::ContentType { .. } => "content_type",
+            ApiError::ContentEncoding { .. } => "content_encoding",
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::Body { .. } => "body_read",
             ApiError::Query(_) => "query",
