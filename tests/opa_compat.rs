@@ -432,6 +432,7 @@ fn an_opa_client_library_from_pypi_works_against_the_serve_binary() {
         "explain_refused",
         "writes_refused",
         "ad_hoc_query",
+        "async_client",
     ] {
         assert!(
             stdout.lines().any(|l| l == format!("ok {check}")),

@@ -6,6 +6,7 @@ library is missing. Run by tests/opa_compat.rs; usage:
     check.py BASE_URL REQUEST_JSON
 """
 
+import asyncio
 import json
 import sys
 import traceback
@@ -13,7 +14,7 @@ from urllib.parse import urlparse
 
 try:
     import requests
-    from opa_client import OpaClient
+    from opa_client import AsyncOpaClient, OpaClient
     from opa_client.errors import (
         DeletePolicyError,
         PolicyNotFoundError,
@@ -148,6 +149,21 @@ def ad_hoc_query(client, _request):
     expect(e.response.json()["code"] == "invalid_parameter", "a bad query is 400")
 
 
+def async_client(client, request):
+    """The library's aiohttp client: the same connection check and decision."""
+
+    async def run():
+        async with AsyncOpaClient(host=client.host, port=client.port,
+                                  timeout=10, retries=0) as opa:
+            expect(await opa.check_connection() is True, "check_connection")
+            ids = await opa.get_policies_list()
+            expect(ids, "policy ids")
+            body = await opa.query_rule(request, "promo", "decision")
+            expect(body["result"]["allow"] is True, f"decision {body}")
+
+    asyncio.run(run())
+
+
 CHECKS = [
     ("connection", connection),
     ("list_policies", list_policies),
@@ -161,6 +177,7 @@ CHECKS = [
     ("explain_refused", explain_refused),
     ("writes_refused", writes_refused),
     ("ad_hoc_query", ad_hoc_query),
+    ("async_client", async_client),
 ]
 
 if __name__ == "__main__":
