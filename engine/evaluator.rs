@@ -458,14 +458,60 @@ impl Evaluator {
         now: OffsetDateTime,
         path: &str,
     ) -> Result<Option<serde_json::Value>, PolicyError> {
+        self.query_data_with(request, now, path, QueryOptions::default())
+            .map(|(value, _)| value)
+    }
+
+    /// [`Evaluator::query_data`] with OPA's per-query options, and where the time went.
+    pub fn query_data_with(
+        &mut self,
+        request: &PromotionRequest,
+        now: OffsetDateTime,
+        path: &str,
+        options: QueryOptions,
+    ) -> Result<(Option<serde_json::Value>, QueryTimings), PolicyError> {
+        let started = std::time::Instant::now();
         let Facts { input, .. } = self.gather(request, &format_time(now));
         let input = regorus::Value::from(input);
+        let facts = started.elapsed();
+        let started = std::time::Instant::now();
+        self.set_strict_builtin_errors(options.strict_builtin_errors);
+        let value = self.eval_path(input, path);
+        // INVARIANT: pooled evaluators are lenient between calls (OPA's default), so a
+        // strict query never leaks its strictness into the next request's evaluation.
+        self.set_strict_builtin_errors(false);
+        let timings = QueryTimings {
+            facts,
+            eval: started.elapsed(),
+        };
+        let value = value?;
+        if value == regorus::Value::Undefined {
+            return Ok((None, timings));
+        }
+        serde_json::to_value(&value)
+            .map(|v| (Some(v), timings))
+            .map_err(|e| PolicyError::Runtime(e.to_string()))
+    }
+
+    fn set_strict_builtin_errors(&mut self, strict: bool) {
+        self.rego.set_strict_builtin_errors(strict);
+        if let Some(vm) = &mut self.vm {
+            vm.set_strict_builtin_errors(strict);
+        }
+    }
+
+    /// `data.{path}` over `input`: undefined as `Value::Undefined`.
+    fn eval_path(
+        &mut self,
+        input: regorus::Value,
+        path: &str,
+    ) -> Result<regorus::Value, PolicyError> {
         // The entry point itself (what admission controllers and OPA clients ask for
         // most) runs on the VM like every decision; any other path on the interpreter.
         let uses_vm = self.uses_vm();
-        let value = match &mut self.vm {
+        match &mut self.vm {
             Some(vm) if uses_vm && data_path(path) == policy::ENTRY_POINT => {
-                policy::execute_vm(vm, input)?
+                policy::execute_vm(vm, input)
             }
             _ => {
                 self.rego.set_input(input);
@@ -473,24 +519,32 @@ impl Evaluator {
                     .rego
                     .eval_query(data_ref(path), false)
                     .map_err(|e| PolicyError::Runtime(e.to_string()))?;
-                match results
+                Ok(results
                     .result
                     .into_iter()
                     .next()
                     .and_then(|r| r.expressions.into_iter().next())
-                {
-                    Some(e) => e.value,
-                    None => regorus::Value::Undefined,
-                }
+                    .map_or(regorus::Value::Undefined, |e| e.value))
             }
-        };
-        if value == regorus::Value::Undefined {
-            return Ok(None);
         }
-        serde_json::to_value(&value)
-            .map(Some)
-            .map_err(|e| PolicyError::Runtime(e.to_string()))
     }
+}
+
+/// Per-query options of the Data API, as OPA's query parameters set them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// OPA's `?strict-builtin-errors`: a builtin given bad arguments fails the query
+    /// instead of being undefined (the lenient default, as in OPA).
+    pub strict_builtin_errors: bool,
+}
+
+/// Where a Data API query's time went, measured, for OPA's `?metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryTimings {
+    /// Verifying attestations, running plugins and building the input.
+    pub facts: std::time::Duration,
+    /// Evaluating the document in Rego.
+    pub eval: std::time::Duration,
 }
 
 /// `input.plugins.<name>` for Rego: what the plugin said, or its failure as a

@@ -22,6 +22,7 @@ mod diff;
 mod evidence;
 mod hardening;
 mod keyless;
+mod opa_compat;
 mod plugins;
 mod properties;
 mod report;

@@ -21,7 +21,7 @@ fn at() -> time::OffsetDateTime {
     promo_policy::input::parse_time(AT).unwrap()
 }
 
-fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {
+pub(crate) fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {
     ServerConfig {
         environment: environment.map(str::to_string),
         clock: DecisionClock::Fixed(at()),
@@ -29,7 +29,7 @@ fn config(policies: &Path, environment: Option<&str>) -> ServerConfig {
     }
 }
 
-fn server(environment: Option<&str>) -> Server {
+pub(crate) fn server(environment: Option<&str>) -> Server {
     Server::new(config(Path::new("policies"), environment)).unwrap()
 }
 
@@ -55,19 +55,24 @@ fn allowed_envelope() -> Value {
     envelope_for(&request())
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 }
 
-async fn send(server: &Server, method: Method, uri: &str, body: Option<Vec<u8>>) -> Reply {
+pub(crate) async fn send(
+    server: &Server,
+    method: Method,
+    uri: &str,
+    body: Option<Vec<u8>>,
+) -> Reply {
     send_with(server, method, uri, body, Some("application/json")).await
 }
 
@@ -96,7 +101,7 @@ async fn send_with(
     }
 }
 
-async fn post_json(server: &Server, uri: &str, body: &Value) -> Reply {
+pub(crate) async fn post_json(server: &Server, uri: &str, body: &Value) -> Reply {
     send(
         server,
         Method::POST,
@@ -360,23 +365,31 @@ async fn data_v0_returns_the_bare_value_and_404_when_undefined() {
     assert!(r.text.contains("\"pointer\":\"/to\""), "{}", r.text);
 }
 
+/// OPA answers a write to a path a bundle owns with `400 invalid_parameter`; here the
+/// one signed bundle owns every path.
 #[tokio::test]
-async fn writes_to_data_and_policies_are_405() {
+async fn writes_to_data_and_policies_are_refused_as_opa_refuses_bundle_paths() {
     let s = server(None);
     for (method, uri) in [
         (Method::PUT, "/v1/data/promo/config"),
         (Method::PATCH, "/v1/data/promo/config"),
         (Method::DELETE, "/v1/data/promo/config"),
         (Method::PUT, "/v1/data"),
-        (Method::PUT, "/v0/data/promo/config"),
         (Method::PUT, "/v1/policies/promo/decision.rego"),
         (Method::DELETE, "/v1/policies/promo/decision.rego"),
     ] {
         let r = send(&s, method.clone(), uri, Some(b"{}".to_vec())).await;
-        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
-        assert!(r.headers.contains_key(header::ALLOW), "{method} {uri}");
-        assert_eq!(r.json()["code"], "method_not_allowed");
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {uri}");
+        assert_eq!(r.json()["code"], "invalid_parameter", "{method} {uri}");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains("read-only"),
+            "{}",
+            r.text
+        );
     }
+    // Still there.
+    let r = send(&s, Method::GET, "/v1/policies/promo/decision.rego", None).await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -428,7 +441,7 @@ async fn a_data_path_of_hundreds_of_segments_is_a_400_not_a_500() {
 }
 
 /// A sidecar started with `--allow-query`.
-fn query_server() -> Server {
+pub(crate) fn query_server() -> Server {
     Server::new(ServerConfig {
         allow_query: true,
         ..config(Path::new("policies"), None)

@@ -32,6 +32,13 @@ pub enum ApiError {
         /// The `Content-Type` given.
         found: String,
     },
+    /// The body is compressed (`Content-Encoding`), which the sidecar does not decode
+    /// (415): decompressing is a budget of its own, and no OPA client needs it.
+    #[error("content encoding `{found}` is not supported; send the body uncompressed")]
+    ContentEncoding {
+        /// The `Content-Encoding` given.
+        found: String,
+    },
     /// The body is larger than the route accepts (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -83,11 +90,20 @@ pub enum ApiError {
     /// The decision could not be signed (500).
     #[error("cannot sign the decision: {0}")]
     Sign(#[from] SignError),
-    /// A write to policies or data: the bundle on disk is the source of truth (405).
-    #[error("{what} is read-only here: the bundle on disk is the source of truth (reload with SIGHUP or by changing the files)")]
+    /// A write to policies or data, all of which belong to the bundle on disk, the source
+    /// of truth (400 `invalid_parameter`, as OPA answers a write to a bundle-owned path).
+    #[error("{what} is owned by the bundle `promo` and read-only here: the bundle on disk is the source of truth (reload with SIGHUP or by changing the files)")]
     ReadOnly {
         /// What was to be written.
         what: &'static str,
+    },
+    /// A method the route does not have (405 with `Allow`; OPA sends no body).
+    #[error("method `{method}` is not allowed on `{path}`; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The request path.
+        path: String,
         /// The methods the route does accept.
         allow: &'static str,
     },
@@ -118,14 +134,17 @@ impl ApiError {
             ApiError::Request(_)
             | ApiError::Invalid { .. }
             | ApiError::Body { .. }
-            | ApiError::Query(_) => StatusCode::BAD_REQUEST,
-            ApiError::ContentType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            | ApiError::Query(_)
+            | ApiError::ReadOnly { .. } => StatusCode::BAD_REQUEST,
+            ApiError::ContentType { .. } | ApiError::ContentEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Overloaded { .. }
             | ApiError::BodyBudget { .. }
             | ApiError::EvaluationTimeout { .. }
             | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ReadOnly { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Undefined { .. } | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Disabled(_) => StatusCode::FORBIDDEN,
             ApiError::Policy(_) | ApiError::Sign(_) | ApiError::Internal(_) => {
@@ -141,14 +160,16 @@ impl ApiError {
             | ApiError::Invalid { .. }
             | ApiError::Body { .. }
             | ApiError::Query(_)
+            | ApiError::ReadOnly { .. }
             | ApiError::ContentType { .. }
+            | ApiError::ContentEncoding { .. }
             | ApiError::TooLarge { .. }
             | ApiError::BodyTimeout { .. } => "invalid_parameter",
             ApiError::Overloaded { .. }
             | ApiError::BodyBudget { .. }
             | ApiError::EvaluationTimeout { .. }
             | ApiError::AuditUnavailable(_) => "unavailable",
-            ApiError::ReadOnly { .. } => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "invalid_operation",
             ApiError::Undefined { .. } => "undefined_document",
             ApiError::NotFound(_) => "resource_not_found",
             ApiError::Disabled(_) => "unauthorized",
@@ -166,6 +187,7 @@ impl ApiError {
             }
             ApiError::Invalid { .. } => "invalid_body",
             ApiError::ContentType { .. } => "content_type",
+            ApiError::ContentEncoding { .. } => "content_encoding",
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::Body { .. } => "body_read",
             ApiError::Query(_) => "query",
@@ -176,6 +198,7 @@ impl ApiError {
             ApiError::Policy(_) => "policy",
             ApiError::Sign(_) => "sign",
             ApiError::ReadOnly { .. } => "read_only",
+            ApiError::MethodNotAllowed { .. } => "method",
             ApiError::Undefined { .. } => "undefined",
             ApiError::NotFound(_) => "not_found",
             ApiError::Disabled(_) => "disabled",
@@ -239,7 +262,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(super::RETRY_AFTER_SECS),
                 );
             }
-            ApiError::ReadOnly { allow, .. } => {
+            ApiError::MethodNotAllowed { allow, .. } => {
                 headers.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
             _ => {}

@@ -14,6 +14,7 @@ pub mod decision_log;
 mod errors;
 mod metrics;
 mod opa;
+mod opa_params;
 mod reload;
 mod routes;
 mod tls;
@@ -39,6 +40,7 @@ pub use audit::{
 };
 pub use errors::ApiError;
 pub use metrics::Metrics;
+pub use opa_params::MAX_QUERY_STRING_BYTES;
 pub use tls::{TlsConfig, TLS_HANDSHAKE_TIMEOUT, TLS_RELOAD_INTERVAL};
 
 /// The address `serve` binds by default: loopback only, as OPA does since 1.0, so a
@@ -586,7 +588,9 @@ impl Server {
         Router::new()
             .route(
                 "/v1/promotions/evaluate",
-                post(routes::evaluate).layer(request_limit),
+                post(routes::evaluate)
+                    .fallback(opa::wrong_method("evaluate", "POST"))
+                    .layer(request_limit),
             )
             .route("/v1/data", opa::data_v1_methods().layer(request_limit))
             .route(
@@ -599,12 +603,7 @@ impl Server {
             )
             .route("/v1/policies", opa::policies_methods())
             .route("/v1/policies/{*id}", opa::policy_methods())
-            .route(
-                "/v1/query",
-                get(opa::query_get)
-                    .post(opa::query_post)
-                    .layer(request_limit),
-            )
+            .route("/v1/query", opa::query_methods().layer(request_limit))
             .route(
                 "/v1/admission",
                 post(admission::handle).layer(admission_limit),

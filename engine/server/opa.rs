@@ -1,19 +1,24 @@
 //! OPA's REST API as OPA clients call it: the Data API (v1 and v0), the read-only
-//! Policy API and the Query API; writes are refused with 405, since the bundle on disk is
-//! the source of truth, and no route lets a caller's input pose as a verified fact.
+//! Policy API and the Query API; writes are refused as OPA refuses writes to a bundle's
+//! paths, and no route lets a caller's input pose as a verified fact.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use serde_json::{json, Value};
 
 use super::errors::{json_response, ApiError};
+use super::opa_params::{
+    decorate, OpaParams, Timers, TIMER_FACTS, TIMER_INPUT_PARSE, TIMER_QUERY_EVAL,
+};
 use super::routes::{fail, parse_object, pretty, read_body};
-use super::{Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
+use super::{Loaded, Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
+use crate::evaluator::QueryOptions;
 use crate::policy::{data_path, data_ref};
 use crate::request::{parse_strict, PromotionRequest, RequestError, SchemaViolation};
 
@@ -41,19 +46,17 @@ pub(super) fn data_v1_methods() -> MethodRouter<Server> {
         .put(refuse_data_write)
         .patch(refuse_data_write)
         .delete(refuse_data_write)
+        .fallback(wrong_method(ROUTE_DATA, "GET, POST, PUT, PATCH, DELETE"))
 }
 
-/// `/v0/data/{path}`: POST reads, writes are refused.
+/// `/v0/data/{path}`: POST reads; OPA has no other method here.
 pub(super) fn data_v0_methods() -> MethodRouter<Server> {
-    post(data_v0_post)
-        .put(refuse_data_v0_write)
-        .patch(refuse_data_v0_write)
-        .delete(refuse_data_v0_write)
+    post(data_v0_post).fallback(wrong_method(ROUTE_DATA_V0, "POST"))
 }
 
 /// `/v1/policies`: the list.
 pub(super) fn policies_methods() -> MethodRouter<Server> {
-    get(list_policies)
+    get(list_policies).fallback(wrong_method(ROUTE_POLICIES, "GET"))
 }
 
 /// `/v1/policies/{id}`: one module; uploads and deletes are refused.
@@ -61,29 +64,40 @@ pub(super) fn policy_methods() -> MethodRouter<Server> {
     get(get_policy)
         .put(refuse_policy_write)
         .delete(refuse_policy_write)
-        .patch(refuse_policy_write)
+        .fallback(wrong_method(ROUTE_POLICIES, "GET, PUT, DELETE"))
+}
+
+/// `/v1/query`: GET and POST.
+pub(super) fn query_methods() -> MethodRouter<Server> {
+    get(query_get)
+        .post(query_post)
+        .fallback(wrong_method(ROUTE_QUERY, "GET, POST"))
+}
+
+/// A handler for the methods a route does not have: 405 with `Allow`, in OPA's error
+/// shape (OPA itself sends the 405 without a body).
+pub(super) fn wrong_method(
+    route: &'static str,
+    allow: &'static str,
+) -> impl Fn(State<Server>, Method, Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static
+{
+    move |State(server): State<Server>, method: Method, uri: Uri| {
+        let error = ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            allow,
+        };
+        std::future::ready(fail(&server, route, error))
+    }
 }
 
 async fn refuse_data_write(State(server): State<Server>) -> Response {
-    let error = ApiError::ReadOnly {
-        what: "data",
-        allow: "GET, POST",
-    };
-    fail(&server, ROUTE_DATA, error)
-}
-
-async fn refuse_data_v0_write(State(server): State<Server>) -> Response {
-    let error = ApiError::ReadOnly {
-        what: "data",
-        allow: "POST",
-    };
-    fail(&server, ROUTE_DATA_V0, error)
+    fail(&server, ROUTE_DATA, ApiError::ReadOnly { what: "data" })
 }
 
 async fn refuse_policy_write(State(server): State<Server>) -> Response {
     let error = ApiError::ReadOnly {
-        what: "the policy list",
-        allow: "GET",
+        what: "every policy module",
     };
     fail(&server, ROUTE_POLICIES, error)
 }
@@ -131,42 +145,40 @@ fn check_data_path(path: &str) -> Result<(), ApiError> {
 }
 
 /// Evaluate `data.{path}` over the engine's input for `request` (attestations verified,
-/// plugins run, `now` fixed), as `eval` would.
+/// plugins run, `now` fixed), as `eval` would, on the generation `loaded`.
 async fn query_data(
     server: &Server,
+    loaded: Arc<Loaded>,
     request: PromotionRequest,
     path: String,
+    params: &OpaParams,
+    timers: &mut Timers,
 ) -> Result<Option<Value>, ApiError> {
     check_data_path(&path)?;
-    let loaded = server.loaded();
     let now = server.config().clock.now();
-    let result = server
+    let options = QueryOptions {
+        strict_builtin_errors: params.strict_builtin_errors,
+    };
+    let counted = Arc::clone(&loaded);
+    let (result, request) = server
         .inner
         .gate
         .run(move || {
-            let result = loaded.with_evaluator(|ev| query_path(ev, &request, now, &path));
-            (result, loaded, request)
+            let result =
+                loaded.with_evaluator(|ev| ev.query_data_with(&request, now, &path, options));
+            (result, request)
         })
         .await?;
-    let (result, loaded, request) = result;
-    let value = result?;
-    count_data_decision(server, &loaded, &request, &value);
+    let (value, took) = result?;
+    timers.record(TIMER_FACTS, took.facts);
+    timers.record(TIMER_QUERY_EVAL, took.eval);
+    count_data_decision(server, &counted, &request, &value);
     Ok(value)
-}
-
-/// `query_data` for a slash-separated path (rule, path inside a rule's value, or plain data).
-fn query_path(
-    evaluator: &mut crate::Evaluator,
-    request: &PromotionRequest,
-    now: time::OffsetDateTime,
-    path: &str,
-) -> Result<Option<Value>, crate::policy::PolicyError> {
-    evaluator.query_data(request, now, path)
 }
 
 fn count_data_decision(
     server: &Server,
-    loaded: &super::Loaded,
+    loaded: &Loaded,
     request: &PromotionRequest,
     value: &Option<Value>,
 ) {
@@ -182,6 +194,11 @@ fn count_data_decision(
     server.metrics().decision(ROUTE_DATA, result, &environment);
 }
 
+/// OPA's query parameters of a request, or the 400 that refuses them.
+fn params_of(server: &Server, route: &str, uri: &Uri) -> Result<OpaParams, Box<Response>> {
+    OpaParams::parse(uri).map_err(|e| Box::new(fail(server, route, e)))
+}
+
 /// `POST /v1/data/{path}` with `{"input": <promotion request>}`: `{"result": ...}`, or
 /// `200 {}` when the document is undefined (OPA's Data API).
 async fn data_v1_post(
@@ -189,39 +206,70 @@ async fn data_v1_post(
     path: Option<Path<String>>,
     req: Request,
 ) -> Response {
-    let started = Instant::now();
-    let pretty = pretty(req.uri());
+    let mut timers = Timers::start();
     let path = path.map(|Path(p)| p).unwrap_or_default();
+    let params = match params_of(&server, ROUTE_DATA, req.uri()) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
+    let loaded = server.loaded();
     let outcome = async {
         let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
+        let started = Instant::now();
         let mut object = parse_object(&body)?;
         let input = object.remove("input").ok_or_else(|| ApiError::Invalid {
             pointer: "/input".into(),
             message: "`input` is required: the promotion request to evaluate".into(),
         })?;
         let request = promotion_request(input, "/input")?;
-        query_data(&server, request, path.clone()).await
+        timers.record(TIMER_INPUT_PARSE, started.elapsed());
+        let evaluated = Arc::clone(&loaded);
+        query_data(
+            &server,
+            evaluated,
+            request,
+            path.clone(),
+            &params,
+            &mut timers,
+        )
+        .await
     }
     .await;
-    match outcome {
-        Ok(value) => {
-            server.metrics().latency(ROUTE_DATA, started.elapsed());
-            let body = match value {
-                None => json!({}),
-                Some(result) => {
-                    let decision_id = uuid::Uuid::now_v7().to_string();
-                    tracing::info!(%decision_id, path = %data_path(&path), "data api decision");
-                    json!({"decision_id": decision_id, "result": result})
-                }
-            };
-            json_response(StatusCode::OK, &body, pretty)
-        }
-        Err(e) => fail(&server, ROUTE_DATA, e),
-    }
+    answer_data(&server, &loaded, outcome, &path, &params, &timers, true)
 }
 
-/// The Rego reference for a slash-separated data path, each segment quoted, so a path
-/// can only ever name a document: `promo/config` -> `data["promo"]["config"]`.
+/// A Data API read's answer: `{"result", "decision_id"}` for a decision over an input,
+/// `{"result"}` for a document read without one, `{}` when undefined; plus the
+/// `metrics` and `provenance` the query parameters asked for, in either case.
+fn answer_data(
+    server: &Server,
+    loaded: &Loaded,
+    outcome: Result<Option<Value>, ApiError>,
+    path: &str,
+    params: &OpaParams,
+    timers: &Timers,
+    decided: bool,
+) -> Response {
+    let value = match outcome {
+        Ok(value) => value,
+        Err(e) => return fail(server, ROUTE_DATA, e),
+    };
+    if decided {
+        server.metrics().latency(ROUTE_DATA, timers.elapsed());
+    }
+    let mut body = match value {
+        None => json!({}),
+        Some(result) if decided => {
+            let decision_id = uuid::Uuid::now_v7().to_string();
+            tracing::info!(%decision_id, path = %data_path(path), "data api decision");
+            json!({"decision_id": decision_id, "result": result})
+        }
+        Some(result) => json!({"result": result}),
+    };
+    decorate(&mut body, params, timers, loaded.engine.bundle());
+    json_response(StatusCode::OK, &body, params.pretty)
+}
+
 /// Evaluate the document at a data path (rule or plain data) with whatever input the
 /// engine holds; `Ok(None)` when undefined.
 pub(super) fn eval_document(
@@ -247,34 +295,66 @@ pub(super) fn eval_document(
         .map_err(|e| e.to_string())
 }
 
-/// `GET /v1/data/{path}`: the document with no input (configuration, constants); rules
-/// that need a request are undefined here, as in OPA.
+/// `GET /v1/data/{path}`: with `?input=<JSON>` (a promotion request, URL-encoded), the
+/// same decision as the POST; without, the document with no input (configuration,
+/// constants), where rules that need a request are undefined, as in OPA.
 async fn data_v1_get(
     State(server): State<Server>,
     path: Option<Path<String>>,
     uri: Uri,
 ) -> Response {
-    let pretty = pretty(&uri);
+    let mut timers = Timers::start();
     let path = path.map(|Path(p)| p).unwrap_or_default();
-    if let Err(e) = check_data_path(&path) {
-        return fail(&server, ROUTE_DATA, e);
-    }
+    let params = match params_of(&server, ROUTE_DATA, &uri) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
     let loaded = server.loaded();
-    let outcome = server
+    let evaluated = Arc::clone(&loaded);
+    let outcome = match &params.input {
+        Some(text) => {
+            let started = Instant::now();
+            match parse_strict(text.as_bytes())
+                .map_err(ApiError::from)
+                .and_then(|v| promotion_request(v, ""))
+            {
+                Ok(request) => {
+                    timers.record(TIMER_INPUT_PARSE, started.elapsed());
+                    let path = path.clone();
+                    query_data(&server, evaluated, request, path, &params, &mut timers).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+        None => read_document(&server, evaluated, path.clone(), &params, &mut timers).await,
+    };
+    let decided = params.input.is_some();
+    answer_data(&server, &loaded, outcome, &path, &params, &timers, decided)
+}
+
+/// The document at `path` with no input, on the generation `loaded`.
+async fn read_document(
+    server: &Server,
+    loaded: Arc<Loaded>,
+    path: String,
+    params: &OpaParams,
+    timers: &mut Timers,
+) -> Result<Option<Value>, ApiError> {
+    check_data_path(&path)?;
+    let strict = params.strict_builtin_errors;
+    let (result, took) = server
         .inner
         .gate
-        .run(move || eval_document(&mut loaded.engine.bundle().evaluator(), &path))
-        .await;
-    match outcome {
-        Ok(Ok(None)) => json_response(StatusCode::OK, &json!({}), pretty),
-        Ok(Ok(Some(result))) => json_response(StatusCode::OK, &json!({"result": result}), pretty),
-        Ok(Err(e)) => fail(
-            &server,
-            ROUTE_DATA,
-            ApiError::Policy(crate::policy::PolicyError::Runtime(e)),
-        ),
-        Err(e) => fail(&server, ROUTE_DATA, e),
-    }
+        .run(move || {
+            let mut rego = loaded.engine.bundle().evaluator();
+            rego.set_strict_builtin_errors(strict);
+            let started = Instant::now();
+            let result = eval_document(&mut rego, &path);
+            (result, started.elapsed())
+        })
+        .await?;
+    timers.record(TIMER_QUERY_EVAL, took);
+    result.map_err(|e| ApiError::Policy(crate::policy::PolicyError::Runtime(e)))
 }
 
 /// `POST /v0/data/{path}`: the body is the input itself; the answer is the bare value,
@@ -289,7 +369,10 @@ async fn data_v0_post(
     let outcome = async {
         let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
         let request = promotion_request(parse_strict(&body)?, "")?;
-        query_data(&server, request, path.clone()).await
+        // OPA's v0 API takes no parameters but `pretty`: no metrics, no strictness.
+        let (params, mut timers) = (OpaParams::default(), Timers::start());
+        let loaded = server.loaded();
+        query_data(&server, loaded, request, path.clone(), &params, &mut timers).await
     }
     .await;
     match outcome {
@@ -347,8 +430,12 @@ async fn get_policy(State(server): State<Server>, Path(id): Path<String>, uri: U
 }
 
 /// `GET /v1/query?q=...`: an ad-hoc query over the bundle's data.
-pub(super) async fn query_get(State(server): State<Server>, uri: Uri) -> Response {
-    let pretty = pretty(&uri);
+async fn query_get(State(server): State<Server>, uri: Uri) -> Response {
+    let timers = Timers::start();
+    let opa = match params_of(&server, ROUTE_QUERY, &uri) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
     let params = match Query::<HashMap<String, String>>::try_from_uri(&uri) {
         Ok(Query(p)) => p,
         Err(e) => {
@@ -366,13 +453,17 @@ pub(super) async fn query_get(State(server): State<Server>, uri: Uri) -> Respons
             ApiError::Query("`q` is required: the Rego query to evaluate".into()),
         );
     };
-    run_query(&server, query, pretty).await
+    run_query(&server, query, opa, timers).await
 }
 
 /// `POST /v1/query` with `{"query": "..."}`. An `input` is refused: the Query API would
 /// hand it to policy as given, unverified; use the Data API, which verifies first.
-pub(super) async fn query_post(State(server): State<Server>, req: Request) -> Response {
-    let pretty = pretty(req.uri());
+async fn query_post(State(server): State<Server>, req: Request) -> Response {
+    let timers = Timers::start();
+    let opa = match params_of(&server, ROUTE_QUERY, req.uri()) {
+        Ok(p) => p,
+        Err(response) => return *response,
+    };
     let query = async {
         let body = read_body(&server, req, MAX_REQUEST_BODY_BYTES).await?;
         let object = parse_object(&body)?;
@@ -396,14 +487,20 @@ pub(super) async fn query_post(State(server): State<Server>, req: Request) -> Re
     }
     .await;
     match query {
-        Ok(q) => run_query(&server, q, pretty).await,
+        Ok(q) => run_query(&server, q, opa, timers).await,
         Err(e) => fail(&server, ROUTE_QUERY, e),
     }
 }
 
 /// Evaluate an ad-hoc query: `{"result": [<bindings>, ...]}`, one object of variable
-/// bindings per solution, solutions without bindings left out (as OPA does).
-async fn run_query(server: &Server, query: String, pretty: bool) -> Response {
+/// bindings per solution, solutions without bindings left out (as OPA does); `metrics`
+/// when asked for (OPA's Query API has no `provenance`).
+async fn run_query(
+    server: &Server,
+    query: String,
+    params: OpaParams,
+    mut timers: Timers,
+) -> Response {
     if !server.inner.config.allow_query {
         return fail(
             server,
@@ -431,15 +528,24 @@ async fn run_query(server: &Server, query: String, pretty: bool) -> Response {
         );
     }
     let loaded = server.loaded();
+    let evaluated = Arc::clone(&loaded);
     let outcome = server
         .inner
         .gate
-        .run(move || loaded.engine.bundle().evaluator().eval_query(query, false))
+        .run(move || {
+            let mut rego = evaluated.engine.bundle().evaluator();
+            let started = Instant::now();
+            let results = rego.eval_query(query, false);
+            (results, started.elapsed())
+        })
         .await;
     let results = match outcome {
-        Ok(Ok(results)) => results,
+        Ok((Ok(results), took)) => {
+            timers.record(TIMER_QUERY_EVAL, took);
+            results
+        }
         // A query that does not parse or fails is the caller's query: 400, not 500.
-        Ok(Err(e)) => {
+        Ok((Err(e), _)) => {
             return fail(
                 server,
                 ROUTE_QUERY,
@@ -463,7 +569,13 @@ async fn run_query(server: &Server, query: String, pretty: bool) -> Response {
             solutions.push(Value::Object(visible));
         }
     }
-    json_response(StatusCode::OK, &json!({"result": solutions}), pretty)
+    let mut body = json!({"result": solutions});
+    let params = OpaParams {
+        provenance: false,
+        ..params
+    };
+    decorate(&mut body, &params, &timers, loaded.engine.bundle());
+    json_response(StatusCode::OK, &body, params.pretty)
 }
 
 #[cfg(test)]

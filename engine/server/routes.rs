@@ -32,9 +32,18 @@ pub(super) fn pretty(uri: &Uri) -> bool {
     })
 }
 
-/// Refuse a body declared as something other than JSON. No `Content-Type` is accepted
-/// (OPA accepts it too); `application/json` and any `application/*+json` are.
+/// Refuse a body declared as something other than JSON, or compressed. No
+/// `Content-Type` is accepted (OPA accepts it too); `application/json` and any
+/// `application/*+json` are.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let found = String::from_utf8_lossy(encoding.as_bytes())
+            .trim()
+            .to_string();
+        if !found.eq_ignore_ascii_case("identity") {
+            return Err(ApiError::ContentEncoding { found });
+        }
+    }
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
