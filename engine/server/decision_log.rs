@@ -41,7 +41,7 @@ pub struct LogConfig {
     pub url: String,
     /// The most events waiting in memory.
     pub buffer_events: usize,
-    /// The most bytes (their JSON) waiting in memory: events carry the (masked) request,
+    /// The most bytes (their JSON, as allocated) waiting in memory: events carry the (masked) request,
     /// so a count alone would not bound memory.
     pub buffer_bytes: usize,
     /// The most events in one upload.
@@ -116,7 +116,7 @@ impl Queue {
 
     fn pop(&mut self) -> Option<Vec<u8>> {
         let e = self.events.pop_front()?;
-        self.bytes -= e.len();
+        self.bytes -= e.capacity();
         Some(e)
     }
 }
@@ -178,15 +178,19 @@ impl DecisionLogger {
     pub fn log(&self, event: &Value) {
         let shared = &self.shared;
         let cfg = &shared.config;
-        let Ok(json) = serde_json::to_vec(event) else {
+        let Ok(mut json) = serde_json::to_vec(event) else {
             shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             shared.metrics.events("dropped", 1);
             return;
         };
+        // The buffer's bound is on memory: `to_vec` grows by doubling, so an event could
+        // hold twice its length (measured: a full 64 MiB buffer cost 121 MiB of RSS).
+        json.shrink_to_fit();
+        let size = json.capacity();
         let mut q = shared.lock();
-        if q.full(cfg, json.len()) && cfg.overflow == Overflow::Block {
+        if q.full(cfg, size) && cfg.overflow == Overflow::Block {
             let deadline = Instant::now() + BLOCK_WAIT;
-            while q.full(cfg, json.len()) && !q.closing {
+            while q.full(cfg, size) && !q.closing {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
@@ -198,12 +202,12 @@ impl DecisionLogger {
                     .unwrap_or_else(|e| e.into_inner().0);
             }
         }
-        while q.full(cfg, json.len()) {
+        while q.full(cfg, size) {
             q.pop();
             shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             shared.metrics.events("dropped", 1);
         }
-        q.bytes += json.len();
+        q.bytes += size;
         q.events.push_back(json);
         drop(q);
         shared.arrived.notify_one();
@@ -275,7 +279,7 @@ fn ship(shared: &Shared) {
                         // Closing: one try only; what is left is reported by shutdown.
                         let mut q = shared.lock();
                         for e in batch.into_iter().rev() {
-                            q.bytes += e.len();
+                            q.bytes += e.capacity();
                             q.events.push_front(e);
                         }
                         return;
