@@ -41,8 +41,8 @@ pub struct LogConfig {
     pub url: String,
     /// The most events waiting in memory.
     pub buffer_events: usize,
-    /// The most bytes (their JSON, as allocated) waiting in memory: events carry the (masked) request,
-    /// so a count alone would not bound memory.
+    /// The most bytes (their JSON, as allocated) waiting in memory: events carry the
+    /// (masked) request, so a count alone would not bound memory.
     pub buffer_bytes: usize,
     /// The most events in one upload.
     pub batch_events: usize,
