@@ -199,3 +199,43 @@ fn a_collector_down_for_a_while_loses_nothing_within_the_buffer_and_counts_the_r
     assert_eq!(rx.events.lock().unwrap().len() as f64, sent);
     crate::support::stop_serve(child);
 }
+
+#[test]
+fn data_api_answers_are_logged_too_masked_and_with_the_bundle() {
+    let (rx, url) = collector();
+    let (child, base) = serve(&url, &["--decision-log-mask", "/change/author"]);
+    let body = serde_json::json!({"input": request()});
+    let answer: Value = ureq::post(&format!("{base}/v1/data/promo/decision/allow"))
+        .send_json(body.clone())
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(answer["result"], true);
+    // An undefined document is logged without a result, as OPA logs it.
+    ureq::post(&format!("{base}/v1/data/promo/nothing_here"))
+        .send_json(body)
+        .unwrap();
+    wait_for("two events", || rx.events.lock().unwrap().len() == 2);
+    let events = rx.events.lock().unwrap().clone();
+    assert_eq!(events[0]["path"], "promo/decision/allow");
+    assert_eq!(events[0]["result"], true);
+    assert_eq!(events[1]["path"], "promo/nothing_here");
+    assert!(events[1].get("result").is_none(), "{}", events[1]);
+    for event in &events {
+        assert_eq!(event["input"]["change"]["author"], "***masked***");
+        assert_eq!(event["timestamp"], AT);
+        assert_eq!(event["labels"]["app"], "promo-policy");
+        assert_eq!(
+            event["bundles"]["promo"]["digest"]["sha256"]
+                .as_str()
+                .unwrap()
+                .len(),
+            64
+        );
+        // No promotion decision was made, so nothing was signed.
+        assert!(event.get("envelope").is_none());
+        assert_eq!(event["decision_id"].as_str().unwrap().len(), 36);
+    }
+    assert_ne!(events[0]["decision_id"], events[1]["decision_id"]);
+    crate::support::stop_serve(child);
+}

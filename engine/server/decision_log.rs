@@ -378,33 +378,74 @@ pub fn event(
     labels: &Value,
 ) -> Value {
     let d = &signed.decision;
+    let result = json!({
+        "allowed": d.allowed,
+        "violations": d.violations.iter().map(|v| &v.id).collect::<Vec<_>>(),
+        "warnings": d.warnings.iter().map(|v| &v.id).collect::<Vec<_>>(),
+    });
+    let mut e = query_event(
+        &QueryFacts {
+            decision_id: &d.decision_id,
+            path,
+            timestamp: &d.evaluated_at,
+            bundle_revision: d.policy.revision.as_deref(),
+            bundle_sha256: d.policy.digest.get("sha256").map_or("", String::as_str),
+        },
+        input,
+        Some(result),
+        labels,
+    );
+    e["envelope"] = signed.envelope.clone();
+    if let Some(t) = &d.trace {
+        e["trace_id"] = json!(t.trace_id);
+        e["span_id"] = json!(t.span_id);
+    }
+    e
+}
+
+/// What every event names besides its input and result.
+pub struct QueryFacts<'a> {
+    /// A fresh UUIDv7 for a Data API query; the decision's id for a promotion.
+    pub decision_id: &'a str,
+    /// The queried path, OPA style (`promo/decision`).
+    pub path: &'a str,
+    /// RFC 3339.
+    pub timestamp: &'a str,
+    /// The bundle's `.manifest` revision, if any.
+    pub bundle_revision: Option<&'a str>,
+    /// The bundle digest: sha256, lowercase hex.
+    pub bundle_sha256: &'a str,
+}
+
+/// An OPA decision-log event for any query: a Data API answer (`result` absent when the
+/// document was undefined, as OPA logs it) or, through [`event`], a signed promotion
+/// decision.
+pub fn query_event(
+    facts: &QueryFacts<'_>,
+    input: Option<&Value>,
+    result: Option<Value>,
+    labels: &Value,
+) -> Value {
     let mut bundles = serde_json::Map::new();
     bundles.insert(
         "promo".into(),
         json!({
-            "revision": d.policy.revision.clone().unwrap_or_default(),
-            "digest": d.policy.digest,
+            "revision": facts.bundle_revision.unwrap_or_default(),
+            "digest": {"sha256": facts.bundle_sha256},
         }),
     );
     let mut e = json!({
-        "decision_id": d.decision_id,
-        "path": path,
-        "result": {
-            "allowed": d.allowed,
-            "violations": d.violations.iter().map(|v| &v.id).collect::<Vec<_>>(),
-            "warnings": d.warnings.iter().map(|v| &v.id).collect::<Vec<_>>(),
-        },
-        "timestamp": d.evaluated_at,
+        "decision_id": facts.decision_id,
+        "path": facts.path,
+        "timestamp": facts.timestamp,
         "labels": labels,
         "bundles": bundles,
-        "envelope": signed.envelope,
     });
+    if let Some(result) = result {
+        e["result"] = result;
+    }
     if let Some(input) = input {
         e["input"] = input.clone();
-    }
-    if let Some(t) = &d.trace {
-        e["trace_id"] = json!(t.trace_id);
-        e["span_id"] = json!(t.span_id);
     }
     e
 }

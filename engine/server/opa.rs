@@ -160,19 +160,50 @@ async fn query_data(
         strict_builtin_errors: params.strict_builtin_errors,
     };
     let counted = Arc::clone(&loaded);
-    let (result, request) = server
+    let log_setup = server
+        .inner
+        .decision_log
+        .as_ref()
+        .and(server.config().decision_log.as_ref());
+    let log_options = log_setup.map(|s| (s.input.clone(), s.labels.clone()));
+    let (result, request, event) = server
         .inner
         .gate
         .run(move || {
             let result =
                 loaded.with_evaluator(|ev| ev.query_data_with(&request, now, &path, options));
-            (result, request)
+            // Like a promotion decision, every Data API answer is logged (OPA logs every
+            // query); masking and building the event are CPU work, done here.
+            let event = match (&result, log_options) {
+                (Ok((value, _)), Some((input, labels))) => {
+                    let bundle = loaded.engine.bundle();
+                    let input = input.masked(&request.raw).map(|(v, _)| v);
+                    let facts = super::decision_log::QueryFacts {
+                        decision_id: &uuid::Uuid::now_v7().to_string(),
+                        path: path.trim_matches('/'),
+                        timestamp: &crate::input::format_time(now),
+                        bundle_revision: bundle.revision(),
+                        bundle_sha256: bundle.digest(),
+                    };
+                    Some(super::decision_log::query_event(
+                        &facts,
+                        input.as_ref(),
+                        value.clone(),
+                        &labels,
+                    ))
+                }
+                _ => None,
+            };
+            (result, request, event)
         })
         .await?;
     let (value, took) = result?;
     timers.record(TIMER_FACTS, took.facts);
     timers.record(TIMER_QUERY_EVAL, took.eval);
     count_data_decision(server, &counted, &request, &value);
+    if let (Some(log), Some(event)) = (&server.inner.decision_log, event) {
+        log.log(&event);
+    }
     Ok(value)
 }
 
