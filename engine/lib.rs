@@ -16,6 +16,7 @@ pub mod policy;
 pub mod pool;
 pub mod report;
 pub mod request;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod sign;
 pub mod slo;
