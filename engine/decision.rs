@@ -388,44 +388,56 @@ fn from_policy(findings: Vec<RuleFinding>) -> impl Iterator<Item = Violation> {
 /// Canonical JSON bytes: object keys sorted, no insignificant whitespace; the
 /// input to `inputDigest`, so equal requests digest equally whatever their layout.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
-        match v {
-            serde_json::Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push(b'{');
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(&serde_json::Value::String(k.clone()), out);
-                    out.push(b':');
-                    if let Some(child) = map.get(k) {
-                        write(child, out);
-                    }
+    let mut out = Vec::with_capacity(1024);
+    write_canonical(value, &mut out);
+    out
+}
+
+/// [`canonical_json`] of an object given as borrowed members, without building it.
+pub fn canonical_json_object<'a>(
+    members: impl IntoIterator<Item = (&'a str, &'a serde_json::Value)>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    write_object(members.into_iter().collect(), &mut out);
+    out
+}
+
+fn write_object(mut members: Vec<(&str, &serde_json::Value)>, out: &mut Vec<u8>) {
+    members.sort_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, child)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // A key serialises as the JSON string it is, like any string value.
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_canonical(child, out);
+    }
+    out.push(b'}');
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            write_object(map.iter().map(|(k, v)| (k.as_str(), v)).collect(), out);
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(b'}');
+                write_canonical(item, out);
             }
-            serde_json::Value::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write(item, out);
-                }
-                out.push(b']');
-            }
-            scalar => {
-                // Scalars serialise infallibly; an empty write would only change the
-                // digest, never the verdict.
-                let _ = serde_json::to_writer(&mut *out, scalar);
-            }
+            out.push(b']');
+        }
+        scalar => {
+            // Scalars serialise infallibly; an empty write would only change the
+            // digest, never the verdict.
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    let mut out = Vec::with_capacity(1024);
-    write(value, &mut out);
-    out
 }
 
 /// `{"sha256": hex}` of some bytes.

@@ -253,16 +253,30 @@ impl Source for Jsonl {
     }
 }
 
-/// One record with its own checks done.
-struct Checked {
+/// One record with its own checks done, and what the caller extracted from it.
+struct Checked<T> {
     seq: u64,
     record: Result<Record, String>,
     hash_ok: bool,
     signature: Result<(), String>,
     mismatch: Option<String>,
+    extra: Option<T>,
 }
 
-fn check((seq, record): Row, keys: &[PublicKey]) -> Checked {
+/// What a caller of [`verify_log_with`] takes from each record: `extract` runs on every
+/// readable record in parallel (with the checks), `visit` on each verified one in order.
+pub struct Visitor<'a, T> {
+    /// Runs beside the record's own checks, on the rayon pool.
+    pub extract: &'a (dyn Fn(&Record) -> T + Sync),
+    /// Runs once per record that verified, in chain order, before the next is judged.
+    pub visit: &'a mut dyn FnMut(&Record, T),
+}
+
+fn check<T>(
+    (seq, record): Row,
+    keys: &[PublicKey],
+    extract: &(dyn Fn(&Record) -> T + Sync),
+) -> Checked<T> {
     let Ok(r) = &record else {
         return Checked {
             seq,
@@ -270,8 +284,10 @@ fn check((seq, record): Row, keys: &[PublicKey]) -> Checked {
             hash_ok: false,
             signature: Ok(()),
             mismatch: None,
+            extra: None,
         };
     };
+    let extra = Some(extract(r));
     let hash_ok = r.compute_hash() == r.hash;
     let (signature, mismatch) = match verify_decision_envelope(&r.envelope, keys) {
         Ok(decision) => (Ok(()), r.mismatch(&decision)),
@@ -283,6 +299,7 @@ fn check((seq, record): Row, keys: &[PublicKey]) -> Checked {
         hash_ok,
         signature,
         mismatch,
+        extra,
     }
 }
 
@@ -292,6 +309,25 @@ pub fn verify_log(
     log: &AuditLog,
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
+) -> Result<VerifyReport, AuditError> {
+    verify_log_with(
+        log,
+        keys,
+        checkpoint,
+        Visitor {
+            extract: &|_| (),
+            visit: &mut |_, ()| {},
+        },
+    )
+}
+
+/// [`verify_log`], handing each record to `visitor` as it goes: one read of the log
+/// serves both the verification and whatever the caller computes from the records.
+pub fn verify_log_with<T: Send>(
+    log: &AuditLog,
+    keys: &[PublicKey],
+    checkpoint: Option<&Checkpoint>,
+    visitor: Visitor<'_, T>,
 ) -> Result<VerifyReport, AuditError> {
     if let Some(cp) = checkpoint {
         if !cp.log_id.is_empty() && !log.log_id().is_empty() && cp.log_id != log.log_id() {
@@ -305,7 +341,7 @@ pub fn verify_log(
             });
         }
     }
-    walk(&mut Db { log, after: 0 }, keys, checkpoint)
+    walk(&mut Db { log, after: 0 }, keys, checkpoint, visitor)
 }
 
 /// Verify a JSONL export (`audit export`) the same way. It must start at seq 1, or at
@@ -319,7 +355,11 @@ pub fn verify_export(
 ) -> Result<VerifyReport, AuditError> {
     let mut source = Jsonl::open(path)?;
     source.from = from_seq.unwrap_or(1).max(1);
-    walk(&mut source, keys, checkpoint)
+    let visitor = Visitor {
+        extract: &|_| (),
+        visit: &mut |_, ()| {},
+    };
+    walk(&mut source, keys, checkpoint, visitor)
 }
 
 /// A stable key for a decision id: the UUID's bits, or a digest of any other text.
@@ -336,14 +376,16 @@ fn id_key(id: &str) -> u128 {
     )
 }
 
-fn walk(
+fn walk<T: Send>(
     source: &mut dyn Source,
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
+    visitor: Visitor<'_, T>,
 ) -> Result<VerifyReport, AuditError> {
     let mut walker = Walker {
         source,
         keys,
+        visitor,
         checkpoint,
         report: VerifyReport {
             verified: 0,
@@ -366,13 +408,14 @@ fn walk(
 
 /// One pass over a chain: what has been verified so far, and what the next record must
 /// be to continue it.
-struct Walker<'a> {
+struct Walker<'a, 'v, T> {
     source: &'a mut dyn Source,
     keys: &'a [PublicKey],
+    visitor: Visitor<'v, T>,
     checkpoint: Option<&'a Checkpoint>,
     report: VerifyReport,
     /// Records checked (hash and signature, in parallel per chunk), one of lookahead.
-    queue: VecDeque<Checked>,
+    queue: VecDeque<Checked<T>>,
     exhausted: bool,
     /// The seq the next record must have.
     expected: u64,
@@ -383,7 +426,7 @@ struct Walker<'a> {
     first: bool,
 }
 
-impl Walker<'_> {
+impl<T: Send> Walker<'_, '_, T> {
     /// Walks to the first finding, or the end (`None`).
     fn run(&mut self) -> Result<Option<Finding>, AuditError> {
         loop {
@@ -392,13 +435,18 @@ impl Walker<'_> {
                 let chunk = self.source.next_chunk()?;
                 self.exhausted = chunk.is_empty();
                 let keys = self.keys;
-                let checked: Vec<Checked> = chunk.into_par_iter().map(|c| check(c, keys)).collect();
+                let extract = self.visitor.extract;
+                let checked: Vec<Checked<T>> = chunk
+                    .into_par_iter()
+                    .map(|c| check(c, keys, extract))
+                    .collect();
                 self.queue.extend(checked);
                 continue;
             }
-            let Some(c) = self.queue.pop_front() else {
+            let Some(mut c) = self.queue.pop_front() else {
                 return Ok(None);
             };
+            let extra = c.extra.take();
             let r = match &c.record {
                 Ok(r) => r,
                 Err(why) => {
@@ -420,6 +468,9 @@ impl Walker<'_> {
             }
             if let Some(f) = self.accept(r) {
                 return Ok(Some(f));
+            }
+            if let Some(extra) = extra {
+                (self.visitor.visit)(r, extra);
             }
         }
     }
@@ -512,7 +563,7 @@ impl Walker<'_> {
 
     /// The finding at record `r`, if it is broken (see the module docs for the names):
     /// its place in the order, its link, then its contents.
-    fn judge(&mut self, c: &Checked, r: &Record) -> Result<Option<Finding>, AuditError> {
+    fn judge(&mut self, c: &Checked<T>, r: &Record) -> Result<Option<Finding>, AuditError> {
         if let Some(f) = self.judge_order(r)? {
             return Ok(Some(f));
         }
@@ -571,7 +622,7 @@ impl Walker<'_> {
 
     /// A `prevHash` that does not link to the head: what happened, as precisely as the
     /// rest of the log tells.
-    fn judge_link(&mut self, c: &Checked, r: &Record) -> Result<Option<Finding>, AuditError> {
+    fn judge_link(&mut self, c: &Checked<T>, r: &Record) -> Result<Option<Finding>, AuditError> {
         let prev = &self.report.head;
         if r.prev_hash == prev.hash {
             return Ok(None);
@@ -616,7 +667,12 @@ impl Walker<'_> {
 
 /// A record that links correctly but whose hash, signature or fields are wrong (or
 /// which the next record skips).
-fn judge_contents(c: &Checked, r: &Record, next: Option<&Checked>, prev: &Head) -> Option<Finding> {
+fn judge_contents<T>(
+    c: &Checked<T>,
+    r: &Record,
+    next: Option<&Checked<T>>,
+    prev: &Head,
+) -> Option<Finding> {
     let at = |seq: u64, kind: Tamper, detail: String| Some(Finding { seq, kind, detail });
     let sound = c.hash_ok && c.signature.is_ok() && c.mismatch.is_none();
     if !sound {

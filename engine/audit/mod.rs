@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{canonical_json, sha256_set, Decision};
+use crate::decision::{canonical_json, canonical_json_object, sha256_set, Decision};
 use crate::request::Artifact;
 
 pub use chain::{Finding, Tamper, VerifyReport};
@@ -137,6 +137,17 @@ pub enum AuditError {
     },
 }
 
+/// The in-toto statement a DSSE envelope (JSON) carries, decoded but not verified;
+/// `None` when the payload is missing or not base64 JSON.
+pub fn envelope_statement(envelope: &Value) -> Option<Value> {
+    use base64::Engine as _;
+    let payload = envelope.get("payload")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// One audit record: the JSON form of one row (see the module docs for the hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -185,16 +196,32 @@ pub struct Digest256 {
     pub sha256: String,
 }
 
+/// A record's columns but the request, envelope and hash, borrowed: what
+/// [`Record::compute_hash`] serialises (same names and forms as [`Record`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Hashed<'a> {
+    seq: u64,
+    decision_id: &'a str,
+    request_id: &'a str,
+    artifact: &'a Artifact,
+    from: &'a str,
+    to: &'a str,
+    allowed: bool,
+    violations: &'a [String],
+    evaluated_at: &'a str,
+    bundle_digest: &'a Digest256,
+    request_digest: &'a Digest256,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    masked: &'a [String],
+    prev_hash: &'a str,
+}
+
 impl Record {
     /// The in-toto statement inside the record's envelope, decoded but not verified
     /// (`audit verify` checks the signature); `None` when the payload is unreadable.
     pub fn statement(&self) -> Option<Value> {
-        use base64::Engine as _;
-        let payload = self.envelope.get("payload")?.as_str()?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(payload)
-            .ok()?;
-        serde_json::from_slice(&bytes).ok()
+        envelope_statement(&self.envelope)
     }
 
     /// The W3C trace id the decision carries (`predicate.trace.traceId`), if any.
@@ -207,21 +234,39 @@ impl Record {
     /// The record's hash as it should be: `sha256(prev || canonical record)`; a
     /// `prev_hash` that is not 64 hex digits hashes as its text, so it can never match.
     pub fn compute_hash(&self) -> String {
-        let mut value = match serde_json::to_value(self) {
-            Ok(v) => v,
-            // INVARIANT: a Record is plain data and always serialises; an empty hash
-            // can never equal a stored one, so a failure here reads as tampering.
-            Err(_) => return String::new(),
+        // The small columns go through serde (their names and forms as in `Record`); the
+        // request and envelope, most of a record, are written in place, not cloned.
+        let head = serde_json::to_value(Hashed {
+            seq: self.seq,
+            decision_id: &self.decision_id,
+            request_id: &self.request_id,
+            artifact: &self.artifact,
+            from: &self.from,
+            to: &self.to,
+            allowed: self.allowed,
+            violations: &self.violations,
+            evaluated_at: &self.evaluated_at,
+            bundle_digest: &self.bundle_digest,
+            request_digest: &self.request_digest,
+            masked: &self.masked,
+            prev_hash: &self.prev_hash,
+        });
+        let Ok(Value::Object(head)) = head else {
+            // INVARIANT: these columns are plain data and always serialise; an empty
+            // hash can never equal a stored one, so a failure here reads as tampering.
+            return String::new();
         };
-        if let Some(map) = value.as_object_mut() {
-            map.remove("hash");
-        }
+        let members = head
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(self.request.as_ref().map(|r| ("request", r)))
+            .chain([("envelope", &self.envelope)]);
         let mut hasher = Sha256::new();
         match hex::decode(&self.prev_hash) {
             Ok(bytes) if bytes.len() == 32 => hasher.update(&bytes),
             _ => hasher.update(self.prev_hash.as_bytes()),
         }
-        hasher.update(canonical_json(&value));
+        hasher.update(canonical_json_object(members));
         hex::encode(hasher.finalize())
     }
 
@@ -509,6 +554,34 @@ pub(crate) mod tests {
             let mut changed = record.clone();
             change(&mut changed);
             assert_ne!(changed.compute_hash(), hash);
+        }
+    }
+
+    #[test]
+    fn the_hash_is_the_documented_digest_of_the_whole_record() {
+        let (decision, envelope, request) = signed();
+        let mut record = RecordOptions::new(Vec::new(), true)
+            .unwrap()
+            .prepare(&decision, &envelope, &request)
+            .unwrap();
+        record.seq = 7;
+        record.prev_hash = "ab".repeat(32);
+        let mut masked = record.clone();
+        masked.masked = vec!["/change/ticket".into()];
+        let mut bare = record.clone();
+        bare.request = None;
+        bare.prev_hash = "not hex".into();
+        for r in [record, masked, bare] {
+            // sha256(prev || canonical_json(record without "hash")), built the slow way.
+            let mut value = serde_json::to_value(&r).unwrap();
+            value.as_object_mut().unwrap().remove("hash");
+            let mut hasher = Sha256::new();
+            match hex::decode(&r.prev_hash) {
+                Ok(bytes) if bytes.len() == 32 => hasher.update(&bytes),
+                _ => hasher.update(r.prev_hash.as_bytes()),
+            }
+            hasher.update(canonical_json(&value));
+            assert_eq!(r.compute_hash(), hex::encode(hasher.finalize()));
         }
     }
 

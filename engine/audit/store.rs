@@ -357,10 +357,14 @@ impl AuditLog {
         sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
         let read_err = |e| classify(&self.path, e, Access::Read);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(read_err)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), row_record)
+        let raw = stmt
+            .query_map(rusqlite::params_from_iter(args), raw_row)
+            .map_err(read_err)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(read_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(read_err)
+        // Decoding the JSON columns is most of a read: spread it over the rayon pool.
+        use rayon::prelude::*;
+        Ok(raw.into_par_iter().map(row_record).collect())
     }
 
     /// The seq of a record after `after` whose stored hash is `hash`, if any: how the
@@ -545,63 +549,105 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value, name: &str) -> Result<T, Stri
     serde_json::from_value(v).map_err(|e| format!("column `{name}`: {e}"))
 }
 
-/// A row as a record; a column that does not read back is an `Err` naming it.
-fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+/// A row's columns as SQLite holds them, copied out so they can be decoded off the
+/// connection's thread.
+struct RawRow {
+    seq: u64,
+    columns: Vec<Column>,
+}
+
+/// One column, copied out of SQLite.
+enum Column {
+    Text(Vec<u8>),
+    Integer(i64),
+    Null,
+    /// Another type, or why it could not be read.
+    Other(String),
+}
+
+/// Copy a row's columns out (the cheap, serial part of reading).
+fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
     use rusqlite::types::ValueRef;
     let seq = row.get::<_, i64>(0)? as u64;
-    let text = |i: usize, name: &str| -> Result<String, String> {
-        match row.get_ref(i) {
-            Ok(ValueRef::Text(t)) => {
-                String::from_utf8(t.to_vec()).map_err(|_| format!("column `{name}` is not UTF-8"))
-            }
-            Ok(other) => Err(format!(
-                "column `{name}` holds {:?}, not text",
-                other.data_type()
-            )),
-            Err(e) => Err(format!("column `{name}`: {e}")),
+    let columns = (1..17)
+        .map(|i| match row.get_ref(i) {
+            Ok(ValueRef::Text(t)) => Column::Text(t.to_vec()),
+            Ok(ValueRef::Integer(n)) => Column::Integer(n),
+            Ok(ValueRef::Null) => Column::Null,
+            Ok(other) => Column::Other(format!("{:?}", other.data_type())),
+            Err(e) => Column::Other(e.to_string()),
+        })
+        .collect();
+    Ok(RawRow { seq, columns })
+}
+
+/// A column as text, or why it is not.
+fn column_text(column: Column, name: &str) -> Result<String, String> {
+    match column {
+        Column::Text(t) => {
+            String::from_utf8(t).map_err(|_| format!("column `{name}` is not UTF-8"))
         }
-    };
-    let json = |i: usize, name: &str| -> Result<Value, String> {
-        serde_json::from_str(&text(i, name)?)
-            .map_err(|e| format!("column `{name}` is not JSON: {e}"))
+        Column::Integer(_) => Err(format!("column `{name}` holds Integer, not text")),
+        Column::Null => Err(format!("column `{name}` holds Null, not text")),
+        Column::Other(what) => Err(format!("column `{name}`: {what}")),
+    }
+}
+
+/// A row as a record; a column that does not read back is an `Err` naming it.
+fn row_record(raw: RawRow) -> Row {
+    let RawRow { seq, columns } = raw;
+    let mut columns = columns.into_iter();
+    let json = |text: Result<String, String>, name: &str| -> Result<Value, String> {
+        serde_json::from_str(&text?).map_err(|e| format!("column `{name}` is not JSON: {e}"))
     };
     let record = (|| -> Result<Record, String> {
-        let allowed = match row.get_ref(7) {
-            Ok(ValueRef::Integer(0)) => false,
-            Ok(ValueRef::Integer(1)) => true,
+        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
+        let decision_id = next("decision_id")?;
+        let request_id = next("request_id")?;
+        let artifact_name = next("artifact_name")?;
+        let artifact_digest = json(next("artifact_digest"), "artifact_digest")?;
+        let from = next("from_env")?;
+        let to = next("to_env")?;
+        let allowed = match columns.next() {
+            Some(Column::Integer(0)) => false,
+            Some(Column::Integer(1)) => true,
             _ => return Err("column `allowed` is not 0 or 1".into()),
         };
-        let request = match row.get_ref(12) {
-            Ok(ValueRef::Null) => None,
-            _ => Some(json(12, "request")?),
+        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
+        let violations = json(next("violations"), "violations")?;
+        let evaluated_at = next("evaluated_at")?;
+        let bundle = next("bundle_sha256")?;
+        let request_sha = next("request_sha256")?;
+        let request = match columns.next() {
+            Some(Column::Null) | None => None,
+            Some(other) => Some(json(column_text(other, "request"), "request")?),
         };
+        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
         Ok(Record {
             seq,
-            decision_id: text(1, "decision_id")?,
-            request_id: text(2, "request_id")?,
+            decision_id,
+            request_id,
             artifact: Artifact {
-                name: text(3, "artifact_name")?,
-                digest: typed(json(4, "artifact_digest")?, "artifact_digest")?,
+                name: artifact_name,
+                digest: typed(artifact_digest, "artifact_digest")?,
             },
-            from: text(5, "from_env")?,
-            to: text(6, "to_env")?,
+            from,
+            to,
             allowed,
-            violations: typed(json(8, "violations")?, "violations")?,
-            evaluated_at: text(9, "evaluated_at")?,
-            bundle_digest: Digest256 {
-                sha256: text(10, "bundle_sha256")?,
-            },
+            violations: typed(violations, "violations")?,
+            evaluated_at,
+            bundle_digest: Digest256 { sha256: bundle },
             request_digest: Digest256 {
-                sha256: text(11, "request_sha256")?,
+                sha256: request_sha,
             },
             request,
-            masked: typed(json(13, "masked")?, "masked")?,
-            envelope: json(14, "envelope")?,
-            prev_hash: text(15, "prev_hash")?,
-            hash: text(16, "hash")?,
+            masked: typed(json(next("masked"), "masked")?, "masked")?,
+            envelope: json(next("envelope"), "envelope")?,
+            prev_hash: next("prev_hash")?,
+            hash: next("hash")?,
         })
     })();
-    Ok((seq, record))
+    (seq, record)
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ pub struct ReportArgs {
     /// Rollbacks, canary failures and incidents (JSONL, see below).
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Days of log time after which an idle attempt, promotion or artifact is final (its
+    /// numbers counted, its state dropped): what keeps memory flat on long logs. A retry
+    /// after this long counts as a new attempt.
+    #[arg(long, value_name = "DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    horizon_days: u32,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -96,6 +101,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<Exit> {
         service: args.service.clone(),
         bucket: args.bucket,
         production: targets.production.clone(),
+        horizon: i64::from(args.horizon_days) * 86_400,
     };
     let events = args
         .events

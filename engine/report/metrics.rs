@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use crate::audit::Record;
 
@@ -54,7 +54,16 @@ pub struct Options {
     pub bucket: Bucket,
     /// The environment lead time ends in.
     pub production: String,
+    /// Seconds of log time after which an idle attempt, promotion or artifact is final:
+    /// folded into the counters and forgotten (a later decision on it starts anew).
+    pub horizon: i64,
 }
+
+/// How many of the latest verified records [`Aggregator::set_verified_through`] can take back.
+const RECENT: usize = 8;
+
+/// The default [`Options::horizon`]: 90 days.
+pub const DEFAULT_HORIZON_SECONDS: i64 = 90 * 86_400;
 
 impl Default for Options {
     fn default() -> Self {
@@ -65,6 +74,7 @@ impl Default for Options {
             service: None,
             bucket: Bucket::Week,
             production: "prod".into(),
+            horizon: DEFAULT_HORIZON_SECONDS,
         }
     }
 }
@@ -83,7 +93,8 @@ pub enum EventKind {
 /// Events by (artifact sha256, environment): kind and time.
 pub type Events = HashMap<(String, String), Vec<(EventKind, i64)>>;
 
-/// A value's distribution: how many, median and p90 (nearest rank), in seconds.
+/// A value's distribution: how many, median and p90, in seconds. Exact (nearest rank)
+/// up to [`EXACT_SAMPLES`] values, within [`SKETCH_ALPHA`] relative error above.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dist {
@@ -95,6 +106,12 @@ pub struct Dist {
     pub p90_seconds: Option<f64>,
 }
 
+/// Most values a distribution keeps one by one; above this it keeps a DDSketch.
+pub const EXACT_SAMPLES: usize = 4096;
+/// The sketch's relative accuracy: a quantile it reports is within 1 % of the value at
+/// that rank (its rank is `floor(q * (n - 1))`, at most one off nearest rank).
+pub const SKETCH_ALPHA: f64 = 0.01;
+
 /// Nearest-rank percentile of sorted values.
 fn rank(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -105,13 +122,83 @@ fn rank(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(idx).copied()
 }
 
-impl Dist {
-    fn of(values: &mut [f64]) -> Self {
-        values.sort_by(f64::total_cmp);
-        Dist {
-            count: values.len() as u64,
-            median_seconds: rank(values, 0.5),
-            p90_seconds: rank(values, 0.9),
+/// Duration values: exact while few, a sketch of bounded size once many.
+#[derive(Clone)]
+pub(super) enum Samples {
+    Exact(Vec<f64>),
+    Sketch(Box<DDSketch>),
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::Exact(Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Samples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Samples::Exact(v) => write!(f, "Exact({} values)", v.len()),
+            Samples::Sketch(s) => write!(f, "Sketch({} values)", s.count()),
+        }
+    }
+}
+
+fn sketch_of(values: &[f64]) -> Box<DDSketch> {
+    let mut sketch = DDSketch::new(SketchConfig::new(SKETCH_ALPHA, 2048, 1.0e-9));
+    for v in values {
+        sketch.add(*v);
+    }
+    Box::new(sketch)
+}
+
+impl Samples {
+    pub(super) fn push(&mut self, v: f64) {
+        match self {
+            Samples::Exact(values) if values.len() < EXACT_SAMPLES => values.push(v),
+            Samples::Exact(values) => {
+                let mut sketch = sketch_of(values);
+                sketch.add(v);
+                *self = Samples::Sketch(sketch);
+            }
+            Samples::Sketch(sketch) => sketch.add(v),
+        }
+    }
+
+    pub(super) fn merge(&mut self, other: &Samples) {
+        if let (Samples::Exact(mine), Samples::Exact(theirs)) = (&mut *self, other) {
+            if mine.len() + theirs.len() <= EXACT_SAMPLES {
+                mine.extend_from_slice(theirs);
+                return;
+            }
+        }
+        let mut sketch = match std::mem::take(self) {
+            Samples::Exact(values) => sketch_of(&values),
+            Samples::Sketch(sketch) => sketch,
+        };
+        // INVARIANT: every sketch here has the same config, the one merge requires.
+        let _ = match other {
+            Samples::Exact(values) => sketch.merge(&sketch_of(values)),
+            Samples::Sketch(theirs) => sketch.merge(theirs),
+        };
+        *self = Samples::Sketch(sketch);
+    }
+
+    pub(super) fn dist(&mut self) -> Dist {
+        match self {
+            Samples::Exact(values) => {
+                values.sort_by(f64::total_cmp);
+                Dist {
+                    count: values.len() as u64,
+                    median_seconds: rank(values, 0.5),
+                    p90_seconds: rank(values, 0.9),
+                }
+            }
+            Samples::Sketch(sketch) => Dist {
+                count: sketch.count() as u64,
+                median_seconds: sketch.quantile(0.5).ok().flatten(),
+                p90_seconds: sketch.quantile(0.9).ok().flatten(),
+            },
         }
     }
 }
@@ -163,10 +250,10 @@ struct Cell {
     attempts: u64,
     allowed_attempts: u64,
     first_pass: u64,
-    ttp: Vec<f64>,
-    lead: Vec<f64>,
-    approval: Vec<f64>,
-    unblock: Vec<f64>,
+    ttp: Samples,
+    lead: Samples,
+    approval: Samples,
+    unblock: Samples,
     break_glass: u64,
     freeze_blocked: u64,
     promotions: u64,
@@ -182,10 +269,10 @@ impl Cell {
         self.attempts += o.attempts;
         self.allowed_attempts += o.allowed_attempts;
         self.first_pass += o.first_pass;
-        self.ttp.extend_from_slice(&o.ttp);
-        self.lead.extend_from_slice(&o.lead);
-        self.approval.extend_from_slice(&o.approval);
-        self.unblock.extend_from_slice(&o.unblock);
+        self.ttp.merge(&o.ttp);
+        self.lead.merge(&o.lead);
+        self.approval.merge(&o.approval);
+        self.unblock.merge(&o.unblock);
         self.break_glass += o.break_glass;
         self.freeze_blocked += o.freeze_blocked;
         self.promotions += o.promotions;
@@ -209,10 +296,10 @@ impl Cell {
             allowed_attempts: self.allowed_attempts,
             success_rate: ratio(self.allowed_attempts, self.attempts),
             first_attempt_pass_rate: ratio(self.first_pass, self.attempts),
-            time_to_promote: Dist::of(&mut self.ttp),
-            lead_time: Dist::of(&mut self.lead),
-            approval_latency: Dist::of(&mut self.approval),
-            time_to_unblock: Dist::of(&mut self.unblock),
+            time_to_promote: self.ttp.dist(),
+            lead_time: self.lead.dist(),
+            approval_latency: self.approval.dist(),
+            time_to_unblock: self.unblock.dist(),
             break_glass: self.break_glass,
             freeze_blocked: self.freeze_blocked,
             trace_coverage: ratio(self.traced, self.decisions),
@@ -227,24 +314,64 @@ impl Cell {
 /// (environment, service, bucket start), the first two interned.
 type CellKey = (u32, u32, i64);
 
+/// A promotion attempt (one request digest), until it is folded into its cell.
 #[derive(Debug)]
 struct Attempt {
     cell: CellKey,
     first_allowed: bool,
     allowed: bool,
     blockers: Vec<u16>,
+    /// Its latest decision (unix seconds).
+    last: i64,
 }
 
+/// One artifact into one environment, until folded.
 #[derive(Debug, Default)]
 struct Promo {
     first_allowed: Option<(i64, CellKey)>,
     denied_since: Option<i64>,
+    last: i64,
 }
 
+/// What [`Aggregator::promotion`] needs to know about a decision beyond the record.
+struct PromoStep {
+    key: (ArtifactKey, u32),
+    cell: CellKey,
+    t: i64,
+    finished: Option<i64>,
+    first_any: Option<i64>,
+}
+
+/// One artifact, until forgotten.
 #[derive(Debug, Default)]
 struct ArtifactState {
     finished_on: Option<i64>,
     first_allowed_any: Option<i64>,
+    last: i64,
+}
+
+/// An artifact: its sha256 when the record gives one as 64 lowercase hex digits (the
+/// form `--events` names), else a digest of whatever it gives (`hex` false).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ArtifactKey {
+    bytes: [u8; 32],
+    hex: bool,
+}
+
+impl ArtifactKey {
+    fn of(digest: &str) -> Self {
+        let lower_hex = digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let mut bytes = [0u8; 32];
+        if lower_hex && hex::decode_to_slice(digest, &mut bytes).is_ok() {
+            return Self { bytes, hex: true };
+        }
+        use sha2::Digest as _;
+        bytes.copy_from_slice(&sha2::Sha256::digest(digest.as_bytes()));
+        Self { bytes, hex: false }
+    }
 }
 
 /// One promotion admitted by break-glass.
@@ -292,22 +419,36 @@ pub struct Completeness {
 }
 
 /// The streaming aggregator: feed records in seq order, then [`Aggregator::finish`].
+/// Attempts, promotions and artifacts idle for [`Options::horizon`] seconds of log time
+/// are folded into the counters and forgotten, so its memory follows the log's recent
+/// activity and its length in buckets, not its length in records.
 #[derive(Debug)]
 pub struct Aggregator {
     opts: Options,
+    /// `--events`, applied to each promotion as it is folded.
+    events: Option<Events>,
+    /// `since` and `until` as the log's text, compared as the log's reader compares them.
+    window: (Option<String>, Option<String>),
     envs: Interner,
     services: Interner,
     violations: Interner,
     cells: HashMap<CellKey, Cell>,
     attempts: HashMap<[u8; 16], Attempt>,
-    promos: HashMap<(u32, u32), Promo>,
-    artifacts: Interner,
-    artifact_state: Vec<ArtifactState>,
+    promos: HashMap<(ArtifactKey, u32), Promo>,
+    artifacts: HashMap<ArtifactKey, ArtifactState>,
     blocker_decisions: Vec<u64>,
+    blocker_attempts: Vec<u64>,
+    lead_bins: [u64; LEAD_BINS.len()],
     break_glass: Vec<BreakGlass>,
     break_glass_count: u64,
     completeness: Completeness,
     verified_through: u64,
+    /// The last few records counted as complete and verified (see
+    /// [`Aggregator::set_verified_through`]).
+    recent_complete: Vec<u64>,
+    /// The latest decision time seen, and when to look for idle state next.
+    now: i64,
+    next_sweep: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -348,17 +489,14 @@ pub fn rfc3339(t: i64) -> String {
 
 /// What the report reads from a record's signed envelope (already verified, or not,
 /// by the audit walk): warnings and a trace id. `None` when the payload is unreadable.
+#[derive(Debug)]
 struct Signed {
     warnings: Vec<String>,
     traced: bool,
 }
 
 fn signed_part(envelope: &Value) -> Option<Signed> {
-    let payload = envelope.get("payload")?.as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .ok()?;
-    let statement: Value = serde_json::from_slice(&bytes).ok()?;
+    let statement = crate::audit::envelope_statement(envelope)?;
     let predicate = statement.get("predicate")?;
     let warnings = predicate
         .get("warnings")?
@@ -380,11 +518,7 @@ fn finished_on(request: &Value) -> Option<i64> {
         .as_array()?
         .iter()
         .find_map(|a| {
-            let payload = a.get("payload")?.as_str()?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(payload)
-                .ok()?;
-            let statement: Value = serde_json::from_slice(&bytes).ok()?;
+            let statement = crate::audit::envelope_statement(a)?;
             let p = statement.get("predicate")?;
             let at = p
                 .pointer("/runDetails/metadata/finishedOn")
@@ -420,21 +554,51 @@ fn attempt_key(hex_digest: &str) -> [u8; 16] {
     key
 }
 
+/// What [`Aggregator::add_with`] needs from a record beyond its columns, the costly
+/// part (decoding the signed payload, parsing times): computed for each record apart,
+/// so it can run in parallel ahead of the fold.
+#[derive(Debug)]
+pub struct Facts {
+    signed: Option<Signed>,
+    t: Option<i64>,
+    requested: Option<i64>,
+}
+
+impl Facts {
+    /// The facts of one record.
+    pub fn of(record: &Record) -> Self {
+        Facts {
+            signed: signed_part(&record.envelope),
+            t: unix(&record.evaluated_at),
+            requested: record
+                .request
+                .as_ref()
+                .and_then(|r| r.get("requestedAt"))
+                .and_then(Value::as_str)
+                .and_then(unix),
+        }
+    }
+}
+
 impl Aggregator {
     /// A new aggregator; records with seq above `verified_through` are outside the
     /// verified part of the chain.
-    pub fn new(opts: Options, verified_through: u64) -> Self {
+    pub fn new(opts: Options, verified_through: u64, events: Option<Events>) -> Self {
+        let window = (opts.since.map(rfc3339), opts.until.map(rfc3339));
         Self {
             opts,
+            window,
+            events,
             envs: Interner::default(),
             services: Interner::default(),
             violations: Interner::default(),
             cells: HashMap::new(),
             attempts: HashMap::new(),
             promos: HashMap::new(),
-            artifacts: Interner::default(),
-            artifact_state: Vec::new(),
+            artifacts: HashMap::new(),
             blocker_decisions: Vec::new(),
+            blocker_attempts: Vec::new(),
+            lead_bins: [0; LEAD_BINS.len()],
             break_glass: Vec::new(),
             break_glass_count: 0,
             completeness: Completeness {
@@ -443,7 +607,21 @@ impl Aggregator {
                 complete_and_verified: 0,
             },
             verified_through,
+            recent_complete: Vec::with_capacity(RECENT),
+            now: i64::MIN,
+            next_sweep: None,
         }
+    }
+
+    /// Records with seq above this are outside the verified part of the chain (for a
+    /// caller that learns it only after feeding the verified records).
+    pub fn set_verified_through(&mut self, seq: u64) {
+        self.verified_through = seq;
+        // The walk may name a break at a record it already handed over (one slipped in
+        // before the record that gave it away): take back what such records counted.
+        let beyond = self.recent_complete.iter().filter(|s| **s > seq).count() as u64;
+        self.completeness.complete_and_verified -= beyond;
+        self.recent_complete.clear();
     }
 
     /// A row whose columns are not a record (the verifier names it): an incomplete record.
@@ -451,26 +629,35 @@ impl Aggregator {
         self.completeness.records += 1;
     }
 
-    /// Take one record (in seq order). Records outside the filters count only toward
-    /// completeness; a record whose time is unreadable counts as incomplete.
+    /// Take one record (in seq order): [`Aggregator::add_with`] its [`Facts`].
     pub fn add(&mut self, record: &Record) {
-        let signed = signed_part(&record.envelope);
-        let t = unix(&record.evaluated_at);
-        let requested = record
-            .request
-            .as_ref()
-            .and_then(|r| r.get("requestedAt"))
-            .and_then(Value::as_str)
-            .and_then(unix);
+        self.add_with(record, Facts::of(record));
+    }
+
+    /// Take one record (in seq order) with its facts. Records whose `evaluatedAt` text
+    /// is outside `since..until` are skipped as the log's reader skips them; others
+    /// outside the filters count only toward completeness; a record whose time is
+    /// unreadable counts as incomplete.
+    pub fn add_with(&mut self, record: &Record, facts: Facts) {
+        let (since, until) = &self.window;
+        if since.as_ref().is_some_and(|s| record.evaluated_at < *s)
+            || until.as_ref().is_some_and(|u| record.evaluated_at >= *u)
+        {
+            return;
+        }
         self.completeness.records += 1;
-        let complete = signed.is_some() && requested.is_some() && t.is_some();
+        let complete = facts.signed.is_some() && facts.requested.is_some() && facts.t.is_some();
         if complete {
             self.completeness.fields_present += 1;
             if record.seq <= self.verified_through {
                 self.completeness.complete_and_verified += 1;
+                if self.recent_complete.len() == RECENT {
+                    self.recent_complete.remove(0);
+                }
+                self.recent_complete.push(record.seq);
             }
         }
-        let Some(t) = t else { return };
+        let Some(t) = facts.t else { return };
         if self.opts.since.is_some_and(|s| t < s)
             || self.opts.until.is_some_and(|u| t >= u)
             || self.opts.env.as_ref().is_some_and(|e| *e != record.to)
@@ -482,40 +669,23 @@ impl Aggregator {
         {
             return;
         }
+        self.advance(t);
         let env = self.envs.id(&record.to);
         let service = self.services.id(&record.artifact.name);
         let key: CellKey = (env, service, self.opts.bucket.start(t));
-        let digest = record
-            .artifact
-            .digest
-            .get("sha256")
-            .cloned()
-            .unwrap_or_default();
-        let signed = signed.unwrap_or(Signed {
+        let signed = facts.signed.unwrap_or(Signed {
             warnings: Vec::new(),
             traced: false,
         });
         let break_glass = record.allowed && signed.warnings.iter().any(|w| w == BREAK_GLASS);
-
-        // The artifact: when it was built (from the first stored provenance) and when
-        // it was first promoted anywhere.
-        let artifact_id = self.artifacts.id(&digest);
-        if self.artifact_state.len() <= artifact_id as usize {
-            self.artifact_state
-                .resize_with(artifact_id as usize + 1, ArtifactState::default);
-        }
-        let mut finished = None;
-        let mut first_any = None;
-        if let Some(artifact) = self.artifact_state.get_mut(artifact_id as usize) {
-            if artifact.finished_on.is_none() {
-                artifact.finished_on = record.request.as_ref().and_then(finished_on);
-            }
-            finished = artifact.finished_on;
-            first_any = artifact.first_allowed_any;
-            if record.allowed && first_any.is_none() {
-                artifact.first_allowed_any = Some(t);
-            }
-        }
+        let artifact = ArtifactKey::of(
+            record
+                .artifact
+                .digest
+                .get("sha256")
+                .map_or("", String::as_str),
+        );
+        let (finished, first_any) = self.artifact(record, artifact, t);
 
         let cell = self.cells.entry(key).or_default();
         cell.decisions += 1;
@@ -526,8 +696,42 @@ impl Aggregator {
         if !record.allowed && record.violations.iter().any(|v| v == FREEZE_ACTIVE) {
             cell.freeze_blocked += 1;
         }
+        self.attempt(record, key, t, facts.requested);
+        let step = PromoStep {
+            key: (artifact, env),
+            cell: key,
+            t,
+            finished,
+            first_any,
+        };
+        self.promotion(record, step);
+        if break_glass {
+            self.break_glass(record);
+        }
+    }
 
-        // The attempt (request digest): counted in the cell of its first decision.
+    /// The artifact (when it was built, from the first stored provenance, and when it
+    /// was first promoted anywhere) as it was before this record, updated by it.
+    fn artifact(
+        &mut self,
+        record: &Record,
+        key: ArtifactKey,
+        t: i64,
+    ) -> (Option<i64>, Option<i64>) {
+        let artifact = self.artifacts.entry(key).or_default();
+        artifact.last = t;
+        if artifact.finished_on.is_none() {
+            artifact.finished_on = record.request.as_ref().and_then(finished_on);
+        }
+        let first_any = artifact.first_allowed_any;
+        if record.allowed && first_any.is_none() {
+            artifact.first_allowed_any = Some(t);
+        }
+        (artifact.finished_on, first_any)
+    }
+
+    /// The attempt (request digest): counted in the cell of its first decision.
+    fn attempt(&mut self, record: &Record, key: CellKey, t: i64, requested: Option<i64>) {
         let attempt = self
             .attempts
             .entry(attempt_key(&record.request_digest.sha256))
@@ -536,17 +740,18 @@ impl Aggregator {
                 first_allowed: record.allowed,
                 allowed: false,
                 blockers: Vec::new(),
+                last: t,
             });
+        attempt.last = t;
         if record.allowed && !attempt.allowed {
             attempt.allowed = true;
-            if let Some(done) = record
+            let done = record
                 .request
                 .as_ref()
-                .and_then(|r| approval_completed(r, t))
-            {
-                if let Some(req) = requested {
-                    cell.approval.push((done - req).max(0) as f64);
-                }
+                .and_then(|r| approval_completed(r, t));
+            if let (Some(done), Some(req)) = (done, requested) {
+                let cell = self.cells.entry(key).or_default();
+                cell.approval.push((done - req).max(0) as f64);
             }
         }
         if !record.allowed {
@@ -564,88 +769,137 @@ impl Aggregator {
                 }
             }
         }
+    }
 
-        // The promotion (artifact, target): time to promote, time to unblock, lead time.
-        let promo = self.promos.entry((artifact_id, env)).or_default();
+    /// The promotion (artifact, target): time to promote, time to unblock, lead time.
+    fn promotion(&mut self, record: &Record, step: PromoStep) {
+        let PromoStep {
+            key,
+            cell: cell_key,
+            t,
+            finished,
+            first_any,
+        } = step;
+        let promo = self.promos.entry(key).or_default();
+        promo.last = t;
+        let cell = self.cells.entry(cell_key).or_default();
         if record.allowed {
             if let Some(since) = promo.denied_since.take() {
                 cell.unblock.push((t - since).max(0) as f64);
             }
             if promo.first_allowed.is_none() {
-                promo.first_allowed = Some((t, key));
+                promo.first_allowed = Some((t, cell_key));
                 cell.promotions += 1;
                 if let Some(f) = finished {
                     cell.ttp.push((t - f).max(0) as f64);
                 }
                 if record.to == self.opts.production {
                     if let Some(first) = first_any {
-                        cell.lead.push((t - first).max(0) as f64);
+                        let lead = (t - first).max(0) as f64;
+                        cell.lead.push(lead);
+                        let bin = LEAD_BINS.iter().position(|(_, upper)| lead < *upper);
+                        if let Some(n) = bin.and_then(|i| self.lead_bins.get_mut(i)) {
+                            *n += 1;
+                        }
                     }
                 }
             }
         } else if promo.denied_since.is_none() {
             promo.denied_since = Some(t);
         }
+    }
 
-        if break_glass {
-            self.break_glass_count += 1;
-            if self.break_glass.len() < MAX_LISTED {
-                let text = |p: &str| {
-                    record
-                        .request
-                        .as_ref()
-                        .and_then(|r| r.pointer(p))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                };
-                self.break_glass.push(BreakGlass {
-                    evaluated_at: record.evaluated_at.clone(),
-                    environment: record.to.clone(),
-                    service: record.artifact.name.clone(),
-                    version: text("/artifact/version"),
-                    request_id: record.request_id.clone(),
-                    ticket: text("/change/ticket"),
-                });
-            }
+    /// List a break-glass promotion (the first [`MAX_LISTED`]; all are counted).
+    fn break_glass(&mut self, record: &Record) {
+        self.break_glass_count += 1;
+        if self.break_glass.len() >= MAX_LISTED {
+            return;
+        }
+        let text = |p: &str| {
+            record
+                .request
+                .as_ref()
+                .and_then(|r| r.pointer(p))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        self.break_glass.push(BreakGlass {
+            evaluated_at: record.evaluated_at.clone(),
+            environment: record.to.clone(),
+            service: record.artifact.name.clone(),
+            version: text("/artifact/version"),
+            request_id: record.request_id.clone(),
+            ticket: text("/change/ticket"),
+        });
+    }
+
+    /// Log time moves to `t`: every eighth of the horizon, fold what has been idle
+    /// longer than the horizon.
+    fn advance(&mut self, t: i64) {
+        self.now = self.now.max(t);
+        let horizon = self.opts.horizon.max(1);
+        let next = *self.next_sweep.get_or_insert(t.saturating_add(horizon));
+        if self.now >= next {
+            self.fold_idle(self.now.saturating_sub(horizon));
+            self.next_sweep = Some(self.now.saturating_add((horizon / 8).max(1)));
         }
     }
 
-    /// Apply `--events` to the promotions, then roll the cells up.
-    pub fn finish(mut self, events: Option<&Events>, catalog: &BTreeMap<String, String>) -> Totals {
-        for attempt in self.attempts.values() {
-            let cell = self.cells.entry(attempt.cell).or_default();
+    /// Fold attempts and promotions last seen before `before` into their cells (with
+    /// `--events` when given) and forget them and artifacts idle as long.
+    fn fold_idle(&mut self, before: i64) {
+        let events = self.events.as_ref();
+        let cells = &mut self.cells;
+        let blocker_attempts = &mut self.blocker_attempts;
+        self.attempts.retain(|_, attempt| {
+            if attempt.last >= before {
+                return true;
+            }
+            let cell = cells.entry(attempt.cell).or_default();
             cell.attempts += 1;
             cell.allowed_attempts += u64::from(attempt.allowed);
             cell.first_pass += u64::from(attempt.first_allowed);
-        }
-        let mut blocker_attempts = vec![0u64; self.violations.names.len()];
-        for attempt in self.attempts.values() {
             for id in &attempt.blockers {
-                if let Some(n) = blocker_attempts.get_mut(usize::from(*id)) {
+                let id = usize::from(*id);
+                if blocker_attempts.len() <= id {
+                    blocker_attempts.resize(id + 1, 0);
+                }
+                if let Some(n) = blocker_attempts.get_mut(id) {
                     *n += 1;
                 }
             }
-        }
-        if let Some(events) = events {
-            for ((artifact, env), promo) in &self.promos {
-                let Some((t, key)) = promo.first_allowed else {
-                    continue;
-                };
-                let digest = self.artifacts.name(*artifact).to_owned();
-                let Some(list) = events.get(&(digest, self.envs.name(*env).to_owned())) else {
-                    continue;
-                };
-                let any = |kind: EventKind, window: i64| {
-                    list.iter()
-                        .any(|(k, at)| *k == kind && *at >= t && *at - t <= window)
-                };
-                let cell = self.cells.entry(key).or_default();
-                cell.rolled_back += u64::from(any(EventKind::Rollback, i64::MAX));
-                cell.canary_failed += u64::from(any(EventKind::CanaryFailure, i64::MAX));
-                cell.incidents += u64::from(any(EventKind::Incident, INCIDENT_WINDOW_SECONDS));
+            false
+        });
+        let envs = &self.envs;
+        self.promos.retain(|(artifact, env), promo| {
+            if promo.last >= before {
+                return true;
             }
-        }
-        let has_events = events.is_some();
+            if let (Some(events), Some((t, key)), true) =
+                (events, promo.first_allowed, artifact.hex)
+            {
+                let digest = hex::encode(artifact.bytes);
+                if let Some(list) = events.get(&(digest, envs.name(*env).to_owned())) {
+                    let any = |kind: EventKind, window: i64| {
+                        list.iter()
+                            .any(|(k, at)| *k == kind && *at >= t && *at - t <= window)
+                    };
+                    let cell = cells.entry(key).or_default();
+                    cell.rolled_back += u64::from(any(EventKind::Rollback, i64::MAX));
+                    cell.canary_failed += u64::from(any(EventKind::CanaryFailure, i64::MAX));
+                    cell.incidents += u64::from(any(EventKind::Incident, INCIDENT_WINDOW_SECONDS));
+                }
+            }
+            false
+        });
+        self.artifacts.retain(|_, artifact| artifact.last >= before);
+    }
+
+    /// Fold what is left (with `--events`), then roll the cells up.
+    pub fn finish(mut self, catalog: &BTreeMap<String, String>) -> Totals {
+        self.fold_idle(i64::MAX);
+        let blocker_attempts = &self.blocker_attempts;
+        let has_events = self.events.is_some();
         let mut blockers: Vec<Blocker> = self
             .violations
             .names
@@ -682,22 +936,10 @@ impl Aggregator {
         }
         let lead_time_histogram = LEAD_BINS
             .iter()
-            .enumerate()
-            .map(|(i, (label, upper))| {
-                let lower = if i == 0 {
-                    0.0
-                } else {
-                    LEAD_BINS.get(i - 1).map_or(0.0, |b| b.1)
-                };
-                let count = total
-                    .lead
-                    .iter()
-                    .filter(|v| **v >= lower && **v < *upper)
-                    .count() as u64;
-                HistogramBin {
-                    label: (*label).to_owned(),
-                    count,
-                }
+            .zip(self.lead_bins)
+            .map(|((label, _), count)| HistogramBin {
+                label: (*label).to_owned(),
+                count,
             })
             .collect();
         Totals {

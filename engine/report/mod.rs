@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::attest::PublicKey;
-use crate::audit::chain::verify_log;
+use crate::audit::chain::{verify_log_with, Visitor};
 use crate::audit::store::READ_CHUNK;
 use crate::audit::{AuditError, AuditLog, Filter};
-pub use metrics::{Bucket, EventKind, Events, Metrics, Options, Totals};
+pub use metrics::{Bucket, EventKind, Events, Facts, Metrics, Options, Totals};
 
 /// Cap for `--events` and `--targets` files and the policy catalog.
 pub const MAX_EVENTS_BYTES: u64 = 64 << 20;
@@ -268,15 +268,32 @@ pub struct Inputs {
     pub filters: BTreeMap<String, String>,
 }
 
-/// Verify `log` with `keys`, then stream its records (in chunks of [`READ_CHUNK`]) into
-/// the metrics. Memory grows with distinct attempts, promotions and artifacts (a small
-/// map entry each) and the per-cell duration samples, never with the records' contents.
+/// Verify `log` with `keys` and stream its records into the metrics in the same read
+/// (each record's [`Facts`] decoded in parallel with its checks); records after a break
+/// in the chain are read on (in chunks of [`READ_CHUNK`]) and count as unverified.
+/// Memory follows the log's recent activity (see [`metrics::Aggregator`]) and its span
+/// in buckets, never its length in records or their contents.
 pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Report, ReportError> {
-    let walk = verify_log(log, keys, None)?;
+    let has_events = inputs.events.is_some();
+    let mut agg = metrics::Aggregator::new(inputs.options.clone(), u64::MAX, inputs.events);
+    let mut last_verified = 0;
+    let walk = verify_log_with(
+        log,
+        keys,
+        None,
+        Visitor {
+            extract: &Facts::of,
+            visit: &mut |record, facts| {
+                last_verified = record.seq;
+                agg.add_with(record, facts);
+            },
+        },
+    )?;
     let verified_through = match &walk.finding {
         Some(f) => f.seq.saturating_sub(1),
         None => walk.head.seq,
     };
+    agg.set_verified_through(verified_through);
     let verification = Verification {
         ran: true,
         intact: walk.intact(),
@@ -292,9 +309,8 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
         until: fmt(inputs.options.until),
         ..Filter::default()
     };
-    let mut agg = metrics::Aggregator::new(inputs.options.clone(), verified_through);
-    let mut after = 0;
-    loop {
+    let mut after = last_verified;
+    while walk.finding.is_some() {
         let rows = log.read(after, READ_CHUNK, &filter)?;
         let Some((last, _)) = rows.last() else { break };
         after = *last;
@@ -305,7 +321,7 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
             }
         }
     }
-    let totals = agg.finish(inputs.events.as_ref(), &inputs.catalog);
+    let totals = agg.finish(&inputs.catalog);
     let c = totals.completeness;
     let audit_completeness =
         (c.records > 0).then(|| c.complete_and_verified as f64 / c.records as f64);
@@ -396,7 +412,7 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
         targets: inputs.targets,
         headline,
         audit_completeness,
-        events: inputs.events.is_some(),
+        events: has_events,
         no_data,
         totals,
     })

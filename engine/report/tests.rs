@@ -187,17 +187,23 @@ fn log() -> Vec<Record> {
 }
 
 fn run(opts: Options, verified_through: u64, events: Option<&Events>) -> Totals {
-    let mut agg = Aggregator::new(opts, verified_through);
-    for r in log() {
+    run_records(opts, verified_through, events, log())
+}
+
+fn run_records(
+    opts: Options,
+    verified_through: u64,
+    events: Option<&Events>,
+    records: Vec<Record>,
+) -> Totals {
+    let mut agg = Aggregator::new(opts, verified_through, events.cloned());
+    for r in records {
         agg.add(&r);
     }
-    agg.finish(
-        events,
-        &BTreeMap::from([(
-            "freeze.active".to_owned(),
-            "a freeze window covers now".to_owned(),
-        )]),
-    )
+    agg.finish(&BTreeMap::from([(
+        "freeze.active".to_owned(),
+        "a freeze window covers now".to_owned(),
+    )]))
 }
 
 #[test]
@@ -360,6 +366,137 @@ fn events_give_rates_per_promotion_and_a_real_zero_is_zero() {
     assert_eq!(env("staging").post_promote_incidents, Some(1));
     assert_eq!(env("dev").rollback_rate, Some(0.0));
     assert_eq!(t.summary.post_promote_incidents, Some(1));
+}
+
+#[test]
+fn state_folded_after_the_horizon_gives_the_same_numbers() {
+    let mut events: Events = Events::new();
+    events.insert(
+        (A.into(), "prod".into()),
+        vec![(EventKind::Rollback, unix(&at("14:00")).unwrap())],
+    );
+    let whole = run(Options::default(), 7, Some(&events));
+    // 200 days later a decision into dev: everything above is idle past the horizon,
+    // folded (events applied) and forgotten while the log is still being read.
+    let mut later = record(R {
+        seq: 8,
+        t: "10:00",
+        to: "dev",
+        artifact: B,
+        attempt: "r9",
+        allowed: true,
+        violations: &[],
+        warnings: &[],
+        trace: false,
+        request: None,
+    });
+    later.evaluated_at = "2027-06-14T10:00:00Z".into();
+    let mut records = log();
+    records.push(later);
+    let folded = run_records(Options::default(), 8, Some(&events), records);
+    for env in ["staging", "prod"] {
+        let metrics = |t: &Totals| {
+            t.environments
+                .iter()
+                .find(|e| e.environment == env)
+                .unwrap()
+                .metrics
+                .clone()
+        };
+        assert_eq!(metrics(&folded), metrics(&whole), "{env}");
+    }
+    assert_eq!(folded.blockers, whole.blockers);
+    assert_eq!(folded.summary.attempts, whole.summary.attempts + 1);
+}
+
+#[test]
+fn a_retry_after_the_horizon_is_a_new_attempt() {
+    let decision = |seq: u64, evaluated_at: &str, allowed: bool| {
+        let mut r = record(R {
+            seq,
+            t: "10:00",
+            to: "prod",
+            artifact: A,
+            attempt: "r1",
+            allowed,
+            violations: if allowed { &[] } else { &["checks.failed"] },
+            warnings: &[],
+            trace: false,
+            request: None,
+        });
+        r.evaluated_at = evaluated_at.into();
+        r
+    };
+    let records = || {
+        vec![
+            decision(1, "2026-11-02T10:00:00Z", false),
+            decision(2, "2026-11-04T10:00:00Z", true),
+        ]
+    };
+    let day = Options {
+        horizon: 86_400,
+        ..Options::default()
+    };
+    let t = run_records(day, 2, None, records());
+    assert_eq!((t.summary.attempts, t.summary.allowed_attempts), (2, 1));
+    // The denied promotion was idle a day too: the allowed decision starts a new one,
+    // with no denial to be unblocked from.
+    assert_eq!(t.summary.time_to_unblock.count, 0);
+    let t = run_records(Options::default(), 2, None, records());
+    assert_eq!((t.summary.attempts, t.summary.allowed_attempts), (1, 1));
+    assert_eq!(t.summary.time_to_unblock.median_seconds, Some(172_800.0));
+}
+
+#[test]
+fn many_durations_are_sketched_within_the_documented_error() {
+    use super::metrics::{Samples, EXACT_SAMPLES, SKETCH_ALPHA};
+    // Log-uniform durations from 1 s to a day, from a fixed-seed LCG.
+    let mut state: u64 = 42;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let values: Vec<f64> = (0..100_000)
+        .map(|_| 86_400f64.powf(next()).round())
+        .collect();
+    let exact = |n: usize, q: f64| {
+        let mut sorted = values[..n].to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
+    };
+    for n in [10, EXACT_SAMPLES, EXACT_SAMPLES + 1, 100_000] {
+        // Pushed one by one, and merged from halves as the roll-up merges cells.
+        let mut pushed = Samples::default();
+        let (mut left, mut right) = (Samples::default(), Samples::default());
+        for (i, v) in values[..n].iter().enumerate() {
+            pushed.push(*v);
+            if i % 2 == 0 {
+                left.push(*v)
+            } else {
+                right.push(*v)
+            }
+        }
+        left.merge(&right);
+        for mut samples in [pushed, left] {
+            let d = samples.dist();
+            assert_eq!(d.count, n as u64);
+            for (q, got) in [(0.5, d.median_seconds), (0.9, d.p90_seconds)] {
+                let want = exact(n, q);
+                let got = got.unwrap();
+                if n <= EXACT_SAMPLES {
+                    assert_eq!(
+                        got, want,
+                        "exact up to {EXACT_SAMPLES} values (n {n}, q {q})"
+                    );
+                } else {
+                    let err = (got - want).abs() / want;
+                    assert!(err <= SKETCH_ALPHA * 1.5, "n {n} q {q}: {got} vs {want}");
+                }
+            }
+        }
+    }
 }
 
 #[test]
