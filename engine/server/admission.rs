@@ -564,7 +564,6 @@ fn policy_reasons(loaded: &Loaded, review: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Decide one review. Every branch that is not a clean pass refuses with a reason.
 /// Why a decision is too old to admit on, if it is: made longer than `max_age` before
 /// `now`, made more than [`CLOCK_SKEW`] after it, or with no readable time at all.
 fn stale(
@@ -622,6 +621,8 @@ struct Judge<'a> {
     audit: Option<crate::audit::RecordOptions>,
 }
 
+/// Judge one review: every branch that is not a clean pass gives a reason, and the mode
+/// (and a break-glass) settles what the reasons do.
 fn decide(judge: &Judge<'_>, review: &Review) -> AdmissionVerdict {
     let loaded = judge.loaded;
     let request = review.full.get("request").unwrap_or(&Value::Null);
@@ -1074,6 +1075,46 @@ mod tests {
             "skew"
         );
         assert_eq!(human_duration(std::time::Duration::from_secs(5400)), "90m");
+    }
+
+    #[test]
+    fn a_threshold_counts_distinct_trusted_signers() {
+        use crate::attest::dsse::{pae, Envelope, EnvelopeSignature};
+        use crate::attest::SigningKey;
+        let keys: Vec<SigningKey> = (1u8..=3)
+            .map(|i| SigningKey::ed25519_from_seed(&[i; 32]))
+            .collect();
+        let payload = br#"{"_type": "x"}"#.to_vec();
+        let signed = pae("application/vnd.in-toto+json", &payload);
+        let envelope = |by: &[usize]| {
+            Envelope {
+                payload_type: "application/vnd.in-toto+json".into(),
+                payload: payload.clone(),
+                signatures: by
+                    .iter()
+                    .map(|&i| EnvelopeSignature {
+                        keyid: None,
+                        sig: keys[i].sign(&signed),
+                    })
+                    .collect(),
+            }
+            .to_json()
+        };
+        let trusted: Vec<PublicKey> = keys[..2].iter().map(SigningKey::public_key).collect();
+        assert_eq!(trusted_signers(&envelope(&[0, 1]), &trusted), 2);
+        assert_eq!(
+            trusted_signers(&envelope(&[0, 0]), &trusted),
+            1,
+            "one key twice is one signer"
+        );
+        assert_eq!(
+            trusted_signers(&envelope(&[0, 2]), &trusted),
+            1,
+            "an untrusted key adds nothing"
+        );
+        let mut tampered = envelope(&[0, 1]);
+        tampered["payload"] = json!("e30=");
+        assert_eq!(trusted_signers(&tampered, &trusted), 0);
     }
 
     #[test]
