@@ -635,7 +635,7 @@ impl Server {
             )
             .route(
                 "/v1/admission",
-                post(admission::handle).layer(admission_limit.clone()),
+                post(admission::handle).layer(admission_limit),
             )
             .route(
                 "/v1/admission/{mode}",
