@@ -60,7 +60,7 @@ fn batch_into(input: &Path, db: &Path, extra: &[&str]) -> assert_cmd::assert::As
         .assert()
 }
 
-fn verify(path: &Path) -> assert_cmd::assert::Assert {
+pub(crate) fn verify(path: &Path) -> assert_cmd::assert::Assert {
     bin().arg("audit").arg("verify").arg(path).assert()
 }
 
@@ -98,7 +98,7 @@ fn audit_query(db: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
     bin().args(["audit", "query"]).arg(db).args(args).assert()
 }
 
-fn query(db: &Path, extra: &[&str]) -> Vec<Value> {
+pub(crate) fn query(db: &Path, extra: &[&str]) -> Vec<Value> {
     let a = audit_query(db, &[&["--format", "json"], extra].concat()).code(0);
     serde_json::from_slice::<Vec<Value>>(&a.get_output().stdout).unwrap()
 }
@@ -430,7 +430,7 @@ fn the_sidecars_decisions_appear_in_the_log() {
 }
 
 /// The sidecar's `/metrics` text.
-fn metrics(base: &str) -> String {
+pub(crate) fn metrics(base: &str) -> String {
     ureq::get(&format!("{base}/metrics"))
         .call()
         .unwrap()

@@ -9,6 +9,7 @@
     reason = "tests fail loudly on broken fixtures and document themselves by name"
 )]
 
+mod admission;
 mod audit;
 mod batch;
 mod bundle_server;
@@ -22,6 +23,7 @@ mod diff;
 mod evidence;
 mod hardening;
 mod keyless;
+mod manifests;
 mod opa_compat;
 mod plugins;
 mod properties;

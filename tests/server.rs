@@ -40,7 +40,7 @@ fn digest() -> String {
         .to_string()
 }
 
-fn pinned_image() -> String {
+pub(crate) fn pinned_image() -> String {
     format!("registry.example.com/payments/api@sha256:{}", digest())
 }
 
@@ -51,7 +51,7 @@ fn envelope_for(request: &Value) -> Value {
     engine.evaluator().decide(&req, at()).unwrap().envelope
 }
 
-fn allowed_envelope() -> Value {
+pub(crate) fn allowed_envelope() -> Value {
     envelope_for(&request())
 }
 
@@ -666,7 +666,7 @@ const KINDS: &[(&str, &str)] = &[
     ("batch", "CronJob"),
 ];
 
-fn pod_spec(images: &[&str]) -> Value {
+pub(crate) fn pod_spec(images: &[&str]) -> Value {
     let containers: Vec<Value> = images
         .iter()
         .enumerate()
@@ -675,12 +675,12 @@ fn pod_spec(images: &[&str]) -> Value {
     json!({ "containers": containers })
 }
 
-fn annotations(envelopes: &[Value]) -> Value {
+pub(crate) fn annotations(envelopes: &[Value]) -> Value {
     json!({ DECISIONS_ANNOTATION: Value::Array(envelopes.to_vec()).to_string() })
 }
 
 /// An object of `kind` with `spec` as its pod spec and `annotations` on its metadata.
-fn object(group: &str, kind: &str, spec: Value, annotations: Value) -> Value {
+pub(crate) fn object(group: &str, kind: &str, spec: Value, annotations: Value) -> Value {
     let api_version = if group.is_empty() {
         "v1".to_string()
     } else {
@@ -702,7 +702,7 @@ fn object(group: &str, kind: &str, spec: Value, annotations: Value) -> Value {
     })
 }
 
-fn review(group: &str, kind: &str, operation: &str, object: Value) -> Value {
+pub(crate) fn review(group: &str, kind: &str, operation: &str, object: Value) -> Value {
     json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

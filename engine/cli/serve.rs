@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// seconds and reload (0: reload on SIGHUP only).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     watch_interval: u64,
+    /// Admission rollout and rules (YAML or JSON): the mode per namespace (`enforce`,
+    /// `warn`, `dry-run`), where break-glass is honoured, the decision signer threshold
+    /// and the allowed policy bundle digests. Checked at startup (a bad file exits 2) and
+    /// reloaded with the bundle (a bad edit keeps the last good config) [default: enforce
+    /// everywhere, no break-glass].
+    #[arg(long, value_name = "FILE")]
+    admission_config: Option<PathBuf>,
     /// Admission refuses a decision made longer ago than this (`30d`, `12h`, `90m`):
     /// an old allow should not admit an image forever [default: any age].
     #[arg(long, value_name = "DURATION", value_parser = parse_age)]
@@ -251,6 +258,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             }),
             _ => None,
         },
+        admission_config: args.admission_config.clone(),
     };
     let server = Server::new(config).with_context(|| {
         format!(

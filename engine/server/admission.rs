@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path as AxumPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use super::admission_config::{AdmissionConfig, DecisionRules, Mode, NamespacePolicy};
 use super::errors::{json_response, ApiError};
+use super::rollout::{self, AdmissionEvent, GlassRule, Outcome};
 use super::routes::{fail, pretty, read_body};
 use super::{Loaded, Server, ServerError, MAX_ADMISSION_BODY_BYTES};
 use crate::attest::PublicKey;
@@ -69,13 +71,15 @@ pub struct AllowedDecision {
     pub evaluated_at: Option<time::OffsetDateTime>,
 }
 
-/// Check that `envelope` is a decision signed by one of `keys` that allowed an artifact
-/// into `environment`; returns the artifact's sha256 (lowercase hex) and the decision.
+/// Check that `envelope` is a decision signed by one of `keys` (by `rules.threshold` of
+/// them) that allowed an artifact into `environment`, made by an allowed bundle; returns
+/// the artifact's sha256 (lowercase hex) and the decision.
 pub fn verify_allowing_decision(
     envelope: &Value,
     keys: &[PublicKey],
     environment: &str,
     source: &str,
+    rules: &DecisionRules,
 ) -> Result<(String, AllowedDecision), String> {
     // The one verifier every reader of a signed decision uses (`verify`, `audit verify`,
     // admission): signature by a trusted key, decision predicate type, the predicate read
@@ -90,6 +94,19 @@ pub fn verify_allowing_decision(
             "decision `{id}` allowed a promotion into `{}`, not `{environment}`",
             decision.to
         ));
+    }
+    if rules.threshold > 1 {
+        let signers = trusted_signers(envelope, keys);
+        if signers < rules.threshold {
+            return Err(format!(
+                "decision `{id}` is signed by {signers} trusted decision key(s); the admission config asks for {}",
+                rules.threshold
+            ));
+        }
+    }
+    let bundle = decision.policy.digest.get("sha256").map(String::as_str);
+    if let Some(why) = rules.bundle_refusal(&id, bundle) {
+        return Err(why);
     }
     let digest = decision
         .artifact
@@ -109,6 +126,23 @@ pub fn verify_allowing_decision(
     ))
 }
 
+/// How many distinct keys of `keys` made a valid signature over the envelope (0 when it
+/// does not parse: the caller has verified it already).
+fn trusted_signers(envelope: &Value, keys: &[PublicKey]) -> usize {
+    let Ok(env) = crate::attest::dsse::Envelope::from_json(envelope) else {
+        return 0;
+    };
+    let pae = env.pae();
+    let mut signers: Vec<&str> = keys
+        .iter()
+        .filter(|k| env.signatures.iter().any(|s| k.verify(&pae, &s.sig)))
+        .map(PublicKey::keyid)
+        .collect();
+    signers.sort();
+    signers.dedup();
+    signers.len()
+}
+
 fn is_sha256_hex(h: &str) -> bool {
     h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -125,7 +159,12 @@ impl DecisionIndex {
     /// Read every `*.json` file directly in `dir` (one envelope, or an array of them);
     /// envelopes that do not verify as an allow into `environment` are logged and left
     /// out. An unreadable directory is an error; a bad file is not.
-    pub fn load(dir: &Path, keys: &[PublicKey], environment: &str) -> Result<Self, ServerError> {
+    pub fn load(
+        dir: &Path,
+        keys: &[PublicKey],
+        environment: &str,
+        rules: &DecisionRules,
+    ) -> Result<Self, ServerError> {
         let err = |path: &Path, reason: String| ServerError::Decisions {
             path: path.to_path_buf(),
             reason,
@@ -165,7 +204,7 @@ impl DecisionIndex {
             };
             for (i, envelope) in envelopes.iter().enumerate() {
                 let source = format!("{shown}#{i}");
-                match verify_allowing_decision(envelope, keys, environment, &source) {
+                match verify_allowing_decision(envelope, keys, environment, &source, rules) {
                     Ok((digest, decision)) => {
                         index.by_digest.entry(digest).or_insert(decision);
                     }
@@ -281,12 +320,29 @@ struct AdmissionVerdict {
     allowed: bool,
     /// What the review was about, for messages: `Deployment shop/web`.
     subject: String,
-    /// Why refused (empty when allowed).
+    /// Why `enforce` refuses it (empty: nothing wrong).
     reasons: Vec<String>,
+    /// Each image and what was found for it, in container order.
+    images: Vec<String>,
     /// The decisions that vouched for the images.
     decision_ids: Vec<String>,
+    /// Kubernetes' own dry run (`kubectl --dry-run=server`): no side effects.
     dry_run: bool,
+    /// The review's namespace.
+    namespace: Option<String>,
+    /// What the admission config says for that namespace.
+    policy: NamespacePolicy,
+    /// The mode applied: the stricter of the route's and the config's.
+    mode: Mode,
+    /// What the gate did.
+    outcome: Outcome,
+    /// The response's `warnings`.
+    warnings: Vec<String>,
 }
+
+/// Longest `images` audit annotation, in bytes: the API server stores audit annotations
+/// in every audit event, so a pod of hundreds of containers must not bloat them.
+const MAX_IMAGES_ANNOTATION_BYTES: usize = 4096;
 
 impl AdmissionVerdict {
     fn to_review(&self, environment: Option<&str>) -> Value {
@@ -305,12 +361,30 @@ impl AdmissionVerdict {
                 json!({"code": 403, "reason": "Forbidden", "message": message}),
             );
         }
-        if !self.decision_ids.is_empty() {
-            response.insert(
-                "auditAnnotations".into(),
-                json!({"decisions": self.decision_ids.join(",")}),
-            );
+        if !self.warnings.is_empty() {
+            response.insert("warnings".into(), json!(self.warnings));
         }
+        let mut audit = Map::new();
+        audit.insert("mode".into(), json!(self.mode.as_str()));
+        if !self.decision_ids.is_empty() {
+            audit.insert("decisions".into(), json!(self.decision_ids.join(",")));
+        }
+        if !self.images.is_empty() {
+            let mut images = self.images.join("; ");
+            if images.len() > MAX_IMAGES_ANNOTATION_BYTES {
+                let mut cut = MAX_IMAGES_ANNOTATION_BYTES - 3;
+                while !images.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                images.truncate(cut);
+                images.push_str("...");
+            }
+            audit.insert("images".into(), json!(images));
+        }
+        if let Outcome::BreakGlass(glass) = &self.outcome {
+            audit.insert("breakGlassTicket".into(), json!(glass.ticket));
+        }
+        response.insert("auditAnnotations".into(), Value::Object(audit));
         json!({
             "apiVersion": REVIEW_API_VERSION,
             "kind": "AdmissionReview",
@@ -402,6 +476,7 @@ fn annotated_decisions(
     metadata_pointers: &[String],
     keys: &[PublicKey],
     environment: &str,
+    rules: &DecisionRules,
     allowed: &mut HashMap<String, AllowedDecision>,
     notes: &mut Vec<String>,
 ) {
@@ -437,7 +512,7 @@ fn annotated_decisions(
             }
             seen += 1;
             let source = format!("annotation at `{metadata}` #{i}");
-            match verify_allowing_decision(envelope, keys, environment, &source) {
+            match verify_allowing_decision(envelope, keys, environment, &source, rules) {
                 Ok((digest, decision)) => {
                     allowed.entry(digest).or_insert(decision);
                 }
@@ -489,7 +564,6 @@ fn policy_reasons(loaded: &Loaded, review: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Decide one review. Every branch that is not a clean pass refuses with a reason.
 /// Why a decision is too old to admit on, if it is: made longer than `max_age` before
 /// `now`, made more than [`CLOCK_SKEW`] after it, or with no readable time at all.
 fn stale(
@@ -535,43 +609,55 @@ fn human_duration(d: std::time::Duration) -> String {
 /// How far in the future a decision's time may be (clocks of two machines differ).
 pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
-fn decide(
-    loaded: &Loaded,
-    environment: Option<&str>,
-    review: &Review,
+/// The sidecar's state and settings one review is judged with.
+struct Judge<'a> {
+    loaded: &'a Loaded,
+    environment: Option<&'a str>,
     now: time::OffsetDateTime,
     max_age: Option<std::time::Duration>,
-) -> AdmissionVerdict {
+    /// The mode the webhook route asks for (`/v1/admission/{mode}`), if any.
+    route_mode: Option<Mode>,
+    /// How admissions are recorded, when they are (`serve --audit`): break-glass needs it.
+    audit: Option<crate::audit::RecordOptions>,
+}
+
+/// Judge one review: every branch that is not a clean pass gives a reason, and the mode
+/// (and a break-glass) settles what the reasons do.
+fn decide(judge: &Judge<'_>, review: &Review) -> AdmissionVerdict {
+    let loaded = judge.loaded;
     let request = review.full.get("request").unwrap_or(&Value::Null);
     let header = ReviewHeader::of(request);
+    let config: &AdmissionConfig = &loaded.admission;
+    let policy = config.for_namespace(header.namespace);
+    let mode = judge
+        .route_mode
+        .map_or(policy.mode, |route| route.stricter(policy.mode));
     let mut verdict = AdmissionVerdict {
         uid: review.uid.clone(),
         allowed: false,
         subject: header.subject(),
         reasons: Vec::new(),
+        images: Vec::new(),
         decision_ids: Vec::new(),
         dry_run: header.dry_run,
+        namespace: header.namespace.map(str::to_string),
+        policy,
+        mode,
+        outcome: Outcome::Denied,
+        warnings: Vec::new(),
     };
+    let mut glass = None;
     let checked = match header.operation {
         // Nothing runs because of a delete, and CONNECT (exec, attach, port-forward)
         // starts no new image: only creates and updates can bring an image in.
-        Some("DELETE" | "CONNECT") => {
-            verdict.allowed = true;
-            return verdict;
-        }
+        Some("DELETE" | "CONNECT") => Ok(Vec::new()),
         // These can bring an image in: check them.
-        Some("CREATE" | "UPDATE") => match environment {
+        Some("CREATE" | "UPDATE") => match judge.environment {
             Some(environment) => header.workload().map(|(object, spec_pointer, images)| {
-                judge_images(
-                    loaded,
-                    environment,
-                    object,
-                    spec_pointer,
-                    &images,
-                    now,
-                    max_age,
-                    &mut verdict.decision_ids,
-                )
+                let pointers = metadata_pointers(spec_pointer);
+                glass =
+                    rollout::read_break_glass(object, &pointers, &config.break_glass.annotation);
+                judge_images(judge, environment, object, &pointers, &images, &mut verdict)
             }),
             None => Err(
                 "the sidecar was started without `--environment`, so it can admit no image".into(),
@@ -582,19 +668,38 @@ fn decide(
         // The review does not say what it is: refuse.
         None => Err("the review has no `request.operation`".into()),
     };
-    let mut reasons = match checked {
-        Ok(reasons) => reasons,
-        Err(reason) => {
-            verdict.reasons.push(reason);
-            return verdict;
-        }
+    // The bundle's own rules run only on a review whose images could be judged.
+    let (mut reasons, judged) = match checked {
+        Ok(reasons) => (
+            reasons,
+            matches!(header.operation, Some("CREATE" | "UPDATE")),
+        ),
+        Err(reason) => (vec![reason], false),
     };
-    if loaded.admission_rules {
+    if loaded.admission_rules && judged {
         reasons.extend(policy_reasons(loaded, &review.full));
     }
-    verdict.allowed = reasons.is_empty();
+    let rule = GlassRule {
+        allowed: verdict.policy.break_glass,
+        audited: judge.audit.is_some(),
+    };
+    verdict.outcome = rollout::settle(mode, rule, glass, &mut reasons);
+    verdict.allowed = verdict.outcome != Outcome::Denied;
+    verdict.warnings = rollout::warnings(&verdict.outcome, &reasons);
     verdict.reasons = reasons;
     verdict
+}
+
+/// Where the object's own metadata is, and its pod template's (pods a controller
+/// creates carry the template's annotations, not the workload's).
+fn metadata_pointers(spec_pointer: &str) -> Vec<String> {
+    let mut pointers = vec!["/metadata".to_string()];
+    if spec_pointer != "/spec" {
+        if let Some(template) = spec_pointer.strip_suffix("/spec") {
+            pointers.push(format!("{template}/metadata"));
+        }
+    }
+    pointers
 }
 
 /// What admission reads of an `AdmissionReview.request` before its object: the
@@ -664,36 +769,25 @@ impl<'a> ReviewHeader<'a> {
     }
 }
 
-/// Why each image may not run (empty: all may), recording the decisions that admit.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the inputs of one judgement: the sidecar's state, the review's images and the clock"
-)]
+/// Why each image may not run (empty: all may), recording each image's outcome and the
+/// decisions that admit in `verdict`.
 fn judge_images(
-    loaded: &Loaded,
+    judge: &Judge<'_>,
     environment: &str,
     object: &Value,
-    spec_pointer: &str,
+    metadata_pointers: &[String],
     images: &[ContainerImage],
-    now: time::OffsetDateTime,
-    max_age: Option<std::time::Duration>,
-    decision_ids: &mut Vec<String>,
+    verdict: &mut AdmissionVerdict,
 ) -> Vec<String> {
-    // Decisions from the object's own annotations and from its pod template's (pods a
-    // controller creates carry the template's annotations, not the workload's).
-    let mut metadata_pointers = vec!["/metadata".to_string()];
-    if spec_pointer != "/spec" {
-        if let Some(template) = spec_pointer.strip_suffix("/spec") {
-            metadata_pointers.push(format!("{template}/metadata"));
-        }
-    }
+    let loaded = judge.loaded;
     let mut annotated = HashMap::new();
     let mut notes = Vec::new();
     annotated_decisions(
         object,
-        &metadata_pointers,
+        metadata_pointers,
         &loaded.decision_keys,
         environment,
+        &loaded.admission.decisions,
         &mut annotated,
         &mut notes,
     );
@@ -702,32 +796,49 @@ fn judge_images(
         let label = format!("{} `{}`", c.section, c.name);
         let Some(image) = &c.image else {
             reasons.push(format!("{label} has no image"));
+            verdict.images.push(format!("{label}: refused (no image)"));
             continue;
         };
+        let shown = crate::textsafe::printable(image);
         let digest = match pinned_digest(image) {
             Ok(d) => d,
             Err(why) => {
-                reasons.push(format!("{label} image `{image}` {why}"));
+                reasons.push(format!("{label} image `{shown}` {why}"));
+                verdict
+                    .images
+                    .push(format!("{label} `{shown}`: refused (not pinned)"));
                 continue;
             }
         };
         let found = annotated
             .get(&digest)
             .or_else(|| loaded.decisions.get(&digest));
-        if let Some(why) = found.and_then(|d| stale(d, now, max_age)) {
-            reasons.push(format!("{label} image `{image}`: {why}"));
+        if let Some(why) = found.and_then(|d| stale(d, judge.now, judge.max_age)) {
+            reasons.push(format!("{label} image `{shown}`: {why}"));
+            verdict
+                .images
+                .push(format!("{label} `{shown}`: refused (stale decision)"));
             continue;
         }
         match found {
             Some(decision) => {
-                if !decision_ids.contains(&decision.decision_id) {
-                    decision_ids.push(decision.decision_id.clone());
+                verdict.images.push(format!(
+                    "{label} `{shown}`: allowed by decision `{}`",
+                    decision.decision_id
+                ));
+                if !verdict.decision_ids.contains(&decision.decision_id) {
+                    verdict.decision_ids.push(decision.decision_id.clone());
                 }
             }
-            None => reasons.push(format!(
-                "{label} image `{image}`: no verified decision allowed `sha256:{}` into `{environment}`",
-                &digest[..12]
-            )),
+            None => {
+                reasons.push(format!(
+                    "{label} image `{shown}`: no verified decision allowed `sha256:{}` into `{environment}`",
+                    &digest[..12]
+                ));
+                verdict
+                    .images
+                    .push(format!("{label} `{shown}`: refused (no decision)"));
+            }
         }
     }
     if !reasons.is_empty() {
@@ -738,9 +849,36 @@ fn judge_images(
 }
 
 /// `POST /v1/admission`: a Kubernetes `admission.k8s.io/v1` AdmissionReview in, one out
-/// with `response.uid` echoed. A review that cannot be answered (not JSON, no request,
-/// no uid) is a 400; every other problem is `allowed: false` with the reason.
+/// with `response.uid` echoed, in the mode the admission config gives the namespace. A
+/// review that cannot be answered (not JSON, no request, no uid) is a 400; every other
+/// problem is `allowed: false` with the reason (or, in `warn` and `dry-run`, allowed and
+/// reported).
 pub(super) async fn handle(State(server): State<Server>, req: Request) -> Response {
+    answer(server, None, req).await
+}
+
+/// `POST /v1/admission/{mode}`: [`handle`] with the route's mode (`enforce`, `warn`,
+/// `dry-run`) as a floor: the stricter of it and the config's applies. An unknown mode
+/// is a 400, which a `failurePolicy: Fail` webhook turns into a refusal.
+pub(super) async fn handle_mode(
+    State(server): State<Server>,
+    AxumPath(mode): AxumPath<String>,
+    req: Request,
+) -> Response {
+    match Mode::parse(&mode) {
+        Ok(mode) => answer(server, Some(mode), req).await,
+        Err(message) => fail(
+            &server,
+            ROUTE_ADMISSION,
+            ApiError::Invalid {
+                pointer: String::new(),
+                message,
+            },
+        ),
+    }
+}
+
+async fn answer(server: Server, route_mode: Option<Mode>, req: Request) -> Response {
     let started = Instant::now();
     let pretty = pretty(req.uri());
     let environment = server.config().environment.clone();
@@ -751,38 +889,31 @@ pub(super) async fn handle(State(server): State<Server>, req: Request) -> Respon
         let env = environment.clone();
         let now = server.config().clock.now();
         let max_age = server.config().max_decision_age;
-        server
+        let audit = server.inner.audit.as_ref().map(|a| a.options().clone());
+        let (verdict, signed) = server
             .inner
             .gate
-            .run(move || decide(&loaded, env.as_deref(), &review, now, max_age))
-            .await
+            .run(move || {
+                let judge = Judge {
+                    loaded: &loaded,
+                    environment: env.as_deref(),
+                    now,
+                    max_age,
+                    route_mode,
+                    audit,
+                };
+                let verdict = decide(&judge, &review);
+                let signed = audit_record(&judge, &review, &verdict);
+                (verdict, signed)
+            })
+            .await?;
+        record(&server, &verdict, signed).await?;
+        Ok::<_, ApiError>(verdict)
     }
     .await;
     match outcome {
         Ok(verdict) => {
-            let env_label = match &environment {
-                Some(env) => server.loaded().environment_label(env),
-                None => "none".to_string(),
-            };
-            let result = if verdict.allowed { "allow" } else { "deny" };
-            // A dry run must have no side effects: it is answered the same but neither
-            // counted as an admission nor logged as one.
-            if verdict.dry_run {
-                tracing::debug!(uid = %verdict.uid, allowed = verdict.allowed, "dry-run admission review");
-            } else {
-                server
-                    .metrics()
-                    .decision(ROUTE_ADMISSION, result, &env_label);
-                server.metrics().latency(ROUTE_ADMISSION, started.elapsed());
-                tracing::info!(
-                    uid = %verdict.uid,
-                    subject = %verdict.subject,
-                    allowed = verdict.allowed,
-                    decisions = %verdict.decision_ids.join(","),
-                    reasons = %verdict.reasons.join("; "),
-                    "admission review"
-                );
-            }
+            count(&server, &verdict, environment.as_deref(), started);
             json_response(
                 StatusCode::OK,
                 &verdict.to_review(environment.as_deref()),
@@ -791,6 +922,111 @@ pub(super) async fn handle(State(server): State<Server>, req: Request) -> Respon
         }
         Err(e) => fail(&server, ROUTE_ADMISSION, e),
     }
+}
+
+/// The signed audit record of a review that was admitted though `enforce` would refuse
+/// it (break-glass, dry-run), when there is an audit log and this is no Kubernetes dry
+/// run; `Err` when it could not be made.
+fn audit_record(
+    judge: &Judge<'_>,
+    review: &Review,
+    verdict: &AdmissionVerdict,
+) -> Option<Result<crate::audit::Record, String>> {
+    let noteworthy = matches!(verdict.outcome, Outcome::BreakGlass(_) | Outcome::DryRun);
+    let options = judge.audit.as_ref()?;
+    if verdict.dry_run || !noteworthy {
+        return None;
+    }
+    let request = review.full.get("request").unwrap_or(&Value::Null);
+    let event = AdmissionEvent {
+        uid: &verdict.uid,
+        subject: &verdict.subject,
+        namespace: verdict.namespace.as_deref(),
+        environment: judge.environment,
+        mode: verdict.mode,
+        outcome: &verdict.outcome,
+        reasons: &verdict.reasons,
+        object: request.get("object").unwrap_or(&Value::Null),
+        user: request
+            .pointer("/userInfo/username")
+            .and_then(Value::as_str),
+    };
+    Some(
+        event
+            .sign(&judge.loaded.engine, judge.now)
+            .map_err(|e| e.to_string())
+            .and_then(|signed| {
+                options
+                    .prepare(&signed.decision, &signed.envelope, &event.summary())
+                    .map_err(|e| e.to_string())
+            }),
+    )
+}
+
+/// Commit an admission's audit record. A break-glass that cannot be recorded is not
+/// honoured (the error refuses the review); a dry run that cannot be is still admitted,
+/// since dry-run must never block, and the failure is logged.
+async fn record(
+    server: &Server,
+    verdict: &AdmissionVerdict,
+    signed: Option<Result<crate::audit::Record, String>>,
+) -> Result<(), ApiError> {
+    let (Some(sink), Some(prepared)) = (server.inner.audit.as_ref(), signed) else {
+        return Ok(());
+    };
+    let committed = match prepared {
+        Ok(record) => sink.record(record).await,
+        Err(reason) => Err(ApiError::AuditUnavailable(reason)),
+    };
+    match (&verdict.outcome, committed) {
+        (_, Ok(_)) => Ok(()),
+        (Outcome::DryRun, Err(e)) => {
+            tracing::error!(uid = %verdict.uid, error = %e, "dry-run admission could not be audited");
+            Ok(())
+        }
+        (_, Err(e)) => Err(e),
+    }
+}
+
+/// Count and log one answered review (a Kubernetes dry run has no side effects: it is
+/// answered the same but neither counted nor logged as an admission).
+fn count(server: &Server, verdict: &AdmissionVerdict, environment: Option<&str>, started: Instant) {
+    if verdict.dry_run {
+        tracing::debug!(uid = %verdict.uid, allowed = verdict.allowed, "dry-run admission review");
+        return;
+    }
+    let env_label = match environment {
+        Some(env) => server.loaded().environment_label(env),
+        None => "none".to_string(),
+    };
+    let result = if verdict.allowed { "allow" } else { "deny" };
+    let metrics = server.metrics();
+    metrics.decision(ROUTE_ADMISSION, result, &env_label);
+    metrics.latency(ROUTE_ADMISSION, started.elapsed());
+    match &verdict.outcome {
+        Outcome::BreakGlass(glass) => {
+            metrics.break_glass(&verdict.policy.label);
+            tracing::warn!(
+                uid = %verdict.uid,
+                subject = %verdict.subject,
+                ticket = %glass.ticket,
+                reason = %glass.reason,
+                refused_for = %verdict.reasons.join("; "),
+                "break-glass admission"
+            );
+        }
+        Outcome::DryRun => metrics.dry_run_denial(&verdict.policy.label),
+        Outcome::Passed | Outcome::Denied | Outcome::Warned => {}
+    }
+    tracing::info!(
+        uid = %verdict.uid,
+        subject = %verdict.subject,
+        mode = verdict.mode.as_str(),
+        allowed = verdict.allowed,
+        decisions = %verdict.decision_ids.join(","),
+        reasons = %verdict.reasons.join("; "),
+        "admission review"
+    );
 }
 
 #[cfg(test)]
@@ -839,6 +1075,46 @@ mod tests {
             "skew"
         );
         assert_eq!(human_duration(std::time::Duration::from_secs(5400)), "90m");
+    }
+
+    #[test]
+    fn a_threshold_counts_distinct_trusted_signers() {
+        use crate::attest::dsse::{pae, Envelope, EnvelopeSignature};
+        use crate::attest::SigningKey;
+        let keys: Vec<SigningKey> = (1u8..=3)
+            .map(|i| SigningKey::ed25519_from_seed(&[i; 32]))
+            .collect();
+        let payload = br#"{"_type": "x"}"#.to_vec();
+        let signed = pae("application/vnd.in-toto+json", &payload);
+        let envelope = |by: &[usize]| {
+            Envelope {
+                payload_type: "application/vnd.in-toto+json".into(),
+                payload: payload.clone(),
+                signatures: by
+                    .iter()
+                    .map(|&i| EnvelopeSignature {
+                        keyid: None,
+                        sig: keys[i].sign(&signed),
+                    })
+                    .collect(),
+            }
+            .to_json()
+        };
+        let trusted: Vec<PublicKey> = keys[..2].iter().map(SigningKey::public_key).collect();
+        assert_eq!(trusted_signers(&envelope(&[0, 1]), &trusted), 2);
+        assert_eq!(
+            trusted_signers(&envelope(&[0, 0]), &trusted),
+            1,
+            "one key twice is one signer"
+        );
+        assert_eq!(
+            trusted_signers(&envelope(&[0, 2]), &trusted),
+            1,
+            "an untrusted key adds nothing"
+        );
+        let mut tampered = envelope(&[0, 1]);
+        tampered["payload"] = json!("e30=");
+        assert_eq!(trusted_signers(&tampered, &trusted), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! API, `admission` the validating webhook and `reload` the hot reload.
 
 mod admission;
+pub mod admission_config;
 mod audit;
 pub mod bundle_poll;
 pub mod decision_log;
@@ -16,6 +17,7 @@ mod metrics;
 mod opa;
 mod opa_params;
 mod reload;
+mod rollout;
 mod routes;
 mod tls;
 
@@ -253,6 +255,14 @@ pub enum ServerError {
     /// The TLS certificate, key or client CA cannot be read or used (`serve --tls-*`).
     #[error("{0}")]
     Tls(String),
+    /// The admission config cannot be read or is invalid (`serve --admission-config`).
+    #[error("admission config `{path}`: {reason}")]
+    AdmissionConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
 }
 
 /// Where the time of a decision comes from.
@@ -344,6 +354,9 @@ pub struct ServerConfig {
     pub bundle_source: Option<bundle_poll::BundleSource>,
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this pair instead of plain HTTP/1.1.
     pub tls: Option<TlsConfig>,
+    /// Rollout modes, break-glass and decision rules for admission
+    /// (`serve --admission-config`); `None`: enforce everywhere, no break-glass.
+    pub admission_config: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -362,6 +375,7 @@ impl ServerConfig {
             decision_log: None,
             bundle_source: None,
             tls: None,
+            admission_config: None,
         }
     }
 }
@@ -382,6 +396,8 @@ pub struct Loaded {
     pub environments: std::collections::BTreeSet<String>,
     /// Whether the bundle defines `data.promo.admission.deny`.
     pub admission_rules: bool,
+    /// The admission config (the defaults when none is given).
+    pub admission: admission_config::AdmissionConfig,
     /// Evaluators returned after use: a reused one skips the per-clone warm-up.
     pool: EvaluatorPool,
 }
@@ -392,8 +408,19 @@ impl Loaded {
         let engine = Engine::load(&config.engine)?;
         engine.log_lints();
         let decision_keys = admission::decision_keys(&engine, config.environment.as_deref());
+        let admission = match &config.admission_config {
+            Some(path) => admission_config::AdmissionConfig::load(path).map_err(|reason| {
+                ServerError::AdmissionConfig {
+                    path: path.clone(),
+                    reason,
+                }
+            })?,
+            None => admission_config::AdmissionConfig::default(),
+        };
         let decisions = match (&config.decisions, &config.environment) {
-            (Some(dir), Some(env)) => DecisionIndex::load(dir, &decision_keys, env)?,
+            (Some(dir), Some(env)) => {
+                DecisionIndex::load(dir, &decision_keys, env, &admission.decisions)?
+            }
             (Some(dir), None) => {
                 tracing::warn!(dir = %dir.display(), "--decisions without --environment: no decision can apply");
                 DecisionIndex::default()
@@ -419,6 +446,7 @@ impl Loaded {
             decisions,
             environments,
             admission_rules,
+            admission,
         })
     }
 
@@ -607,6 +635,10 @@ impl Server {
             .route(
                 "/v1/admission",
                 post(admission::handle).layer(admission_limit),
+            )
+            .route(
+                "/v1/admission/{mode}",
+                post(admission::handle_mode).layer(admission_limit),
             )
             .route("/health", get(routes::health))
             .route("/health/live", get(routes::live))

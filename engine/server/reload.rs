@@ -148,7 +148,8 @@ async fn fingerprint_blocking(paths: Vec<PathBuf>) -> u64 {
         .unwrap_or_default()
 }
 
-/// The bundle directory, the trust file, the signing key and the decision directory.
+/// The bundle directory, the trust file, the signing key, the decision directory and the
+/// admission config.
 pub(super) fn watched_paths(server: &Server) -> Vec<PathBuf> {
     let config = &server.inner.config;
     let mut paths = vec![config.engine.policies.clone()];
@@ -165,6 +166,9 @@ pub(super) fn watched_paths(server: &Server) -> Vec<PathBuf> {
     }
     if let Some(dir) = &config.decisions {
         paths.push(dir.clone());
+    }
+    if let Some(file) = &config.admission_config {
+        paths.push(file.clone());
     }
     paths
 }

@@ -1,0 +1,464 @@
+//! The admission config (`serve --admission-config FILE`, YAML or JSON): the rollout mode and break-glass rule per namespace, and what a decision needs to count; parsed strictly, and never guessed at when it is wrong.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The annotation that carries a break-glass request, unless the config names another.
+pub const DEFAULT_BREAK_GLASS_ANNOTATION: &str = "promo-policy.dev/break-glass";
+
+/// Largest admission config file read. A config is a few dozen rules; this only stops a
+/// wrong path (a log file, a device) from being read whole.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+/// Most namespace rules. Each is matched in order for every review, and each `name` may
+/// become a metric label, so the set stays small enough to graph.
+pub const MAX_NAMESPACE_RULES: usize = 256;
+
+/// Most decision signers a threshold may ask for; more is a typo, not a policy.
+pub const MAX_THRESHOLD: usize = 16;
+
+/// Most allowed bundle digests listed.
+pub const MAX_BUNDLE_DIGESTS: usize = 256;
+
+/// The metric label for a namespace no rule matches: labels stay the config's own names.
+pub const OTHER_NAMESPACE: &str = "other";
+
+/// How a gate acts on a review it would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Refuse (Gatekeeper `deny`, policy-controller `enforce`).
+    #[default]
+    Enforce,
+    /// Admit, with the reasons as AdmissionReview warnings (Gatekeeper and
+    /// policy-controller `warn`).
+    Warn,
+    /// Admit silently; count and audit what would have been refused (Gatekeeper `dryrun`).
+    DryRun,
+}
+
+impl Mode {
+    /// The mode named `text` (`enforce`, `warn`, `dry-run`); anything else is an error,
+    /// never a quiet fallback to a weaker mode.
+    pub fn parse(text: &str) -> Result<Mode, String> {
+        match text {
+            "enforce" => Ok(Mode::Enforce),
+            "warn" => Ok(Mode::Warn),
+            "dry-run" => Ok(Mode::DryRun),
+            other => Err(format!(
+                "unknown admission mode `{}`: use `enforce`, `warn` or `dry-run`",
+                crate::textsafe::printable(other)
+            )),
+        }
+    }
+
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::DryRun => "dry-run",
+        }
+    }
+
+    fn strictness(self) -> u8 {
+        match self {
+            Mode::Enforce => 2,
+            Mode::Warn => 1,
+            Mode::DryRun => 0,
+        }
+    }
+
+    /// The stricter of two modes: a webhook route can tighten the config, never loosen it.
+    pub fn stricter(self, other: Mode) -> Mode {
+        if other.strictness() > self.strictness() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdmissionConfig {
+    /// The mode where no namespace rule says otherwise (default `enforce`).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Break-glass defaults: the annotation read and whether it is honoured.
+    #[serde(default)]
+    pub break_glass: BreakGlassConfig,
+    /// What a signed decision needs to count.
+    #[serde(default)]
+    pub decisions: DecisionRules,
+    /// Per-namespace rules, first match wins.
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceRule>,
+}
+
+/// Break-glass defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BreakGlassConfig {
+    /// The annotation holding `{"reason": ..., "ticket": ...}`.
+    #[serde(default = "default_annotation")]
+    pub annotation: String,
+    /// Whether break-glass is honoured where no namespace rule says (default: no).
+    #[serde(default)]
+    pub allowed: bool,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        Self {
+            annotation: default_annotation(),
+            allowed: false,
+        }
+    }
+}
+
+fn default_annotation() -> String {
+    DEFAULT_BREAK_GLASS_ANNOTATION.to_string()
+}
+
+/// What a signed decision needs before admission relies on it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DecisionRules {
+    /// Distinct trusted decision keys that must have signed it (default 1).
+    #[serde(default = "one")]
+    pub threshold: usize,
+    /// When not empty, the policy bundles (sha256, with or without `sha256:`) whose
+    /// decisions count; a decision from any other bundle is refused.
+    #[serde(default)]
+    pub allowed_bundle_digests: Vec<String>,
+}
+
+impl Default for DecisionRules {
+    fn default() -> Self {
+        Self {
+            threshold: 1,
+            allowed_bundle_digests: Vec::new(),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+
+impl DecisionRules {
+    /// Why a decision made by bundle `digest` (lowercase hex) does not count, if it does not.
+    pub fn bundle_refusal(&self, decision_id: &str, digest: Option<&str>) -> Option<String> {
+        if self.allowed_bundle_digests.is_empty() {
+            return None;
+        }
+        match digest {
+            Some(d) if self.allowed_bundle_digests.iter().any(|a| a == d) => None,
+            Some(d) => Some(format!(
+                "decision `{decision_id}` was made by policy bundle `sha256:{}`, which is not among the allowed bundle digests",
+                &d[..d.len().min(12)]
+            )),
+            None => Some(format!(
+                "decision `{decision_id}` names no sha256 policy bundle digest"
+            )),
+        }
+    }
+}
+
+/// One namespace rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceRule {
+    /// A namespace name, or a glob (`*` any run of characters, `?` one).
+    pub name: String,
+    /// The mode for matching namespaces (default: the top-level `mode`).
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Break-glass for matching namespaces (default: the top-level `breakGlass.allowed`).
+    #[serde(default)]
+    pub break_glass: Option<BreakGlassRule>,
+}
+
+/// A namespace's break-glass rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BreakGlassRule {
+    /// Whether a break-glass annotation is honoured there.
+    pub allowed: bool,
+}
+
+/// What applies to one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacePolicy {
+    /// The configured mode.
+    pub mode: Mode,
+    /// Whether break-glass is honoured.
+    pub break_glass: bool,
+    /// The bounded metric label: the matching rule's `name`, or [`OTHER_NAMESPACE`].
+    pub label: String,
+}
+
+impl AdmissionConfig {
+    /// Read and check a config file; the error names the file and the field.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text =
+            crate::fsio::read_capped_string(path, MAX_CONFIG_BYTES).map_err(|e| e.reason())?;
+        Self::parse(&text)
+    }
+
+    /// Parse (YAML, which includes JSON) and check a config.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut config: AdmissionConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        check_annotation_key(&self.break_glass.annotation)
+            .map_err(|why| format!("`breakGlass.annotation`: {why}"))?;
+        let rules = &mut self.decisions;
+        if rules.threshold == 0 || rules.threshold > MAX_THRESHOLD {
+            return Err(format!(
+                "`decisions.threshold` must be between 1 and {MAX_THRESHOLD}, got {}",
+                rules.threshold
+            ));
+        }
+        if rules.allowed_bundle_digests.len() > MAX_BUNDLE_DIGESTS {
+            return Err(format!(
+                "`decisions.allowedBundleDigests` lists more than {MAX_BUNDLE_DIGESTS} digests"
+            ));
+        }
+        for (i, digest) in rules.allowed_bundle_digests.iter_mut().enumerate() {
+            let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(format!(
+                    "`decisions.allowedBundleDigests[{i}]` must be `sha256:` and 64 lowercase hex digits, got `{}`",
+                    crate::textsafe::printable(digest)
+                ));
+            }
+            *digest = hex.to_string();
+        }
+        if self.namespaces.len() > MAX_NAMESPACE_RULES {
+            return Err(format!(
+                "`namespaces` has more than {MAX_NAMESPACE_RULES} rules"
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, rule) in self.namespaces.iter().enumerate() {
+            let name = &rule.name;
+            let valid = !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'*' | b'?'));
+            if !valid {
+                return Err(format!(
+                    "`namespaces[{i}].name` must be a namespace name or a glob of one (lowercase letters, digits, `-`, `*`, `?`; at most 63), got `{}`",
+                    crate::textsafe::printable(name)
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(format!("`namespaces[{i}].name` `{name}` is listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What applies in `namespace` (`None`: a cluster-scoped object): the first
+    /// matching rule, its unset fields from the top level.
+    pub fn for_namespace(&self, namespace: Option<&str>) -> NamespacePolicy {
+        let rule = namespace.and_then(|ns| self.namespaces.iter().find(|r| glob(&r.name, ns)));
+        match rule {
+            Some(rule) => NamespacePolicy {
+                mode: rule.mode.unwrap_or(self.mode),
+                break_glass: rule
+                    .break_glass
+                    .as_ref()
+                    .map_or(self.break_glass.allowed, |b| b.allowed),
+                label: rule.name.clone(),
+            },
+            None => NamespacePolicy {
+                mode: self.mode,
+                break_glass: self.break_glass.allowed,
+                label: OTHER_NAMESPACE.to_string(),
+            },
+        }
+    }
+}
+
+/// A Kubernetes annotation key: an optional DNS-subdomain prefix and `/`, then a name of
+/// at most 63 alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric.
+fn check_annotation_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().next().is_some_and(alnum)
+        && name.bytes().last().is_some_and(alnum);
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+    });
+    if name_ok && prefix_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not an annotation key (`prefix.example.com/name`)",
+            crate::textsafe::printable(key)
+        ))
+    }
+}
+
+/// Whether `text` matches `pattern` (`*` any run of characters, `?` exactly one).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and how much of the text it has swallowed so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_whole_names() {
+        assert!(glob("team-*", "team-a"));
+        assert!(glob("team-*", "team-"));
+        assert!(!glob("team-*", "xteam-a"));
+        assert!(glob("*-prod", "shop-prod"));
+        assert!(!glob("*-prod", "shop-prod2"));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("a?c", "ac"));
+        assert!(glob("*", "anything"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxbyy"));
+        assert!(glob("shop", "shop"));
+        assert!(!glob("shop", "shops"));
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_unset_fields_come_from_the_top() {
+        let c = AdmissionConfig::parse(
+            "mode: dry-run\nbreakGlass: {allowed: true}\nnamespaces:\n- name: shop\n  mode: enforce\n  breakGlass: {allowed: false}\n- name: team-*\n  mode: warn\n",
+        )
+        .unwrap();
+        let shop = c.for_namespace(Some("shop"));
+        assert_eq!(
+            (shop.mode, shop.break_glass, shop.label.as_str()),
+            (Mode::Enforce, false, "shop")
+        );
+        let team = c.for_namespace(Some("team-a"));
+        assert_eq!(
+            (team.mode, team.break_glass, team.label.as_str()),
+            (Mode::Warn, true, "team-*")
+        );
+        let other = c.for_namespace(Some("kube-public"));
+        assert_eq!(
+            (other.mode, other.break_glass, other.label.as_str()),
+            (Mode::DryRun, true, "other")
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_enforce_without_break_glass() {
+        let c = AdmissionConfig::parse("{}").unwrap();
+        let p = c.for_namespace(Some("shop"));
+        assert_eq!((p.mode, p.break_glass), (Mode::Enforce, false));
+        assert_eq!(c.break_glass.annotation, DEFAULT_BREAK_GLASS_ANNOTATION);
+        assert_eq!(c.decisions.threshold, 1);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_the_field() {
+        for (text, needle) in [
+            ("mode: off", "unknown variant `off`"),
+            ("mdoe: warn", "unknown field `mdoe`"),
+            (
+                "namespaces: [{name: shop, breakglass: {allowed: true}}]",
+                "unknown field `breakglass`",
+            ),
+            ("namespaces: [{name: Shop}]", "`namespaces[0].name`"),
+            ("namespaces: [{name: a}, {name: a}]", "listed twice"),
+            ("decisions: {threshold: 0}", "`decisions.threshold`"),
+            (
+                "decisions: {allowedBundleDigests: [abc]}",
+                "`decisions.allowedBundleDigests[0]`",
+            ),
+            ("breakGlass: {annotation: 'a b'}", "`breakGlass.annotation`"),
+            (
+                "namespaces: [{name: shop, breakGlass: {}}]",
+                "missing field `allowed`",
+            ),
+        ] {
+            let err = AdmissionConfig::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn bundle_digests_are_normalised_and_checked() {
+        let hex = "a".repeat(64);
+        let c = AdmissionConfig::parse(&format!(
+            "decisions: {{threshold: 2, allowedBundleDigests: ['sha256:{hex}']}}"
+        ))
+        .unwrap();
+        assert_eq!(c.decisions.allowed_bundle_digests, vec![hex.clone()]);
+        assert_eq!(c.decisions.bundle_refusal("d", Some(&hex)), None);
+        let other = "b".repeat(64);
+        let why = c.decisions.bundle_refusal("d", Some(&other)).unwrap();
+        assert!(
+            why.contains("not among the allowed bundle digests"),
+            "{why}"
+        );
+        assert!(c.decisions.bundle_refusal("d", None).is_some());
+    }
+
+    #[test]
+    fn modes_parse_strictly_and_the_stricter_wins() {
+        assert_eq!(Mode::parse("dry-run").unwrap(), Mode::DryRun);
+        assert!(Mode::parse("dryrun").is_err());
+        assert!(Mode::parse("Enforce").is_err());
+        assert_eq!(Mode::DryRun.stricter(Mode::Warn), Mode::Warn);
+        assert_eq!(Mode::Enforce.stricter(Mode::DryRun), Mode::Enforce);
+        assert_eq!(Mode::Warn.stricter(Mode::Warn), Mode::Warn);
+    }
+}
