@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::metrics::Metrics;
-use super::render::{cells, headline_value, percent, COLUMNS, NO_DATA};
+use super::render::{cells, headline_value, percent, trend_rows, COLUMNS, NO_DATA};
 use super::Report;
 
 /// Text safe inside HTML elements and attribute values.
@@ -373,27 +373,10 @@ pub fn html(r: &Report) -> String {
     }
     out.push_str("</tbody></table>");
     let _ = write!(out, "<h2>Trend</h2>");
-    table(
-        &mut out,
-        "trend",
-        &["bucket", "environment"],
-        r.totals
-            .trend
-            .iter()
-            .map(|t| {
-                (
-                    vec![
-                        t.bucket.get(..10).unwrap_or(&t.bucket).to_owned(),
-                        t.environment.clone(),
-                    ],
-                    &t.metrics,
-                )
-            })
-            .collect(),
-    );
+    table(&mut out, "trend", &["bucket", "environment"], trend_rows(r));
     let _ = write!(
         out,
-        "<p class=\"muted\">Definitions: README.md, Promotion insights. Medians and p90 are nearest-rank.</p><script>{SCRIPT}</script></body></html>"
+        "<p class=\"muted\">Definitions: README.md, Promotion insights. Medians and p90 are nearest-rank up to 4096 values, and within 1 % (a DDSketch) above.</p><script>{SCRIPT}</script></body></html>"
     );
     out.push('\n');
     out

@@ -158,23 +158,7 @@ pub fn markdown(r: &Report) -> String {
             .collect(),
     );
     let _ = writeln!(out, "\n## Trend ({:?})", r.bucket);
-    table(
-        &mut out,
-        &["bucket", "environment"],
-        r.totals
-            .trend
-            .iter()
-            .map(|t| {
-                (
-                    vec![
-                        t.bucket.get(..10).unwrap_or(&t.bucket).to_owned(),
-                        t.environment.clone(),
-                    ],
-                    &t.metrics,
-                )
-            })
-            .collect(),
-    );
+    table(&mut out, &["bucket", "environment"], trend_rows(r));
     let _ = writeln!(
         out,
         "\n## Top blockers\n\n| violation | denied decisions | attempts blocked | catalog |\n|---|---|---|---|"
@@ -264,4 +248,21 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(out, "No data for: {}", r.no_data.join(", "));
     }
     out
+}
+
+/// The trend table's rows (bucket day, environment) for every format that prints one.
+pub(super) fn trend_rows(r: &Report) -> Vec<(Vec<String>, &Metrics)> {
+    r.totals
+        .trend
+        .iter()
+        .map(|t| {
+            (
+                vec![
+                    t.bucket.get(..10).unwrap_or(&t.bucket).to_owned(),
+                    t.environment.clone(),
+                ],
+                &t.metrics,
+            )
+        })
+        .collect()
 }
