@@ -31,54 +31,40 @@ fn bundle_server(first: Serve) -> (Arc<BundleServer>, String) {
         serve: Mutex::new(first),
         not_modified: AtomicU64::new(0),
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
+    let s = Arc::clone(&state);
+    let app = axum::Router::new().route(
+        "/bundles/promo.tar.gz",
+        axum::routing::get(move |headers: HeaderMap| {
+            let s = Arc::clone(&s);
+            async move {
+                let serve = s.serve.lock().unwrap().clone();
+                match serve {
+                    Serve::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+                    Serve::Slow(wait, bytes) => {
+                        tokio::time::sleep(wait).await;
+                        bytes.into_response()
+                    }
+                    Serve::Bundle(bytes, etag) => {
+                        if headers
+                            .get("if-none-match")
+                            .is_some_and(|v| v == etag.as_str())
+                        {
+                            s.not_modified.fetch_add(1, Ordering::SeqCst);
+                            return StatusCode::NOT_MODIFIED.into_response();
+                        }
+                        let mut r = bytes.into_response();
+                        r.headers_mut()
+                            .insert("etag", HeaderValue::from_str(&etag).unwrap());
+                        r
+                    }
+                }
+            }
+        }),
+    );
     let url = format!(
         "http://{}/bundles/promo.tar.gz",
-        listener.local_addr().unwrap()
+        crate::support::serve_router(app)
     );
-    let s = Arc::clone(&state);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/bundles/promo.tar.gz",
-                axum::routing::get(move |headers: HeaderMap| {
-                    let s = Arc::clone(&s);
-                    async move {
-                        let serve = s.serve.lock().unwrap().clone();
-                        match serve {
-                            Serve::Status(code) => {
-                                StatusCode::from_u16(code).unwrap().into_response()
-                            }
-                            Serve::Slow(wait, bytes) => {
-                                tokio::time::sleep(wait).await;
-                                bytes.into_response()
-                            }
-                            Serve::Bundle(bytes, etag) => {
-                                if headers
-                                    .get("if-none-match")
-                                    .is_some_and(|v| v == etag.as_str())
-                                {
-                                    s.not_modified.fetch_add(1, Ordering::SeqCst);
-                                    return StatusCode::NOT_MODIFIED.into_response();
-                                }
-                                let mut r = bytes.into_response();
-                                r.headers_mut()
-                                    .insert("etag", HeaderValue::from_str(&etag).unwrap());
-                                r
-                            }
-                        }
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
     (state, url)
 }
 

@@ -27,40 +27,28 @@ struct Collector {
 fn collector() -> (Arc<Collector>, String) {
     let state = Arc::new(Collector::default());
     state.up.store(true, Ordering::SeqCst);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/logs", listener.local_addr().unwrap());
     let s = Arc::clone(&state);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/logs",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                    let s = Arc::clone(&s);
-                    async move {
-                        s.uploads.fetch_add(1, Ordering::SeqCst);
-                        if !s.up.load(Ordering::SeqCst) {
-                            return StatusCode::SERVICE_UNAVAILABLE;
-                        }
-                        assert_eq!(headers["content-encoding"], "gzip");
-                        let mut json = Vec::new();
-                        flate2::read::GzDecoder::new(&body[..])
-                            .read_to_end(&mut json)
-                            .unwrap();
-                        let batch: Vec<Value> = serde_json::from_slice(&json).unwrap();
-                        s.events.lock().unwrap().extend(batch);
-                        StatusCode::NO_CONTENT
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let app = axum::Router::new().route(
+        "/logs",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let s = Arc::clone(&s);
+            async move {
+                s.uploads.fetch_add(1, Ordering::SeqCst);
+                if !s.up.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                assert_eq!(headers["content-encoding"], "gzip");
+                let mut json = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut json)
+                    .unwrap();
+                let batch: Vec<Value> = serde_json::from_slice(&json).unwrap();
+                s.events.lock().unwrap().extend(batch);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let url = format!("http://{}/logs", crate::support::serve_router(app));
     (state, url)
 }
 
