@@ -247,10 +247,11 @@ impl<R: Read> Read for CappedReader<R> {
     clippy::expect_used,
     reason = "a test fails loudly on a broken fixture"
 )]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn file(path: &str, text: &str) -> RawFile {
+    /// A bundle file with `text` as its bytes.
+    pub(crate) fn file(path: &str, text: &str) -> RawFile {
         RawFile {
             path: path.into(),
             bytes: text.as_bytes().to_vec(),

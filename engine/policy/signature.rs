@@ -237,13 +237,7 @@ fn check_files(listed: &[FileHash], files: &[RawFile]) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::attest::trust::Grants;
-
-    fn file(path: &str, text: &str) -> RawFile {
-        RawFile {
-            path: path.into(),
-            bytes: text.as_bytes().to_vec(),
-        }
-    }
+    use crate::policy::archive::tests::file;
 
     fn trusted(id: &str, key: &SigningKey) -> TrustedKey {
         TrustedKey {
