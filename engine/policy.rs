@@ -922,33 +922,23 @@ fn add_rule_packages(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
         }
     }
     for module in engine.get_modules().iter() {
-        let package = module.package.refr.span().text();
-        if package == "promo" {
+        // Any spelling of the path (`promo.rules.x`, `promo["rules"].x`); one this cannot
+        // read leaves the policy to enumerate, never a package out of the list.
+        let Some(path) = package_segments(module.package.refr.span().text()) else {
+            return Ok(());
+        };
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        match path.as_slice() {
             // `package promo` with a rule `rules` (or `rules.x`) makes keys only
             // evaluation finds: leave the policy to enumerate.
-            let defines_rules = module.policy.iter().any(|rule| match rule.as_ref() {
-                regorus::unstable::Rule::Spec { head, .. } => {
-                    let name = match head {
-                        regorus::unstable::RuleHead::Compr { refr, .. }
-                        | regorus::unstable::RuleHead::Set { refr, .. }
-                        | regorus::unstable::RuleHead::Func { refr, .. } => refr.span().text(),
-                    };
-                    name == "rules" || name.starts_with("rules.") || name.starts_with("rules[")
-                }
-                _ => false,
-            });
-            if defines_rules {
-                return Ok(());
+            ["promo"] if module.policy.iter().any(|rule| defines_rules(rule)) => return Ok(()),
+            // The `promo.rules` package's own rules are the keys.
+            ["promo", "rules"] => return Ok(()),
+            ["promo", "rules", name, ..] => {
+                names.insert((*name).to_string());
             }
-            continue;
+            _ => {}
         }
-        let Some(rest) = package.strip_prefix("promo.rules") else {
-            continue;
-        };
-        match first_segment(rest) {
-            Some(name) => names.insert(name),
-            None => return Ok(()),
-        };
     }
     let list: Vec<regorus::Value> = names.into_iter().map(regorus::Value::from).collect();
     let mut value = regorus::Value::from(list);
@@ -962,17 +952,44 @@ fn add_rule_packages(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
     engine.add_data(value).map_err(|_| reserved())
 }
 
-/// `.name...` or `["name"]...` -> `name`; `None` for anything else (including the
-/// `promo.rules` package itself, whose rules are the keys).
-fn first_segment(rest: &str) -> Option<String> {
-    if let Some(dotted) = rest.strip_prefix('.') {
-        let end = dotted.find(['.', '[']).unwrap_or(dotted.len());
-        let name = &dotted[..end];
-        return (!name.is_empty()).then(|| name.to_string());
+/// Whether a rule of `package promo` is (or is under) `rules`.
+fn defines_rules(rule: &regorus::unstable::Rule) -> bool {
+    let regorus::unstable::Rule::Spec { head, .. } = rule else {
+        return false;
+    };
+    let name = match head {
+        regorus::unstable::RuleHead::Compr { refr, .. }
+        | regorus::unstable::RuleHead::Set { refr, .. }
+        | regorus::unstable::RuleHead::Func { refr, .. } => refr.span().text(),
+    };
+    name == "rules" || name.starts_with("rules.") || name.starts_with("rules[")
+}
+
+/// A package path's segments: `promo.rules.x` and `promo["rules"]["x"]` are both
+/// `["promo", "rules", "x"]`; `None` for anything else (spaces, other quoting).
+fn package_segments(text: &str) -> Option<Vec<String>> {
+    let mut segments = Vec::new();
+    let end = text.find(['.', '[']).unwrap_or(text.len());
+    segments.push(text[..end].to_string());
+    let mut rest = &text[end..];
+    while !rest.is_empty() {
+        if let Some(dotted) = rest.strip_prefix('.') {
+            let end = dotted.find(['.', '[']).unwrap_or(dotted.len());
+            segments.push(dotted[..end].to_string());
+            rest = &dotted[end..];
+        } else {
+            let quoted = rest.strip_prefix("[\"")?;
+            let end = quoted.find("\"]")?;
+            segments.push(quoted[..end].to_string());
+            rest = &quoted[end + 2..];
+        }
     }
-    let quoted = rest.strip_prefix("[\"")?;
-    let end = quoted.find("\"]")?;
-    Some(quoted[..end].to_string())
+    let plain = |s: &String| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    };
+    segments.iter().all(plain).then_some(segments)
 }
 
 /// Evaluate each rule package's `catalog` (constant data, so no input is needed) and
@@ -1182,11 +1199,15 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
                 "promo/rules/fixed/data.json",
                 r#"{"deny": [{"id": "fixed.always", "msg": "static"}]}"#,
             ),
+            (
+                "promo/rules/z.rego",
+                "package promo[\"rules\"].z\ndeny contains {\"id\": \"z\", \"msg\": \"m\"} if input.bad\n",
+            ),
         ]);
         let b = b.unwrap();
         assert_eq!(
             rule_packages(&b).unwrap(),
-            vec!["fixed".to_string(), "my-rules".to_string()]
+            vec!["fixed".to_string(), "my-rules".to_string(), "z".to_string()]
         );
     }
 
@@ -1201,15 +1222,18 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
     }
 
     #[test]
-    fn first_segments_of_rule_package_paths() {
-        assert_eq!(first_segment(".a.b").as_deref(), Some("a"));
-        assert_eq!(first_segment(".a[\"b\"]").as_deref(), Some("a"));
+    fn package_paths_in_either_spelling() {
+        let segs = |t: &str| package_segments(t).map(|v| v.join("/"));
+        assert_eq!(segs("promo.rules.a").as_deref(), Some("promo/rules/a"));
+        assert_eq!(segs("promo[\"rules\"].a").as_deref(), Some("promo/rules/a"));
         assert_eq!(
-            first_segment("[\"my-rules\"].x").as_deref(),
-            Some("my-rules")
+            segs("promo.rules[\"my-rules\"].x").as_deref(),
+            Some("promo/rules/my-rules/x")
         );
-        assert_eq!(first_segment(""), None);
-        assert_eq!(first_segment("x"), None);
+        assert_eq!(segs("promo"), Some("promo".into()));
+        assert_eq!(segs("promo.rules[ \"a\" ]"), None);
+        assert_eq!(segs("promo..x"), None);
+        assert_eq!(segs("promo[\"a b\"]"), None);
     }
 
     #[test]
