@@ -82,6 +82,13 @@ pub const RULE_PACKAGES_KEY: [&str; 3] = ["promo", "engine", "rulePackages"];
 /// nothing measurable, and a looping policy still stops within microseconds of the limit.
 pub const VM_DEADLINE_CHECK_INTERVAL: u32 = 256;
 
+/// How many instructions one VM evaluation may run: a backstop behind the deadline,
+/// never the limit a real request meets. regorus's default (25 000) denied a valid
+/// request with 100 approvals as `policy.error` while the interpreter allowed it; a
+/// request at the schema's maxima (256 approvals, 1 024 checks) needs between 60 000 and
+/// 120 000 as regorus counts them. [`POLICY_TIME_LIMIT`] is what stops a looping policy.
+pub const VM_MAX_INSTRUCTIONS: usize = 200_000_000;
+
 /// Wall-clock budget for one policy evaluation. The default bundle decides in well
 /// under a millisecond; a policy that needs a second is looping, and a gate that
 /// hangs is a gate people bypass.
@@ -626,6 +633,7 @@ impl PolicyBundle {
         vm.set_data(data.clone()).ok()?;
         vm.set_strict_builtin_errors(false);
         vm.set_execution_timer_config(Some(time_limit(VM_DEADLINE_CHECK_INTERVAL)));
+        vm.set_max_instructions(VM_MAX_INSTRUCTIONS);
         Some(vm)
     }
 

@@ -182,3 +182,64 @@ fn signed_envelopes_match_their_readable_sources() {
         "expected most cases to carry signed provenance, found {checked}"
     );
 }
+
+/// A request at the schema's maxima (256 approvals, 1 024 checks), every extra entry
+/// as valid as the baseline's, is decided as the baseline is, alike on both engines.
+/// regorus's default VM instruction limit (25 000) once turned 100 approvals into a
+/// `policy.error` denial that the interpreter did not make.
+#[test]
+fn a_request_at_the_schema_maxima_is_decided_on_its_merits_on_both_engines() {
+    let engine = Engine::load(&EngineConfig {
+        // Plugins are not what this is about, and a loaded machine can time them out.
+        plugins: "no-plugins-here".into(),
+        ..EngineConfig::with_policies("policies")
+    })
+    .unwrap();
+    let baseline_path = "corpus/cases/prod-allow-baseline/request.json";
+    let mut request: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(baseline_path).unwrap()).unwrap();
+    let approval = request["approvals"][0].clone();
+    let approvals: Vec<serde_json::Value> = (0..256)
+        .map(|i| {
+            let mut a = approval.clone();
+            a["approver"] = format!("approver-{i}").into();
+            a
+        })
+        .collect();
+    request["approvals"] = approvals.into();
+    let checks = request["checks"].as_array_mut().unwrap();
+    let check = checks[0].clone();
+    while checks.len() < 1024 {
+        let mut c = check.clone();
+        c["name"] = format!("extra-check-{}", checks.len()).into();
+        checks.push(c);
+    }
+    let at = promo_policy::input::parse_time("2026-11-26T18:00:00Z").unwrap();
+    let ids = |d: &promo_policy::Decision| {
+        let mut ids: Vec<String> = d.violations.iter().map(|v| v.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let mut vm = engine.evaluator();
+    let mut interpreter = engine.evaluator();
+    interpreter.use_interpreter(true);
+    let baseline = vm
+        .evaluate_bytes(&std::fs::read(baseline_path).unwrap(), at)
+        .unwrap()
+        .decision;
+    let bytes = serde_json::to_vec(&request).unwrap();
+    let on_vm = vm.evaluate_bytes(&bytes, at).unwrap().decision;
+    let on_interpreter = interpreter.evaluate_bytes(&bytes, at).unwrap().decision;
+    assert_eq!(
+        (on_vm.allowed, ids(&on_vm)),
+        (baseline.allowed, ids(&baseline)),
+        "the VM decided the maximal request otherwise than the baseline: {:?}",
+        on_vm.violations
+    );
+    assert_eq!(
+        (on_interpreter.allowed, ids(&on_interpreter)),
+        (baseline.allowed, ids(&baseline)),
+        "the interpreter decided the maximal request otherwise than the baseline: {:?}",
+        on_interpreter.violations
+    );
+}
