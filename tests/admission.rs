@@ -13,7 +13,7 @@ use crate::support::{bin, spawn_serve, stop_serve, write, AT};
 const UNPINNED: &str = "registry.example.com/shop/web:1.27";
 
 /// `serve --environment prod --at AT --watch-interval 0 --admission-config CONFIG EXTRA...`.
-fn serve(config: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+fn serve(config: &Path, extra: &[&std::ffi::OsStr]) -> crate::support::Sidecar {
     let mut args: Vec<std::ffi::OsString> = [
         "--environment",
         "prod",
@@ -67,7 +67,8 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
         "mode: enforce\nnamespaces:\n  - name: shop\n    breakGlass: {allowed: true}\n  - name: locked\n",
     );
     let db = dir.path().join("audit.db");
-    let (child, base) = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
     let glass = break_glass("checkout is down", "INC-123");
 
     let r = admit(
@@ -137,7 +138,7 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
         !m.contains(r#"promo_break_glass_admissions_total{namespace="locked"}"#),
         "{m}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
 
     let records = query(&db, &["--violation", "admission.break_glass"]);
     assert_eq!(records.len(), 1, "{records:?}");
@@ -159,7 +160,8 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
 fn break_glass_without_an_audit_log_is_not_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.yaml", "breakGlass: {allowed: true}\n");
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let r = admit(
         &base,
         "/v1/admission",
@@ -167,14 +169,15 @@ fn break_glass_without_an_audit_log_is_not_honoured() {
     );
     assert_eq!(r["allowed"], false, "{r}");
     assert!(text(&r).contains("needs an audit log"), "{r}");
-    stop_serve(child);
+    stop_serve(sidecar);
 }
 
 #[test]
 fn warn_admits_with_warnings_naming_the_violation_and_a_stricter_route_wins() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.json", r#"{"mode": "warn"}"#);
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let unpinned = deployment("shop", &[UNPINNED], json!({}));
     let r = admit(&base, "/v1/admission", &unpinned);
     assert_eq!(r["allowed"], true, "{r}");
@@ -207,7 +210,7 @@ fn warn_admits_with_warnings_naming_the_violation_and_a_stricter_route_wins() {
         }
         other => panic!("expected a 400, got {other:?}"),
     }
-    stop_serve(child);
+    stop_serve(sidecar);
 }
 
 #[test]
@@ -219,7 +222,8 @@ fn dry_run_admits_silently_and_counts_and_audits_what_enforce_would_refuse() {
         "mode: dry-run\nnamespaces: [{name: team-*}]\n",
     );
     let db = dir.path().join("audit.db");
-    let (child, base) = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
     let r = admit(
         &base,
         "/v1/admission",
@@ -261,7 +265,7 @@ fn dry_run_admits_silently_and_counts_and_audits_what_enforce_would_refuse() {
         m.contains(r#"promo_admission_dry_run_denials_total{namespace="other"} 1"#),
         "{m}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
     let records = query(&db, &["--violation", "admission.dry_run"]);
     assert_eq!(records.len(), 2, "{records:?}");
     assert!(records.iter().all(|r| r["allowed"] == false));
@@ -302,7 +306,8 @@ fn a_signer_threshold_and_allowed_bundle_digests_are_enforced() {
     ];
     for (i, (yaml, refusal)) in cases.iter().enumerate() {
         let config = write(dir.path(), &format!("c{i}.yaml"), yaml);
-        let (child, base) = serve(&config, &[]);
+        let sidecar = serve(&config, &[]);
+        let base = sidecar.base.clone();
         let r = admit(&base, "/v1/admission", &good);
         match refusal {
             Some(needle) => {
@@ -317,7 +322,7 @@ fn a_signer_threshold_and_allowed_bundle_digests_are_enforced() {
                 );
             }
         }
-        stop_serve(child);
+        stop_serve(sidecar);
     }
 }
 
@@ -357,7 +362,8 @@ fn a_bad_admission_config_stops_serve_with_exit_2_naming_the_field() {
 fn a_bad_config_on_reload_keeps_the_last_good_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.yaml", "mode: warn\n");
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let unpinned = deployment("shop", &[UNPINNED], json!({}));
     assert_eq!(admit(&base, "/v1/admission", &unpinned)["allowed"], true);
     write(
@@ -366,7 +372,7 @@ fn a_bad_config_on_reload_keeps_the_last_good_one() {
         "mode: warn\nnamespaces: [{nmae: shop}]\n",
     );
     std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &sidecar.id().to_string()])
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -390,5 +396,5 @@ fn a_bad_config_on_reload_keeps_the_last_good_one() {
         r["allowed"], true,
         "the last good config (warn) still serves: {r}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
 }

@@ -1658,3 +1658,31 @@ fn the_serve_binary_answers_reloads_on_sighup_and_stops_on_sigterm() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+/// The guard `spawn_serve` returns kills its sidecar when dropped (a test that panics
+/// before `stop_serve` must not leave one running), and `stop_serve` still sees a clean
+/// exit on SIGTERM.
+#[test]
+fn a_dropped_sidecar_guard_kills_the_sidecar() {
+    let args = ["--environment", "prod", "--watch-interval", "0", "--at", AT];
+    let sidecar = crate::support::spawn_serve(args);
+    let health = format!("{}/health", sidecar.base);
+    assert_eq!(ureq::get(&health).call().unwrap().status(), 200);
+    let pid = sidecar.id();
+    let alive = || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -0 {pid} 2>/dev/null"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(alive());
+    drop(sidecar);
+    // Dropped means killed and reaped: the pid is gone, and nothing answers.
+    assert!(!alive(), "the sidecar {pid} outlived its guard");
+    assert!(ureq::get(&health).call().is_err());
+
+    let sidecar = crate::support::spawn_serve(args);
+    crate::support::stop_serve(sidecar);
+}
