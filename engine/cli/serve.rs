@@ -292,6 +292,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .await
             .with_context(|| format!("cannot listen on `{}`", args.addr))?;
         let bound = listener.local_addr()?;
+        let shutdown = shutdown_signal();
         // One line on stderr that scripts (and tests binding port 0) can read.
         let scheme = if args.tls_cert.is_some() {
             "https"
@@ -306,7 +307,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         drop(loaded);
         let flusher = server.clone();
         let served = server
-            .serve(listener, shutdown_signal())
+            .serve(listener, shutdown)
             .await
             .context("the sidecar stopped with an error");
         let lost = tokio::task::spawn_blocking(move || {
@@ -325,27 +326,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C. The SIGTERM handler is
+/// installed by this call, not when the future is first polled: call it before saying
+/// where the sidecar serves, so a SIGTERM right after that line still drains and exits 0
+/// rather than killing the process. Must run inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
+    let term = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        signal(SignalKind::terminate()).ok()
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
+        }
     }
 }
