@@ -982,6 +982,40 @@ async fn admission_reads_decisions_from_the_pod_template_annotations() {
     assert_eq!(response["allowed"], true, "{response}");
 }
 
+/// A wrong method on the webhook routes is the 405 every other route gives: `Allow`
+/// and the JSON `{"code", "message"}` body, counted on the admission route.
+#[tokio::test]
+async fn admission_routes_answer_a_wrong_method_with_a_json_405_and_allow() {
+    let s = server(Some("prod"));
+    for (method, uri) in [
+        (Method::GET, "/v1/admission"),
+        (Method::PUT, "/v1/admission"),
+        (Method::GET, "/v1/admission/enforce"),
+        (Method::DELETE, "/v1/admission/dry-run"),
+    ] {
+        let r = send(&s, method.clone(), uri, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(r.headers[header::ALLOW], "POST", "{method} {uri}");
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {uri}"
+        );
+        let body = r.json();
+        assert_eq!(body["code"], "invalid_operation", "{method} {uri}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{method}`")) && message.contains(uri),
+            "{message}"
+        );
+    }
+    let t = send(&s, Method::GET, "/metrics", None).await.text;
+    assert!(
+        t.contains(r#"promo_request_errors_total{route="admission",cause="method"} 4"#),
+        "{t}"
+    );
+}
+
 #[tokio::test]
 async fn admission_refuses_a_malformed_annotation() {
     let s = server(Some("prod"));

@@ -43,7 +43,8 @@ pub const MAX_ANNOTATION_DECISIONS: usize = 64;
 /// every reload; ten thousand decisions is years of promotions for one environment.
 pub const MAX_DECISION_FILES: usize = 10_000;
 
-const ROUTE_ADMISSION: &str = "admission";
+/// The route label of `/v1/admission` and `/v1/admission/{mode}` in metrics.
+pub(super) const ROUTE_ADMISSION: &str = "admission";
 
 /// The keys trusted to sign promotion decisions into `environment`.
 pub(super) fn decision_keys(engine: &Engine, environment: Option<&str>) -> Vec<PublicKey> {

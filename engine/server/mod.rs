@@ -617,7 +617,7 @@ impl Server {
             .route(
                 "/v1/promotions/evaluate",
                 post(routes::evaluate)
-                    .fallback(opa::wrong_method("evaluate", "POST"))
+                    .fallback(routes::wrong_method("evaluate", "POST"))
                     .layer(request_limit),
             )
             .route("/v1/data", opa::data_v1_methods().layer(request_limit))
@@ -634,11 +634,15 @@ impl Server {
             .route("/v1/query", opa::query_methods().layer(request_limit))
             .route(
                 "/v1/admission",
-                post(admission::handle).layer(admission_limit),
+                post(admission::handle)
+                    .fallback(routes::wrong_method(admission::ROUTE_ADMISSION, "POST"))
+                    .layer(admission_limit),
             )
             .route(
                 "/v1/admission/{mode}",
-                post(admission::handle_mode).layer(admission_limit),
+                post(admission::handle_mode)
+                    .fallback(routes::wrong_method(admission::ROUTE_ADMISSION, "POST"))
+                    .layer(admission_limit),
             )
             .route("/health", get(routes::health))
             .route("/health/live", get(routes::live))
