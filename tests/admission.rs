@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::audit::{metrics, query, verify};
 use crate::server::{allowed_envelope, annotations, object, pinned_image, pod_spec, review};
-use crate::support::{bin, spawn_serve, stop_serve, write, AT};
+use crate::support::{bin, spawn_serve, stop_serve, write, Sidecar, AT};
 
 const UNPINNED: &str = "registry.example.com/shop/web:1.27";
 
@@ -396,5 +396,230 @@ fn a_bad_config_on_reload_keeps_the_last_good_one() {
         r["allowed"], true,
         "the last good config (warn) still serves: {r}"
     );
+    stop_serve(sidecar);
+}
+
+/// The allowed dev -> staging baseline, for the same artifact as the prod baseline.
+const STAGING_ALLOWED: &str = "corpus/cases/staging-allow-baseline/request.json";
+
+/// A `--decisions` directory holding one signed decision that allowed the pinned image
+/// into staging (and nothing into prod).
+fn staging_decisions(dir: &Path) -> std::path::PathBuf {
+    let request: Value = serde_json::from_slice(&std::fs::read(STAGING_ALLOWED).unwrap()).unwrap();
+    let envelope = crate::server::envelope_for(&request);
+    let statement = crate::support::statement_of(&envelope);
+    assert_eq!(statement["predicate"]["to"], "staging");
+    assert_eq!(statement["predicate"]["allowed"], true);
+    let decisions = dir.join("decisions");
+    write(&decisions, "staging.json", envelope.to_string());
+    decisions
+}
+
+/// `serve --at AT --watch-interval 0 --admission-config CONFIG --decisions DIR EXTRA...`,
+/// with no `--environment`: every environment comes from the config.
+fn serve_envs(config: &Path, decisions: &Path, extra: &[&std::ffi::OsStr]) -> Sidecar {
+    let mut args: Vec<std::ffi::OsString> = ["--at", AT, "--watch-interval", "0"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.extend(["--admission-config".into(), config.into()]);
+    args.extend(["--decisions".into(), decisions.into()]);
+    args.extend(extra.iter().map(Into::into));
+    spawn_serve(args)
+}
+
+#[test]
+fn each_namespace_is_admitted_against_its_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = staging_decisions(dir.path());
+    let config = write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces:\n  - name: shop-staging\n    environment: staging\n  - name: shop-prod\n    environment: prod\n  - name: canary\n    environment: staging\n    mode: dry-run\n",
+    );
+    let db = dir.path().join("audit.db");
+    let sidecar = serve_envs(&config, &decisions, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
+    let image = pinned_image();
+
+    // The staging decision admits the digest where the namespace's environment is staging...
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-staging", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        text(&r["auditAnnotations"]["images"]).contains("allowed by decision"),
+        "{r}"
+    );
+    // ...and not where it is prod, saying so.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-prod", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("for environment `prod`"), "{message}");
+    assert!(message.contains("into `prod`"), "{message}");
+    // The staging decision presented in the annotation does not count in prod either.
+    let request: Value = serde_json::from_slice(&std::fs::read(STAGING_ALLOWED).unwrap()).unwrap();
+    let annotated = annotations(&[crate::server::envelope_for(&request)]);
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-prod", &[&image], annotated),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(text(&r).contains("into `staging`, not `prod`"), "{r}");
+    // No rule, no default, no --environment: refused, saying how to configure one.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("elsewhere", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no environment is configured for namespace `elsewhere`")
+            && message.contains("`--environment`"),
+        "{message}"
+    );
+    // A dry-run admission is recorded against the environment it was judged in.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("canary", &[UNPINNED], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let m = metrics(&base);
+    for line in [
+        r#"promo_decisions_total{route="admission",result="allow",environment="staging"} 2"#,
+        r#"promo_decisions_total{route="admission",result="deny",environment="prod"} 2"#,
+        r#"promo_decisions_total{route="admission",result="deny",environment="none"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line}\n{m}");
+    }
+    stop_serve(sidecar);
+    let records = query(&db, &["--violation", "admission.dry_run"]);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["to"], "staging");
+    assert_eq!(records[0]["request"]["admission"]["environment"], "staging");
+    verify(&db).code(0);
+}
+
+#[test]
+fn an_environment_the_bundle_does_not_configure_stops_serve_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, flag, needle) in [
+        (
+            Some("namespaces: [{name: shop, environment: prod}, {name: qa, environment: qa}]"),
+            None,
+            "`namespaces[1].environment`: `qa` is not an environment of the bundle",
+        ),
+        (
+            Some("environment: production"),
+            Some("prod"),
+            "`environment`: `production` is not an environment of the bundle",
+        ),
+        (
+            None,
+            Some("qa"),
+            "`--environment`: `qa` is not an environment of the bundle",
+        ),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+        if let Some(yaml) = yaml {
+            let config = write(dir.path(), "envs.yaml", yaml);
+            cmd.arg("--admission-config").arg(config);
+        }
+        if let Some(flag) = flag {
+            cmd.args(["--environment", flag]);
+        }
+        let a = cmd.assert().code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains(needle), "{yaml:?} {flag:?}: {err}");
+        assert!(
+            err.contains("the bundle configures dev, prod, staging"),
+            "{err}"
+        );
+        if yaml.is_some() {
+            assert!(err.contains("admission config"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_reload_switches_a_namespaces_environment_and_a_bad_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = staging_decisions(dir.path());
+    let config = write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: prod}]\n",
+    );
+    let sidecar = serve_envs(&config, &decisions, &[]);
+    let base = sidecar.base.clone();
+    let review = deployment("shop", &[&pinned_image()], json!({}));
+    let r = admit(&base, "/v1/admission", &review);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(text(&r).contains("for environment `prod`"), "{r}");
+
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &sidecar.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(30);
+    write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: staging}]\n",
+    );
+    hup();
+    let until = deadline();
+    let r = loop {
+        let r = admit(&base, "/v1/admission", &review);
+        if r["allowed"] == true || std::time::Instant::now() > until {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        r["allowed"], true,
+        "the reload did not switch to staging: {r}"
+    );
+
+    // An environment the bundle does not know: the reload fails, naming the field, and
+    // the last good config and its decision indexes keep serving.
+    write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: qa}]\n",
+    );
+    hup();
+    let until = deadline();
+    let health = loop {
+        let h: Value = ureq::get(&format!("{base}/health"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if h.get("reload").is_some() || std::time::Instant::now() > until {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let error = text(&health["reload"]["error"]);
+    assert!(
+        error.contains("`namespaces[0].environment`: `qa` is not an environment"),
+        "{health}"
+    );
+    let r = admit(&base, "/v1/admission", &review);
+    assert_eq!(r["allowed"], true, "the last good config still serves: {r}");
     stop_serve(sidecar);
 }

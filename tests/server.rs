@@ -45,7 +45,7 @@ pub(crate) fn pinned_image() -> String {
 }
 
 /// A real signed decision for `request` at the pinned time, from the shipped engine.
-fn envelope_for(request: &Value) -> Value {
+pub(crate) fn envelope_for(request: &Value) -> Value {
     let engine = promo_policy::Engine::load(&EngineConfig::with_policies("policies")).unwrap();
     let req = promo_policy::PromotionRequest::from_value(request.clone()).unwrap();
     engine.evaluator().decide(&req, at()).unwrap().envelope
@@ -1042,10 +1042,55 @@ async fn admission_uses_the_decision_directory() {
     let mut cfg = config(Path::new("policies"), Some("prod"));
     cfg.decisions = Some(dir.path().to_path_buf());
     let s = Server::new(cfg).unwrap();
-    assert_eq!(s.loaded().decisions.len(), 1);
+    let loaded = s.loaded();
+    let environments: Vec<&String> = loaded.admission_environments.keys().collect();
+    assert_eq!(environments, ["prod"], "one index per environment in use");
+    assert_eq!(loaded.admission_environments["prod"].index.len(), 1);
     let obj = object("", "Pod", pod_spec(&[&pinned_image()]), json!({}));
     let response = admit(&s, &review("", "Pod", "CREATE", obj)).await;
     assert_eq!(response["allowed"], true, "{response}");
+}
+
+/// One read of `--decisions DIR` fills one index per environment in use, each decision
+/// under the environment it allowed into, verified with that environment's keys; a
+/// decision into an environment no namespace uses goes nowhere.
+#[tokio::test]
+async fn the_decision_directory_is_indexed_per_environment_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging: Value = serde_json::from_slice(
+        &std::fs::read("corpus/cases/staging-allow-baseline/request.json").unwrap(),
+    )
+    .unwrap();
+    let both = json!([allowed_envelope(), envelope_for(&staging)]);
+    std::fs::write(dir.path().join("both.json"), both.to_string()).unwrap();
+    let config = dir.path().join("admission.yaml");
+    std::fs::write(
+        &config,
+        "namespaces: [{name: web-staging, environment: staging}]\n",
+    )
+    .unwrap();
+    let mut cfg = crate::server::config(Path::new("policies"), Some("prod"));
+    cfg.decisions = Some(dir.path().to_path_buf());
+    cfg.admission_config = Some(config.clone());
+    let s = Server::new(cfg.clone()).unwrap();
+    let loaded = s.loaded();
+    let sizes: Vec<(&str, usize)> = loaded
+        .admission_environments
+        .iter()
+        .map(|(env, d)| (env.as_str(), d.index.len()))
+        .collect();
+    assert_eq!(sizes, [("prod", 1), ("staging", 1)]);
+
+    // Only staging in use: the prod decision is indexed nowhere.
+    std::fs::write(&config, "environment: staging\n").unwrap();
+    let s = Server::new(cfg).unwrap();
+    let loaded = s.loaded();
+    let sizes: Vec<(&str, usize)> = loaded
+        .admission_environments
+        .iter()
+        .map(|(env, d)| (env.as_str(), d.index.len()))
+        .collect();
+    assert_eq!(sizes, [("staging", 1)]);
 }
 
 #[tokio::test]

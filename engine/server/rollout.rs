@@ -203,7 +203,7 @@ pub struct AdmissionEvent<'a> {
     pub subject: &'a str,
     /// The review's namespace.
     pub namespace: Option<&'a str>,
-    /// The environment guarded.
+    /// The environment the review was judged against (its namespace's).
     pub environment: Option<&'a str>,
     /// The mode applied.
     pub mode: Mode,
