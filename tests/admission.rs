@@ -623,3 +623,140 @@ fn a_reload_switches_a_namespaces_environment_and_a_bad_one_keeps_the_last_good(
     assert_eq!(r["allowed"], true, "the last good config still serves: {r}");
     stop_serve(sidecar);
 }
+
+/// A log with one allowed promotion and two admission records (a break-glass and a
+/// dry-run) made by the sidecar; its export.
+fn log_with_admission_records(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = write(
+        dir,
+        "admission.yaml",
+        "namespaces:\n  - name: shop\n    breakGlass: {allowed: true}\n  - name: team-a\n    mode: dry-run\n",
+    );
+    let db = dir.join("audit.db");
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
+    let request: Value =
+        serde_json::from_slice(&std::fs::read(crate::support::ALLOWED).unwrap()).unwrap();
+    let signed: Value = ureq::post(&format!("{base}/v1/promotions/evaluate"))
+        .send_json(request)
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(signed["decision"]["allowed"], true);
+    let glass = break_glass("checkout is down", "INC-7");
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop", &[UNPINNED], glass),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("team-a", &[UNPINNED], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    stop_serve(sidecar);
+    let export = dir.join("export.jsonl");
+    bin()
+        .args(["audit", "export"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&export)
+        .assert()
+        .code(0);
+    (db, export)
+}
+
+#[test]
+fn admission_records_are_never_replayed_or_counted_as_promotions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, export) = log_with_admission_records(dir.path());
+    verify(&db).code(0);
+    verify(&export).code(0);
+    assert_eq!(
+        query(&db, &[]).len(),
+        3,
+        "they stay in the log and the export"
+    );
+
+    // eval --batch: one result per line; the admission records are skipped rows that
+    // allow nothing, neither denials nor invalid, so the replay exits 0.
+    let a = bin()
+        .args(["eval", "--batch"])
+        .arg(&export)
+        .args(["--summary-json"])
+        .arg(dir.path().join("summary.json"))
+        .assert()
+        .code(0);
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0]["allowed"], true, "{}", lines[0]);
+    for line in &lines[1..] {
+        assert_eq!(line["allowed"], false, "{line}");
+        assert_eq!(line["skipped"]["id"], "audit.admission_record", "{line}");
+        assert!(
+            line.get("decision").is_none() && line.get("error").is_none(),
+            "{line}"
+        );
+    }
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            &summary["allowed"],
+            &summary["denied"],
+            &summary["invalid"],
+            &summary["admissionRecords"]
+        ),
+        (&json!(1), &json!(0), &json!(0), &json!(2)),
+        "{summary}"
+    );
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("2 admission records skipped"), "{err}");
+
+    // diff: neither a change nor an error row.
+    let a = bin()
+        .args(["diff", "--base", "policies", "--format", "json"])
+        .arg(&export)
+        .assert()
+        .code(0);
+    let diff: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(diff["summary"]["evaluated"], 1, "{diff}");
+    assert_eq!(diff["summary"]["errors"], 0, "{diff}");
+    assert_eq!(diff["summary"]["admissionRecords"], 2, "{diff}");
+    assert_eq!(diff["errors"], json!([]), "{diff}");
+
+    // report: one promotion attempt, allowed; the admission records in no metric.
+    let out = bin()
+        .arg("report")
+        .arg(&db)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["admissionRecords"], 2, "{report}");
+    assert_eq!(report["summary"]["attempts"], 1, "{}", report["summary"]);
+    assert_eq!(
+        report["summary"]["successRate"], 1.0,
+        "{}",
+        report["summary"]
+    );
+    assert_eq!(
+        report["completeness"]["records"], 1,
+        "{}",
+        report["completeness"]
+    );
+    assert_eq!(report["blockers"], json!([]), "{}", report["blockers"]);
+    let text = bin().arg("report").arg(&db).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("2 admission records (break-glass, dry-run) are not promotions"),
+        "{text}"
+    );
+}
