@@ -17,7 +17,11 @@
 //!   `allowed` repeats `decision.allowed` so `jq 'select(.allowed)'` works;
 //! - not evaluated (not UTF-8, not JSON, schema, too large, unreadable file):
 //!   `{"index", "source", "allowed": false, "error": {"id": "request.invalid", "msg"}}`,
-//!   with no decision and no envelope.
+//!   with no decision and no envelope;
+//! - an audit record of an admission (break-glass, dry-run; [`crate::audit::RecordKind`]),
+//!   which holds no promotion request: `{"index", "source", "allowed": false,
+//!   "skipped": {"id": "audit.admission_record", "msg"}}`, counted as `admissionRecords`,
+//!   neither a denial nor invalid (it does not change the exit code) and never recorded.
 //!
 //! # Audit
 //!
@@ -46,7 +50,7 @@ use time::OffsetDateTime;
 use crate::audit::{AuditError, AuditLog, Record, RecordOptions};
 use crate::decision::Decision;
 use crate::evaluator::{Engine, Evaluator};
-use crate::input::{InputError, Item, Origin, ShardError, TimeRule};
+use crate::input::{InputError, Item, Origin, Refusal, ShardError, TimeRule};
 use crate::pool::EvaluatorPool;
 
 pub use crate::input::{Input, ProgressLen, Shard, CHUNK_BYTES, CHUNK_INPUTS, INVALID_ID};
@@ -63,6 +67,9 @@ pub const INTERNAL_ID: &str = "engine.internal";
 /// The error id of a result whose decision could not be made into an audit record, and
 /// is therefore withheld.
 pub const UNRECORDABLE_ID: &str = "audit.unrecordable";
+
+/// The id of a skipped input that is an audit record of an admission, not a promotion.
+pub const ADMISSION_RECORD_ID: &str = "audit.admission_record";
 
 /// Errors that stop a batch (exit 2). Problems with one input never do: they become
 /// that input's result.
@@ -142,6 +149,8 @@ pub enum InputVerdict {
     Denied,
     /// Not evaluated (invalid input, or no signed decision could be made).
     Invalid,
+    /// Not evaluated: an audit record of an admission, with no promotion to replay.
+    AdmissionRecord,
 }
 
 /// Tallies of a batch so far.
@@ -155,6 +164,8 @@ pub struct Counts {
     pub denied: u64,
     /// Inputs that could not be evaluated.
     pub invalid: u64,
+    /// Audit records of admissions, skipped.
+    pub admission_records: u64,
 }
 
 impl Counts {
@@ -164,6 +175,7 @@ impl Counts {
             InputVerdict::Allowed => self.allowed += 1,
             InputVerdict::Denied => self.denied += 1,
             InputVerdict::Invalid => self.invalid += 1,
+            InputVerdict::AdmissionRecord => self.admission_records += 1,
         }
     }
 }
@@ -180,6 +192,9 @@ pub struct BatchSummary {
     pub denied: u64,
     /// Inputs that could not be evaluated (each also a failed result).
     pub invalid: u64,
+    /// Audit records of admissions (break-glass, dry-run), skipped: no promotion to
+    /// replay; they neither deny nor count as invalid.
+    pub admission_records: u64,
     /// Directory entries skipped as not request files.
     pub skipped: u64,
     /// Worker threads.
@@ -222,6 +237,13 @@ impl std::fmt::Display for BatchSummary {
             "{} inputs: {} allowed, {} denied, {} invalid",
             self.inputs, self.allowed, self.denied, self.invalid
         )?;
+        if self.admission_records > 0 {
+            write!(
+                f,
+                ", {} admission records skipped (not promotions)",
+                self.admission_records
+            )?;
+        }
         if self.skipped > 0 {
             write!(f, " ({} files skipped)", self.skipped)?;
         }
@@ -401,6 +423,7 @@ impl BatchSummary {
             allowed: counts.allowed,
             denied: counts.denied,
             invalid: counts.invalid,
+            admission_records: counts.admission_records,
             skipped,
             jobs,
             shard: (options.shard != Shard::ALL).then(|| options.shard.to_string()),
@@ -549,7 +572,10 @@ fn evaluate_input(
 ) -> InputResult {
     let read = match item.read() {
         Ok(read) => read,
-        Err(refusal) => return error_line(item.index, source, INVALID_ID, refusal.msg()),
+        Err(Refusal::Admission(msg)) => return skipped_line(item.index, source, &msg),
+        Err(refusal @ (Refusal::Unread(_) | Refusal::Invalid(_))) => {
+            return error_line(item.index, source, INVALID_ID, refusal.msg())
+        }
     };
     let request = &read.request;
     let now = match rule.time_for(read.recorded_at, request) {
@@ -609,6 +635,15 @@ struct LineError<'a> {
     msg: &'a str,
 }
 
+#[derive(Serialize)]
+struct SkippedLine<'a> {
+    index: u64,
+    source: &'a str,
+    /// Always false: a skipped input allows nothing.
+    allowed: bool,
+    skipped: LineError<'a>,
+}
+
 fn decision_line(
     index: u64,
     source: &str,
@@ -641,6 +676,35 @@ fn decision_line(
             source,
             INTERNAL_ID,
             &format!("the decision could not be written: {e}"),
+        ),
+    }
+}
+
+/// The result of an input that is an audit record of an admission: skipped, said so.
+fn skipped_line(index: u64, source: &str, msg: &str) -> InputResult {
+    let line = SkippedLine {
+        index,
+        source,
+        allowed: false,
+        skipped: LineError {
+            id: ADMISSION_RECORD_ID,
+            msg,
+        },
+    };
+    match serde_json::to_vec(&line) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            InputResult {
+                line: bytes,
+                verdict: InputVerdict::AdmissionRecord,
+                record: None,
+            }
+        }
+        Err(e) => error_line(
+            index,
+            source,
+            INTERNAL_ID,
+            &format!("the result could not be written: {e}"),
         ),
     }
 }

@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 
 use crate::audit::{metrics, query, verify};
 use crate::server::{allowed_envelope, annotations, object, pinned_image, pod_spec, review};
-use crate::support::{bin, spawn_serve, stop_serve, write, AT};
+use crate::support::{bin, spawn_serve, stop_serve, write, Sidecar, AT};
 
 const UNPINNED: &str = "registry.example.com/shop/web:1.27";
 
 /// `serve --environment prod --at AT --watch-interval 0 --admission-config CONFIG EXTRA...`.
-fn serve(config: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+fn serve(config: &Path, extra: &[&std::ffi::OsStr]) -> crate::support::Sidecar {
     let mut args: Vec<std::ffi::OsString> = [
         "--environment",
         "prod",
@@ -67,7 +67,8 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
         "mode: enforce\nnamespaces:\n  - name: shop\n    breakGlass: {allowed: true}\n  - name: locked\n",
     );
     let db = dir.path().join("audit.db");
-    let (child, base) = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
     let glass = break_glass("checkout is down", "INC-123");
 
     let r = admit(
@@ -137,7 +138,7 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
         !m.contains(r#"promo_break_glass_admissions_total{namespace="locked"}"#),
         "{m}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
 
     let records = query(&db, &["--violation", "admission.break_glass"]);
     assert_eq!(records.len(), 1, "{records:?}");
@@ -159,7 +160,8 @@ fn break_glass_admits_only_where_the_config_allows_it_and_is_audited_and_counted
 fn break_glass_without_an_audit_log_is_not_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.yaml", "breakGlass: {allowed: true}\n");
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let r = admit(
         &base,
         "/v1/admission",
@@ -167,14 +169,15 @@ fn break_glass_without_an_audit_log_is_not_honoured() {
     );
     assert_eq!(r["allowed"], false, "{r}");
     assert!(text(&r).contains("needs an audit log"), "{r}");
-    stop_serve(child);
+    stop_serve(sidecar);
 }
 
 #[test]
 fn warn_admits_with_warnings_naming_the_violation_and_a_stricter_route_wins() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.json", r#"{"mode": "warn"}"#);
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let unpinned = deployment("shop", &[UNPINNED], json!({}));
     let r = admit(&base, "/v1/admission", &unpinned);
     assert_eq!(r["allowed"], true, "{r}");
@@ -207,7 +210,7 @@ fn warn_admits_with_warnings_naming_the_violation_and_a_stricter_route_wins() {
         }
         other => panic!("expected a 400, got {other:?}"),
     }
-    stop_serve(child);
+    stop_serve(sidecar);
 }
 
 #[test]
@@ -219,7 +222,8 @@ fn dry_run_admits_silently_and_counts_and_audits_what_enforce_would_refuse() {
         "mode: dry-run\nnamespaces: [{name: team-*}]\n",
     );
     let db = dir.path().join("audit.db");
-    let (child, base) = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
     let r = admit(
         &base,
         "/v1/admission",
@@ -261,7 +265,7 @@ fn dry_run_admits_silently_and_counts_and_audits_what_enforce_would_refuse() {
         m.contains(r#"promo_admission_dry_run_denials_total{namespace="other"} 1"#),
         "{m}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
     let records = query(&db, &["--violation", "admission.dry_run"]);
     assert_eq!(records.len(), 2, "{records:?}");
     assert!(records.iter().all(|r| r["allowed"] == false));
@@ -302,7 +306,8 @@ fn a_signer_threshold_and_allowed_bundle_digests_are_enforced() {
     ];
     for (i, (yaml, refusal)) in cases.iter().enumerate() {
         let config = write(dir.path(), &format!("c{i}.yaml"), yaml);
-        let (child, base) = serve(&config, &[]);
+        let sidecar = serve(&config, &[]);
+        let base = sidecar.base.clone();
         let r = admit(&base, "/v1/admission", &good);
         match refusal {
             Some(needle) => {
@@ -317,7 +322,7 @@ fn a_signer_threshold_and_allowed_bundle_digests_are_enforced() {
                 );
             }
         }
-        stop_serve(child);
+        stop_serve(sidecar);
     }
 }
 
@@ -357,7 +362,8 @@ fn a_bad_admission_config_stops_serve_with_exit_2_naming_the_field() {
 fn a_bad_config_on_reload_keeps_the_last_good_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "a.yaml", "mode: warn\n");
-    let (child, base) = serve(&config, &[]);
+    let sidecar = serve(&config, &[]);
+    let base = sidecar.base.clone();
     let unpinned = deployment("shop", &[UNPINNED], json!({}));
     assert_eq!(admit(&base, "/v1/admission", &unpinned)["allowed"], true);
     write(
@@ -366,7 +372,7 @@ fn a_bad_config_on_reload_keeps_the_last_good_one() {
         "mode: warn\nnamespaces: [{nmae: shop}]\n",
     );
     std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &sidecar.id().to_string()])
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -390,5 +396,367 @@ fn a_bad_config_on_reload_keeps_the_last_good_one() {
         r["allowed"], true,
         "the last good config (warn) still serves: {r}"
     );
-    stop_serve(child);
+    stop_serve(sidecar);
+}
+
+/// The allowed dev -> staging baseline, for the same artifact as the prod baseline.
+const STAGING_ALLOWED: &str = "corpus/cases/staging-allow-baseline/request.json";
+
+/// A `--decisions` directory holding one signed decision that allowed the pinned image
+/// into staging (and nothing into prod).
+fn staging_decisions(dir: &Path) -> std::path::PathBuf {
+    let request: Value = serde_json::from_slice(&std::fs::read(STAGING_ALLOWED).unwrap()).unwrap();
+    let envelope = crate::server::envelope_for(&request);
+    let statement = crate::support::statement_of(&envelope);
+    assert_eq!(statement["predicate"]["to"], "staging");
+    assert_eq!(statement["predicate"]["allowed"], true);
+    let decisions = dir.join("decisions");
+    write(&decisions, "staging.json", envelope.to_string());
+    decisions
+}
+
+/// `serve --at AT --watch-interval 0 --admission-config CONFIG --decisions DIR EXTRA...`,
+/// with no `--environment`: every environment comes from the config.
+fn serve_envs(config: &Path, decisions: &Path, extra: &[&std::ffi::OsStr]) -> Sidecar {
+    let mut args: Vec<std::ffi::OsString> = ["--at", AT, "--watch-interval", "0"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.extend(["--admission-config".into(), config.into()]);
+    args.extend(["--decisions".into(), decisions.into()]);
+    args.extend(extra.iter().map(Into::into));
+    spawn_serve(args)
+}
+
+#[test]
+fn each_namespace_is_admitted_against_its_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = staging_decisions(dir.path());
+    let config = write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces:\n  - name: shop-staging\n    environment: staging\n  - name: shop-prod\n    environment: prod\n  - name: canary\n    environment: staging\n    mode: dry-run\n",
+    );
+    let db = dir.path().join("audit.db");
+    let sidecar = serve_envs(&config, &decisions, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
+    let image = pinned_image();
+
+    // The staging decision admits the digest where the namespace's environment is staging...
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-staging", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(
+        text(&r["auditAnnotations"]["images"]).contains("allowed by decision"),
+        "{r}"
+    );
+    // ...and not where it is prod, saying so.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-prod", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("for environment `prod`"), "{message}");
+    assert!(message.contains("into `prod`"), "{message}");
+    // The staging decision presented in the annotation does not count in prod either.
+    let request: Value = serde_json::from_slice(&std::fs::read(STAGING_ALLOWED).unwrap()).unwrap();
+    let annotated = annotations(&[crate::server::envelope_for(&request)]);
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop-prod", &[&image], annotated),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(text(&r).contains("into `staging`, not `prod`"), "{r}");
+    // No rule, no default, no --environment: refused, saying how to configure one.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("elsewhere", &[&image], json!({})),
+    );
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no environment is configured for namespace `elsewhere`")
+            && message.contains("`--environment`"),
+        "{message}"
+    );
+    // A dry-run admission is recorded against the environment it was judged in.
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("canary", &[UNPINNED], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let m = metrics(&base);
+    for line in [
+        r#"promo_decisions_total{route="admission",result="allow",environment="staging"} 2"#,
+        r#"promo_decisions_total{route="admission",result="deny",environment="prod"} 2"#,
+        r#"promo_decisions_total{route="admission",result="deny",environment="none"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line}\n{m}");
+    }
+    stop_serve(sidecar);
+    let records = query(&db, &["--violation", "admission.dry_run"]);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["to"], "staging");
+    assert_eq!(records[0]["request"]["admission"]["environment"], "staging");
+    verify(&db).code(0);
+}
+
+#[test]
+fn an_environment_the_bundle_does_not_configure_stops_serve_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, flag, needle) in [
+        (
+            Some("namespaces: [{name: shop, environment: prod}, {name: qa, environment: qa}]"),
+            None,
+            "`namespaces[1].environment`: `qa` is not an environment of the bundle",
+        ),
+        (
+            Some("environment: production"),
+            Some("prod"),
+            "`environment`: `production` is not an environment of the bundle",
+        ),
+        (
+            None,
+            Some("qa"),
+            "`--environment`: `qa` is not an environment of the bundle",
+        ),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+        if let Some(yaml) = yaml {
+            let config = write(dir.path(), "envs.yaml", yaml);
+            cmd.arg("--admission-config").arg(config);
+        }
+        if let Some(flag) = flag {
+            cmd.args(["--environment", flag]);
+        }
+        let a = cmd.assert().code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains(needle), "{yaml:?} {flag:?}: {err}");
+        assert!(
+            err.contains("the bundle configures dev, prod, staging"),
+            "{err}"
+        );
+        if yaml.is_some() {
+            assert!(err.contains("admission config"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_reload_switches_a_namespaces_environment_and_a_bad_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let decisions = staging_decisions(dir.path());
+    let config = write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: prod}]\n",
+    );
+    let sidecar = serve_envs(&config, &decisions, &[]);
+    let base = sidecar.base.clone();
+    let review = deployment("shop", &[&pinned_image()], json!({}));
+    let r = admit(&base, "/v1/admission", &review);
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(text(&r).contains("for environment `prod`"), "{r}");
+
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &sidecar.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    let deadline = || std::time::Instant::now() + std::time::Duration::from_secs(30);
+    write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: staging}]\n",
+    );
+    hup();
+    let until = deadline();
+    let r = loop {
+        let r = admit(&base, "/v1/admission", &review);
+        if r["allowed"] == true || std::time::Instant::now() > until {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        r["allowed"], true,
+        "the reload did not switch to staging: {r}"
+    );
+
+    // An environment the bundle does not know: the reload fails, naming the field, and
+    // the last good config and its decision indexes keep serving.
+    write(
+        dir.path(),
+        "admission.yaml",
+        "namespaces: [{name: shop, environment: qa}]\n",
+    );
+    hup();
+    let until = deadline();
+    let health = loop {
+        let h: Value = ureq::get(&format!("{base}/health"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        if h.get("reload").is_some() || std::time::Instant::now() > until {
+            break h;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let error = text(&health["reload"]["error"]);
+    assert!(
+        error.contains("`namespaces[0].environment`: `qa` is not an environment"),
+        "{health}"
+    );
+    let r = admit(&base, "/v1/admission", &review);
+    assert_eq!(r["allowed"], true, "the last good config still serves: {r}");
+    stop_serve(sidecar);
+}
+
+/// A log with one allowed promotion and two admission records (a break-glass and a
+/// dry-run) made by the sidecar; its export.
+fn log_with_admission_records(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = write(
+        dir,
+        "admission.yaml",
+        "namespaces:\n  - name: shop\n    breakGlass: {allowed: true}\n  - name: team-a\n    mode: dry-run\n",
+    );
+    let db = dir.join("audit.db");
+    let sidecar = serve(&config, &["--audit".as_ref(), db.as_os_str()]);
+    let base = sidecar.base.clone();
+    let request: Value =
+        serde_json::from_slice(&std::fs::read(crate::support::ALLOWED).unwrap()).unwrap();
+    let signed: Value = ureq::post(&format!("{base}/v1/promotions/evaluate"))
+        .send_json(request)
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(signed["decision"]["allowed"], true);
+    let glass = break_glass("checkout is down", "INC-7");
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("shop", &[UNPINNED], glass),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    let r = admit(
+        &base,
+        "/v1/admission",
+        &deployment("team-a", &[UNPINNED], json!({})),
+    );
+    assert_eq!(r["allowed"], true, "{r}");
+    stop_serve(sidecar);
+    let export = dir.join("export.jsonl");
+    bin()
+        .args(["audit", "export"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&export)
+        .assert()
+        .code(0);
+    (db, export)
+}
+
+#[test]
+fn admission_records_are_never_replayed_or_counted_as_promotions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, export) = log_with_admission_records(dir.path());
+    verify(&db).code(0);
+    verify(&export).code(0);
+    assert_eq!(
+        query(&db, &[]).len(),
+        3,
+        "they stay in the log and the export"
+    );
+
+    // eval --batch: one result per line; the admission records are skipped rows that
+    // allow nothing, neither denials nor invalid, so the replay exits 0.
+    let a = bin()
+        .args(["eval", "--batch"])
+        .arg(&export)
+        .args(["--summary-json"])
+        .arg(dir.path().join("summary.json"))
+        .assert()
+        .code(0);
+    let out = String::from_utf8_lossy(&a.get_output().stdout).to_string();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0]["allowed"], true, "{}", lines[0]);
+    for line in &lines[1..] {
+        assert_eq!(line["allowed"], false, "{line}");
+        assert_eq!(line["skipped"]["id"], "audit.admission_record", "{line}");
+        assert!(
+            line.get("decision").is_none() && line.get("error").is_none(),
+            "{line}"
+        );
+    }
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            &summary["allowed"],
+            &summary["denied"],
+            &summary["invalid"],
+            &summary["admissionRecords"]
+        ),
+        (&json!(1), &json!(0), &json!(0), &json!(2)),
+        "{summary}"
+    );
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(err.contains("2 admission records skipped"), "{err}");
+
+    // diff: neither a change nor an error row.
+    let a = bin()
+        .args(["diff", "--base", "policies", "--format", "json"])
+        .arg(&export)
+        .assert()
+        .code(0);
+    let diff: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(diff["summary"]["evaluated"], 1, "{diff}");
+    assert_eq!(diff["summary"]["errors"], 0, "{diff}");
+    assert_eq!(diff["summary"]["admissionRecords"], 2, "{diff}");
+    assert_eq!(diff["errors"], json!([]), "{diff}");
+
+    // report: one promotion attempt, allowed; the admission records in no metric.
+    let out = bin()
+        .arg("report")
+        .arg(&db)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["admissionRecords"], 2, "{report}");
+    assert_eq!(report["summary"]["attempts"], 1, "{}", report["summary"]);
+    assert_eq!(
+        report["summary"]["successRate"], 1.0,
+        "{}",
+        report["summary"]
+    );
+    assert_eq!(
+        report["completeness"]["records"], 1,
+        "{}",
+        report["completeness"]
+    );
+    assert_eq!(report["blockers"], json!([]), "{}", report["blockers"]);
+    let text = bin().arg("report").arg(&db).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.contains("2 admission records (break-glass, dry-run) are not promotions"),
+        "{text}"
+    );
 }

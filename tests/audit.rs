@@ -386,7 +386,7 @@ fn a_full_disk_stops_the_batch_and_says_how_far_the_log_got() {
 }
 
 /// Start `serve --audit DB EXTRA...` on a free port; its base URL.
-fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
+fn serve(db: &Path, extra: &[&str]) -> crate::support::Sidecar {
     let mut args: Vec<std::ffi::OsString> = ["--watch-interval", "0", "--at", AT, "--audit"]
         .iter()
         .map(Into::into)
@@ -400,7 +400,8 @@ fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
 fn the_sidecars_decisions_appear_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sidecar.db");
-    let (child, base) = serve(&db, &[]);
+    let sidecar = serve(&db, &[]);
+    let base = sidecar.base.clone();
     let mut ids = Vec::new();
     for path in [ALLOWED, DENIED_PROD] {
         let request: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -421,7 +422,7 @@ fn the_sidecars_decisions_appear_in_the_log() {
         "{metrics}"
     );
     assert!(metrics.contains("promo_audit_queue_depth"), "{metrics}");
-    stop(child);
+    stop(sidecar);
     let records = query(&db, &[]);
     let logged: Vec<Value> = records.iter().map(|r| r["decisionId"].clone()).collect();
     assert_eq!(logged, ids);
@@ -438,8 +439,8 @@ pub(crate) fn metrics(base: &str) -> String {
         .unwrap()
 }
 
-fn stop(child: std::process::Child) {
-    crate::support::stop_serve(child);
+fn stop(sidecar: crate::support::Sidecar) {
+    crate::support::stop_serve(sidecar);
 }
 
 #[test]
@@ -447,7 +448,8 @@ fn the_sidecar_withholds_a_decision_it_cannot_record() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("small.db");
     // A log with room for a record or two (about 3 pages each) past its schema.
-    let (child, base) = serve(&db, &["--audit-max-pages", "10"]);
+    let sidecar = serve(&db, &["--audit-max-pages", "10"]);
+    let base = sidecar.base.clone();
     let request: Value = serde_json::from_slice(&std::fs::read(ALLOWED).unwrap()).unwrap();
     let mut given = Vec::new();
     let mut refused = None;
@@ -477,7 +479,7 @@ fn the_sidecar_withholds_a_decision_it_cannot_record() {
         metrics.contains("promo_audit_records_total{result=\"error\"} 1"),
         "the refused decision is counted: {metrics}"
     );
-    stop(child);
+    stop(sidecar);
     // Every decision handed out is in the log, and nothing else.
     let logged: Vec<Value> = query(&db, &[])
         .iter()

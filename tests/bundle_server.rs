@@ -68,7 +68,7 @@ fn bundle_server(first: Serve) -> (Arc<BundleServer>, String) {
     (state, url)
 }
 
-fn serve(setup: &Setup, url: &str, cache: &std::path::Path) -> (std::process::Child, String) {
+fn serve(setup: &Setup, url: &str, cache: &std::path::Path) -> crate::support::Sidecar {
     let mut args: Vec<std::ffi::OsString> = [
         "--environment",
         "prod",
@@ -139,7 +139,8 @@ fn new_revisions_arrive_and_bad_bundles_never_replace_the_last_good_one() {
     let r2 = std::fs::read(&r2_path).unwrap();
     let (bs, url) = bundle_server(Serve::Bundle(r1, "\"r1\"".into()));
     let cache = setup.path("cache");
-    let (child, base) = serve(&setup, &url, &cache);
+    let sidecar = serve(&setup, &url, &cache);
+    let base = sidecar.base.clone();
     assert_eq!(health(&base)["bundle"]["revision"], "r1");
     assert_eq!(revision(&base), "r1");
     // Unchanged: the server is asked with If-None-Match and answers 304.
@@ -199,13 +200,14 @@ fn new_revisions_arrive_and_bad_bundles_never_replace_the_last_good_one() {
         assert_eq!(h["bundle"]["revision"], "r2", "{h}");
         assert_eq!(revision(&base), "r2");
     }
-    crate::support::stop_serve(child);
+    crate::support::stop_serve(sidecar);
 
     // The server is gone; a restart serves the cached r2.
     *bs.serve.lock().unwrap() = Serve::Status(503);
-    let (child, base) = serve(&setup, &url, &cache);
+    let sidecar = serve(&setup, &url, &cache);
+    let base = sidecar.base.clone();
     assert_eq!(revision(&base), "r2");
-    crate::support::stop_serve(child);
+    crate::support::stop_serve(sidecar);
 }
 
 #[test]

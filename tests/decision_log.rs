@@ -52,8 +52,8 @@ fn collector() -> (Arc<Collector>, String) {
     (state, url)
 }
 
-/// `serve` with the decision log pointed at `url`; returns the child and its base URL.
-fn serve(url: &str, extra: &[&str]) -> (std::process::Child, String) {
+/// `serve` with the decision log pointed at `url`; the running sidecar.
+fn serve(url: &str, extra: &[&str]) -> crate::support::Sidecar {
     let mut args = vec!["--environment", "prod", "--watch-interval", "0", "--at", AT];
     args.extend(["--decision-log-url", url]);
     args.extend(extra);
@@ -95,7 +95,8 @@ fn metric(base: &str, prefix: &str) -> f64 {
 #[test]
 fn decisions_arrive_in_opa_shape_masked_traced_and_signed() {
     let (rx, url) = collector();
-    let (child, base) = serve(&url, &["--decision-log-mask", "/change/author"]);
+    let sidecar = serve(&url, &["--decision-log-mask", "/change/author"]);
+    let base = sidecar.base.clone();
     let plain = decide(&base);
     let traced = ureq::post(&format!("{base}/v1/promotions/evaluate"))
         .set("traceparent", TP)
@@ -136,14 +137,15 @@ fn decisions_arrive_in_opa_shape_masked_traced_and_signed() {
         metric(&base, "promo_decision_log_events_total{result=\"sent\"}"),
         2.0
     );
-    crate::support::stop_serve(child);
+    crate::support::stop_serve(sidecar);
 }
 
 #[test]
 fn a_collector_down_for_a_while_loses_nothing_within_the_buffer_and_counts_the_rest() {
     let (rx, url) = collector();
     rx.up.store(false, Ordering::SeqCst);
-    let (child, base) = serve(&url, &["--decision-log-buffer", "20"]);
+    let sidecar = serve(&url, &["--decision-log-buffer", "20"]);
+    let base = sidecar.base.clone();
     let mut ids = Vec::new();
     for _ in 0..15 {
         ids.push(decide(&base)["decision"]["decisionId"].clone());
@@ -185,13 +187,14 @@ fn a_collector_down_for_a_while_loses_nothing_within_the_buffer_and_counts_the_r
     let sent = metric(&base, "promo_decision_log_events_total{result=\"sent\"}") - before;
     assert_eq!(sent + dropped, 60.0, "sent {sent} + dropped {dropped}");
     assert_eq!(rx.events.lock().unwrap().len() as f64, sent);
-    crate::support::stop_serve(child);
+    crate::support::stop_serve(sidecar);
 }
 
 #[test]
 fn data_api_answers_are_logged_too_masked_and_with_the_bundle() {
     let (rx, url) = collector();
-    let (child, base) = serve(&url, &["--decision-log-mask", "/change/author"]);
+    let sidecar = serve(&url, &["--decision-log-mask", "/change/author"]);
+    let base = sidecar.base.clone();
     let body = serde_json::json!({"input": request()});
     let answer: Value = ureq::post(&format!("{base}/v1/data/promo/decision/allow"))
         .send_json(body.clone())
@@ -225,5 +228,5 @@ fn data_api_answers_are_logged_too_masked_and_with_the_bundle() {
         assert_eq!(event["decision_id"].as_str().unwrap().len(), 36);
     }
     assert_ne!(events[0]["decision_id"], events[1]["decision_id"]);
-    crate::support::stop_serve(child);
+    crate::support::stop_serve(sidecar);
 }

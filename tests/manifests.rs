@@ -123,4 +123,19 @@ fn readme_admission_config_example_is_a_valid_config() {
     let team = config.for_namespace(Some("team-a"));
     assert_eq!(team.mode.as_str(), "warn");
     assert!(config.for_namespace(Some("payments")).break_glass);
+    // Its environments are the shipped bundle's, as `serve` checks them.
+    let data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read("policies/data.json").unwrap()).unwrap();
+    let configured: std::collections::BTreeSet<String> = data["promo"]["config"]["environments"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    config
+        .check_environments(&configured)
+        .unwrap_or_else(|e| panic!("README's admission config: {e}"));
+    let env = |ns: &str| config.for_namespace(Some(ns)).environment;
+    assert_eq!(env("payments-staging").as_deref(), Some("staging"));
+    assert_eq!(env("team-a").as_deref(), Some("prod"));
 }

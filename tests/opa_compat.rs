@@ -406,13 +406,14 @@ fn an_opa_client_library_from_pypi_works_against_the_serve_binary() {
         return missing(&format!("no Python at `{}`", python.display()));
     }
     let args = ["--environment", "prod", "--watch-interval", "0", "--at", AT];
-    let (child, base) = spawn_serve(args.into_iter().chain(["--allow-query"]));
+    let sidecar = spawn_serve(args.into_iter().chain(["--allow-query"]));
+    let base = sidecar.base.clone();
     let output = std::process::Command::new(&python)
         .arg(Path::new("tests/opa_client/check.py"))
         .args([base.as_str(), ALLOWED])
         .output()
         .unwrap();
-    stop_serve(child);
+    stop_serve(sidecar);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if output.status.code() == Some(2) {

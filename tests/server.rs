@@ -45,7 +45,7 @@ pub(crate) fn pinned_image() -> String {
 }
 
 /// A real signed decision for `request` at the pinned time, from the shipped engine.
-fn envelope_for(request: &Value) -> Value {
+pub(crate) fn envelope_for(request: &Value) -> Value {
     let engine = promo_policy::Engine::load(&EngineConfig::with_policies("policies")).unwrap();
     let req = promo_policy::PromotionRequest::from_value(request.clone()).unwrap();
     engine.evaluator().decide(&req, at()).unwrap().envelope
@@ -982,6 +982,40 @@ async fn admission_reads_decisions_from_the_pod_template_annotations() {
     assert_eq!(response["allowed"], true, "{response}");
 }
 
+/// A wrong method on the webhook routes is the 405 every other route gives: `Allow`
+/// and the JSON `{"code", "message"}` body, counted on the admission route.
+#[tokio::test]
+async fn admission_routes_answer_a_wrong_method_with_a_json_405_and_allow() {
+    let s = server(Some("prod"));
+    for (method, uri) in [
+        (Method::GET, "/v1/admission"),
+        (Method::PUT, "/v1/admission"),
+        (Method::GET, "/v1/admission/enforce"),
+        (Method::DELETE, "/v1/admission/dry-run"),
+    ] {
+        let r = send(&s, method.clone(), uri, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(r.headers[header::ALLOW], "POST", "{method} {uri}");
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {uri}"
+        );
+        let body = r.json();
+        assert_eq!(body["code"], "invalid_operation", "{method} {uri}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{method}`")) && message.contains(uri),
+            "{message}"
+        );
+    }
+    let t = send(&s, Method::GET, "/metrics", None).await.text;
+    assert!(
+        t.contains(r#"promo_request_errors_total{route="admission",cause="method"} 4"#),
+        "{t}"
+    );
+}
+
 #[tokio::test]
 async fn admission_refuses_a_malformed_annotation() {
     let s = server(Some("prod"));
@@ -1008,10 +1042,55 @@ async fn admission_uses_the_decision_directory() {
     let mut cfg = config(Path::new("policies"), Some("prod"));
     cfg.decisions = Some(dir.path().to_path_buf());
     let s = Server::new(cfg).unwrap();
-    assert_eq!(s.loaded().decisions.len(), 1);
+    let loaded = s.loaded();
+    let environments: Vec<&String> = loaded.admission_environments.keys().collect();
+    assert_eq!(environments, ["prod"], "one index per environment in use");
+    assert_eq!(loaded.admission_environments["prod"].index.len(), 1);
     let obj = object("", "Pod", pod_spec(&[&pinned_image()]), json!({}));
     let response = admit(&s, &review("", "Pod", "CREATE", obj)).await;
     assert_eq!(response["allowed"], true, "{response}");
+}
+
+/// One read of `--decisions DIR` fills one index per environment in use, each decision
+/// under the environment it allowed into, verified with that environment's keys; a
+/// decision into an environment no namespace uses goes nowhere.
+#[tokio::test]
+async fn the_decision_directory_is_indexed_per_environment_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging: Value = serde_json::from_slice(
+        &std::fs::read("corpus/cases/staging-allow-baseline/request.json").unwrap(),
+    )
+    .unwrap();
+    let both = json!([allowed_envelope(), envelope_for(&staging)]);
+    std::fs::write(dir.path().join("both.json"), both.to_string()).unwrap();
+    let config = dir.path().join("admission.yaml");
+    std::fs::write(
+        &config,
+        "namespaces: [{name: web-staging, environment: staging}]\n",
+    )
+    .unwrap();
+    let mut cfg = crate::server::config(Path::new("policies"), Some("prod"));
+    cfg.decisions = Some(dir.path().to_path_buf());
+    cfg.admission_config = Some(config.clone());
+    let s = Server::new(cfg.clone()).unwrap();
+    let loaded = s.loaded();
+    let sizes: Vec<(&str, usize)> = loaded
+        .admission_environments
+        .iter()
+        .map(|(env, d)| (env.as_str(), d.index.len()))
+        .collect();
+    assert_eq!(sizes, [("prod", 1), ("staging", 1)]);
+
+    // Only staging in use: the prod decision is indexed nowhere.
+    std::fs::write(&config, "environment: staging\n").unwrap();
+    let s = Server::new(cfg).unwrap();
+    let loaded = s.loaded();
+    let sizes: Vec<(&str, usize)> = loaded
+        .admission_environments
+        .iter()
+        .map(|(env, d)| (env.as_str(), d.index.len()))
+        .collect();
+    assert_eq!(sizes, [("staging", 1)]);
 }
 
 #[tokio::test]
@@ -1657,4 +1736,32 @@ fn the_serve_binary_answers_reloads_on_sighup_and_stops_on_sigterm() {
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
+}
+
+/// The guard `spawn_serve` returns kills its sidecar when dropped (a test that panics
+/// before `stop_serve` must not leave one running), and `stop_serve` still sees a clean
+/// exit on SIGTERM.
+#[test]
+fn a_dropped_sidecar_guard_kills_the_sidecar() {
+    let args = ["--environment", "prod", "--watch-interval", "0", "--at", AT];
+    let sidecar = crate::support::spawn_serve(args);
+    let health = format!("{}/health", sidecar.base);
+    assert_eq!(ureq::get(&health).call().unwrap().status(), 200);
+    let pid = sidecar.id();
+    let alive = || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -0 {pid} 2>/dev/null"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(alive());
+    drop(sidecar);
+    // Dropped means killed and reaped: the pid is gone, and nothing answers.
+    assert!(!alive(), "the sidecar {pid} outlived its guard");
+    assert!(ureq::get(&health).call().is_err());
+
+    let sidecar = crate::support::spawn_serve(args);
+    crate::support::stop_serve(sidecar);
 }

@@ -83,10 +83,37 @@ pub fn bundle_copy() -> tempfile::TempDir {
     dir
 }
 
+/// A `promo-policy serve` started by [`spawn_serve`]: where it serves, and the process,
+/// which is killed and reaped when the guard is dropped, so a test that panics never
+/// leaves a sidecar running (nor the test binary waiting on it). [`stop_serve`] stops it
+/// the way Kubernetes does and checks the exit.
+pub struct Sidecar {
+    /// `http://127.0.0.1:PORT`, from its "serving on" line.
+    pub base: String,
+    /// `None` once [`stop_serve`] has taken it.
+    child: Option<std::process::Child>,
+}
+
+impl Sidecar {
+    /// The process id, to signal it (`kill -HUP`).
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Start `promo-policy serve --addr 127.0.0.1:0 ARGS...` and read the base URL from its
 /// "serving on" line; stderr keeps draining so the server never blocks on a full pipe.
-/// Stop it with [`stop_serve`].
-pub fn spawn_serve<I, S>(args: I) -> (std::process::Child, String)
+/// Stop it with [`stop_serve`]; dropping the guard kills it.
+pub fn spawn_serve<I, S>(args: I) -> Sidecar
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -98,29 +125,55 @@ where
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    // From here on the guard owns the child: a panic below still kills it.
+    let mut sidecar = Sidecar {
+        base: String::new(),
+        child: Some(child),
+    };
+    let mut stderr = std::io::BufReader::new(stderr);
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 {
         if let Some(rest) = line.split("serving on ").nth(1) {
-            let base = rest.split_whitespace().next().unwrap().to_string();
+            sidecar.base = rest.split_whitespace().next().unwrap().to_string();
             std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, base);
+            return sidecar;
         }
         line.clear();
     }
+    let mut child = sidecar.child.take().unwrap();
     let _ = child.kill();
     let status = child.wait().unwrap();
     panic!("the sidecar never said where it serves ({status})");
 }
 
-/// SIGTERM a sidecar from [`spawn_serve`]; it must drain and exit 0.
-pub fn stop_serve(mut child: std::process::Child) {
-    std::process::Command::new("sh")
+/// How long a sidecar may take to drain and exit after SIGTERM before the test fails.
+const STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// SIGTERM a sidecar from [`spawn_serve`]; it must drain and exit 0 (within
+/// [`STOP_DEADLINE`]; one that does not is killed and the test fails).
+pub fn stop_serve(mut sidecar: Sidecar) {
+    let mut child = sidecar.child.take().unwrap();
+    let signalled = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("kill -TERM {}", child.id()))
         .status()
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+        .is_ok_and(|s| s.success());
+    let deadline = std::time::Instant::now() + STOP_DEADLINE;
+    let exit = loop {
+        match child.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if !signalled || std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    };
+    assert!(signalled, "kill -TERM {} failed", child.id());
+    let exit = exit.expect("the sidecar did not exit after SIGTERM");
+    assert_eq!(exit.code(), Some(0));
 }
 
 /// Serve `app` on 127.0.0.1:0 from a thread with its own runtime (a bundle server, a

@@ -24,6 +24,19 @@
 //! The JSON form of a record (`audit export`, `audit query --format jsonl`) has the
 //! top-level `request` and `evaluatedAt` that [`crate::input::record::from_line`] reads, so an
 //! export can be re-evaluated with `eval --batch` or compared with `diff`.
+//!
+//! # Promotion records and admission records
+//!
+//! Most records hold promotion decisions. The sidecar also records admissions that
+//! `enforce` would have refused (break-glass, dry-run) as signed decisions that allow
+//! nothing; those are no promotions. [`RecordKind::of`] is the one rule that tells
+//! them apart, from columns every record has (signed and chained): an admission record's
+//! `from` is `namespace:<name>` ([`ADMISSION_FROM_PREFIX`], which no promotion can have:
+//! the request schema allows only `[a-z0-9-]` in an environment name) and its first
+//! violation is [`BREAK_GLASS_ID`] or [`DRY_RUN_ID`]. `eval --batch` and `diff` skip
+//! them (they are counted, never replayed as requests), and `report` leaves them out of
+//! every promotion metric; `audit verify`, `query` and `export` treat them like any
+//! other record.
 
 pub mod chain;
 pub mod checkpoint;
@@ -41,6 +54,41 @@ use crate::request::Artifact;
 pub use chain::{Finding, Tamper, VerifyReport};
 pub use checkpoint::Checkpoint;
 pub use store::{AuditLog, Filter, Head};
+
+/// The violation id that marks the audit record of a break-glass admission.
+pub const BREAK_GLASS_ID: &str = "admission.break_glass";
+
+/// The violation id that marks the audit record of a dry-run admission `enforce` would
+/// have refused.
+pub const DRY_RUN_ID: &str = "admission.dry_run";
+
+/// How an admission record's `from` starts: `namespace:` and the review's namespace.
+pub const ADMISSION_FROM_PREFIX: &str = "namespace:";
+
+/// What an audit record is the record of (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A promotion decision: replayed by `eval --batch` and `diff`, counted by `report`.
+    Promotion,
+    /// An admission `enforce` would have refused (break-glass, dry-run): it allows
+    /// nothing and is never replayed or counted as a promotion.
+    Admission,
+}
+
+impl RecordKind {
+    /// The kind of a record with this `from` and these violation ids, in order. The one
+    /// rule every reader of records uses.
+    pub fn of<S: AsRef<str>>(from: &str, violations: &[S]) -> RecordKind {
+        let marked = violations
+            .first()
+            .is_some_and(|v| matches!(v.as_ref(), BREAK_GLASS_ID | DRY_RUN_ID));
+        if marked && from.starts_with(ADMISSION_FROM_PREFIX) {
+            RecordKind::Admission
+        } else {
+            RecordKind::Promotion
+        }
+    }
+}
 
 /// The previous hash of the first record: 32 zero bytes, in hex.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -218,6 +266,11 @@ struct Hashed<'a> {
 }
 
 impl Record {
+    /// Whether this records a promotion or an admission ([`RecordKind::of`]).
+    pub fn kind(&self) -> RecordKind {
+        RecordKind::of(&self.from, &self.violations)
+    }
+
     /// The in-toto statement inside the record's envelope, decoded but not verified
     /// (`audit verify` checks the signature); `None` when the payload is unreadable.
     pub fn statement(&self) -> Option<Value> {

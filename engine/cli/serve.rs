@@ -22,7 +22,9 @@ pub struct ServeArgs {
     /// Address to listen on (loopback by default; a pod's sidecar needs no more).
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// The environment this sidecar guards: admission requires decisions into it.
+    /// The environment admission requires decisions into, where the admission config
+    /// names none for the namespace (in its rule or at its top level). It must be an
+    /// environment of the bundle (exit 2 otherwise).
     #[arg(long, value_name = "NAME")]
     environment: Option<String>,
     /// A directory of signed decision envelopes (`*.json`) that admission may rely on.
@@ -38,11 +40,12 @@ pub struct ServeArgs {
     /// seconds and reload (0: reload on SIGHUP only).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     watch_interval: u64,
-    /// Admission rollout and rules (YAML or JSON): the mode per namespace (`enforce`,
-    /// `warn`, `dry-run`), where break-glass is honoured, the decision signer threshold
-    /// and the allowed policy bundle digests. Checked at startup (a bad file exits 2) and
-    /// reloaded with the bundle (a bad edit keeps the last good config) [default: enforce
-    /// everywhere, no break-glass].
+    /// Admission rollout and rules (YAML or JSON): the environment and mode per namespace
+    /// (`enforce`, `warn`, `dry-run`), where break-glass is honoured, the decision signer
+    /// threshold and the allowed policy bundle digests. Checked at startup (a bad file,
+    /// or an environment the bundle does not configure, exits 2) and reloaded with the
+    /// bundle (a bad edit keeps the last good config and decision indexes) [default:
+    /// `--environment` everywhere, enforce, no break-glass].
     #[arg(long, value_name = "FILE")]
     admission_config: Option<PathBuf>,
     /// Admission refuses a decision made longer ago than this (`30d`, `12h`, `90m`):
@@ -279,9 +282,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             path.display()
         );
     }
-    if args.environment.is_none() {
-        eprintln!("promo-policy: warning: no --environment: /v1/admission refuses every image");
+    let environments: Vec<String> = loaded
+        .admission
+        .environments()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if loaded.admission.environment.is_none() {
+        let refused = if environments.is_empty() {
+            "every image"
+        } else {
+            "every image in a namespace whose admission config rule names no environment"
+        };
+        eprintln!(
+            "promo-policy: warning: no default environment (--environment, or `environment` in the admission config): /v1/admission refuses {refused}"
+        );
     }
+    let environments = if environments.is_empty() {
+        "environment <none>".to_string()
+    } else {
+        format!("environments {}", environments.join(", "))
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -292,6 +313,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .await
             .with_context(|| format!("cannot listen on `{}`", args.addr))?;
         let bound = listener.local_addr()?;
+        let shutdown = shutdown_signal();
         // One line on stderr that scripts (and tests binding port 0) can read.
         let scheme = if args.tls_cert.is_some() {
             "https"
@@ -299,14 +321,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             "http"
         };
         eprintln!(
-            "promo-policy: serving on {scheme}://{bound} (bundle sha256:{}, environment {})",
+            "promo-policy: serving on {scheme}://{bound} (bundle sha256:{}, {environments})",
             &loaded.engine.bundle().digest()[..12],
-            args.environment.as_deref().unwrap_or("<none>")
         );
         drop(loaded);
         let flusher = server.clone();
         let served = server
-            .serve(listener, shutdown_signal())
+            .serve(listener, shutdown)
             .await
             .context("the sidecar stopped with an error");
         let lost = tokio::task::spawn_blocking(move || {
@@ -325,27 +346,36 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C. The SIGTERM handler is
+/// installed by this call, not when the future is first polled: call it before saying
+/// where the sidecar serves, so a SIGTERM right after that line still drains and exits 0
+/// rather than killing the process. Must run inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
+    let term = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        signal(SignalKind::terminate()).ok()
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = term => {}
+        }
     }
 }

@@ -33,7 +33,8 @@
 //! [`Item::read`] gives the parsed request or a [`Refusal`]: `Unread` when the bytes
 //! never reached the request parser (an unreadable or over-long input, a record that
 //! does not read), `Invalid` when the parser refused them, with positions in the
-//! file's terms (`line 12, column 7`). Only opening or reading the input stream itself
+//! file's terms (`line 12, column 7`), `Admission` for an audit record of an admission,
+//! which holds no promotion request and is skipped (counted) by every command. Only opening or reading the input stream itself
 //! is an [`InputError`] that stops the run.
 
 use std::fs::File;
@@ -215,16 +216,23 @@ pub enum Refusal {
     Unread(String),
     /// Refused by the request parser (JSON, limits, schema); the message has positions.
     Invalid(String),
+    /// An audit record of an admission (break-glass, dry-run), not of a promotion
+    /// ([`crate::audit::RecordKind`]): skipped and counted, never replayed as a request.
+    Admission(String),
 }
 
 impl Refusal {
     /// The message, whichever kind.
     pub fn msg(&self) -> &str {
         match self {
-            Refusal::Unread(m) | Refusal::Invalid(m) => m,
+            Refusal::Unread(m) | Refusal::Invalid(m) | Refusal::Admission(m) => m,
         }
     }
 }
+
+/// Why an admission record is not replayed, for the row that says so.
+pub const ADMISSION_RECORD_MSG: &str =
+    "an audit record of an admission (break-glass or dry-run), not a promotion: not replayed";
 
 /// An item's request and the time its input recorded, if any.
 #[derive(Debug)]
@@ -271,6 +279,14 @@ impl Item {
             Body::Unread(msg) => return Err(Refusal::Unread(msg.clone())),
         };
         let recorded = record::from_line(bytes).map_err(Refusal::Unread)?;
+        match recorded.kind {
+            // Not a promotion: there is no request to evaluate, and none is guessed at.
+            crate::audit::RecordKind::Admission => {
+                return Err(Refusal::Admission(ADMISSION_RECORD_MSG.to_string()))
+            }
+            // A bare request or a promotion record: read its request.
+            crate::audit::RecordKind::Promotion => {}
+        }
         let line = match self.origin {
             Origin::Line { line, .. } => Some(line),
             Origin::File(_) | Origin::Case(_) => None,

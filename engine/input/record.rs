@@ -8,6 +8,11 @@
 //! time; every other key (`seq`, `hash`, `decision`, ...) is ignored. Any other line is
 //! a bare request, taken as it is. Neither is validated here: the request bytes go to
 //! [`crate::PromotionRequest::from_slice`] like any other.
+//!
+//! A JSON object whose `from` and `violations` make it an **admission record**
+//! ([`RecordKind::of`]: a break-glass or dry-run admission the sidecar recorded, with or
+//! without its stored `request`) is no promotion: it is returned as
+//! [`RecordKind::Admission`], whatever else it holds, for the caller to skip and count.
 
 use std::borrow::Cow;
 
@@ -16,6 +21,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::time::parse_time;
+use crate::audit::{RecordKind, ADMISSION_FROM_PREFIX};
 
 /// A request to evaluate and, when the line recorded one, the time to evaluate it at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +30,9 @@ pub struct Recorded<'a> {
     pub request: Cow<'a, [u8]>,
     /// The record's `evaluatedAt`; `None` for a bare request or a record without one.
     pub at: Option<OffsetDateTime>,
+    /// [`RecordKind::Admission`] for an admission record, never to be replayed as a
+    /// promotion; [`RecordKind::Promotion`] for anything else.
+    pub kind: RecordKind,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +41,27 @@ struct RecordLine<'a> {
     request: Option<&'a RawValue>,
     #[serde(rename = "evaluatedAt")]
     evaluated_at: Option<String>,
+    /// Read only to tell an admission record; left raw, so a line whose `from` or
+    /// `violations` are something else reads as before.
+    #[serde(borrow)]
+    from: Option<&'a RawValue>,
+    #[serde(borrow)]
+    violations: Option<&'a RawValue>,
+}
+
+impl RecordLine<'_> {
+    fn kind(&self) -> RecordKind {
+        let from = self
+            .from
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
+        let violations = self
+            .violations
+            .and_then(|raw| serde_json::from_str::<Vec<String>>(raw.get()).ok());
+        match (from, violations) {
+            (Some(from), Some(violations)) => RecordKind::of(&from, &violations),
+            _ => RecordKind::Promotion,
+        }
+    }
 }
 
 /// Split one line into its request and recorded time. Only a line that is a record
@@ -42,10 +72,14 @@ pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
     let bare = Recorded {
         request: Cow::Borrowed(line),
         at: None,
+        kind: RecordKind::Promotion,
     };
-    // Cheap pre-check: a record starts as an object and mentions the key somewhere.
+    // Cheap pre-check: a record starts as an object and mentions the key somewhere (an
+    // admission record stored without its request mentions its `from` prefix instead).
     let first = line.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') || !contains(line, b"\"request\"") {
+    let mentions =
+        contains(line, b"\"request\"") || contains(line, ADMISSION_FROM_PREFIX.as_bytes());
+    if first != Some(&b'{') || !mentions {
         return Ok(bare);
     }
     let record = match serde_json::from_slice::<RecordLine<'_>>(line) {
@@ -61,6 +95,12 @@ pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
         }
         Err(_) => return Ok(bare),
     };
+    if record.kind() == RecordKind::Admission {
+        return Ok(Recorded {
+            kind: RecordKind::Admission,
+            ..bare
+        });
+    }
     let Some(request) = record.request else {
         return Ok(bare);
     };
@@ -74,6 +114,7 @@ pub fn from_line(line: &[u8]) -> Result<Recorded<'_>, String> {
     Ok(Recorded {
         request: Cow::Owned(request.get().as_bytes().to_vec()),
         at,
+        kind: RecordKind::Promotion,
     })
 }
 
@@ -131,6 +172,30 @@ mod tests {
         assert!(e.contains("`request` is not an object"), "{e}");
         let e = from_line(br#"{"request":{},"evaluatedAt":"yesterday"}"#).unwrap_err();
         assert!(e.contains("`evaluatedAt`"), "{e}");
+    }
+
+    #[test]
+    fn admission_records_are_told_apart_with_or_without_their_request() {
+        let with = br#"{"seq":1,"from":"namespace:shop","to":"prod","allowed":false,"violations":["admission.dry_run","admission.refused"],"evaluatedAt":"2026-11-26T18:00:00Z","request":{"admission":{"uid":"u"}}}"#;
+        assert_eq!(from_line(with).unwrap().kind, RecordKind::Admission);
+        let without = br#"{"seq":2,"from":"namespace:shop","violations":["admission.break_glass"],"evaluatedAt":"2026-11-26T18:00:00Z"}"#;
+        assert_eq!(from_line(without).unwrap().kind, RecordKind::Admission);
+        // A promotion record, and records whose marks do not both hold, are promotions.
+        for line in [
+            &br#"{"from":"staging","violations":["approvals.min_count"],"request":{"id":"r1"}}"#[..],
+            br#"{"from":"staging","violations":["admission.dry_run"],"request":{"id":"r1"}}"#,
+            br#"{"from":"namespace:shop","violations":"admission.dry_run","request":{"id":"r1"}}"#,
+            br#"{"from":7,"violations":["admission.dry_run"],"request":{"id":"r1"}}"#,
+        ] {
+            let r = from_line(line).unwrap();
+            assert_eq!(
+                r.kind,
+                RecordKind::Promotion,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(&*r.request, br#"{"id":"r1"}"#);
+        }
     }
 
     #[test]

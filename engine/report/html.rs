@@ -244,6 +244,13 @@ pub fn html(r: &Report) -> String {
         ),
     };
     out.push_str(&verification);
+    if let Some(note) = super::render::admission_note(r) {
+        let _ = write!(
+            out,
+            "<p id=\"admission-records\" class=\"muted\">{}.</p>",
+            escape(&note)
+        );
+    }
     out.push_str("<section class=\"cards\" id=\"summary\">");
     for h in &r.headline {
         let class = match h.met {

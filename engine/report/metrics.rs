@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
-use crate::audit::Record;
+use crate::audit::{Record, RecordKind};
 
 /// Violation id of a freeze that blocked a promotion.
 pub const FREEZE_ACTIVE: &str = "freeze.active";
@@ -442,6 +442,8 @@ pub struct Aggregator {
     break_glass: Vec<BreakGlass>,
     break_glass_count: u64,
     completeness: Completeness,
+    /// Audit records of admissions in the window, left out of everything else.
+    admission_records: u64,
     verified_through: u64,
     /// The last few records counted as complete and verified (see
     /// [`Aggregator::set_verified_through`]).
@@ -601,6 +603,7 @@ impl Aggregator {
             lead_bins: [0; LEAD_BINS.len()],
             break_glass: Vec::new(),
             break_glass_count: 0,
+            admission_records: 0,
             completeness: Completeness {
                 records: 0,
                 fields_present: 0,
@@ -637,13 +640,24 @@ impl Aggregator {
     /// Take one record (in seq order) with its facts. Records whose `evaluatedAt` text
     /// is outside `since..until` are skipped as the log's reader skips them; others
     /// outside the filters count only toward completeness; a record whose time is
-    /// unreadable counts as incomplete.
+    /// unreadable counts as incomplete. An admission record (break-glass, dry-run:
+    /// [`crate::audit::RecordKind`]) is no promotion: it is counted as such and nowhere
+    /// else, not even in completeness.
     pub fn add_with(&mut self, record: &Record, facts: Facts) {
         let (since, until) = &self.window;
         if since.as_ref().is_some_and(|s| record.evaluated_at < *s)
             || until.as_ref().is_some_and(|u| record.evaluated_at >= *u)
         {
             return;
+        }
+        match record.kind() {
+            // Not a promotion decision: no attempt, no blocker, no completeness.
+            RecordKind::Admission => {
+                self.admission_records += 1;
+                return;
+            }
+            // What every metric below is about.
+            RecordKind::Promotion => {}
         }
         self.completeness.records += 1;
         let complete = facts.signed.is_some() && facts.requested.is_some() && facts.t.is_some();
@@ -974,6 +988,7 @@ impl Aggregator {
                 listed: self.break_glass,
             },
             completeness: self.completeness,
+            admission_records: self.admission_records,
         }
     }
 }
@@ -1037,8 +1052,11 @@ pub struct Totals {
     pub blockers: Vec<Blocker>,
     /// Break-glass promotions.
     pub break_glass: BreakGlassList,
-    /// Record completeness.
+    /// Record completeness (of promotion records).
     pub completeness: Completeness,
+    /// Audit records of admissions (break-glass, dry-run) in the window: not
+    /// promotions, so in no metric here.
+    pub admission_records: u64,
     /// Lead times of the whole log, binned.
     pub lead_time_histogram: Vec<HistogramBin>,
 }

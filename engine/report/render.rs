@@ -95,7 +95,7 @@ pub fn cells(m: &Metrics) -> Vec<String> {
 }
 
 fn verification_line(r: &Report) -> String {
-    match &r.verification.finding {
+    let mut line = match &r.verification.finding {
         None => format!(
             "audit verify ran first: INTACT, {} records verified",
             r.verification.verified
@@ -104,7 +104,21 @@ fn verification_line(r: &Report) -> String {
             "audit verify ran first: TAMPERED at {f}; {} records verified before it; metrics cover every record, completeness counts only verified ones",
             r.verification.verified
         ),
+    };
+    if let Some(note) = admission_note(r) {
+        let _ = write!(line, "; {note}");
     }
+    line
+}
+
+/// What the report says about the admission records it left out, when there are any.
+pub(super) fn admission_note(r: &Report) -> Option<String> {
+    (r.totals.admission_records > 0).then(|| {
+        format!(
+            "{} admission records (break-glass, dry-run) are not promotions and are in no metric",
+            r.totals.admission_records
+        )
+    })
 }
 
 /// The report as Markdown (a PR comment, a wiki page).

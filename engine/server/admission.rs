@@ -1,8 +1,9 @@
 //! The Kubernetes validating webhook: every image of a Pod or workload must be pinned by
-//! digest and covered by a verified, signed decision that allowed that digest into this
-//! sidecar's environment; it never admits on a doubt, an unknown kind or a failed check.
+//! digest and covered by a verified, signed decision that allowed that digest into the
+//! environment the admission config gives its namespace; it never admits on a doubt, an
+//! unknown kind, a namespace without an environment or a failed check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,25 +40,36 @@ const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 /// review from buying unbounded CPU.
 pub const MAX_ANNOTATION_DECISIONS: usize = 64;
 
-/// Most files read from `--decisions DIR`. The index lives in memory and is rebuilt on
-/// every reload; ten thousand decisions is years of promotions for one environment.
+/// Most files read from `--decisions DIR`. The indexes live in memory and are rebuilt on
+/// every reload; ten thousand decisions is years of promotions for a few environments.
 pub const MAX_DECISION_FILES: usize = 10_000;
 
-const ROUTE_ADMISSION: &str = "admission";
+/// The route label of `/v1/admission` and `/v1/admission/{mode}` in metrics.
+pub(super) const ROUTE_ADMISSION: &str = "admission";
 
 /// The keys trusted to sign promotion decisions into `environment`.
-pub(super) fn decision_keys(engine: &Engine, environment: Option<&str>) -> Vec<PublicKey> {
+pub(super) fn decision_keys(engine: &Engine, environment: &str) -> Vec<PublicKey> {
     engine
         .trust()
         .keys()
         .iter()
         .filter(|k| k.grants.trusts_predicate_type(DECISION_PREDICATE_TYPE))
-        .filter(|k| environment.is_none_or(|env| k.grants.trusts_environment(env)))
+        .filter(|k| k.grants.trusts_environment(environment))
         .map(|k| k.key.clone())
         .collect()
 }
 
-/// A verified decision that allowed one digest into the sidecar's environment.
+/// What admission relies on in one environment: the keys trusted to sign decisions into
+/// it, and the decisions from `--decisions DIR` that allowed a digest into it.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentDecisions {
+    /// Keys trusted to sign promotion decisions into the environment.
+    pub keys: Vec<PublicKey>,
+    /// Allowed decisions into the environment, verified at load.
+    pub index: DecisionIndex,
+}
+
+/// A verified decision that allowed one digest into an environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedDecision {
     /// The decision's id.
@@ -147,24 +159,25 @@ fn is_sha256_hex(h: &str) -> bool {
     h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Allowed decisions by artifact sha256, read from `--decisions DIR` and verified once
-/// per load.
+/// Allowed decisions into one environment by artifact sha256, read from
+/// `--decisions DIR` and verified once per load.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionIndex {
     by_digest: HashMap<String, AllowedDecision>,
-    rejected: usize,
 }
 
 impl DecisionIndex {
-    /// Read every `*.json` file directly in `dir` (one envelope, or an array of them);
-    /// envelopes that do not verify as an allow into `environment` are logged and left
-    /// out. An unreadable directory is an error; a bad file is not.
-    pub fn load(
+    /// Read every `*.json` file directly in `dir` (one envelope, or an array of them)
+    /// once, and index each envelope under the environment its decision names, verified
+    /// with that environment's keys (`keys_by_environment`: one entry per environment in
+    /// use; each gets an index, empty or not). Envelopes that do not verify as an allow
+    /// into an environment in use are logged and left out. An unreadable directory is an
+    /// error; a bad file is not.
+    pub fn load_per_environment(
         dir: &Path,
-        keys: &[PublicKey],
-        environment: &str,
+        keys_by_environment: &BTreeMap<String, Vec<PublicKey>>,
         rules: &DecisionRules,
-    ) -> Result<Self, ServerError> {
+    ) -> Result<BTreeMap<String, DecisionIndex>, ServerError> {
         let err = |path: &Path, reason: String| ServerError::Decisions {
             path: path.to_path_buf(),
             reason,
@@ -191,37 +204,68 @@ impl DecisionIndex {
                 ),
             ));
         }
-        let mut index = Self::default();
+        let mut indexes: BTreeMap<String, DecisionIndex> = keys_by_environment
+            .keys()
+            .map(|env| (env.clone(), DecisionIndex::default()))
+            .collect();
+        let mut rejected = 0usize;
         for file in &files {
             let shown = file.display().to_string();
             let envelopes = match read_envelopes(file) {
                 Ok(v) => v,
                 Err(reason) => {
                     tracing::warn!(file = %shown, %reason, "decision file skipped");
-                    index.rejected += 1;
+                    rejected += 1;
                     continue;
                 }
             };
             for (i, envelope) in envelopes.iter().enumerate() {
                 let source = format!("{shown}#{i}");
-                match verify_allowing_decision(envelope, keys, environment, &source, rules) {
-                    Ok((digest, decision)) => {
-                        index.by_digest.entry(digest).or_insert(decision);
+                // The unverified `to` only picks which environment's keys verify the
+                // envelope; the verification then checks `to` again, signed.
+                let target = claimed_environment(envelope);
+                let verified = match target
+                    .as_deref()
+                    .and_then(|to| keys_by_environment.get_key_value(to))
+                {
+                    Some((env, keys)) => {
+                        verify_allowing_decision(envelope, keys, env, &source, rules)
+                            .map(|allowed| (env.clone(), allowed))
+                    }
+                    None => Err(match target {
+                        Some(to) => format!(
+                            "it is a decision into `{}`, an environment no namespace is admitted against",
+                            crate::textsafe::printable(&to)
+                        ),
+                        None => "it is not a signed promotion decision (no readable `predicate.to`)".into(),
+                    }),
+                };
+                match verified {
+                    Ok((env, (digest, decision))) => {
+                        if let Some(index) = indexes.get_mut(&env) {
+                            index.by_digest.entry(digest).or_insert(decision);
+                        }
                     }
                     Err(reason) => {
                         tracing::warn!(%source, %reason, "decision not accepted");
-                        index.rejected += 1;
+                        rejected += 1;
                     }
                 }
             }
         }
-        tracing::info!(
-            dir = %dir.display(),
-            accepted = index.by_digest.len(),
-            rejected = index.rejected,
-            "decision directory loaded"
-        );
-        Ok(index)
+        for (env, index) in &indexes {
+            tracing::info!(
+                dir = %dir.display(),
+                environment = %env,
+                accepted = index.by_digest.len(),
+                "decision directory loaded"
+            );
+        }
+        tracing::info!(dir = %dir.display(), rejected, "decisions not accepted into any environment");
+        if indexes.is_empty() {
+            tracing::warn!(dir = %dir.display(), rejected, "--decisions, but no namespace has an environment: no decision can apply");
+        }
+        Ok(indexes)
     }
 
     /// The allowing decision for an artifact sha256, if any.
@@ -238,6 +282,16 @@ impl DecisionIndex {
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
     }
+}
+
+/// The environment an envelope's decision claims to allow into (`predicate.to`), read
+/// without verifying anything.
+fn claimed_environment(envelope: &Value) -> Option<String> {
+    let statement = crate::audit::envelope_statement(envelope)?;
+    statement
+        .pointer("/predicate/to")?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn read_envelopes(file: &Path) -> Result<Vec<Value>, String> {
@@ -345,7 +399,7 @@ struct AdmissionVerdict {
 const MAX_IMAGES_ANNOTATION_BYTES: usize = 4096;
 
 impl AdmissionVerdict {
-    fn to_review(&self, environment: Option<&str>) -> Value {
+    fn to_review(&self) -> Value {
         let mut response = Map::new();
         response.insert("uid".into(), Value::String(self.uid.clone()));
         response.insert("allowed".into(), Value::Bool(self.allowed));
@@ -353,7 +407,7 @@ impl AdmissionVerdict {
             let message = format!(
                 "promo-policy refused {} for environment `{}`: {}",
                 self.subject,
-                environment.unwrap_or("<none>"),
+                self.policy.environment.as_deref().unwrap_or("<none>"),
                 self.reasons.join("; ")
             );
             response.insert(
@@ -612,7 +666,6 @@ pub const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 /// The sidecar's state and settings one review is judged with.
 struct Judge<'a> {
     loaded: &'a Loaded,
-    environment: Option<&'a str>,
     now: time::OffsetDateTime,
     max_age: Option<std::time::Duration>,
     /// The mode the webhook route asks for (`/v1/admission/{mode}`), if any.
@@ -651,17 +704,35 @@ fn decide(judge: &Judge<'_>, review: &Review) -> AdmissionVerdict {
         // Nothing runs because of a delete, and CONNECT (exec, attach, port-forward)
         // starts no new image: only creates and updates can bring an image in.
         Some("DELETE" | "CONNECT") => Ok(Vec::new()),
-        // These can bring an image in: check them.
-        Some("CREATE" | "UPDATE") => match judge.environment {
-            Some(environment) => header.workload().map(|(object, spec_pointer, images)| {
-                let pointers = metadata_pointers(spec_pointer);
-                glass =
-                    rollout::read_break_glass(object, &pointers, &config.break_glass.annotation);
-                judge_images(judge, environment, object, &pointers, &images, &mut verdict)
-            }),
-            None => Err(
-                "the sidecar was started without `--environment`, so it can admit no image".into(),
-            ),
+        // These can bring an image in: check them against the namespace's environment.
+        Some("CREATE" | "UPDATE") => match verdict.policy.environment.clone() {
+            Some(environment) => match loaded.admission_environments.get(&environment) {
+                Some(decisions) => header.workload().map(|(object, spec_pointer, images)| {
+                    let pointers = metadata_pointers(spec_pointer);
+                    glass = rollout::read_break_glass(
+                        object,
+                        &pointers,
+                        &config.break_glass.annotation,
+                    );
+                    let target = Target {
+                        environment: &environment,
+                        decisions,
+                    };
+                    judge_images(judge, &target, object, &pointers, &images, &mut verdict)
+                }),
+                // INVARIANT: a generation loads keys for every environment its config
+                // names; should one be missing, nothing can vouch for an image there.
+                None => Err(format!(
+                    "no decision keys are loaded for environment `{environment}`"
+                )),
+            },
+            // No rule, default or flag names an environment for this namespace.
+            None => Err(format!(
+                "no environment is configured for {}, so no image can be admitted there: name one with `environment` in its admission config rule or at the config's top level, or start the sidecar with `--environment`",
+                header
+                    .namespace
+                    .map_or_else(|| "cluster-scoped objects".to_string(), |ns| format!("namespace `{ns}`"))
+            )),
         },
         // An operation this webhook does not know: refuse rather than guess.
         Some(other) => Err(format!("operation `{other}` is not handled")),
@@ -769,25 +840,31 @@ impl<'a> ReviewHeader<'a> {
     }
 }
 
+/// The environment a review's images are judged against, and what vouches for them there.
+struct Target<'a> {
+    environment: &'a str,
+    decisions: &'a EnvironmentDecisions,
+}
+
 /// Why each image may not run (empty: all may), recording each image's outcome and the
 /// decisions that admit in `verdict`.
 fn judge_images(
     judge: &Judge<'_>,
-    environment: &str,
+    target: &Target<'_>,
     object: &Value,
     metadata_pointers: &[String],
     images: &[ContainerImage],
     verdict: &mut AdmissionVerdict,
 ) -> Vec<String> {
-    let loaded = judge.loaded;
+    let environment = target.environment;
     let mut annotated = HashMap::new();
     let mut notes = Vec::new();
     annotated_decisions(
         object,
         metadata_pointers,
-        &loaded.decision_keys,
+        &target.decisions.keys,
         environment,
-        &loaded.admission.decisions,
+        &judge.loaded.admission.decisions,
         &mut annotated,
         &mut notes,
     );
@@ -812,7 +889,7 @@ fn judge_images(
         };
         let found = annotated
             .get(&digest)
-            .or_else(|| loaded.decisions.get(&digest));
+            .or_else(|| target.decisions.index.get(&digest));
         if let Some(why) = found.and_then(|d| stale(d, judge.now, judge.max_age)) {
             reasons.push(format!("{label} image `{shown}`: {why}"));
             verdict
@@ -881,12 +958,10 @@ pub(super) async fn handle_mode(
 async fn answer(server: Server, route_mode: Option<Mode>, req: Request) -> Response {
     let started = Instant::now();
     let pretty = pretty(req.uri());
-    let environment = server.config().environment.clone();
     let outcome = async {
         let body = read_body(&server, req, MAX_ADMISSION_BODY_BYTES).await?;
         let review = parse_review(&body)?;
         let loaded = server.loaded();
-        let env = environment.clone();
         let now = server.config().clock.now();
         let max_age = server.config().max_decision_age;
         let audit = server.inner.audit.as_ref().map(|a| a.options().clone());
@@ -896,7 +971,6 @@ async fn answer(server: Server, route_mode: Option<Mode>, req: Request) -> Respo
             .run(move || {
                 let judge = Judge {
                     loaded: &loaded,
-                    environment: env.as_deref(),
                     now,
                     max_age,
                     route_mode,
@@ -913,12 +987,8 @@ async fn answer(server: Server, route_mode: Option<Mode>, req: Request) -> Respo
     .await;
     match outcome {
         Ok(verdict) => {
-            count(&server, &verdict, environment.as_deref(), started);
-            json_response(
-                StatusCode::OK,
-                &verdict.to_review(environment.as_deref()),
-                pretty,
-            )
+            count(&server, &verdict, started);
+            json_response(StatusCode::OK, &verdict.to_review(), pretty)
         }
         Err(e) => fail(&server, ROUTE_ADMISSION, e),
     }
@@ -942,7 +1012,7 @@ fn audit_record(
         uid: &verdict.uid,
         subject: &verdict.subject,
         namespace: verdict.namespace.as_deref(),
-        environment: judge.environment,
+        environment: verdict.policy.environment.as_deref(),
         mode: verdict.mode,
         outcome: &verdict.outcome,
         reasons: &verdict.reasons,
@@ -990,12 +1060,12 @@ async fn record(
 
 /// Count and log one answered review (a Kubernetes dry run has no side effects: it is
 /// answered the same but neither counted nor logged as an admission).
-fn count(server: &Server, verdict: &AdmissionVerdict, environment: Option<&str>, started: Instant) {
+fn count(server: &Server, verdict: &AdmissionVerdict, started: Instant) {
     if verdict.dry_run {
         tracing::debug!(uid = %verdict.uid, allowed = verdict.allowed, "dry-run admission review");
         return;
     }
-    let env_label = match environment {
+    let env_label = match &verdict.policy.environment {
         Some(env) => server.loaded().environment_label(env),
         None => "none".to_string(),
     };
@@ -1009,6 +1079,7 @@ fn count(server: &Server, verdict: &AdmissionVerdict, environment: Option<&str>,
             tracing::warn!(
                 uid = %verdict.uid,
                 subject = %verdict.subject,
+                environment = verdict.policy.environment.as_deref().unwrap_or("<none>"),
                 ticket = %glass.ticket,
                 reason = %glass.reason,
                 refused_for = %verdict.reasons.join("; "),
@@ -1021,6 +1092,7 @@ fn count(server: &Server, verdict: &AdmissionVerdict, environment: Option<&str>,
     tracing::info!(
         uid = %verdict.uid,
         subject = %verdict.subject,
+        environment = verdict.policy.environment.as_deref().unwrap_or("<none>"),
         mode = verdict.mode.as_str(),
         allowed = verdict.allowed,
         decisions = %verdict.decision_ids.join(","),

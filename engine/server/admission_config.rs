@@ -1,5 +1,6 @@
-//! The admission config (`serve --admission-config FILE`, YAML or JSON): the rollout mode and break-glass rule per namespace, and what a decision needs to count; parsed strictly, and never guessed at when it is wrong.
+//! The admission config (`serve --admission-config FILE`, YAML or JSON): the environment, rollout mode and break-glass rule per namespace, and what a decision needs to count; parsed strictly, and never guessed at when it is wrong.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -80,10 +81,17 @@ impl Mode {
     }
 }
 
+/// Longest environment name: the request schema's limit.
+pub const MAX_ENVIRONMENT_NAME: usize = 64;
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdmissionConfig {
+    /// The environment whose decisions admit images where no namespace rule names one
+    /// (default: `serve --environment`, see [`AdmissionConfig::adopt_flag_environment`]).
+    #[serde(default)]
+    pub environment: Option<String>,
     /// The mode where no namespace rule says otherwise (default `enforce`).
     #[serde(default)]
     pub mode: Mode,
@@ -174,6 +182,10 @@ impl DecisionRules {
 pub struct NamespaceRule {
     /// A namespace name, or a glob (`*` any run of characters, `?` one).
     pub name: String,
+    /// The environment whose decisions admit images here (default: the top-level
+    /// `environment`).
+    #[serde(default)]
+    pub environment: Option<String>,
     /// The mode for matching namespaces (default: the top-level `mode`).
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -193,6 +205,9 @@ pub struct BreakGlassRule {
 /// What applies to one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespacePolicy {
+    /// The environment whose decisions admit images here; `None`: none is configured,
+    /// and every image is refused.
+    pub environment: Option<String>,
     /// The configured mode.
     pub mode: Mode,
     /// Whether break-glass is honoured.
@@ -241,12 +256,15 @@ impl AdmissionConfig {
             }
             *digest = hex.to_string();
         }
+        if let Some(env) = &self.environment {
+            check_environment_name(env).map_err(|why| format!("`environment`: {why}"))?;
+        }
         if self.namespaces.len() > MAX_NAMESPACE_RULES {
             return Err(format!(
                 "`namespaces` has more than {MAX_NAMESPACE_RULES} rules"
             ));
         }
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for (i, rule) in self.namespaces.iter().enumerate() {
             let name = &rule.name;
             let valid = !name.is_empty()
@@ -263,8 +281,55 @@ impl AdmissionConfig {
             if !seen.insert(name.as_str()) {
                 return Err(format!("`namespaces[{i}].name` `{name}` is listed twice"));
             }
+            if let Some(env) = &rule.environment {
+                check_environment_name(env)
+                    .map_err(|why| format!("`namespaces[{i}].environment`: {why}"))?;
+            }
         }
         Ok(())
+    }
+
+    /// Take `serve --environment` as the default environment when the file names none
+    /// at its top level (the file wins: it is the more specific of the two).
+    pub fn adopt_flag_environment(&mut self, flag: Option<&str>) {
+        if self.environment.is_none() {
+            self.environment = flag.map(str::to_string);
+        }
+    }
+
+    /// Every environment some namespace may be judged against: the default and each
+    /// rule's, each once, in name order.
+    pub fn environments(&self) -> BTreeSet<&str> {
+        self.environment
+            .iter()
+            .chain(
+                self.namespaces
+                    .iter()
+                    .filter_map(|r| r.environment.as_ref()),
+            )
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Refuse an environment the bundle does not configure (`configured`, from
+    /// `data.promo.config.environments`): no decision of that bundle could mean anything
+    /// there. The error names the field.
+    pub fn check_environments(&self, configured: &BTreeSet<String>) -> Result<(), String> {
+        let top = self
+            .environment
+            .iter()
+            .map(|env| ("`environment`".to_string(), env));
+        let rules = self.namespaces.iter().enumerate().filter_map(|(i, r)| {
+            let env = r.environment.as_ref()?;
+            Some((format!("`namespaces[{i}].environment`"), env))
+        });
+        match top
+            .chain(rules)
+            .find_map(|(field, env)| unknown_environment(&field, env, configured))
+        {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     /// What applies in `namespace` (`None`: a cluster-scoped object): the first
@@ -273,6 +338,10 @@ impl AdmissionConfig {
         let rule = namespace.and_then(|ns| self.namespaces.iter().find(|r| glob(&r.name, ns)));
         match rule {
             Some(rule) => NamespacePolicy {
+                environment: rule
+                    .environment
+                    .clone()
+                    .or_else(|| self.environment.clone()),
                 mode: rule.mode.unwrap_or(self.mode),
                 break_glass: rule
                     .break_glass
@@ -281,11 +350,53 @@ impl AdmissionConfig {
                 label: rule.name.clone(),
             },
             None => NamespacePolicy {
+                environment: self.environment.clone(),
                 mode: self.mode,
                 break_glass: self.break_glass.allowed,
                 label: OTHER_NAMESPACE.to_string(),
             },
         }
+    }
+}
+
+/// Why `env`, as `field` names it, is not an environment of the bundle (`configured`),
+/// if it is not.
+pub fn unknown_environment(
+    field: &str,
+    env: &str,
+    configured: &BTreeSet<String>,
+) -> Option<String> {
+    if configured.contains(env) {
+        return None;
+    }
+    let known = if configured.is_empty() {
+        "the bundle configures none in `data.promo.config.environments`".to_string()
+    } else {
+        let names: Vec<&str> = configured.iter().map(String::as_str).collect();
+        format!("the bundle configures {}", names.join(", "))
+    };
+    Some(format!(
+        "{field}: `{}` is not an environment of the bundle ({known})",
+        crate::textsafe::printable(env)
+    ))
+}
+
+/// An environment name as the request schema spells one: lowercase letters, digits and
+/// `-`, starting with a letter or digit, at most [`MAX_ENVIRONMENT_NAME`].
+fn check_environment_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_ENVIRONMENT_NAME
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        && !name.starts_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not an environment name (lowercase letters, digits and `-`; at most {MAX_ENVIRONMENT_NAME})",
+            crate::textsafe::printable(name)
+        ))
     }
 }
 
@@ -432,6 +543,89 @@ mod tests {
             let err = AdmissionConfig::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_namespace_gets_its_rules_environment_else_the_default_else_the_flag() {
+        let text = "environment: staging\nnamespaces:\n- name: shop-prod\n  environment: prod\n- name: shop-*\n";
+        let mut c = AdmissionConfig::parse(text).unwrap();
+        c.adopt_flag_environment(Some("dev"));
+        let env = |ns: &str| c.for_namespace(Some(ns)).environment;
+        assert_eq!(env("shop-prod").as_deref(), Some("prod"));
+        assert_eq!(
+            env("shop-qa").as_deref(),
+            Some("staging"),
+            "the file's default"
+        );
+        assert_eq!(env("other").as_deref(), Some("staging"));
+        assert_eq!(
+            c.for_namespace(None).environment.as_deref(),
+            Some("staging")
+        );
+        assert_eq!(
+            c.environments().into_iter().collect::<Vec<_>>(),
+            ["prod", "staging"],
+            "the flag is not used when the file has a default"
+        );
+
+        let mut c = AdmissionConfig::parse("namespaces: [{name: a, environment: prod}]").unwrap();
+        c.adopt_flag_environment(Some("dev"));
+        assert_eq!(
+            c.for_namespace(Some("b")).environment.as_deref(),
+            Some("dev")
+        );
+        assert_eq!(
+            c.environments().into_iter().collect::<Vec<_>>(),
+            ["dev", "prod"]
+        );
+        let mut c = AdmissionConfig::parse("namespaces: [{name: a, environment: prod}]").unwrap();
+        c.adopt_flag_environment(None);
+        assert_eq!(
+            c.for_namespace(Some("b")).environment,
+            None,
+            "none anywhere"
+        );
+        assert_eq!(
+            c.for_namespace(Some("a")).environment.as_deref(),
+            Some("prod")
+        );
+    }
+
+    #[test]
+    fn environments_must_be_names_and_known_to_the_bundle_naming_the_field() {
+        for (text, needle) in [
+            (
+                "environment: Prod",
+                "`environment`: `Prod` is not an environment name",
+            ),
+            (
+                "namespaces: [{name: a}, {name: b, environment: 'prod env'}]",
+                "`namespaces[1].environment`",
+            ),
+            ("environment: ''", "`environment`"),
+        ] {
+            let err = AdmissionConfig::parse(text).unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        let configured: BTreeSet<String> = ["dev", "staging", "prod"].map(String::from).into();
+        let c = AdmissionConfig::parse(
+            "environment: prod\nnamespaces: [{name: a, environment: staging}, {name: b, environment: qa}]",
+        )
+        .unwrap();
+        let err = c.check_environments(&configured).unwrap_err();
+        assert_eq!(
+            err,
+            "`namespaces[1].environment`: `qa` is not an environment of the bundle (the bundle configures dev, prod, staging)"
+        );
+        let c = AdmissionConfig::parse("environment: qa").unwrap();
+        assert!(c
+            .check_environments(&configured)
+            .unwrap_err()
+            .starts_with("`environment`: `qa`"));
+        let c = AdmissionConfig::parse("namespaces: [{name: a, environment: prod}]").unwrap();
+        assert!(c.check_environments(&configured).is_ok());
+        let none = c.check_environments(&BTreeSet::new()).unwrap_err();
+        assert!(none.contains("configures none"), "{none}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use crate::evaluator::{Engine, EngineConfig, Evaluator};
 use crate::pool::EvaluatorPool;
 
-pub use admission::{DecisionIndex, DECISIONS_ANNOTATION};
+pub use admission::{DecisionIndex, EnvironmentDecisions, DECISIONS_ANNOTATION};
 pub use audit::{
     AuditConfig, AUDIT_BATCH, AUDIT_CHANNEL_CAPACITY, AUDIT_COMMIT_TIMEOUT, AUDIT_ENQUEUE_TIMEOUT,
 };
@@ -263,6 +263,9 @@ pub enum ServerError {
         /// What is wrong, naming the field.
         reason: String,
     },
+    /// `serve --environment` names an environment the bundle does not configure.
+    #[error("{0}")]
+    Environment(String),
 }
 
 /// Where the time of a decision comes from.
@@ -328,7 +331,9 @@ impl Default for ServerLimits {
 pub struct ServerConfig {
     /// Bundle, trust file and signing key.
     pub engine: EngineConfig,
-    /// The environment this sidecar guards (admission); `None` refuses every admission.
+    /// The environment admission judges images against where the admission config
+    /// names none (neither in the namespace's rule nor at its top level); `None` there
+    /// refuses every image.
     pub environment: Option<String>,
     /// A directory of signed decision envelopes (`*.json`) admission may rely on.
     pub decisions: Option<PathBuf>,
@@ -387,16 +392,18 @@ impl ServerConfig {
 pub struct Loaded {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// Keys trusted to sign promotion decisions into the sidecar's environment.
-    pub decision_keys: Vec<crate::attest::PublicKey>,
-    /// Allowed decisions from `--decisions DIR`, verified at load.
-    pub decisions: DecisionIndex,
+    /// For every environment the admission config uses (its default, `--environment`
+    /// when it has none, and each namespace rule's): the keys trusted to sign decisions
+    /// into it and the allowed decisions from `--decisions DIR`, verified at load. Built
+    /// with the config, so a reload swaps both at once.
+    pub admission_environments: std::collections::BTreeMap<String, EnvironmentDecisions>,
     /// The environments the bundle configures (`data.promo.config.environments`): the
     /// only values used as a metric label, so a caller cannot blow up cardinality.
     pub environments: std::collections::BTreeSet<String>,
     /// Whether the bundle defines `data.promo.admission.deny`.
     pub admission_rules: bool,
-    /// The admission config (the defaults when none is given).
+    /// The admission config (the defaults when none is given), with `--environment` as
+    /// its default environment when the file names none.
     pub admission: admission_config::AdmissionConfig,
     /// Evaluators returned after use: a reused one skips the per-clone warm-up.
     pool: EvaluatorPool,
@@ -407,32 +414,46 @@ impl Loaded {
     pub fn build(config: &ServerConfig) -> Result<Self, ServerError> {
         let engine = Engine::load(&config.engine)?;
         engine.log_lints();
-        let decision_keys = admission::decision_keys(&engine, config.environment.as_deref());
-        let admission = match &config.admission_config {
-            Some(path) => admission_config::AdmissionConfig::load(path).map_err(|reason| {
-                ServerError::AdmissionConfig {
-                    path: path.clone(),
-                    reason,
-                }
-            })?,
+        let environments = configured_environments(&engine);
+        let config_error = |path: &PathBuf, reason: String| ServerError::AdmissionConfig {
+            path: path.clone(),
+            reason,
+        };
+        let mut admission = match &config.admission_config {
+            Some(path) => admission_config::AdmissionConfig::load(path)
+                .map_err(|reason| config_error(path, reason))?,
             None => admission_config::AdmissionConfig::default(),
         };
-        let decisions = match (&config.decisions, &config.environment) {
-            (Some(dir), Some(env)) => {
-                DecisionIndex::load(dir, &decision_keys, env, &admission.decisions)?
-            }
-            (Some(dir), None) => {
-                tracing::warn!(dir = %dir.display(), "--decisions without --environment: no decision can apply");
-                DecisionIndex::default()
-            }
-            (None, _) => DecisionIndex::default(),
-        };
-        let environments = configured_environments(&engine);
-        if let Some(env) = &config.environment {
-            if !environments.contains(env) {
-                tracing::warn!(environment = %env, "the bundle configures no such environment");
-            }
+        // `--environment` is checked even when the file's own default overrides it: a
+        // name the bundle does not know is a mistake either way.
+        if let Some(why) = config.environment.as_deref().and_then(|env| {
+            admission_config::unknown_environment("`--environment`", env, &environments)
+        }) {
+            return Err(ServerError::Environment(why));
         }
+        admission.adopt_flag_environment(config.environment.as_deref());
+        admission
+            .check_environments(&environments)
+            .map_err(|reason| match &config.admission_config {
+                Some(path) => config_error(path, reason),
+                None => ServerError::Environment(reason),
+            })?;
+        let keys: std::collections::BTreeMap<String, Vec<crate::attest::PublicKey>> = admission
+            .environments()
+            .into_iter()
+            .map(|env| (env.to_string(), admission::decision_keys(&engine, env)))
+            .collect();
+        let mut indexes = match &config.decisions {
+            Some(dir) => DecisionIndex::load_per_environment(dir, &keys, &admission.decisions)?,
+            None => std::collections::BTreeMap::new(),
+        };
+        let admission_environments = keys
+            .into_iter()
+            .map(|(env, keys)| {
+                let index = indexes.remove(&env).unwrap_or_default();
+                (env, EnvironmentDecisions { keys, index })
+            })
+            .collect();
         let admission_rules = engine
             .bundle()
             .evaluator()
@@ -442,8 +463,7 @@ impl Loaded {
         Ok(Self {
             pool: EvaluatorPool::new(Arc::clone(&engine), MAX_POOLED_EVALUATORS),
             engine,
-            decision_keys,
-            decisions,
+            admission_environments,
             environments,
             admission_rules,
             admission,
@@ -617,7 +637,7 @@ impl Server {
             .route(
                 "/v1/promotions/evaluate",
                 post(routes::evaluate)
-                    .fallback(opa::wrong_method("evaluate", "POST"))
+                    .fallback(routes::wrong_method("evaluate", "POST"))
                     .layer(request_limit),
             )
             .route("/v1/data", opa::data_v1_methods().layer(request_limit))
@@ -634,11 +654,15 @@ impl Server {
             .route("/v1/query", opa::query_methods().layer(request_limit))
             .route(
                 "/v1/admission",
-                post(admission::handle).layer(admission_limit),
+                post(admission::handle)
+                    .fallback(routes::wrong_method(admission::ROUTE_ADMISSION, "POST"))
+                    .layer(admission_limit),
             )
             .route(
                 "/v1/admission/{mode}",
-                post(admission::handle_mode).layer(admission_limit),
+                post(admission::handle_mode)
+                    .fallback(routes::wrong_method(admission::ROUTE_ADMISSION, "POST"))
+                    .layer(admission_limit),
             )
             .route("/health", get(routes::health))
             .route("/health/live", get(routes::live))

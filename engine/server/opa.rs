@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ use super::errors::{json_response, ApiError};
 use super::opa_params::{
     decorate, OpaParams, Timers, TIMER_FACTS, TIMER_INPUT_PARSE, TIMER_QUERY_EVAL,
 };
-use super::routes::{fail, parse_object, pretty, read_body};
+use super::routes::{fail, parse_object, pretty, read_body, wrong_method};
 use super::{Loaded, Server, MAX_QUERY_BYTES, MAX_REQUEST_BODY_BYTES};
 use crate::evaluator::QueryOptions;
 use crate::policy::{data_path, data_ref};
@@ -72,23 +72,6 @@ pub(super) fn query_methods() -> MethodRouter<Server> {
     get(query_get)
         .post(query_post)
         .fallback(wrong_method(ROUTE_QUERY, "GET, POST"))
-}
-
-/// A handler for the methods a route does not have: 405 with `Allow`, in OPA's error
-/// shape (OPA itself sends the 405 without a body).
-pub(super) fn wrong_method(
-    route: &'static str,
-    allow: &'static str,
-) -> impl Fn(State<Server>, Method, Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static
-{
-    move |State(server): State<Server>, method: Method, uri: Uri| {
-        let error = ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            path: uri.path().to_string(),
-            allow,
-        };
-        std::future::ready(fail(&server, route, error))
-    }
 }
 
 async fn refuse_data_write(State(server): State<Server>) -> Response {

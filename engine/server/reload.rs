@@ -34,7 +34,11 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
                 .inner
                 .metrics
                 .set_revision(loaded.engine.bundle().revision());
-            let decisions = loaded.decisions.len();
+            let decisions: usize = loaded
+                .admission_environments
+                .values()
+                .map(|e| e.index.len())
+                .sum();
             server.inner.loaded.store(Arc::new(loaded));
             server.inner.reload_failure.store(None);
             server.inner.metrics.reload(true);

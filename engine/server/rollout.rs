@@ -25,11 +25,9 @@ pub const MAX_REASON_CHARS: usize = 512;
 /// Longest break-glass `ticket`, in characters: an incident id, not a description.
 pub const MAX_TICKET_CHARS: usize = 64;
 
-/// The audit violation id of a break-glass admission.
-pub const BREAK_GLASS_ID: &str = "admission.break_glass";
-
-/// The audit violation id of a dry-run admission that `enforce` would have refused.
-pub const DRY_RUN_ID: &str = "admission.dry_run";
+/// The audit violation ids that mark an admission record (first in its violations),
+/// kept with the rule that reads them ([`crate::audit::RecordKind::of`]).
+pub use crate::audit::{ADMISSION_FROM_PREFIX, BREAK_GLASS_ID, DRY_RUN_ID};
 
 /// The audit violation id of each reason the review would have been refused for.
 pub const REFUSAL_ID: &str = "admission.refused";
@@ -203,7 +201,7 @@ pub struct AdmissionEvent<'a> {
     pub subject: &'a str,
     /// The review's namespace.
     pub namespace: Option<&'a str>,
-    /// The environment guarded.
+    /// The environment the review was judged against (its namespace's).
     pub environment: Option<&'a str>,
     /// The mode applied.
     pub mode: Mode,
@@ -241,8 +239,10 @@ impl AdmissionEvent<'_> {
 
     /// The signed record of this admission: a decision that, by construction, allows
     /// nothing (`allowed: false`), so no one can present it to admission or `verify`
-    /// as a promotion; its violations are the refusal reasons and a marker
-    /// ([`BREAK_GLASS_ID`] or [`DRY_RUN_ID`]).
+    /// as a promotion; its `from` is `namespace:<name>` and its violations are a marker
+    /// ([`BREAK_GLASS_ID`] or [`DRY_RUN_ID`]) then the refusal reasons, which is what
+    /// makes it an admission record to `eval --batch`, `diff` and `report`
+    /// ([`crate::audit::RecordKind::of`]).
     pub fn decision(&self, engine: &Engine, now: time::OffsetDateTime) -> Decision {
         let bundle = engine.bundle();
         let violation = |id: &str, msg: String| Violation {
@@ -280,7 +280,7 @@ impl AdmissionEvent<'_> {
                 name: format!("admission: {}", self.subject),
                 digest: sha256_set(&canonical_json(self.object)),
             },
-            from: format!("namespace:{}", self.namespace.unwrap_or("")),
+            from: format!("{ADMISSION_FROM_PREFIX}{}", self.namespace.unwrap_or("")),
             to: self.environment.unwrap_or("").to_string(),
             allowed: false,
             violations,
@@ -403,6 +403,56 @@ mod tests {
         assert_eq!(
             settle(Mode::Enforce, OPEN, glass(), &mut Vec::new()),
             Outcome::Passed
+        );
+    }
+
+    /// Every admission record reads as one to `eval --batch`, `diff` and `report`, and a
+    /// promotion decision never does.
+    #[test]
+    fn admission_records_are_told_from_promotions_by_the_one_rule() {
+        use crate::audit::RecordKind;
+        let engine = Engine::load(&crate::EngineConfig::with_policies("policies")).unwrap();
+        let now = crate::input::parse_time("2026-11-26T18:00:00Z").unwrap();
+        let reasons = vec!["container `a` image `x` is not pinned".to_string()];
+        let glass = Outcome::BreakGlass(BreakGlass {
+            reason: "down".into(),
+            ticket: "INC-1".into(),
+        });
+        for (outcome, mode) in [(glass, Mode::Enforce), (Outcome::DryRun, Mode::DryRun)] {
+            let event = AdmissionEvent {
+                uid: "u",
+                subject: "Pod `shop/web`",
+                namespace: Some("shop"),
+                environment: Some("prod"),
+                mode,
+                outcome: &outcome,
+                reasons: &reasons,
+                object: &json!({}),
+                user: None,
+            };
+            let d = event.decision(&engine, now);
+            let ids: Vec<&str> = d.violations.iter().map(|v| v.id.as_str()).collect();
+            assert_eq!(
+                RecordKind::of(&d.from, &ids),
+                RecordKind::Admission,
+                "{ids:?}"
+            );
+            assert!(!d.allowed);
+            assert_eq!(d.to, "prod");
+        }
+        // Either mark alone is not enough.
+        assert_eq!(
+            RecordKind::of("staging", &[DRY_RUN_ID]),
+            RecordKind::Promotion
+        );
+        assert_eq!(
+            RecordKind::of("namespace:shop", &["approvals.min_count", DRY_RUN_ID]),
+            RecordKind::Promotion
+        );
+        let none: [&str; 0] = [];
+        assert_eq!(
+            RecordKind::of("namespace:shop", &none),
+            RecordKind::Promotion
         );
     }
 

@@ -140,6 +140,24 @@ pub(super) fn fail(server: &Server, route: &str, error: ApiError) -> Response {
     error.into_response()
 }
 
+/// The handler for the methods a route does not have, on every route (OPA Data API,
+/// promotions, admission): 405 with `Allow` and the `{"code", "message"}` body of every
+/// other error (OPA itself sends the 405 without a body), counted on `route`.
+pub(super) fn wrong_method(
+    route: &'static str,
+    allow: &'static str,
+) -> impl Fn(State<Server>, Method, Uri) -> std::future::Ready<Response> + Clone + Send + Sync + 'static
+{
+    move |State(server): State<Server>, method: Method, uri: Uri| {
+        let error = ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            allow,
+        };
+        std::future::ready(fail(&server, route, error))
+    }
+}
+
 /// `POST /v1/promotions/evaluate`: a promotion request in, `{"decision", "envelope"}`
 /// out, 200 whether allowed or denied (the verdict is in the body).
 pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Response {

@@ -12,7 +12,9 @@
 //!   skipped), in byte order of their names; or one `*.json` request file;
 //! - any other file is **JSONL**, and so is `-` (stdin): each line a bare request or an audit
 //!   record `{"request": {...}, "evaluatedAt": "..."}` ([`crate::input::record::from_line`]),
-//!   so `audit query --format jsonl` output feeds diff directly.
+//!   so `audit query --format jsonl` output feeds diff directly. An audit record of an
+//!   admission (break-glass, dry-run; [`crate::audit::RecordKind`]) is no promotion: it is
+//!   skipped and counted (`admissionRecords`), neither a change nor an error.
 //!
 //! # The time each input is evaluated at (the same on both sides)
 //!
@@ -229,13 +231,16 @@ pub struct DiffSummary {
     pub errors: u64,
     /// Of the errors, those not evaluated at all (outcome unknown).
     pub unread: u64,
+    /// Audit records of admissions (break-glass, dry-run): no promotion to compare, so
+    /// skipped, neither evaluated nor errors.
+    pub admission_records: u64,
 }
 
 impl DiffSummary {
     /// The closing line: `N evaluated, N changed (N deny->allow, N allow->deny, N ids
-    /// changed), N errors`.
+    /// changed), N errors`, and `; N admission records skipped` when there were any.
     pub fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} evaluated, {} changed ({} deny->allow, {} allow->deny, {} ids changed), {} errors",
             self.evaluated,
             self.changed,
@@ -243,7 +248,15 @@ impl DiffSummary {
             self.allow_to_deny,
             self.ids_changed,
             self.errors
-        )
+        );
+        if self.admission_records > 0 {
+            let _ = write!(
+                line,
+                "; {} admission records skipped (not promotions)",
+                self.admission_records
+            );
+        }
+        line
     }
 }
 
@@ -279,9 +292,9 @@ impl Report {
         self.summary.deny_to_allow > 0
     }
 
-    /// Inputs compared or not, all told.
+    /// Inputs compared or not, all told (skipped admission records included).
     pub fn inputs(&self) -> u64 {
-        self.summary.evaluated + self.summary.errors
+        self.summary.evaluated + self.summary.errors + self.summary.admission_records
     }
 
     fn add(&mut self, outcome: SideOutcome) {
@@ -301,6 +314,7 @@ impl Report {
                 }
                 self.changes.push(*change);
             }
+            SideOutcome::AdmissionRecord => s.admission_records += 1,
             SideOutcome::Error(error) => {
                 s.errors += 1;
                 if error.kind == ErrorKind::Unread {
@@ -323,6 +337,8 @@ impl Report {
 enum SideOutcome {
     Same,
     Changed(Box<Change>),
+    /// An audit record of an admission: no promotion request, nothing to compare.
+    AdmissionRecord,
     Error(InputError),
 }
 
@@ -399,6 +415,7 @@ fn compare(
         Err(Refusal::Invalid(msg)) => {
             return error(ErrorKind::Invalid, format!("{INVALID_ID}: {msg}"))
         }
+        Err(Refusal::Admission(_)) => return SideOutcome::AdmissionRecord,
     };
     let request = read.request;
     let at = match rule.time_for(read.recorded_at, &request) {
