@@ -125,10 +125,10 @@ pub fn sign_statement(key: &SigningKey, statement: &Value) -> Result<Value, Sign
             algorithm: key.algorithm(),
         });
     }
-    let parsed = Statement::from_value(statement).map_err(|e| SignError::Unsignable {
+    let version = Statement::check(statement).map_err(|e| SignError::Unsignable {
         reason: e.to_string(),
     })?;
-    if parsed.version != StatementVersion::V1 {
+    if version != StatementVersion::V1 {
         return Err(SignError::Unsignable {
             reason: "`_type` must be `https://in-toto.io/Statement/v1`".into(),
         });

@@ -65,6 +65,17 @@ impl Statement {
 
     /// Reads a Statement from JSON.
     pub fn from_value(value: &Value) -> Result<Statement, AttestError> {
+        Statement::read(value, true)
+    }
+
+    /// Checks `value` has a Statement's shape, exactly as [`Statement::from_value`] does,
+    /// without copying its predicate (a signer checks before it signs); its version.
+    pub fn check(value: &Value) -> Result<StatementVersion, AttestError> {
+        Statement::read(value, false).map(|s| s.version)
+    }
+
+    /// The one reader: `keep_predicate` false leaves `predicate` null once checked.
+    fn read(value: &Value, keep_predicate: bool) -> Result<Statement, AttestError> {
         let bad = |reason: String| AttestError::Statement { reason };
         let obj = value
             .as_object()
@@ -88,7 +99,8 @@ impl Statement {
         };
         let predicate = match obj.get("predicate") {
             None | Some(Value::Null) => Value::Null,
-            Some(p @ Value::Object(_)) => p.clone(),
+            Some(p @ Value::Object(_)) if keep_predicate => p.clone(),
+            Some(Value::Object(_)) => Value::Null,
             Some(_) => return Err(bad("`predicate` is not an object".into())),
         };
         let subject_json = obj
@@ -257,6 +269,9 @@ mod tests {
                 format!("payload is not an in-toto statement: {want}"),
                 "{value}"
             );
+            // The signer's check refuses exactly what the reader refuses, saying the same.
+            let err = Statement::check(&value).unwrap_err().to_string();
+            assert_eq!(err, format!("payload is not an in-toto statement: {want}"));
         }
         let err = Statement::from_slice(b"\xff\xfe").unwrap_err().to_string();
         assert!(

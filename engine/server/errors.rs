@@ -272,7 +272,11 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON response; `pretty` indents it as OPA's `?pretty=true` does.
-pub fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+    pretty: bool,
+) -> Response {
     let text = if pretty {
         serde_json::to_string_pretty(body)
     } else {
@@ -293,7 +297,8 @@ pub fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response
             )
                 .into_response()
         }
-        // INVARIANT: a serde_json::Value always serialises; if not, say so, not panic.
+        // INVARIANT: our bodies (JSON values and plain data) always serialise; if one
+        // ever did not, say so rather than panic.
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot serialise the response: {e}"),

@@ -184,16 +184,12 @@ pub(super) async fn evaluate(State(server): State<Server>, req: Request) -> Resp
                 "decision"
             );
             let traceparent = d.trace.as_ref().map(crate::trace::TraceRef::traceparent);
-            match serde_json::to_value(&signed) {
-                Ok(body) => {
-                    let mut response = json_response(StatusCode::OK, &body, pretty);
-                    if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
-                        response.headers_mut().insert("traceparent", tp);
-                    }
-                    response
-                }
-                Err(e) => fail(&server, ROUTE_EVALUATE, ApiError::Internal(e.to_string())),
+            // Serialised once, straight from the typed decision (no intermediate tree).
+            let mut response = json_response(StatusCode::OK, &signed, pretty);
+            if let Some(tp) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                response.headers_mut().insert("traceparent", tp);
             }
+            response
         }
         Err(e) => fail(&server, ROUTE_EVALUATE, e),
     }
