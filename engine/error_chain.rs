@@ -4,7 +4,7 @@
 //! The rule for this crate's errors: an underlying error is the `source` and the message
 //! does not repeat it, so a chain printed here says each thing once. A message from
 //! before that rule or from a dependency (ureq's transport errors, `fsio::ReadError`)
-//! that already ends with its source's text is not followed by it a second time.
+//! that already ends with what its causes say is not followed by them a second time.
 
 use std::error::Error;
 use std::fmt;
@@ -18,17 +18,26 @@ pub struct ErrorChain<'a>(pub &'a (dyn Error + 'a));
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut causes = Vec::new();
+        let mut next = self.0.source();
+        while let Some(c) = next {
+            causes.push(c.to_string().trim_end().to_string());
+            next = c.source();
+        }
+        let root = causes.last().cloned().unwrap_or_default();
         let mut said = self.0.to_string().trim_end().to_string();
-        let mut cause = self.0.source();
-        while let Some(c) = cause {
-            let text = c.to_string();
-            let text = text.trim_end();
-            // An older-style message already says its cause at its end.
-            if !text.is_empty() && !said.ends_with(text) {
+        for text in &causes {
+            // Said already, at the end of the message (an older-style message that
+            // includes its cause), or a cause that ends with the root cause the
+            // message already ends with (a message that summarised it, e.g. with
+            // `ReadError::reason`).
+            let repeats = text.is_empty()
+                || said.ends_with(text.as_str())
+                || (!root.is_empty() && said.ends_with(&root) && text.ends_with(&root));
+            if !repeats {
                 said.push_str(": ");
                 said.push_str(text);
             }
-            cause = c.source();
         }
         f.write_str(&said)
     }
@@ -52,6 +61,10 @@ mod tests {
     #[error("cannot read `y`: {0}")]
     struct SaysItsCause(#[source] std::io::Error);
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key `z`: gone")]
+    struct Summarised(#[source] SaysItsCause);
+
     #[test]
     fn each_cause_is_said_once() {
         let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone\n");
@@ -64,5 +77,14 @@ mod tests {
             "cannot read `y`: gone"
         );
         assert_eq!(ErrorChain(&io()).to_string(), "gone");
+        assert_eq!(
+            ErrorChain(&Summarised(SaysItsCause(io()))).to_string(),
+            "cannot read key `z`: gone"
+        );
+        // A cause that says more than the message is kept.
+        assert_eq!(
+            ErrorChain(&Outer(std::io::Error::other(SaysItsCause(io())))).to_string(),
+            "cannot load `x`: cannot read `y`: gone"
+        );
     }
 }

@@ -134,9 +134,8 @@ fn refused_arity(name: &str) -> u8 {
 /// Why a bundle could not be loaded or evaluated.
 ///
 /// An underlying error (I/O, a parser's, regorus's) is the `source` and not repeated in
-/// the message, so a printed chain (see [`crate::error_chain`]) says it once. Where a
-/// variant holds a `reason: String`, the reason is our own sentence, with no error under
-/// it.
+/// the message, so a printed chain (see [`crate::error_chain`]) says it once. A `reason`
+/// is our own finding, with no error under it: it is in the message and not a source.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// A bundle file or archive could not be read: not a regular file, over its cap, or
@@ -174,6 +173,16 @@ pub enum PolicyError {
         path: PathBuf,
         /// What is wrong (names the entry); our own sentence.
         reason: String,
+    },
+    /// A package or data file lies outside the manifest's roots, or the roots overlap.
+    #[error("bundle `{path}`: {}{reason}", entry_prefix(.file.as_deref()))]
+    Roots {
+        /// The archive or directory.
+        path: PathBuf,
+        /// The data file, when data is outside the roots.
+        file: Option<String>,
+        /// What the roots refuse.
+        reason: roots::RootsError,
     },
     /// The archive is not a gzip-compressed tar, or is damaged.
     #[error("bundle `{path}`: {}not a gzip-compressed tar archive, or a damaged one", entry_prefix(.entry.as_deref()))]
@@ -570,11 +579,14 @@ fn check_roots(
     engine: &regorus::Engine,
     mounted: &[(String, serde_json::Value)],
 ) -> Result<(), PolicyError> {
-    let err = |reason: String| PolicyError::Archive {
-        path: dir.to_path_buf(),
-        reason,
+    let err = |file: Option<String>| {
+        move |reason| PolicyError::Roots {
+            path: dir.to_path_buf(),
+            file,
+            reason,
+        }
     };
-    let parsed = roots::parse(declared).map_err(err)?;
+    let parsed = roots::parse(declared).map_err(err(None))?;
     let packages = engine
         .get_packages()
         .map_err(|source| PolicyError::Packages {
@@ -582,10 +594,10 @@ fn check_roots(
             source,
         })?;
     for package in packages {
-        roots::check_package(&parsed, &package).map_err(err)?;
+        roots::check_package(&parsed, &package).map_err(err(None))?;
     }
     for (file, value) in mounted {
-        roots::check_data(&parsed, &[], value).map_err(|why| err(format!("`{file}`: {why}")))?;
+        roots::check_data(&parsed, &[], value).map_err(|r| err(Some(file.clone()))(r))?;
     }
     Ok(())
 }
