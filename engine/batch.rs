@@ -580,7 +580,10 @@ fn evaluate_input(
     let request = &read.request;
     let now = match rule.time_for(read.recorded_at, request) {
         Ok(now) => now,
-        Err(msg) => return error_line(item.index, source, INVALID_ID, &msg),
+        Err(e) => {
+            let msg = crate::error_chain::ErrorChain(&e).to_string();
+            return error_line(item.index, source, INVALID_ID, &msg);
+        }
     };
     let signed = match evaluator.decide(request, now) {
         Ok(signed) => signed,

@@ -19,8 +19,10 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code.into(),
         Err(err) => {
-            // `{:#}` prints the whole anyhow chain on one line.
-            eprintln!("promo-policy: error: {err:#}");
+            // The whole chain on one line, each cause once (a message that already ends
+            // with its cause, as `fsio::ReadError`'s does, is not followed by it again).
+            let chain = promo_policy::error_chain::ErrorChain(err.as_ref());
+            eprintln!("promo-policy: error: {chain}");
             cli::Exit::Error.into()
         }
     }

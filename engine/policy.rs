@@ -132,42 +132,158 @@ fn refused_arity(name: &str) -> u8 {
 }
 
 /// Why a bundle could not be loaded or evaluated.
+///
+/// An underlying error (I/O, a parser's, regorus's) is the `source` and not repeated in
+/// the message, so a printed chain (see [`crate::error_chain`]) says it once. A `reason`
+/// is our own finding, with no error under it: it is in the message and not a source.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// A file or directory could not be read.
-    #[error("cannot read `{path}`: {reason}")]
+    /// A bundle file or archive could not be read: not a regular file, over its cap, or
+    /// an I/O error. The reader's message names the file.
+    #[error(transparent)]
+    Read(#[from] crate::fsio::ReadError),
+    /// A directory could not be listed.
+    #[error("cannot read `{path}`")]
     Io {
-        /// The path that failed.
+        /// The directory.
         path: PathBuf,
         /// The OS error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
-    /// A bundle archive (or a bundle's `.manifest`) is unusable or hostile.
+    /// A bundle file is not UTF-8 text.
+    #[error("cannot read `{path}`: not UTF-8 text")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the bytes stop being UTF-8.
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// The bundle directory's files together are over [`MAX_BUNDLE_BYTES`].
+    #[error("cannot read `{path}`: the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")]
+    TooLarge {
+        /// The file that went over.
+        path: PathBuf,
+    },
+    /// A bundle archive is unusable or hostile.
     #[error("bundle `{path}`: {reason}")]
     Archive {
         /// The archive or directory.
         path: PathBuf,
-        /// What is wrong (names the entry).
+        /// What is wrong (names the entry); our own sentence.
         reason: String,
+    },
+    /// A package or data file lies outside the manifest's roots, or the roots overlap.
+    #[error("bundle `{path}`: {}{reason}", entry_prefix(.file.as_deref()))]
+    Roots {
+        /// The archive or directory.
+        path: PathBuf,
+        /// The data file, when data is outside the roots.
+        file: Option<String>,
+        /// What the roots refuse.
+        reason: roots::RootsError,
+    },
+    /// The archive is not a gzip-compressed tar, or is damaged.
+    #[error("bundle `{path}`: {}not a gzip-compressed tar archive, or a damaged one", entry_prefix(.entry.as_deref()))]
+    Damaged {
+        /// The archive.
+        path: PathBuf,
+        /// The entry being read, when the damage is inside one.
+        entry: Option<String>,
+        /// The decompressor's or tar reader's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The archive inflates past the bundle's cap (a size bomb).
+    #[error("bundle `{path}`: {}it inflates past {} bytes (a size bomb, or not a bundle)", entry_prefix(.entry.as_deref()), archive::MAX_INFLATED_BYTES)]
+    Inflated {
+        /// The archive.
+        path: PathBuf,
+        /// The entry being read when the cap was reached.
+        entry: Option<String>,
+    },
+    /// The bundle's `.manifest` is unusable.
+    #[error("bundle `{path}`")]
+    Manifest {
+        /// The archive or directory.
+        path: PathBuf,
+        /// What is wrong with the manifest.
+        #[source]
+        source: ManifestError,
+    },
+    /// regorus could not list the bundle's packages (for the manifest's roots).
+    #[error("bundle `{path}`: cannot list packages")]
+    Packages {
+        /// The archive or directory.
+        path: PathBuf,
+        /// regorus's error.
+        #[source]
+        source: anyhow::Error,
     },
     /// The bundle's signature is missing where the trust file requires one, or does not
     /// verify; such a bundle never loads.
-    #[error("bundle `{path}` signature: {reason}")]
+    #[error("bundle `{path}` signature")]
     Signature {
         /// The archive or directory.
         path: PathBuf,
         /// What failed.
-        reason: String,
+        #[source]
+        source: signature::SignatureError,
     },
-    /// A Rego file does not parse or compile (regorus names file, line and column).
+    /// regorus refused a Rego file or the bundle (its message names file, line and
+    /// column, with the source line).
+    #[error(transparent)]
+    Rego(anyhow::Error),
+    /// The bundle does not compile into a decision for the VM (a refused builtin reached
+    /// through a computed reference, recursion); our own sentence with the compiler's.
     #[error("{0}")]
     Parse(String),
-    /// A data file is not valid JSON/YAML or conflicts with another.
+    /// The bundle does not define [`ENTRY_POINT`].
+    #[error("bundle `{path}` does not define `{ENTRY_POINT}`")]
+    NoEntryPoint {
+        /// The bundle.
+        path: PathBuf,
+        /// What regorus said when asked for it.
+        #[source]
+        source: anyhow::Error,
+    },
+    /// A rule or function of the bundle (or of its tests) depends on itself.
+    #[error("bundle `{bundle}`: recursion {}is not allowed (it would exhaust the stack)", if *.in_tests { "in its tests " } else { "" })]
+    Recursion {
+        /// The bundle, as given.
+        bundle: String,
+        /// Whether the cycle is among the tests (`promo-policy test`).
+        in_tests: bool,
+        /// The cycle, or why the check could not run.
+        #[source]
+        source: recursion::RecursionError,
+    },
+    /// A data file is not valid JSON/YAML, or regorus refused to merge it.
+    #[error("data file `{path}`")]
+    DataParse {
+        /// The data file.
+        path: String,
+        /// regorus's error.
+        #[source]
+        source: anyhow::Error,
+    },
+    /// Data could not be converted to JSON for the checks.
+    #[error("data file `{path}`")]
+    DataJson {
+        /// The data file (`data` for the merged data).
+        path: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A data file is valid but refused: the config schema, a reserved path.
     #[error("data file `{path}`: {reason}")]
     Data {
         /// The data file.
         path: String,
-        /// What is wrong with it.
+        /// What is wrong with it; our own sentence (the schema validator's message
+        /// included).
         reason: String,
     },
     /// A policy calls a builtin the gate refuses.
@@ -189,12 +305,35 @@ pub enum PolicyError {
         "bundle `{0}` has no policies (expected `*.rego` files defining `data.promo.decision`)"
     )]
     Empty(PathBuf),
-    /// Evaluation failed at runtime.
+    /// Evaluation failed at runtime. A string on purpose: it becomes the `policy.error`
+    /// violation's message, and the evaluator builds it from regorus's message.
     #[error("policy evaluation failed: {0}")]
     Runtime(String),
     /// The entry point produced something other than a decision.
     #[error("`data.promo.decision` {0}")]
     Shape(String),
+}
+
+/// `` `name`: `` before an archive error inside an entry, nothing otherwise.
+fn entry_prefix(entry: Option<&str>) -> String {
+    entry.map(|e| format!("`{e}`: ")).unwrap_or_default()
+}
+
+/// What is wrong with a bundle's `.manifest`.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON.
+    #[error("`{}` is not JSON", archive::MANIFEST)]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("`{}` is not a JSON object", archive::MANIFEST)]
+    NotObject,
+    /// `revision` is not a string.
+    #[error("`revision` must be a string, got `{0}`")]
+    Revision(serde_json::Value),
+    /// `roots` is not an array of strings.
+    #[error("`roots` must be an array of strings, got `{0}`")]
+    Roots(String),
 }
 
 /// One file of the bundle, path relative to the bundle root with `/` separators.
@@ -326,16 +465,14 @@ struct Manifest {
 }
 
 impl Manifest {
-    fn parse(bytes: Vec<u8>) -> Result<Self, String> {
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("`{}` is not JSON: {e}", archive::MANIFEST))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| format!("`{}` is not a JSON object", archive::MANIFEST))?;
+    fn parse(bytes: Vec<u8>) -> Result<Self, ManifestError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(ManifestError::NotJson)?;
+        let obj = value.as_object().ok_or(ManifestError::NotObject)?;
         let revision = match obj.get("revision") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(r)) => Some(r.clone()),
-            Some(v) => return Err(format!("`revision` must be a string, got `{v}`")),
+            Some(v) => return Err(ManifestError::Revision(v.clone())),
         };
         let roots = match obj.get("roots") {
             None | Some(serde_json::Value::Null) => None,
@@ -344,11 +481,9 @@ impl Manifest {
                     .iter()
                     .map(|r| r.as_str().map(str::to_string))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        format!("`roots` must be an array of strings, got `{roots:?}`")
-                    })?,
+                    .ok_or_else(|| ManifestError::Roots(format!("{roots:?}")))?,
             ),
-            Some(v) => return Err(format!("`roots` must be an array of strings, got `{v}`")),
+            Some(v) => return Err(ManifestError::Roots(v.to_string())),
         };
         Ok(Self {
             revision,
@@ -383,16 +518,16 @@ fn read_bundle_files(path: &Path) -> Result<BundleFiles, PolicyError> {
             continue;
         }
         if rel == archive::MANIFEST {
-            let manifest = Manifest::parse(bytes).map_err(|reason| PolicyError::Archive {
+            let manifest = Manifest::parse(bytes).map_err(|source| PolicyError::Manifest {
                 path: path.to_path_buf(),
-                reason,
+                source,
             })?;
             out.manifest = Some(manifest);
             continue;
         }
-        let contents = String::from_utf8(bytes).map_err(|_| PolicyError::Io {
+        let contents = String::from_utf8(bytes).map_err(|source| PolicyError::NotUtf8 {
             path: path.join(&rel),
-            reason: "not UTF-8 text".into(),
+            source,
         })?;
         let file = BundleFile {
             path: rel,
@@ -423,18 +558,15 @@ fn check_signature(
     files: &BundleFiles,
     trust: &crate::attest::trust::TrustStore,
 ) -> Result<Option<String>, PolicyError> {
-    let err = |reason: String| PolicyError::Signature {
+    let err = |source| PolicyError::Signature {
         path: path.to_path_buf(),
-        reason,
+        source,
     };
     match &files.signatures {
         Some(sigs) => signature::verify(sigs, &files.signed_set(), &trust.bundle_keys())
             .map(Some)
             .map_err(err),
-        None if trust.require_signed_bundle() => Err(err(format!(
-            "the bundle has no `{}` and the trust file sets `requireSignedBundle`",
-            archive::SIGNATURES
-        ))),
+        None if trust.require_signed_bundle() => Err(err(signature::SignatureError::Required)),
         None => Ok(None),
     }
 }
@@ -447,19 +579,25 @@ fn check_roots(
     engine: &regorus::Engine,
     mounted: &[(String, serde_json::Value)],
 ) -> Result<(), PolicyError> {
-    let err = |reason: String| PolicyError::Archive {
-        path: dir.to_path_buf(),
-        reason,
+    let err = |file: Option<String>| {
+        move |reason| PolicyError::Roots {
+            path: dir.to_path_buf(),
+            file,
+            reason,
+        }
     };
-    let parsed = roots::parse(declared).map_err(err)?;
+    let parsed = roots::parse(declared).map_err(err(None))?;
     let packages = engine
         .get_packages()
-        .map_err(|e| err(format!("cannot list packages: {e}")))?;
+        .map_err(|source| PolicyError::Packages {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     for package in packages {
-        roots::check_package(&parsed, &package).map_err(err)?;
+        roots::check_package(&parsed, &package).map_err(err(None))?;
     }
     for (file, value) in mounted {
-        roots::check_data(&parsed, &[], value).map_err(|why| err(format!("`{file}`: {why}")))?;
+        roots::check_data(&parsed, &[], value).map_err(|r| err(Some(file.clone()))(r))?;
     }
     Ok(())
 }
@@ -472,10 +610,10 @@ fn warm_up(engine: &mut regorus::Engine, dir: &Path) -> Result<(), PolicyError> 
     if let Err(e) = engine.eval_rule(ENTRY_POINT.to_string()) {
         let msg = e.to_string();
         if msg.contains("not a valid rule path") || msg.contains("not found") {
-            return Err(PolicyError::Parse(format!(
-                "bundle `{}` does not define `{ENTRY_POINT}`: {msg}",
-                dir.display()
-            )));
+            return Err(PolicyError::NoEntryPoint {
+                path: dir.to_path_buf(),
+                source: e,
+            });
         }
     }
     Ok(())
@@ -561,9 +699,9 @@ impl PolicyBundle {
 
         let mut engine = new_engine(&policies, &data)?;
         let as_json = |path: &str, v: &regorus::Value| {
-            serde_json::to_value(v).map_err(|e| PolicyError::Data {
+            serde_json::to_value(v).map_err(|source| PolicyError::DataJson {
                 path: path.to_string(),
-                reason: e.to_string(),
+                source,
             })
         };
         let mounted = data
@@ -575,11 +713,10 @@ impl PolicyBundle {
             check_roots(dir, &roots, &engine, &mounted)?;
         }
         // Before anything evaluates: both engines recurse on the native stack.
-        recursion::check(&engine).map_err(|cycle| {
-            PolicyError::Parse(format!(
-                "bundle `{}`: recursion is not allowed (it would exhaust the stack): {cycle}",
-                dir.display()
-            ))
+        recursion::check(&engine).map_err(|source| PolicyError::Recursion {
+            bundle: dir.display().to_string(),
+            in_tests: false,
+            source,
         })?;
         // Compiled before anything evaluates on the interpreter, whichever runs the
         // decisions: recursion and computed references to refused builtins are refused
@@ -701,11 +838,10 @@ impl PolicyBundle {
         let mut all = self.policies.clone();
         all.extend(self.tests.iter().cloned());
         let engine = new_engine(&all, &self.data)?;
-        recursion::check(&engine).map_err(|cycle| {
-            PolicyError::Parse(format!(
-                "bundle `{}`: recursion in its tests is not allowed (it would exhaust the stack): {cycle}",
-                self.uri
-            ))
+        recursion::check(&engine).map_err(|source| PolicyError::Recursion {
+            bundle: self.uri.clone(),
+            in_tests: true,
+            source,
         })?;
         Ok(engine)
     }
@@ -880,22 +1016,22 @@ fn new_engine(
                     },
                 ),
             )
-            .map_err(|e| PolicyError::Parse(format!("cannot refuse `{name}`: {e}")))?;
+            .map_err(|e| PolicyError::Rego(e.context(format!("cannot refuse `{name}`"))))?;
     }
     bounded::install(&mut engine)
-        .map_err(|e| PolicyError::Parse(format!("cannot bound builtins: {e}")))?;
+        .map_err(|e| PolicyError::Rego(e.context("cannot bound builtins")))?;
     for file in policies {
         refuse_builtins(file)?;
         engine
             .add_policy(file.path.clone(), file.contents.clone())
-            .map_err(|e| PolicyError::Parse(e.to_string()))?;
+            .map_err(PolicyError::Rego)?;
     }
     for (path, value) in data {
         engine
             .add_data(value.clone())
-            .map_err(|e| PolicyError::Data {
+            .map_err(|source| PolicyError::DataParse {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
     }
     add_rule_packages(&mut engine)?;
@@ -953,7 +1089,7 @@ fn add_rule_packages(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
     for key in RULE_PACKAGES_KEY.iter().rev() {
         let mut obj = regorus::Value::new_object();
         obj.as_object_mut()
-            .map_err(|e| PolicyError::Parse(e.to_string()))?
+            .map_err(PolicyError::Rego)?
             .insert(regorus::Value::from(*key), value);
         value = obj;
     }
@@ -1065,14 +1201,12 @@ fn read_catalog(
 fn refuse_builtins(file: &BundleFile) -> Result<(), PolicyError> {
     use regorus::unstable::{Lexer, Source, TokenKind};
     let source = Source::from_contents(file.path.clone(), file.contents.clone())
-        .map_err(|e| PolicyError::Parse(e.to_string()))?;
+        .map_err(PolicyError::Rego)?;
     let mut lexer = Lexer::new(&source);
     // A sliding window of the last three tokens: `http` `.` `send`.
     let mut window: Vec<(String, u32, u32)> = Vec::with_capacity(3);
     loop {
-        let token = lexer
-            .next_token()
-            .map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let token = lexer.next_token().map_err(PolicyError::Rego)?;
         if matches!(token.0, TokenKind::Eof) {
             return Ok(());
         }
@@ -1104,23 +1238,26 @@ fn refuse_builtins(file: &BundleFile) -> Result<(), PolicyError> {
 /// Parse a data file and nest it under its directory path (`promo/data.json` ->
 /// `{"promo": <contents>}`), as OPA bundles do.
 fn mount_data(file: &BundleFile) -> Result<regorus::Value, PolicyError> {
-    let err = |reason: String| PolicyError::Data {
+    let parse = |source| PolicyError::DataParse {
         path: file.path.clone(),
-        reason,
+        source,
     };
     let mut value = if file.path.ends_with(".json") {
-        regorus::Value::from_json_str(&file.contents).map_err(|e| err(e.to_string()))?
+        regorus::Value::from_json_str(&file.contents).map_err(parse)?
     } else {
-        regorus::Value::from_yaml_str(&file.contents).map_err(|e| err(e.to_string()))?
+        regorus::Value::from_yaml_str(&file.contents).map_err(parse)?
     };
     if !matches!(value, regorus::Value::Object(_)) {
-        return Err(err("the top level must be an object".into()));
+        return Err(PolicyError::Data {
+            path: file.path.clone(),
+            reason: "the top level must be an object".into(),
+        });
     }
     let dirs: Vec<&str> = file.path.split('/').collect();
     for dir in dirs.iter().rev().skip(1) {
         let mut obj = regorus::Value::new_object();
         obj.as_object_mut()
-            .map_err(|e| err(e.to_string()))?
+            .map_err(parse)?
             .insert(regorus::Value::from(*dir), value);
         value = obj;
     }
@@ -1227,6 +1364,63 @@ decision := {"allow": count(deny) == 0, "deny": [v | some v in deny], "warn": []
         ]);
         let e = b.err().unwrap().to_string();
         assert!(e.contains("`data.promo.engine` is reserved"), "{e}");
+    }
+
+    #[test]
+    fn load_errors_keep_their_cause() {
+        use crate::error_chain::ErrorChain;
+        use std::error::Error as _;
+
+        // A data file regorus cannot parse: its error is the source, after the file.
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            ("promo/data.json", "{not json"),
+        ]);
+        let err = b.err().unwrap();
+        assert!(matches!(err, PolicyError::DataParse { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "data file `promo/data.json`");
+        let chain = ErrorChain(&err).to_string();
+        assert!(
+            chain.starts_with("data file `promo/data.json`: "),
+            "{chain}"
+        );
+        assert!(
+            chain.len() > "data file `promo/data.json`: ".len(),
+            "{chain}"
+        );
+
+        // A manifest that is not JSON: the manifest's error, then serde's.
+        let (d, b) = bundle(&[("promo/decision.rego", DECISION), (".manifest", "{")]);
+        let err = b.err().unwrap();
+        let manifest = err.source().unwrap();
+        assert!(matches!(
+            manifest.downcast_ref::<ManifestError>(),
+            Some(ManifestError::NotJson(_))
+        ));
+        let json = manifest.source().unwrap();
+        assert!(json.downcast_ref::<serde_json::Error>().is_some(), "{json}");
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            format!(
+                "bundle `{}`: `.manifest` is not JSON: {json}",
+                d.path().display()
+            )
+        );
+
+        // Recursion: the cycle is the source, said once.
+        let (_d, b) = bundle(&[
+            ("promo/decision.rego", DECISION),
+            ("p/f.rego", "package p\nf(x) := f(x)\n"),
+        ]);
+        let err = b.err().unwrap();
+        assert!(matches!(err, PolicyError::Recursion { .. }), "{err:?}");
+        let chain = ErrorChain(&err).to_string();
+        assert!(
+            chain.ends_with(
+                "recursion is not allowed (it would exhaust the stack): data.p.f -> data.p.f"
+            ),
+            "{chain}"
+        );
     }
 
     #[test]

@@ -128,8 +128,7 @@ fn signatures(files: &[RawFile], key: &KeyArgs) -> anyhow::Result<Option<RawFile
     let signing = SigningKey::from_pkcs8_pem(&pem)
         .with_context(|| format!("bundle-signing key `{}`", path.display()))?;
     let keyid = key.keyid.clone().unwrap_or_else(|| signing.keyid());
-    let text = signature::sign(files, &signing, &keyid)
-        .map_err(|e| anyhow::anyhow!("cannot sign the bundle: {e}"))?;
+    let text = signature::sign(files, &signing, &keyid).context("cannot sign the bundle")?;
     Ok(Some(RawFile {
         path: archive::SIGNATURES.into(),
         bytes: text.into_bytes(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use promo_policy::error_chain::ErrorChain;
 use promo_policy::input::parse_time;
 use promo_policy::server::bundle_poll::BundleSource;
 use promo_policy::server::decision_log::{DecisionLogSetup, LogConfig, Overflow};
@@ -130,11 +131,13 @@ impl BundleArgs {
         match source.poll(engine) {
             Ok(_) => {}
             Err(e) if source.cached().is_file() => eprintln!(
-                "promo-policy: warning: {e}; serving the cached bundle `{}`",
+                "promo-policy: warning: {}; serving the cached bundle `{}`",
+                ErrorChain(&e),
                 source.cached().display()
             ),
             Err(e) => anyhow::bail!(
-                "no bundle to serve: {e}, and nothing is cached in `{}`",
+                "no bundle to serve: {}, and nothing is cached in `{}`",
+                ErrorChain(&e),
                 cache.display()
             ),
         }

@@ -29,27 +29,94 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a whole collection may take.
 pub const TOTAL_TIME: Duration = Duration::from_secs(120);
 
-/// Why nothing was collected.
+/// Why nothing was collected. An underlying error (reqwest's, oci-client's, a parser's)
+/// is the `source` and not repeated in the message, so a printed chain (see
+/// [`crate::error_chain`]) says it once; `msg` and `String` fields are our own sentences.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// The image reference does not parse.
-    #[error("invalid image reference `{reference}`: {msg}")]
+    #[error("invalid image reference `{reference}`")]
     Reference {
         /// The reference given.
         reference: String,
-        /// What is wrong.
-        msg: String,
+        /// oci-client's parse error.
+        #[source]
+        source: oci_client::ParseError,
     },
     /// A tag was given without `--allow-tag`.
     #[error("`{0}` names a tag, which can move; pass IMAGE@sha256:<digest>, or --allow-tag to pin the tag's current digest")]
     Tag(String),
-    /// The registry failed, refused or sent something over a limit or off its digest.
+    /// The registry refused, or sent something over a limit or off its digest.
     #[error("registry {host}: {msg}")]
     Registry {
         /// The registry host.
         host: String,
         /// What happened.
         msg: String,
+    },
+    /// A request to the registry failed: connection, TLS, timeout, a body cut short.
+    #[error("registry {host}: {what}")]
+    Http {
+        /// The registry host.
+        host: String,
+        /// What was being done (`cannot GET manifest app@sha256:...`).
+        what: String,
+        /// reqwest's error (its sources say why).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The HTTP client could not be set up (`--ca-file`, TLS).
+    #[error("registry {host}: {what}")]
+    Client {
+        /// The registry host.
+        host: String,
+        /// What could not be done.
+        what: &'static str,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// oci-client could not be set up, or could not authenticate.
+    #[error("registry {host}: {what}")]
+    Oci {
+        /// The registry host.
+        host: String,
+        /// What could not be done.
+        what: &'static str,
+        /// oci-client's error (boxed: it is large).
+        #[source]
+        source: Box<oci_client::errors::OciDistributionError>,
+    },
+    /// The I/O runtime could not start.
+    #[error("registry {host}: cannot start the I/O runtime")]
+    Runtime {
+        /// The registry host.
+        host: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest or index is not JSON.
+    #[error("registry {host}: {what} is not JSON")]
+    NotJson {
+        /// The registry host.
+        host: String,
+        /// The document (`manifest sha256:...`).
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An attestation blob is not strict JSON.
+    #[error("registry {host}: {what}")]
+    Blob {
+        /// The registry host.
+        host: String,
+        /// Where it came from and its digest.
+        what: String,
+        /// The strict parser's refusal.
+        #[source]
+        source: crate::request::RequestError,
     },
     /// The whole collection ran out of time.
     #[error("registry {host}: collection took longer than {}s", TOTAL_TIME.as_secs())]
@@ -123,9 +190,9 @@ impl Collected {
 pub fn parse_reference(reference: &str) -> Result<Reference, CollectError> {
     reference
         .parse::<Reference>()
-        .map_err(|e| CollectError::Reference {
+        .map_err(|source| CollectError::Reference {
             reference: reference.to_string(),
-            msg: e.to_string(),
+            source,
         })
 }
 
@@ -153,9 +220,9 @@ pub fn collect(options: &CollectOptions) -> Result<Collected, CollectError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CollectError::Registry {
+        .map_err(|source| CollectError::Runtime {
             host: host.clone(),
-            msg: format!("cannot start the I/O runtime: {e}"),
+            source,
         })?;
     runtime.block_on(async {
         tokio::time::timeout(TOTAL_TIME, collect_async(&reference, options))
@@ -243,8 +310,11 @@ fn registry_err(reg: &Registry, msg: String) -> CollectError {
 /// digest): plain serde_json, whose nesting limit holds; attestation blobs go through the
 /// request's strict parser instead.
 fn parse_manifest(reg: &Registry, bytes: &[u8], what: &str) -> Result<Value, CollectError> {
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| registry_err(reg, format!("{what} is not JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(bytes).map_err(|source| CollectError::NotJson {
+        host: reg.host().to_string(),
+        what: what.to_string(),
+        source,
+    })?;
     if !doc.is_object() {
         return Err(registry_err(reg, format!("{what} is not a JSON object")));
     }
@@ -334,8 +404,11 @@ async fn read_layers(
                 if !seen.insert(digest.clone()) {
                     continue;
                 }
-                let document = parse_strict(&bytes)
-                    .map_err(|e| registry_err(reg, format!("{origin}: blob {digest}: {e}")))?;
+                let document = parse_strict(&bytes).map_err(|source| CollectError::Blob {
+                    host: reg.host().to_string(),
+                    what: format!("{origin}: blob {digest}"),
+                    source,
+                })?;
                 if !document.is_object() {
                     return Err(registry_err(
                         reg,
@@ -406,5 +479,49 @@ mod tests {
         };
         let e = collect(&options).map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("names a tag"), "{e}");
+    }
+
+    #[test]
+    fn registry_and_parser_errors_are_kept_as_sources() {
+        use crate::error_chain::ErrorChain;
+        let err = parse_reference("UPPER/Case:x").unwrap_err();
+        let parse = std::error::Error::source(&err).unwrap();
+        assert!(
+            parse.downcast_ref::<oci_client::ParseError>().is_some(),
+            "{parse}"
+        );
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            format!("invalid image reference `UPPER/Case:x`: {parse}")
+        );
+
+        // Nothing listens: the client's error is the source, and the chain says why.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = CollectOptions {
+            reference: format!("127.0.0.1:{port}/app:latest"),
+            allow_tag: true,
+            platform: None,
+            access: Access {
+                insecure: true,
+                ca_pem: None,
+                auth: oci_client::secrets::RegistryAuth::Anonymous,
+            },
+        };
+        let err = collect(&options).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(err, CollectError::Oci { .. } | CollectError::Http { .. }),
+            "{err:?}"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+        let chain = ErrorChain(&err).to_string();
+        assert!(
+            chain.starts_with(&format!("registry 127.0.0.1:{port}: "))
+                && chain.len() > err.to_string().len(),
+            "{chain}"
+        );
     }
 }

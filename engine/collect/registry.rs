@@ -55,6 +55,18 @@ impl Registry {
             host: host.clone(),
             msg,
         };
+        let client = |what| {
+            let host = host.clone();
+            move |source| CollectError::Client { host, what, source }
+        };
+        let oci_err = |what| {
+            let host = host.clone();
+            move |source| CollectError::Oci {
+                host,
+                what,
+                source: Box::new(source),
+            }
+        };
         let mut certs = Vec::new();
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
@@ -63,7 +75,7 @@ impl Registry {
             .user_agent(concat!("promo-policy/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &access.ca_pem {
             let cas = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| err(format!("cannot read the --ca-file: {e}")))?;
+                .map_err(client("cannot read the --ca-file"))?;
             if cas.is_empty() {
                 return Err(err("the --ca-file holds no certificate".into()));
             }
@@ -77,7 +89,7 @@ impl Registry {
         }
         let http = builder
             .build()
-            .map_err(|e| err(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(client("cannot build the HTTP client"))?;
         let protocol = if access.insecure {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
@@ -90,13 +102,13 @@ impl Registry {
             connect_timeout: Some(Duration::from_secs(10)),
             ..ClientConfig::default()
         })
-        .map_err(|e| err(format!("cannot build the OCI client: {e}")))?;
+        .map_err(oci_err("cannot build the OCI client"))?;
         // The token dance (anonymous, basic, or a bearer token for the Www-Authenticate
         // challenge) is oci-client's; the bounded reads below are ours.
         let token = oci
             .auth(reference, &access.auth, RegistryOperation::Pull)
             .await
-            .map_err(|e| err(format!("cannot authenticate: {e}")))?;
+            .map_err(oci_err("cannot authenticate"))?;
         let auth_header = match (token, &access.auth) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, RegistryAuth::Basic(user, pass)) => {
@@ -142,6 +154,14 @@ impl Registry {
         }
     }
 
+    fn http_err(&self, what: String, source: reqwest::Error) -> CollectError {
+        CollectError::Http {
+            host: self.host.clone(),
+            what,
+            source,
+        }
+    }
+
     /// GETs `url`, reading at most `cap` bytes; `Ok(None)` on 404.
     async fn get_capped(
         &self,
@@ -157,7 +177,7 @@ impl Registry {
         let mut resp = req
             .send()
             .await
-            .map_err(|e| self.err(format!("cannot GET {what}: {}", error_chain(&e))))?;
+            .map_err(|source| self.http_err(format!("cannot GET {what}"), source))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -174,7 +194,7 @@ impl Registry {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| self.err(format!("cannot read {what}: {}", error_chain(&e))))?
+            .map_err(|source| self.http_err(format!("cannot read {what}"), source))?
         {
             if body.len() as u64 + chunk.len() as u64 > cap {
                 return Err(self.err(format!("{what} is over the limit of {cap} bytes")));
@@ -245,16 +265,4 @@ impl Registry {
         }
         Ok(bytes)
     }
-}
-
-/// An error and its causes on one line (reqwest hides the useful part in the sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }

@@ -48,7 +48,7 @@ use crate::request::{PromotionRequest, RequestError, MAX_BODY_BYTES};
 pub mod record;
 pub mod time;
 
-pub use time::{format_time, parse_time, Clock, TimeError, TimeRule};
+pub use time::{format_time, parse_time, Clock, RequestedAtError, TimeError, TimeRule};
 
 /// Inputs read and evaluated as one chunk. Large enough that the wait for a chunk's
 /// slowest input (about one decision, ~2 ms) is noise next to the chunk's work (~0.5 s
@@ -69,11 +69,12 @@ pub const MAX_LINE_BYTES: usize = 4 * MAX_BODY_BYTES;
 /// id [`RequestError::violation_id`] gives.
 pub const INVALID_ID: &str = "request.invalid";
 
-/// Errors that stop reading (the command exits 2); problems with one item never do.
+/// Errors that stop reading (the command exits 2); problems with one item never do. The
+/// I/O error is the `source` and not repeated in the message (see [`crate::error_chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The input path cannot be opened or listed.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Open {
         /// The input path.
         path: PathBuf,
@@ -82,7 +83,7 @@ pub enum InputError {
         source: io::Error,
     },
     /// Reading the input stream failed part-way.
-    #[error("cannot read {what} after {offset} bytes: {source}")]
+    #[error("cannot read {what} after {offset} bytes")]
     Read {
         /// `stdin` or the file, in backticks.
         what: String,
@@ -630,7 +631,8 @@ fn parse(bytes: &[u8], line: Option<u64>) -> Result<PromotionRequest, String> {
         (RequestError::Malformed { column, reason, .. }, Some(n)) => {
             format!("malformed JSON at line {n}, column {column}: {reason}")
         }
-        (e, _) => e.to_string(),
+        // The whole chain: the refusal is a message in the output, not an error.
+        (e, _) => crate::error_chain::ErrorChain(&e).to_string(),
     })
 }
 

@@ -40,6 +40,18 @@ pub fn parse_time(value: &str) -> Result<OffsetDateTime, TimeError> {
     })
 }
 
+/// Why the time rule cannot give a time: the request's `requestedAt`, which it reads,
+/// is not a time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestedAtError {
+    /// Not RFC 3339 (the parse error is the source).
+    #[error("request field `requestedAt`")]
+    Invalid(#[source] TimeError),
+    /// Not a string at all.
+    #[error("request field `requestedAt` is not a string")]
+    NotAString,
+}
+
 /// Where the time of an input with neither `--at` nor a recorded time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
@@ -76,7 +88,7 @@ impl TimeRule {
         &self,
         recorded: Option<OffsetDateTime>,
         request: &PromotionRequest,
-    ) -> Result<OffsetDateTime, String> {
+    ) -> Result<OffsetDateTime, RequestedAtError> {
         if let Some(t) = self.at.or(recorded) {
             return Ok(t);
         }
@@ -84,9 +96,9 @@ impl TimeRule {
             match request.raw.get("requestedAt") {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::String(s)) => {
-                    return parse_time(s).map_err(|e| format!("request field `requestedAt`: {e}"))
+                    return parse_time(s).map_err(RequestedAtError::Invalid)
                 }
-                Some(_) => return Err("request field `requestedAt` is not a string".to_string()),
+                Some(_) => return Err(RequestedAtError::NotAString),
             }
         }
         Ok(match self.clock {
@@ -137,5 +149,32 @@ mod tests {
         raw.as_object_mut().unwrap().remove("requestedAt");
         let bare = PromotionRequest::from_value(raw).unwrap();
         assert_eq!(rule(None, true).time_for(None, &bare), Ok(now));
+    }
+
+    #[test]
+    fn a_bad_requested_at_keeps_the_parse_error() {
+        // The schema refuses such a request; the rule still must not take it for a time.
+        let mut request = PromotionRequest::from_slice(
+            &std::fs::read("corpus/cases/prod-allow-baseline/request.json").unwrap(),
+        )
+        .unwrap();
+        request.raw["requestedAt"] = "yesterday".into();
+        let rule = TimeRule {
+            at: None,
+            requested_at: true,
+            clock: Clock::PerDecision,
+        };
+        let err = rule.time_for(None, &request).unwrap_err();
+        let parse = std::error::Error::source(&err).unwrap();
+        assert_eq!(
+            parse.downcast_ref::<TimeError>(),
+            Some(&TimeError {
+                value: "yesterday".into()
+            })
+        );
+        assert_eq!(
+            crate::error_chain::ErrorChain(&err).to_string(),
+            "request field `requestedAt`: invalid time `yesterday`: expected RFC 3339, e.g. `2026-11-26T18:00:00Z`"
+        );
     }
 }

@@ -167,22 +167,34 @@ impl InputParts<'_> {
     }
 }
 
+/// Why a plugin's result is not a valid ABI v1 result: a sentence fragment after
+/// "plugin `<name>`". The JSON parser's error is the `source`, not in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The bytes are not JSON.
+    #[error("returned a result that is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not `{"ok": bool, "violations": [...], "facts": {...}}` (our own words).
+    #[error("returned {0}")]
+    Shape(String),
+}
+
 /// Validates a result against ABI v1 and converts it.
 ///
 /// `ok` is required and boolean; `violations`, when present, is an array of
 /// `{"id": non-empty string, "msg": string}`; `facts`, when present, is an object.
 /// Other fields are ignored. `ok: true` with violations is contradictory and refused.
-pub fn parse_output(bytes: &[u8]) -> Result<PluginOutput, String> {
+pub fn parse_output(bytes: &[u8]) -> Result<PluginOutput, OutputError> {
     use serde_json::Value;
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("returned a result that is not JSON ({e})"))?;
+    let shape = |what: String| OutputError::Shape(what);
+    let value: Value = serde_json::from_slice(bytes).map_err(OutputError::NotJson)?;
     let Value::Object(mut obj) = value else {
-        return Err("returned a result that is not a JSON object".into());
+        return Err(shape("a result that is not a JSON object".into()));
     };
     let ok = match obj.get("ok") {
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err("returned a result whose `ok` is not a boolean".into()),
-        None => return Err("returned a result without `ok`".into()),
+        Some(_) => return Err(shape("a result whose `ok` is not a boolean".into())),
+        None => return Err(shape("a result without `ok`".into())),
     };
     let violations = match obj.remove("violations") {
         None => Vec::new(),
@@ -190,40 +202,36 @@ pub fn parse_output(bytes: &[u8]) -> Result<PluginOutput, String> {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 let Value::Object(mut v) = item else {
-                    return Err(format!("returned `violations[{i}]` that is not an object"));
+                    return Err(shape(format!("`violations[{i}]` that is not an object")));
                 };
                 let id = match v.remove("id") {
                     Some(Value::String(s)) if !s.is_empty() => s,
                     _ => {
-                        return Err(format!(
-                            "returned `violations[{i}].id` that is not a non-empty string"
-                        ))
+                        return Err(shape(format!(
+                            "`violations[{i}].id` that is not a non-empty string"
+                        )))
                     }
                 };
                 let msg = match v.remove("msg") {
                     Some(Value::String(s)) => s,
-                    _ => {
-                        return Err(format!(
-                            "returned `violations[{i}].msg` that is not a string"
-                        ))
-                    }
+                    _ => return Err(shape(format!("`violations[{i}].msg` that is not a string"))),
                 };
                 out.push(PluginViolation { id, msg });
             }
             out
         }
-        Some(_) => return Err("returned `violations` that is not an array".into()),
+        Some(_) => return Err(shape("`violations` that is not an array".into())),
     };
     let facts = match obj.remove("facts") {
         None => Value::Object(serde_json::Map::new()),
         Some(f @ Value::Object(_)) => f,
-        Some(_) => return Err("returned `facts` that is not an object".into()),
+        Some(_) => return Err(shape("`facts` that is not an object".into())),
     };
     if ok && !violations.is_empty() {
-        return Err(format!(
-            "returned `ok: true` together with {} violation(s)",
+        return Err(shape(format!(
+            "`ok: true` together with {} violation(s)",
             violations.len()
-        ));
+        )));
     }
     Ok(PluginOutput {
         ok,

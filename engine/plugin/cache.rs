@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
+use crate::error_chain::ErrorChain;
+
 /// The wasmtime release this host is built against (pinned with `=` in Cargo.toml).
 pub(crate) const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -114,7 +116,7 @@ impl ModuleCache {
         match module {
             Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cached plugin module refused by wasmtime; recompiling");
+                tracing::warn!(path = %path.display(), error = %ErrorChain(e.as_ref()), "cached plugin module refused by wasmtime; recompiling");
                 let _ = std::fs::remove_file(&path);
                 None
             }
@@ -124,15 +126,15 @@ impl ModuleCache {
     /// Writes `module` for `module_sha`; failures are logged, never returned.
     pub fn store(&self, module: &Module, module_sha: &[u8; 32]) {
         if let Err(e) = self.try_store(module, module_sha) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write plugin module cache; the next run recompiles");
+            tracing::warn!(dir = %self.dir.display(), error = %ErrorChain(&e), "cannot write plugin module cache; the next run recompiles");
         }
     }
 
-    fn try_store(&self, module: &Module, module_sha: &[u8; 32]) -> Result<(), String> {
+    fn try_store(&self, module: &Module, module_sha: &[u8; 32]) -> Result<(), StoreError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let artifact = module.serialize().map_err(|e| e.to_string())?;
+        let artifact = module.serialize().map_err(StoreError::Serialize)?;
         let artifact_sha = Sha256::digest(&artifact);
-        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.dir).map_err(StoreError::Write)?;
         let path = self.entry_path(&hex::encode(module_sha));
         let tmp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -151,9 +153,20 @@ impl ModuleCache {
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            e.to_string()
+            StoreError::Write(e)
         })
     }
+}
+
+/// Why an entry could not be written (logged, never returned from a load).
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    /// wasmtime could not serialise the compiled module.
+    #[error("cannot serialise the compiled module")]
+    Serialize(#[source] wasmtime::Error),
+    /// The directory, the temporary file or the rename failed.
+    #[error("cannot write the cache entry")]
+    Write(#[source] std::io::Error),
 }
 
 /// Checks an entry's header and artifact digest; returns the artifact.
@@ -172,4 +185,32 @@ fn verify_entry<'a>(bytes: &'a [u8], module_sha: &[u8; 32]) -> Result<&'a [u8], 
         return Err("artifact digest mismatch");
     }
     Ok(artifact)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_keeps_the_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").unwrap();
+        let engine = Engine::default();
+        let module = Module::new(&engine, "(module)").unwrap();
+        let err = ModuleCache::new(&file, &engine)
+            .try_store(&module, &[0; 32])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Write(_)), "{err:?}");
+        let io = std::error::Error::source(&err).unwrap();
+        assert!(io.downcast_ref::<std::io::Error>().is_some(), "{io}");
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            format!("cannot write the cache entry: {io}")
+        );
+    }
 }

@@ -554,8 +554,11 @@ fn read_output(
             ),
         )
     })?;
-    abi::parse_output(&mem[range])
-        .map_err(|why| fail(FailureKind::BadOutput, format!("plugin `{name}` {why}")))
+    abi::parse_output(&mem[range]).map_err(|why| {
+        // A failure is a message in the decision: the parser's error is said in it.
+        let why = crate::error_chain::ErrorChain(&why);
+        fail(FailureKind::BadOutput, format!("plugin `{name}` {why}"))
+    })
 }
 
 /// The parts of the input shared by every plugin of one `run`.
@@ -743,8 +746,8 @@ fn build_engine(options: &HostOptions, fuel: bool) -> Result<Engine, PluginError
         Err(pool_err) => {
             // The pool reserves address space up front; a process under `ulimit -v`
             // may not have it. Checks still work on demand, only slower.
-            tracing::warn!(error = %pool_err, "cannot reserve the plugin instance pool; using on-demand allocation");
-            Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))
+            tracing::warn!(error = %crate::error_chain::ErrorChain(pool_err.as_ref()), "cannot reserve the plugin instance pool; using on-demand allocation");
+            Engine::new(&config).map_err(PluginError::Engine)
         }
     }
 }
@@ -784,12 +787,7 @@ fn discover(dir: &Path) -> Result<Vec<Manifest>, PluginError> {
             for other in ["plugin.yaml", "plugin.yml"] {
                 let p = sub.join(other);
                 if p.is_file() {
-                    return Err(PluginError::ManifestSyntax {
-                        path: p,
-                        message: format!(
-                            "YAML manifests are not supported; write `{MANIFEST_FILE}`"
-                        ),
-                    });
+                    return Err(PluginError::YamlManifest { path: p });
                 }
             }
             tracing::debug!(dir = %sub.display(), "no plugin manifest; skipped");

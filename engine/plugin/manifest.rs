@@ -120,13 +120,12 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, PluginError> {
-        let text =
-            crate::fsio::read_capped_string(path, crate::fsio::MAX_CONFIG_BYTES).map_err(|e| {
-                PluginError::ReadManifest {
-                    path: path.to_path_buf(),
-                    reason: e.reason(),
-                }
-            })?;
+        let text = crate::fsio::read_capped_string(path, crate::fsio::MAX_CONFIG_BYTES).map_err(
+            |source| PluginError::ReadManifest {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         Manifest::parse(path, &text)
     }
 
@@ -135,10 +134,11 @@ impl Manifest {
     // Long by design: one block per manifest field, each naming its own error; split
     // up, the list of fields would no longer read as one.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, PluginError> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| PluginError::ManifestSyntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|source| PluginError::ManifestSyntax {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let bad = |field: &str, reason: String| PluginError::ManifestField {
             path: path.to_path_buf(),
             field: field.to_string(),

@@ -35,31 +35,43 @@ pub use manifest::{Manifest, Mode};
 ///
 /// A module that fails to compile or does not follow the ABI is *not* a `PluginError`:
 /// it loads as a failed plugin whose checks fail closed (see [`FailureKind`]).
+///
+/// An underlying error (I/O, TOML, wasmtime) is the `source` and not repeated in the
+/// message, so a printed chain (see [`crate::error_chain`]) says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// The plugin directory exists but cannot be listed.
-    #[error("cannot read plugin directory `{}`: {source}", .path.display())]
+    #[error("cannot read plugin directory `{}`", .path.display())]
     ReadDir {
         /// The directory.
         path: PathBuf,
         /// The underlying I/O error.
+        #[source]
         source: std::io::Error,
     },
-    /// A manifest file exists but cannot be read.
-    #[error("cannot read plugin manifest `{}`: {reason}", .path.display())]
+    /// A manifest file exists but cannot be read (its path is in the source's message).
+    #[error("cannot read plugin manifest")]
     ReadManifest {
         /// The manifest file.
         path: PathBuf,
         /// Why: not a regular file, over the cap, or an I/O error.
-        reason: String,
+        #[source]
+        source: crate::fsio::ReadError,
     },
     /// A manifest is not valid TOML.
-    #[error("cannot parse plugin manifest `{}`: {message}", .path.display())]
+    #[error("cannot parse plugin manifest `{}`", .path.display())]
     ManifestSyntax {
         /// The manifest file.
         path: PathBuf,
-        /// The TOML parser's message (with line and column).
-        message: String,
+        /// The TOML parser's error (with line and column).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A plugin directory holds a YAML manifest and no `plugin.toml`.
+    #[error("cannot parse plugin manifest `{}`: YAML manifests are not supported; write `{}`", .path.display(), manifest::MANIFEST_FILE)]
+    YamlManifest {
+        /// The YAML file.
+        path: PathBuf,
     },
     /// A manifest field is missing, unknown or has a bad value.
     #[error("invalid plugin manifest `{}`: field `{field}` {reason}", .path.display())]
@@ -68,15 +80,16 @@ pub enum PluginError {
         path: PathBuf,
         /// The field, dotted for nested tables (`limits.wall_ms`).
         field: String,
-        /// What is wrong with it, as a sentence fragment.
+        /// What is wrong with it, as a sentence fragment of our own (no underlying
+        /// error: the TOML parsed).
         reason: String,
     },
     /// The shared wasmtime engine could not be configured.
-    #[error("cannot set up the wasm engine: {0}")]
-    Engine(String),
+    #[error("cannot set up the wasm engine")]
+    Engine(#[source] wasmtime::Error),
     /// The epoch ticker thread (wall-time limits) could not be started.
-    #[error("cannot start the plugin epoch ticker thread: {0}")]
-    Ticker(std::io::Error),
+    #[error("cannot start the plugin epoch ticker thread")]
+    Ticker(#[source] std::io::Error),
 }
 
 /// The cause of a failed plugin check; each maps to its own violation id.

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::abi::{pack_result, parse_output, unpack_result};
 use super::host::trap_code;
 use super::*;
+use crate::error_chain::ErrorChain;
 
 /// The repository root: the real crate's manifest dir is the repo; the scratch crate
 /// links `tests/` and `plugins/` to the repo's.
@@ -584,7 +585,7 @@ fn dropping_the_host_stops_its_ticker() {
 
 fn manifest_err(text: &str) -> String {
     let path = Path::new("/x/plugins/p/plugin.toml");
-    Manifest::parse(path, text).unwrap_err().to_string()
+    ErrorChain(&Manifest::parse(path, text).unwrap_err()).to_string()
 }
 
 #[test]
@@ -779,6 +780,51 @@ fn directory_level_errors() {
     assert_eq!(host.plugins()[0].digest, "");
 }
 
+#[test]
+fn load_errors_keep_their_cause() {
+    let dir = TempDir::new("causes");
+    // A manifest that is a directory: the reader's refusal is the source and names the
+    // file; the chain says it once.
+    std::fs::create_dir_all(dir.0.join("p/plugin.toml")).unwrap();
+    let err = PluginHost::load(&dir.0, &HostOptions::default()).unwrap_err();
+    let read =
+        std::error::Error::source(&err).and_then(|s| s.downcast_ref::<crate::fsio::ReadError>());
+    assert!(
+        matches!(read, Some(crate::fsio::ReadError::NotRegular { .. })),
+        "{err:?}"
+    );
+    let chain = ErrorChain(&err).to_string();
+    assert!(
+        chain.starts_with("cannot read plugin manifest: `")
+            && chain.ends_with("p/plugin.toml` is not a regular file (directory)"),
+        "{chain}"
+    );
+
+    // A plugin directory that is a file: the I/O error is the source.
+    let file = dir.0.join("p/plugins-file");
+    std::fs::write(&file, "").unwrap();
+    let err = PluginHost::load(&file, &HostOptions::default()).unwrap_err();
+    let io = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert!(io.is_some(), "{err:?}");
+    assert_eq!(
+        ErrorChain(&err).to_string(),
+        format!("{err}: {}", io.unwrap())
+    );
+
+    // Bad TOML: the parser's error, with its line and column, is the source.
+    let err = Manifest::parse(Path::new("/x/p/plugin.toml"), "name = ").unwrap_err();
+    let toml = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<toml::de::Error>());
+    assert!(toml.is_some(), "{err:?}");
+    let chain = ErrorChain(&err).to_string();
+    assert!(
+        chain.starts_with(
+            "cannot parse plugin manifest `/x/p/plugin.toml`: TOML parse error at line 1"
+        ),
+        "{chain}"
+    );
+    assert!(!chain.ends_with('\n'), "{chain:?}");
+}
+
 // ---- ABI helpers ----
 
 #[test]
@@ -799,6 +845,14 @@ fn output_parsing_defaults() {
     let out = parse_output(br#"{"ok":true}"#).unwrap();
     assert_eq!(out.violations, vec![]);
     assert_eq!(out.facts, json!({}));
+    // Not JSON: the parser's error is the source, and said once in the chain.
+    let err = parse_output(b"{\"ok\": tru").unwrap_err();
+    let json = std::error::Error::source(&err).unwrap();
+    assert!(json.downcast_ref::<serde_json::Error>().is_some(), "{json}");
+    assert_eq!(
+        ErrorChain(&err).to_string(),
+        format!("returned a result that is not JSON: {json}")
+    );
     assert!(parse_output(b"").is_err());
     assert!(parse_output(br#"{"ok":true,"violations":null}"#).is_err());
     // Deeply nested facts hit serde_json's recursion limit: bad output, not a crash.

@@ -22,6 +22,9 @@ pub const MAX_ARCHIVE_ENTRIES: usize = 10_000;
 /// to 511 bytes of padding per entry.
 const TAR_OVERHEAD: u64 = MAX_ARCHIVE_ENTRIES as u64 * 1024;
 
+/// Bytes an archive may inflate to: the bundle's files and their tar overhead.
+pub const MAX_INFLATED_BYTES: u64 = MAX_BUNDLE_BYTES + TAR_OVERHEAD;
+
 /// The manifest's name at the bundle root (`revision`, `roots`).
 pub const MANIFEST: &str = ".manifest";
 
@@ -53,13 +56,13 @@ pub fn read(path: &Path) -> Result<Vec<RawFile>, PolicyError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = crate::fsio::open_regular(path, MAX_BUNDLE_BYTES).map_err(|e| err(e.reason()))?;
+    let file = crate::fsio::open_regular(path, MAX_BUNDLE_BYTES)?;
     let inflated = CappedReader {
         inner: GzDecoder::new(file),
-        left: MAX_BUNDLE_BYTES + TAR_OVERHEAD,
+        left: MAX_INFLATED_BYTES,
     };
     let mut archive = tar::Archive::new(inflated);
-    let entries = archive.entries().map_err(|e| err(io_reason(&e)))?;
+    let entries = archive.entries().map_err(|e| damaged(path, None, e))?;
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
     let mut total = 0u64;
@@ -67,7 +70,7 @@ pub fn read(path: &Path) -> Result<Vec<RawFile>, PolicyError> {
         if n >= MAX_ARCHIVE_ENTRIES {
             return Err(err(format!("more than {MAX_ARCHIVE_ENTRIES} entries")));
         }
-        let mut entry = entry.map_err(|e| err(io_reason(&e)))?;
+        let mut entry = entry.map_err(|e| damaged(path, None, e))?;
         let raw_name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| err(format!("entry {n} has a name that is not UTF-8")))?;
         let name = normalise(&raw_name).map_err(|why| err(format!("entry `{raw_name}`: {why}")))?;
@@ -90,7 +93,10 @@ pub fn read(path: &Path) -> Result<Vec<RawFile>, PolicyError> {
                 "`{name}` appears twice (after normalising `{raw_name}`)"
             )));
         }
-        let size = entry.header().size().map_err(|e| err(io_reason(&e)))?;
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| damaged(path, Some(&name), e))?;
         if size > MAX_BUNDLE_FILE_BYTES {
             return Err(err(format!(
                 "`{name}` is {size} bytes; a bundle file may be at most {MAX_BUNDLE_FILE_BYTES}"
@@ -106,7 +112,7 @@ pub fn read(path: &Path) -> Result<Vec<RawFile>, PolicyError> {
         (&mut entry)
             .take(size)
             .read_to_end(&mut bytes)
-            .map_err(|e| err(format!("`{name}`: {}", io_reason(&e))))?;
+            .map_err(|e| damaged(path, Some(&name), e))?;
         files.push(RawFile { path: name, bytes });
     }
     Ok(files)
@@ -123,18 +129,14 @@ pub fn read_directory(dir: &Path) -> Result<Vec<RawFile>, PolicyError> {
             continue;
         }
         let left = MAX_BUNDLE_BYTES.saturating_sub(total);
-        let bytes =
-            crate::fsio::read_capped(&abs, MAX_BUNDLE_FILE_BYTES.min(left)).map_err(|e| {
-                PolicyError::Io {
-                    path: abs.clone(),
-                    reason: match e {
-                        crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
-                            format!("the bundle's files exceed {MAX_BUNDLE_BYTES} bytes in all")
-                        }
-                        e => e.reason(),
-                    },
+        let bytes = crate::fsio::read_capped(&abs, MAX_BUNDLE_FILE_BYTES.min(left)).map_err(
+            |e| match e {
+                crate::fsio::ReadError::TooLarge { .. } if left < MAX_BUNDLE_FILE_BYTES => {
+                    PolicyError::TooLarge { path: abs.clone() }
                 }
-            })?;
+                e => PolicyError::Read(e),
+            },
+        )?;
         total += bytes.len() as u64;
         out.push(RawFile { path: rel, bytes });
     }
@@ -146,9 +148,9 @@ fn collect_files(
     dir: &Path,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<(), PolicyError> {
-    let io = |e: std::io::Error| PolicyError::Io {
+    let io = |source| PolicyError::Io {
         path: dir.to_path_buf(),
-        reason: e.to_string(),
+        source,
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -215,14 +217,19 @@ pub fn write(files: &[RawFile], out: &mut impl Write) -> std::io::Result<()> {
     builder.into_inner()?.finish()?.flush()
 }
 
-fn io_reason(e: &std::io::Error) -> String {
+/// The error for an archive the reader stopped on: over the inflation cap (the
+/// [`CappedReader`]'s own error, not worth keeping), or damaged (the reader's error kept).
+fn damaged(path: &Path, entry: Option<&str>, e: std::io::Error) -> PolicyError {
+    let path = path.to_path_buf();
+    let entry = entry.map(str::to_string);
     if e.kind() == std::io::ErrorKind::FileTooLarge {
-        return format!(
-            "it inflates past {} bytes (a size bomb, or not a bundle)",
-            MAX_BUNDLE_BYTES + TAR_OVERHEAD
-        );
+        return PolicyError::Inflated { path, entry };
     }
-    format!("not a gzip-compressed tar archive, or a damaged one: {e}")
+    PolicyError::Damaged {
+        path,
+        entry,
+        source: e,
+    }
 }
 
 /// A reader that fails with `FileTooLarge` once more than `left` bytes have come through.
@@ -349,7 +356,20 @@ pub(super) mod tests {
     fn garbage_is_not_an_archive() {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), b"not gzip at all").unwrap();
-        let e = read(f.path()).unwrap_err().to_string();
+        let err = read(f.path()).unwrap_err();
+        assert!(matches!(err, PolicyError::Damaged { .. }), "{err:?}");
+        // The reader's error is the source, said once, after the message.
+        let io = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .unwrap();
+        let e = crate::error_chain::ErrorChain(&err).to_string();
         assert!(e.contains("not a gzip-compressed tar archive"), "{e}");
+        assert_eq!(e, format!("{err}: {io}"));
+
+        // An archive that cannot be opened: the reader's error, which names it.
+        let gone = f.path().with_extension("gone");
+        let err = read(&gone).unwrap_err();
+        assert!(matches!(err, PolicyError::Read(_)), "{err:?}");
+        assert!(err.to_string().starts_with("cannot read `"), "{err}");
     }
 }

@@ -168,12 +168,10 @@ pub(super) fn policy_words(policies: &[BundleFile]) -> Result<Words, PolicyError
     let mut words = Words::default();
     for file in policies {
         let source = Source::from_contents(file.path.clone(), file.contents.clone())
-            .map_err(|e| PolicyError::Parse(e.to_string()))?;
+            .map_err(PolicyError::Rego)?;
         let mut lexer = Lexer::new(&source);
         loop {
-            let token = lexer
-                .next_token()
-                .map_err(|e| PolicyError::Parse(e.to_string()))?;
+            let token = lexer.next_token().map_err(PolicyError::Rego)?;
             match token.0 {
                 TokenKind::Eof => break,
                 TokenKind::Ident => {

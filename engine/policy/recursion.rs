@@ -15,16 +15,27 @@ use serde_json::Value;
 /// The rule graph: rule path -> the rule paths its heads and bodies refer to.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
+/// Why the recursion check refused a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum RecursionError {
+    /// One cycle, `data.p.f -> data.p.f`.
+    #[error("{0}")]
+    Cycle(String),
+    /// regorus could not give its syntax tree as JSON.
+    #[error("cannot read the syntax tree")]
+    Ast(#[source] anyhow::Error),
+    /// The syntax tree regorus gave is not JSON.
+    #[error("cannot read the syntax tree")]
+    AstJson(#[source] serde_json::Error),
+}
+
 /// `Err` names one cycle (`data.p.f -> data.p.f`) when the bundle has any.
-pub fn check(engine: &regorus::Engine) -> Result<(), String> {
-    let json = engine
-        .get_ast_as_json()
-        .map_err(|e| format!("cannot read the syntax tree: {e}"))?;
-    let modules: Value =
-        serde_json::from_str(&json).map_err(|e| format!("cannot read the syntax tree: {e}"))?;
+pub fn check(engine: &regorus::Engine) -> Result<(), RecursionError> {
+    let json = engine.get_ast_as_json().map_err(RecursionError::Ast)?;
+    let modules: Value = serde_json::from_str(&json).map_err(RecursionError::AstJson)?;
     let graph = build(modules.as_array().map(Vec::as_slice).unwrap_or_default());
     match find_cycle(&graph) {
-        Some(cycle) => Err(cycle.join(" -> ")),
+        Some(cycle) => Err(RecursionError::Cycle(cycle.join(" -> "))),
         None => Ok(()),
     }
 }
@@ -378,7 +389,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(check(&e), Ok(()));
+        check(&e).unwrap();
     }
 
     #[test]
@@ -411,7 +422,10 @@ mod tests {
             ),
         ];
         for (files, want) in cases {
-            assert_eq!(check(&engine(files)), Err(want.to_string()), "{files:?}");
+            match check(&engine(files)) {
+                Err(RecursionError::Cycle(cycle)) => assert_eq!(cycle, want, "{files:?}"),
+                other => panic!("{files:?}: {other:?}"),
+            }
         }
     }
 
@@ -424,7 +438,7 @@ mod tests {
             &["package p\nimport data.q\na if q.b", "package q\nb := true"],
             &["package p\ndefault a := false\na if input.x"],
         ] {
-            assert_eq!(check(&engine(files)), Ok(()), "{files:?}");
+            assert!(check(&engine(files)).is_ok(), "{files:?}");
         }
     }
 }

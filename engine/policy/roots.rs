@@ -8,17 +8,38 @@
 
 use serde_json::Value;
 
+/// Why a bundle's roots refuse it (our own findings; no error under them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RootsError {
+    /// Two roots overlap.
+    #[error("manifest roots `{0}` and `{1}` overlap")]
+    Overlap(String, String),
+    /// A package outside every root.
+    #[error("package `{package}` is outside the manifest roots {roots}")]
+    Package {
+        /// The package, as regorus names it.
+        package: String,
+        /// The roots, as a list.
+        roots: String,
+    },
+    /// Data outside every root.
+    #[error("data at `{path}` is outside the manifest roots {roots}")]
+    Data {
+        /// The data's path, `/`-separated.
+        path: String,
+        /// The roots, as a list.
+        roots: String,
+    },
+}
+
 /// Parse the manifest's `roots` (slash-separated paths) and refuse overlapping ones
 /// (`promo` and `promo/config`), as OPA does.
-pub fn parse(roots: &[String]) -> Result<Vec<Vec<String>>, String> {
+pub fn parse(roots: &[String]) -> Result<Vec<Vec<String>>, RootsError> {
     let parsed: Vec<Vec<String>> = roots.iter().map(|r| segments(r)).collect();
     for (i, a) in parsed.iter().enumerate() {
         for (j, b) in parsed.iter().enumerate() {
             if i < j && (a.starts_with(b) || b.starts_with(a)) {
-                return Err(format!(
-                    "manifest roots `{}` and `{}` overlap",
-                    roots[i], roots[j]
-                ));
+                return Err(RootsError::Overlap(roots[i].clone(), roots[j].clone()));
             }
         }
     }
@@ -38,7 +59,7 @@ fn owned(roots: &[Vec<String>], path: &[String]) -> bool {
 }
 
 /// Refuse a package (regorus's `data.a.b` form) outside the roots.
-pub fn check_package(roots: &[Vec<String>], package: &str) -> Result<(), String> {
+pub fn check_package(roots: &[Vec<String>], package: &str) -> Result<(), RootsError> {
     let path: Vec<String> = package
         .strip_prefix("data.")
         .unwrap_or(package)
@@ -51,10 +72,10 @@ pub fn check_package(roots: &[Vec<String>], package: &str) -> Result<(), String>
     if owned(roots, &path) {
         Ok(())
     } else {
-        Err(format!(
-            "package `{package}` is outside the manifest roots {}",
-            show(roots)
-        ))
+        Err(RootsError::Package {
+            package: package.to_string(),
+            roots: show(roots),
+        })
     }
 }
 
@@ -62,7 +83,7 @@ pub fn check_package(roots: &[Vec<String>], package: &str) -> Result<(), String>
 /// empty for the bundle root). Where `dir` is not owned but leads to a root, the check
 /// goes down into the object's keys, so a root `data.json` may hold `{"promo": ...}`
 /// under root `promo`.
-pub fn check_data(roots: &[Vec<String>], dir: &[String], value: &Value) -> Result<(), String> {
+pub fn check_data(roots: &[Vec<String>], dir: &[String], value: &Value) -> Result<(), RootsError> {
     if owned(roots, dir) {
         return Ok(());
     }
@@ -77,11 +98,10 @@ pub fn check_data(roots: &[Vec<String>], dir: &[String], value: &Value) -> Resul
             }
             Ok(())
         }
-        _ => Err(format!(
-            "data at `{}` is outside the manifest roots {}",
-            dir.join("/"),
-            show(roots)
-        )),
+        _ => Err(RootsError::Data {
+            path: dir.join("/"),
+            roots: show(roots),
+        }),
     }
 }
 
@@ -123,7 +143,9 @@ mod tests {
         check_package(&r, "data.promo").unwrap();
         check_package(&r, "data.promo.rules.approvals").unwrap();
         check_package(&r, "data.extra.x.y").unwrap();
-        let e = check_package(&r, "data.system.authz").unwrap_err();
+        let e = check_package(&r, "data.system.authz")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("data.system.authz") && e.contains("\"promo\""),
             "{e}"
@@ -139,7 +161,9 @@ mod tests {
         let r = roots(&["promo/config"]);
         check_data(&r, &path("promo/config"), &json!({"a": 1})).unwrap();
         check_data(&r, &[], &json!({"promo": {"config": {"a": 1}}})).unwrap();
-        let e = check_data(&r, &[], &json!({"promo": {"config": {}, "rules": {}}})).unwrap_err();
+        let e = check_data(&r, &[], &json!({"promo": {"config": {}, "rules": {}}}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`promo/rules`"), "{e}");
         check_data(&r, &path("promo"), &json!({"other": 1})).unwrap_err();
         // A scalar where a root was expected below is data the bundle does not own.
@@ -148,7 +172,9 @@ mod tests {
 
     #[test]
     fn overlapping_roots_are_refused() {
-        let e = parse(&["promo".into(), "promo/config".into()]).unwrap_err();
+        let e = parse(&["promo".into(), "promo/config".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overlap"), "{e}");
         parse(&["".into(), "promo".into()]).unwrap_err();
         parse(&["promo".into(), "promotion".into()]).unwrap();

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use tokio::task::JoinHandle;
 
 use super::{Loaded, ReloadFailure, Server, ServerError};
+use crate::error_chain::ErrorChain;
 
 /// Most directory entries the watcher stats per poll. A bundle is dozens of files; this
 /// only bounds the cost if someone points `--policies` at a huge tree.
@@ -53,9 +54,9 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
                 .reload_failure
                 .store(Some(Arc::new(ReloadFailure {
                     at: crate::input::format_time(time::OffsetDateTime::now_utc()),
-                    reason: e.to_string(),
+                    reason: ErrorChain(&e).to_string(),
                 })));
-            tracing::error!(error = %e, serving = %server.loaded().engine.bundle().digest(), "reload failed; the previous bundle keeps serving");
+            tracing::error!(error = %ErrorChain(&e), serving = %server.loaded().engine.bundle().digest(), "reload failed; the previous bundle keeps serving");
             Err(e)
         }
     }
@@ -94,7 +95,7 @@ async fn poll_bundles(
         let (s, engine) = (source.clone(), server.inner.config.engine.clone());
         let outcome = tokio::task::spawn_blocking(move || s.poll(&engine))
             .await
-            .unwrap_or_else(|e| Err(format!("the poll task failed: {e}")));
+            .unwrap_or_else(|e| Err(super::bundle_poll::PollError::Task(e)));
         failures = state.record(&outcome, super::bundle_poll::cached_etag(&source));
         match outcome {
             Ok(super::bundle_poll::Polled::Updated) => {
@@ -104,7 +105,7 @@ async fn poll_bundles(
             Ok(super::bundle_poll::Polled::Unchanged) => {}
             Err(e) => {
                 server.inner.metrics.reload(false);
-                tracing::warn!(error = %e, failures, "bundle poll failed; the last good bundle keeps serving");
+                tracing::warn!(error = %ErrorChain(&e), failures, "bundle poll failed; the last good bundle keeps serving");
             }
         }
     }

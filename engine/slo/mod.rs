@@ -45,12 +45,64 @@ pub enum SloError {
         /// What is wrong.
         reason: String,
     },
-    /// The queries file is not the documented JSON.
-    #[error("queries file: {0}")]
-    QueriesFile(String),
+    /// The queries file is not the documented JSON (the parser's error is the source).
+    #[error("queries file")]
+    QueriesFile(#[source] serde_json::Error),
+    /// The queries file is JSON, but not an object.
+    #[error("queries file: must be a JSON object")]
+    QueriesNotObject,
     /// The SLO configuration of the environment names no windows.
     #[error("{0}")]
     Config(String),
+}
+
+/// Why one figure is left out of a snapshot (the snapshot's `source.unavailable` says
+/// this text). Our own reasons, with no underlying error to keep.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unavailable {
+    /// The objective is not a ratio strictly between 0 and 1.
+    #[error("objective {0} is not a ratio strictly between 0 and 1")]
+    Objective(f64),
+    /// An error ratio outside [0, 1].
+    #[error("error ratio {0} is not a ratio in [0, 1]")]
+    ErrorRatio(f64),
+    /// The objective could not be read, so nothing computed from it can be.
+    #[error("the objective is not available")]
+    NoObjective,
+    /// The query matched no series.
+    #[error("no series (missing data)")]
+    NoSeries,
+    /// The query matched more than one series (the first three labels shown).
+    #[error("ambiguous: {count} series match ({shown})")]
+    Ambiguous {
+        /// How many matched.
+        count: usize,
+        /// The first three label sets, `, ...` after them when there are more.
+        shown: String,
+    },
+    /// A result type other than an instant vector or a scalar.
+    #[error("the query returns a {0}, not an instant vector or scalar")]
+    ResultType(String),
+    /// A value that parses but is NaN or infinite.
+    #[error("the value is {0} (not a finite number)")]
+    NotFinite(f64),
+    /// A value that is not a number at all.
+    #[error("the value `{0}` is not a number")]
+    NotANumber(String),
+    /// The newest sample is older than the staleness limit.
+    #[error("stale: the newest sample is from {when}, {age:.0}s before the evaluation time (limit {limit}s)")]
+    Stale {
+        /// The sample's time (RFC 3339, or the raw Unix seconds).
+        when: String,
+        /// Its age at the evaluation time, in seconds.
+        age: f64,
+        /// The limit, in seconds.
+        limit: u64,
+    },
+    /// The figure's `timestamp()` query could not be read. Part of this figure's reason,
+    /// so said in the message (not a `source`).
+    #[error("its timestamp: {0}")]
+    Timestamp(Box<Unavailable>),
 }
 
 /// Where the objective comes from: a number written in the queries file, or a query.
@@ -106,13 +158,12 @@ impl Default for Queries {
 impl Queries {
     /// Parse and check a queries file's JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SloError> {
-        let bad = |e: serde_json::Error| SloError::QueriesFile(e.to_string());
         // An object only: serde would also take a struct from an (empty) array.
-        let value: Value = serde_json::from_slice(bytes).map_err(bad)?;
+        let value: Value = serde_json::from_slice(bytes).map_err(SloError::QueriesFile)?;
         if !value.is_object() {
-            return Err(SloError::QueriesFile("must be a JSON object".into()));
+            return Err(SloError::QueriesNotObject);
         }
-        let q: Queries = serde_json::from_value(value).map_err(bad)?;
+        let q: Queries = serde_json::from_value(value).map_err(SloError::QueriesFile)?;
         q.check()?;
         Ok(q)
     }
@@ -129,9 +180,9 @@ impl Queries {
         match &self.objective {
             Objective::Query(t) => check_template("objective", t, false)?,
             Objective::Fixed(o) => {
-                check_objective(*o).map_err(|reason| SloError::Template {
+                check_objective(*o).map_err(|why| SloError::Template {
                     name: "objective",
-                    reason,
+                    reason: why.to_string(),
                 })?;
             }
         }
@@ -264,24 +315,20 @@ pub fn windows_from_config(slo: &Value) -> Result<Vec<String>, SloError> {
     Ok(windows.into_iter().map(|(_, w)| w).collect())
 }
 
-fn check_objective(o: f64) -> Result<f64, String> {
+fn check_objective(o: f64) -> Result<f64, Unavailable> {
     if o.is_finite() && o > 0.0 && o < 1.0 {
         Ok(o)
     } else {
-        Err(format!(
-            "objective {o} is not a ratio strictly between 0 and 1"
-        ))
+        Err(Unavailable::Objective(o))
     }
 }
 
 /// Burn rate: how many times faster than the SLO allows the budget is being spent,
 /// `error ratio / (1 - objective)` (SRE Workbook, "Alerting on SLOs").
-pub fn burn_rate(error_ratio: f64, objective: f64) -> Result<f64, String> {
+pub fn burn_rate(error_ratio: f64, objective: f64) -> Result<f64, Unavailable> {
     let objective = check_objective(objective)?;
     if !error_ratio.is_finite() || !(0.0..=1.0).contains(&error_ratio) {
-        return Err(format!(
-            "error ratio {error_ratio} is not a ratio in [0, 1]"
-        ));
+        return Err(Unavailable::ErrorRatio(error_ratio));
     }
     Ok(tidy(error_ratio / (1.0 - objective)))
 }
@@ -295,7 +342,7 @@ fn tidy(x: f64) -> f64 {
 
 /// The fraction of the period's error budget left: `1 - burn rate over the period`
 /// (negative once overspent).
-pub fn budget_remaining(period_error_ratio: f64, objective: f64) -> Result<f64, String> {
+pub fn budget_remaining(period_error_ratio: f64, objective: f64) -> Result<f64, Unavailable> {
     burn_rate(period_error_ratio, objective).map(|b| tidy(1.0 - b))
 }
 
@@ -347,15 +394,16 @@ pub fn collect(src: &dyn Source, plan: &Plan<'_>) -> Result<Snapshot, PromError>
             match read_figure(src, &q, plan)?.and_then(check_objective) {
                 Ok(o) => Some(o),
                 Err(why) => {
-                    left_out.push(("objective".into(), why));
+                    left_out.push(("objective".into(), why.to_string()));
                     None
                 }
             }
         }
     };
-    let from_ratio = |ratio: Result<f64, String>, f: fn(f64, f64) -> Result<f64, String>| {
+    type Figure = Result<f64, Unavailable>;
+    let from_ratio = |ratio: Figure, f: fn(f64, f64) -> Figure| {
         let ratio = ratio?;
-        let o = objective.ok_or("the objective is not available")?;
+        let o = objective.ok_or(Unavailable::NoObjective)?;
         f(ratio, o)
     };
 
@@ -368,7 +416,7 @@ pub fn collect(src: &dyn Source, plan: &Plan<'_>) -> Result<Snapshot, PromError>
             Ok(rate) => {
                 burn.insert(w.clone(), json!(rate));
             }
-            Err(why) => left_out.push((figure, why)),
+            Err(why) => left_out.push((figure, why.to_string())),
         }
     }
 
@@ -399,7 +447,7 @@ pub fn collect(src: &dyn Source, plan: &Plan<'_>) -> Result<Snapshot, PromError>
     });
     match budget {
         Ok(b) => predicate["errorBudgetRemaining"] = json!(b),
-        Err(why) => left_out.push(("errorBudgetRemaining".into(), why)),
+        Err(why) => left_out.push(("errorBudgetRemaining".into(), why.to_string())),
     }
     let unavailable: BTreeMap<&str, &str> = left_out
         .iter()
@@ -424,7 +472,7 @@ fn read_figure(
     src: &dyn Source,
     query: &str,
     plan: &Plan<'_>,
-) -> Result<Result<f64, String>, PromError> {
+) -> Result<Result<f64, Unavailable>, PromError> {
     let result = src.instant(query, plan.at)?;
     // A scalar (a literal) has no sample, so no age.
     let is_series = matches!(result, QueryResult::Vector(_));
@@ -439,33 +487,34 @@ fn read_figure(
     // the evaluation time, so only the lookback (5m by default) bounds those.
     let ts = match one_value(src.instant(&format!("timestamp({query})"), plan.at)?) {
         Ok(ts) => ts,
-        Err(why) => return Ok(Err(format!("its timestamp: {why}"))),
+        Err(why) => return Ok(Err(Unavailable::Timestamp(Box::new(why)))),
     };
     Ok(fresh(value, ts, plan.at, plan.max_staleness))
 }
 
 /// `value` if its sample time `ts` (Unix seconds) is within `max` before `at`.
-pub fn fresh(value: f64, ts: f64, at: OffsetDateTime, max: Duration) -> Result<f64, String> {
+pub fn fresh(value: f64, ts: f64, at: OffsetDateTime, max: Duration) -> Result<f64, Unavailable> {
     let at_s = at.unix_timestamp_nanos() as f64 / 1e9;
     let age = at_s - ts;
     if age > max.as_secs_f64() {
         let when = OffsetDateTime::from_unix_timestamp(ts as i64)
             .map(format_time)
             .unwrap_or_else(|_| ts.to_string());
-        return Err(format!(
-            "stale: the newest sample is from {when}, {age:.0}s before the evaluation time (limit {}s)",
-            max.as_secs()
-        ));
+        return Err(Unavailable::Stale {
+            when,
+            age,
+            limit: max.as_secs(),
+        });
     }
     Ok(value)
 }
 
 /// The single finite value of a result, or why there is none.
-fn one_value(result: QueryResult) -> Result<f64, String> {
+fn one_value(result: QueryResult) -> Result<f64, Unavailable> {
     let raw = match result {
         QueryResult::Scalar(s) => s,
         QueryResult::Vector(mut series) => match series.len() {
-            0 => return Err("no series (missing data)".into()),
+            0 => return Err(Unavailable::NoSeries),
             1 => series.remove(0).value,
             n => {
                 let shown: Vec<String> = series
@@ -473,23 +522,18 @@ fn one_value(result: QueryResult) -> Result<f64, String> {
                     .take(3)
                     .map(|s| format!("{:?}", s.labels))
                     .collect();
-                return Err(format!(
-                    "ambiguous: {n} series match ({}{})",
-                    shown.join(", "),
-                    if n > 3 { ", ..." } else { "" }
-                ));
+                return Err(Unavailable::Ambiguous {
+                    count: n,
+                    shown: format!("{}{}", shown.join(", "), if n > 3 { ", ..." } else { "" }),
+                });
             }
         },
-        QueryResult::Other(kind) => {
-            return Err(format!(
-                "the query returns a {kind}, not an instant vector or scalar"
-            ))
-        }
+        QueryResult::Other(kind) => return Err(Unavailable::ResultType(kind)),
     };
     match raw.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(v) => Err(format!("the value is {v} (not a finite number)")),
-        Err(_) => Err(format!("the value `{raw}` is not a number")),
+        Ok(v) => Err(Unavailable::NotFinite(v)),
+        Err(_) => Err(Unavailable::NotANumber(raw)),
     }
 }
 
@@ -602,7 +646,7 @@ mod tests {
         let five = Duration::from_secs(300);
         assert_eq!(fresh(1.5, t, at, five), Ok(1.5));
         assert_eq!(fresh(1.5, t - 300.0, at, five), Ok(1.5));
-        let err = fresh(1.5, t - 301.0, at, five).unwrap_err();
+        let err = fresh(1.5, t - 301.0, at, five).unwrap_err().to_string();
         assert!(
             err.contains("2026-11-26T17:54:59Z") && err.contains("301s"),
             "{err}"

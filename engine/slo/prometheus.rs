@@ -22,6 +22,9 @@ const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
 const MAX_QUOTED_CHARS: usize = 300;
 
 /// Why the server gave no usable answer.
+///
+/// A transport, I/O or JSON error is the `source` and not repeated in the message, so a
+/// printed chain (see [`crate::error_chain`]) says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {
     /// The URL cannot be used.
@@ -29,16 +32,26 @@ pub enum PromError {
     Url {
         /// As given.
         url: String,
-        /// What is wrong.
-        reason: String,
+        /// What is wrong with it (our own sentence).
+        reason: &'static str,
     },
     /// No connection, or the connection failed.
-    #[error("Prometheus at `{url}` is unreachable: {reason}")]
+    #[error("Prometheus at `{url}` is unreachable")]
     Unreachable {
         /// The endpoint asked.
         url: String,
-        /// The transport's reason.
-        reason: String,
+        /// The transport's error (connection refused, DNS, TLS, ...); boxed, as it is large.
+        #[source]
+        source: Box<ureq::Transport>,
+    },
+    /// The connection failed while the answer was being read.
+    #[error("Prometheus at `{url}` is unreachable: reading the answer")]
+    ReadAnswer {
+        /// The endpoint asked.
+        url: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The deadline (`--timeout`) passed.
     #[error("Prometheus at `{url}` did not answer within {timeout:?}")]
@@ -71,15 +84,43 @@ pub enum PromError {
         limit: u64,
     },
     /// The answer is not the API's JSON.
-    #[error("Prometheus at `{url}` sent an unreadable answer to `{query}`: {reason}")]
+    #[error("Prometheus at `{url}` sent an unreadable answer to `{query}`")]
     BadAnswer {
         /// The endpoint asked.
         url: String,
         /// The query sent.
         query: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: AnswerError,
     },
+}
+
+/// What is wrong with a `200` answer's body.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// Not the API's JSON envelope.
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// A `status` other than `success` (the server's words, quoted and bounded).
+    #[error("status `{status}`: {error_type}: {error}")]
+    NotSuccess {
+        /// The `status`.
+        status: String,
+        /// The `errorType`.
+        error_type: String,
+        /// The `error`.
+        error: String,
+    },
+    /// `status: success` without `data`.
+    #[error("a success without `data`")]
+    NoData,
+    /// A `vector` result that is not a list of samples.
+    #[error("vector")]
+    Vector(#[source] serde_json::Error),
+    /// A `scalar` result that is not `[time, "value"]`.
+    #[error("scalar")]
+    Scalar(#[source] serde_json::Error),
 }
 
 /// One series of an instant vector.
@@ -116,9 +157,9 @@ impl Prometheus {
     /// A client for the server at `url` (`http://host:port`, optionally with a path prefix);
     /// every query must be answered within `timeout` of now, in total.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, PromError> {
-        let bad = |reason: &str| PromError::Url {
+        let bad = |reason: &'static str| PromError::Url {
             url: url.into(),
-            reason: reason.into(),
+            reason,
         };
         if url.starts_with("https://") {
             return Err(bad(
@@ -181,7 +222,7 @@ impl Prometheus {
                 }
                 return Err(PromError::Unreachable {
                     url: self.endpoint.clone(),
-                    reason: t.to_string(),
+                    source: Box::new(t),
                 });
             }
         };
@@ -202,16 +243,16 @@ impl Prometheus {
                     {
                         self.timed_out()
                     }
-                    crate::fsio::CapError::Io(e) => PromError::Unreachable {
+                    crate::fsio::CapError::Io(source) => PromError::ReadAnswer {
                         url: self.endpoint.clone(),
-                        reason: format!("reading the answer: {e}"),
+                        source,
                     },
                 }
             })?;
-        parse_answer(&body).map_err(|reason| PromError::BadAnswer {
+        parse_answer(&body).map_err(|source| PromError::BadAnswer {
             url: self.endpoint.clone(),
             query: query.into(),
-            reason,
+            source,
         })
     }
 
@@ -291,21 +332,20 @@ struct ApiSample {
 }
 
 /// The body of a `200` answer: a `success` with a vector or scalar result.
-fn parse_answer(body: &[u8]) -> Result<QueryResult, String> {
-    let answer: ApiAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+fn parse_answer(body: &[u8]) -> Result<QueryResult, AnswerError> {
+    let answer: ApiAnswer = serde_json::from_slice(body).map_err(AnswerError::Json)?;
     if answer.status != "success" {
-        return Err(format!(
-            "status `{}`: {}: {}",
-            quote(&answer.status),
-            quote(&answer.error_type.unwrap_or_default()),
-            quote(&answer.error.unwrap_or_default())
-        ));
+        return Err(AnswerError::NotSuccess {
+            status: quote(&answer.status),
+            error_type: quote(&answer.error_type.unwrap_or_default()),
+            error: quote(&answer.error.unwrap_or_default()),
+        });
     }
-    let data = answer.data.ok_or("a success without `data`")?;
+    let data = answer.data.ok_or(AnswerError::NoData)?;
     match data.result_type.as_str() {
         "vector" => {
             let samples: Vec<ApiSample> =
-                serde_json::from_value(data.result).map_err(|e| format!("vector: {e}"))?;
+                serde_json::from_value(data.result).map_err(AnswerError::Vector)?;
             Ok(QueryResult::Vector(
                 samples
                     .into_iter()
@@ -318,7 +358,7 @@ fn parse_answer(body: &[u8]) -> Result<QueryResult, String> {
         }
         "scalar" => {
             let (_, v): (Value, String) =
-                serde_json::from_value(data.result).map_err(|e| format!("scalar: {e}"))?;
+                serde_json::from_value(data.result).map_err(AnswerError::Scalar)?;
             Ok(QueryResult::Scalar(v))
         }
         other => Ok(QueryResult::Other(quote(other))),
@@ -399,12 +439,14 @@ mod tests {
         assert_eq!(
             parse_answer(
                 br#"{"status":"success","data":{"resultType":"scalar","result":[1,"0.999"]}}"#
-            ),
-            Ok(QueryResult::Scalar("0.999".into()))
+            )
+            .unwrap(),
+            QueryResult::Scalar("0.999".into())
         );
         assert_eq!(
-            parse_answer(br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#),
-            Ok(QueryResult::Other("matrix".into()))
+            parse_answer(br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#)
+                .unwrap(),
+            QueryResult::Other("matrix".into())
         );
         for bad in [
             &br#"{"status":"error","errorType":"bad_data","error":"x"}"#[..],
@@ -457,6 +499,19 @@ mod tests {
         let p = Prometheus::new(&url, Duration::from_secs(5)).unwrap();
         let err = p.query("x", at()).unwrap_err();
         assert!(matches!(err, PromError::BadAnswer { .. }), "{err}");
+        // The parser's error is kept as the source, and printed once, after the context.
+        let cause = std::error::Error::source(&err).unwrap();
+        assert!(matches!(
+            cause.downcast_ref::<AnswerError>(),
+            Some(AnswerError::Json(_))
+        ));
+        let chain = crate::error_chain::ErrorChain(&err).to_string();
+        assert_eq!(
+            chain,
+            format!("{err}: {cause}"),
+            "the message does not repeat its cause"
+        );
+        assert!(chain.contains("EOF while parsing"), "{chain}");
 
         let huge = format!(
             r#"{{"status":"success","data":{{"resultType":"vector","result":[],"pad":"{}"}}}}"#,
@@ -489,6 +544,14 @@ mod tests {
         let err = p.query("x", at()).unwrap_err();
         assert!(matches!(err, PromError::Unreachable { .. }), "{err}");
         assert!(err.to_string().contains(&url), "{err}");
+        // The transport's error is the source: the chain names why, the message the where.
+        let cause = std::error::Error::source(&err).unwrap();
+        assert!(
+            cause.downcast_ref::<Box<ureq::Transport>>().is_some(),
+            "{cause}"
+        );
+        let chain = crate::error_chain::ErrorChain(&err).to_string();
+        assert!(chain.starts_with(&format!("{err}: ")) && chain.len() > err.to_string().len() + 2);
     }
 
     #[test]

@@ -420,7 +420,12 @@ fn compare(
     let request = read.request;
     let at = match rule.time_for(read.recorded_at, &request) {
         Ok(t) => t,
-        Err(msg) => return error(ErrorKind::Unread, msg),
+        Err(e) => {
+            return error(
+                ErrorKind::Unread,
+                crate::error_chain::ErrorChain(&e).to_string(),
+            )
+        }
     };
     let before = Expectation::of(&base.evaluate(&request, at).decision);
     let after = Expectation::of(&new.evaluate(&request, at).decision);

@@ -1,0 +1,90 @@
+//! One line for an error and its causes (`context: cause: root cause`), for every place
+//! that prints an error as text; it never changes what an error says, only joins the chain.
+//!
+//! The rule for this crate's errors: an underlying error is the `source` and the message
+//! does not repeat it, so a chain printed here says each thing once. A message from
+//! before that rule or from a dependency (ureq's transport errors, `fsio::ReadError`)
+//! that already ends with what its causes say is not followed by them a second time.
+
+use std::error::Error;
+use std::fmt;
+
+/// `Display` of an error followed by each of its sources, `: `-separated.
+///
+/// Trailing whitespace of each part is dropped (some parsers end their message with a
+/// newline), so the chain stays one line wherever the parts are.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut causes = Vec::new();
+        let mut next = self.0.source();
+        while let Some(c) = next {
+            causes.push(c.to_string().trim_end().to_string());
+            next = c.source();
+        }
+        let root = causes.last().cloned().unwrap_or_default();
+        let mut said = self.0.to_string().trim_end().to_string();
+        for text in &causes {
+            // Said already, at the end of the message (an older-style message that
+            // includes its cause), or a cause that ends with the root cause the
+            // message already ends with (a message that summarised it, e.g. with
+            // `ReadError::reason`).
+            let repeats = text.is_empty()
+                || said.ends_with(text.as_str())
+                || (!root.is_empty() && said.ends_with(&root) && text.ends_with(&root));
+            if !repeats {
+                said.push_str(": ");
+                said.push_str(text);
+            }
+        }
+        f.write_str(&said)
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot load `x`")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read `y`: {0}")]
+    struct SaysItsCause(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key `z`: gone")]
+    struct Summarised(#[source] SaysItsCause);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone\n");
+        assert_eq!(
+            ErrorChain(&Outer(io())).to_string(),
+            "cannot load `x`: gone"
+        );
+        assert_eq!(
+            ErrorChain(&SaysItsCause(io())).to_string(),
+            "cannot read `y`: gone"
+        );
+        assert_eq!(ErrorChain(&io()).to_string(), "gone");
+        assert_eq!(
+            ErrorChain(&Summarised(SaysItsCause(io()))).to_string(),
+            "cannot read key `z`: gone"
+        );
+        // A cause that says more than the message is kept.
+        assert_eq!(
+            ErrorChain(&Outer(std::io::Error::other(SaysItsCause(io())))).to_string(),
+            "cannot load `x`: cannot read `y`: gone"
+        );
+    }
+}
