@@ -12,6 +12,10 @@
     clippy::expect_used,
     reason = "a bench fails loudly on a broken fixture"
 )]
+#![allow(
+    clippy::too_many_lines,
+    reason = "each bench group is one setup and its measurements, read top to bottom"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

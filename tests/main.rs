@@ -8,6 +8,10 @@
     missing_docs,
     reason = "tests fail loudly on broken fixtures and document themselves by name"
 )]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; splitting it hides the story"
+)]
 
 mod admission;
 mod audit;

@@ -171,8 +171,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         let body = serde_json::to_string_pretty(&envelope)? + "\n";
         std::fs::write(vsa, body).with_context(|| format!("cannot write `{}`", vsa.display()))?;
     }
+    let out = render(&args, &engine, &mut evaluator, &request, now, &signed)?;
     let decision = &signed.decision;
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(if decision.allowed {
+        Exit::Ok
+    } else {
+        Exit::Deny
+    })
+}
 
+/// What `eval` prints: the decision in the chosen format, with `--explain`'s account of
+/// every check and of where the evidence came from.
+fn render(
+    args: &EvalArgs,
+    engine: &promo_policy::Engine,
+    evaluator: &mut promo_policy::Evaluator,
+    request: &PromotionRequest,
+    now: time::OffsetDateTime,
+    signed: &promo_policy::evaluator::SignedDecision,
+) -> anyhow::Result<String> {
+    let decision = &signed.decision;
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Text
     } else {
@@ -186,7 +205,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     // that does not define it.
     let evidence = match args.explain {
         true => evaluator
-            .query_data(&request, now, EVIDENCE_REPORT)
+            .query_data(request, now, EVIDENCE_REPORT)
             .context("cannot explain where the evidence came from")?,
         false => None,
     };
@@ -200,9 +219,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let out = match (format, &explanation) {
         (Format::Text, None) => render_text(decision),
         (Format::Text, Some(e)) => render_text(decision) + &explained_text(e),
-        (Format::Json, None) => serde_json::to_string_pretty(&signed)? + "\n",
+        (Format::Json, None) => serde_json::to_string_pretty(signed)? + "\n",
         (Format::Json, Some(e)) => {
-            let mut doc = serde_json::to_value(&signed)?;
+            let mut doc = serde_json::to_value(signed)?;
             if let Some(obj) = doc.as_object_mut() {
                 obj.insert("explanation".into(), serde_json::to_value(e)?);
                 if let Some(evidence) = &evidence {
@@ -219,12 +238,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Exit> {
                 + "::endgroup::\n"
         }
     };
-    std::io::stdout().write_all(out.as_bytes())?;
-    Ok(if decision.allowed {
-        Exit::Ok
-    } else {
-        Exit::Deny
-    })
+    Ok(out)
 }
 
 /// The request with the attestations collected for `image` appended, and the record of

@@ -229,43 +229,7 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
-    let clock = match &args.at {
-        Some(at) => DecisionClock::Fixed(parse_time(at)?),
-        None => DecisionClock::System,
-    };
-    let mut limits = ServerLimits {
-        max_queued_evaluations: args.max_queue,
-        ..ServerLimits::default()
-    };
-    if let Some(n) = args.max_concurrency {
-        limits.max_concurrent_evaluations = n.max(1);
-    }
-    let mut engine = args.common.engine_config();
-    let bundle_source = args.bundle.source(&mut engine)?;
-    let config = ServerConfig {
-        engine,
-        environment: args.environment.clone(),
-        decisions: args.decisions.clone(),
-        clock,
-        limits,
-        watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
-        audit: args.audit.server_config()?,
-        max_decision_age: args.max_decision_age,
-        allow_query: args.allow_query,
-        decision_log: args
-            .decision_log
-            .setup(&args.audit.audit_mask, args.environment.as_deref())?,
-        bundle_source,
-        tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
-                reload_interval: Duration::from_secs(args.tls_reload_interval),
-                ..TlsConfig::new(cert.clone(), key.clone(), args.tls_client_ca.clone())
-            }),
-            _ => None,
-        },
-        admission_config: args.admission_config.clone(),
-    };
+    let config = server_config(&args)?;
     let server = Server::new(config).with_context(|| {
         format!(
             "cannot start the sidecar with the bundle `{}`",
@@ -273,40 +237,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         )
     })?;
     let loaded = server.loaded();
-    if loaded.engine.signer().is_dev_key() {
-        eprintln!(
-            "promo-policy: warning: decisions are signed with the shipped DEV key (keyid {}); they prove nothing: pass --key for real use",
-            &loaded.engine.signer().keyid()[..16]
-        );
-    }
-    if let Some(path) = &args.audit.audit {
-        eprintln!(
-            "promo-policy: recording every decision in the audit log `{}`",
-            path.display()
-        );
-    }
-    let environments: Vec<String> = loaded
-        .admission
-        .environments()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    if loaded.admission.environment.is_none() {
-        let refused = if environments.is_empty() {
-            "every image"
-        } else {
-            "every image in a namespace whose admission config rule names no environment"
-        };
-        eprintln!(
-            "promo-policy: warning: no default environment (--environment, or `environment` in the admission config): /v1/admission refuses {refused}"
-        );
-    }
-    let environments = if environments.is_empty() {
-        "environment <none>".to_string()
-    } else {
-        format!("environments {}", environments.join(", "))
-    };
-
+    let environments = startup_warnings(&loaded, &args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -347,6 +278,85 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     })?;
     eprintln!("promo-policy: stopped");
     Ok(Exit::Ok)
+}
+
+/// The sidecar's configuration from the command line.
+fn server_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let clock = match &args.at {
+        Some(at) => DecisionClock::Fixed(parse_time(at)?),
+        None => DecisionClock::System,
+    };
+    let mut limits = ServerLimits {
+        max_queued_evaluations: args.max_queue,
+        ..ServerLimits::default()
+    };
+    if let Some(n) = args.max_concurrency {
+        limits.max_concurrent_evaluations = n.max(1);
+    }
+    let mut engine = args.common.engine_config();
+    let bundle_source = args.bundle.source(&mut engine)?;
+    Ok(ServerConfig {
+        engine,
+        environment: args.environment.clone(),
+        decisions: args.decisions.clone(),
+        clock,
+        limits,
+        watch_interval: (args.watch_interval > 0).then(|| Duration::from_secs(args.watch_interval)),
+        audit: args.audit.server_config()?,
+        max_decision_age: args.max_decision_age,
+        allow_query: args.allow_query,
+        decision_log: args
+            .decision_log
+            .setup(&args.audit.audit_mask, args.environment.as_deref())?,
+        bundle_source,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+                reload_interval: Duration::from_secs(args.tls_reload_interval),
+                ..TlsConfig::new(cert.clone(), key.clone(), args.tls_client_ca.clone())
+            }),
+            _ => None,
+        },
+        admission_config: args.admission_config.clone(),
+    })
+}
+
+/// Warn on stderr about what the operator should know at start (the dev key, the audit
+/// log, admission without a default environment); the environments, for the start line.
+fn startup_warnings(loaded: &promo_policy::server::Loaded, args: &ServeArgs) -> String {
+    if loaded.engine.signer().is_dev_key() {
+        eprintln!(
+            "promo-policy: warning: decisions are signed with the shipped DEV key (keyid {}); they prove nothing: pass --key for real use",
+            &loaded.engine.signer().keyid()[..16]
+        );
+    }
+    if let Some(path) = &args.audit.audit {
+        eprintln!(
+            "promo-policy: recording every decision in the audit log `{}`",
+            path.display()
+        );
+    }
+    let environments: Vec<String> = loaded
+        .admission
+        .environments()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if loaded.admission.environment.is_none() {
+        let refused = if environments.is_empty() {
+            "every image"
+        } else {
+            "every image in a namespace whose admission config rule names no environment"
+        };
+        eprintln!(
+            "promo-policy: warning: no default environment (--environment, or `environment` in the admission config): /v1/admission refuses {refused}"
+        );
+    }
+    if environments.is_empty() {
+        "environment <none>".to_string()
+    } else {
+        format!("environments {}", environments.join(", "))
+    }
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C. The SIGTERM handler is

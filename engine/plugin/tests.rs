@@ -1,6 +1,10 @@
 //! Tests of the plugin host against the shipped plugins and the misbehaving fixtures; never run
 //! outside `cargo test`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; splitting it hides the story"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -689,8 +689,10 @@ impl Server {
     /// header-read timeout (a client trickling its headers would hold a connection
     /// forever) and a cap on open connections (past it, new ones wait in the kernel's
     /// backlog instead of costing memory here).
-    // Long by design: the accept loop, its connection cap and eviction, and the drain
-    // on shutdown share the same counters and must be read together to see the budgets.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the accept loop, its connection cap and eviction, and the drain on shutdown share the same counters and must be read together to see the budgets"
+    )]
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
