@@ -19,7 +19,7 @@ use super::AuditError;
 /// on disk (40 MB for a million records), so the cache holds the b-tree's interior pages
 /// and the leaves being appended to (UUIDv7 ids arrive in roughly increasing order), and
 /// the rest stays in the file, read back from the OS page cache when an old id is hit.
-pub const SEEN_CACHE_KIB: i64 = 4096;
+pub const SEEN_CACHE_KIB: i64 = 2048;
 
 /// Decision ids seen so far, each with the seq of the record that carried it.
 pub(crate) struct SeenIds {
