@@ -166,12 +166,14 @@ pub fn verify_decision_envelope(
     envelope: &Value,
     keys: &[PublicKey],
 ) -> Result<crate::decision::Decision, SignError> {
-    let statement = verify_decision_statement(envelope, keys)?;
+    let mut statement = verify_decision_statement(envelope, keys)?;
+    // Taken out rather than cloned: only the subject is read after it.
+    let predicate = statement
+        .get_mut("predicate")
+        .map_or(Value::Null, Value::take);
     let decision: crate::decision::Decision =
-        serde_json::from_value(statement["predicate"].clone()).map_err(|e| {
-            SignError::Statement {
-                reason: format!("the predicate is not a promo-policy decision: {e}"),
-            }
+        serde_json::from_value(predicate).map_err(|e| SignError::Statement {
+            reason: format!("the predicate is not a promo-policy decision: {e}"),
         })?;
     let subject_ok = statement["subject"].as_array().is_some_and(|subjects| {
         subjects.iter().any(|s| {

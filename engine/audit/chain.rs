@@ -16,7 +16,7 @@
 //!   its signed decision, was **edited**;
 //! - a log that ends before a checkpoint's seq was **truncated**.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::seen::SeenIds;
 use super::store::{AuditLog, Filter, Head, Row, READ_CHUNK};
 use super::{AuditError, Checkpoint, Record, GENESIS};
 use crate::attest::PublicKey;
@@ -362,29 +363,17 @@ pub fn verify_export(
     walk(&mut source, keys, checkpoint, visitor)
 }
 
-/// A stable key for a decision id: the UUID's bits, or a digest of any other text.
-fn id_key(id: &str) -> u128 {
-    uuid::Uuid::parse_str(id).map_or_else(
-        |_| {
-            use sha2::Digest as _;
-            let d = sha2::Sha256::digest(id.as_bytes());
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&d[..16]);
-            u128::from_be_bytes(bytes)
-        },
-        |u| u.as_u128(),
-    )
-}
-
 fn walk<T: Send>(
     source: &mut dyn Source,
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
     visitor: Visitor<'_, T>,
 ) -> Result<VerifyReport, AuditError> {
+    // Every record is checked against the same few keys: each gets its fixed-base table.
+    let keys: Vec<PublicKey> = keys.iter().cloned().map(PublicKey::prepared).collect();
     let mut walker = Walker {
         source,
-        keys,
+        keys: &keys,
         visitor,
         checkpoint,
         report: VerifyReport {
@@ -399,7 +388,7 @@ fn walk<T: Send>(
         exhausted: false,
         expected: 1,
         prev_prev: None,
-        seen: HashMap::new(),
+        seen: SeenIds::new()?,
         first: true,
     };
     let finding = walker.run()?;
@@ -421,8 +410,8 @@ struct Walker<'a, 'v, T> {
     expected: u64,
     /// The hash before the head's: a record linking to it skipped the head.
     prev_prev: Option<String>,
-    /// Decision ids seen, with their seq.
-    seen: HashMap<u128, u64>,
+    /// Decision ids walked past, with their seq: on disk, so memory stays flat.
+    seen: SeenIds,
     first: bool,
 }
 
@@ -504,7 +493,6 @@ impl<T: Send> Walker<'_, '_, T> {
 
     /// Makes `r` the head; a finding if a checkpoint vouches for another hash here.
     fn accept(&mut self, r: &Record) -> Option<Finding> {
-        self.seen.insert(id_key(&r.decision_id), r.seq);
         self.prev_prev = Some(self.report.head.hash.clone());
         self.report.head = Head {
             seq: r.seq,
@@ -607,7 +595,10 @@ impl<T: Send> Walker<'_, '_, T> {
                 ),
             );
         }
-        if let Some(earlier) = self.seen.get(&id_key(&r.decision_id)) {
+        // Recorded here rather than when the record is accepted: a finding at any later
+        // check ends the walk, so the ids recorded are still exactly those of the records
+        // walked past.
+        if let Some(earlier) = self.seen.first_seen(&r.decision_id, r.seq)? {
             return at(
                 r.seq,
                 Tamper::Inserted,

@@ -40,6 +40,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+mod seen;
 pub mod store;
 
 use std::path::PathBuf;
@@ -173,6 +174,13 @@ pub enum AuditError {
         /// The decision.
         decision_id: String,
         /// What is missing.
+        reason: String,
+    },
+    /// The verifier's scratch database of decision ids (a temporary file) failed: a
+    /// full or unwritable temporary directory. Nothing is concluded about the log.
+    #[error("cannot keep the verifier's decision ids in a temporary file (set TMPDIR to a writable directory with room): {reason}")]
+    Scratch {
+        /// SQLite's words.
         reason: String,
     },
     /// A checkpoint file is unusable.

@@ -1,11 +1,13 @@
 //! Streams audit records into per-(environment, service, bucket) aggregates and turns them into the promotion metrics; it reads records and never writes or judges them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
+use super::spill::Spill;
+use super::ReportError;
 use crate::audit::{Record, RecordKind};
 
 /// Violation id of a freeze that blocked a promotion.
@@ -35,6 +37,14 @@ impl Bucket {
             Bucket::Day => day * 86_400,
             // 1970-01-01 was a Thursday: day 0 is weekday 3 counted from Monday.
             Bucket::Week => (day - (day + 3).rem_euclid(7)) * 86_400,
+        }
+    }
+
+    /// Its length in seconds.
+    pub fn width(self) -> i64 {
+        match self {
+            Bucket::Day => 86_400,
+            Bucket::Week => 7 * 86_400,
         }
     }
 }
@@ -314,6 +324,172 @@ impl Cell {
 /// (environment, service, bucket start), the first two interned.
 type CellKey = (u32, u32, i64);
 
+/// Which duration of a cell.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    TimeToPromote,
+    LeadTime,
+    Approval,
+    Unblock,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::TimeToPromote,
+        Kind::LeadTime,
+        Kind::Approval,
+        Kind::Unblock,
+    ];
+
+    fn of(self, cell: &mut Cell) -> &mut Samples {
+        match self {
+            Kind::TimeToPromote => &mut cell.ttp,
+            Kind::LeadTime => &mut cell.lead,
+            Kind::Approval => &mut cell.approval,
+            Kind::Unblock => &mut cell.unblock,
+        }
+    }
+}
+
+/// Every count and duration goes to two cells: its (environment, service) cell, which the
+/// summary, environment and service rows roll up from, and its (bucket, environment)
+/// cell, a point of the trend. The first kind is bounded by the log's names; the second
+/// grows with its span, so a trend cell's exact durations are set aside in a scratch file
+/// once its bucket has ended a horizon ago (a record dated back there later adds to it
+/// in memory and is set aside at the next sweep) and read back when it is rendered: the
+/// numbers are those of the cells kept whole, and memory stays flat with the log's length.
+#[derive(Debug, Default)]
+struct Cells {
+    services: HashMap<(u32, u32), Cell>,
+    trend: BTreeMap<(i64, u32), Cell>,
+    /// Trend cells of buckets starting before this have been set aside, but for `late`.
+    spilled_below: i64,
+    /// Trend cells behind `spilled_below` that took durations since they were set aside.
+    late: HashSet<(i64, u32)>,
+    spill: SpillState,
+}
+
+/// The scratch file, opened at the first bucket set aside.
+#[derive(Default)]
+enum SpillState {
+    /// Nothing set aside yet.
+    #[default]
+    Unopened,
+    /// Open; `full` once a write failed (a full temporary directory): what it holds is
+    /// still read back, nothing more is written.
+    Open { spill: Spill, full: bool },
+    /// It could not be opened: durations stay in memory (the numbers do not change, only
+    /// memory is no longer flat).
+    Unavailable,
+}
+
+impl std::fmt::Debug for SpillState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpillState::Unopened => "Unopened",
+            SpillState::Open { full: false, .. } => "Open",
+            SpillState::Open { full: true, .. } => "Full",
+            SpillState::Unavailable => "Unavailable",
+        })
+    }
+}
+
+impl Cells {
+    fn new() -> Self {
+        Self {
+            spilled_below: i64::MIN,
+            ..Self::default()
+        }
+    }
+
+    /// Add to the counters of both cells of `key` (`f` touches counts, never durations).
+    fn count(&mut self, (env, service, bucket): CellKey, f: impl Fn(&mut Cell)) {
+        f(self.services.entry((env, service)).or_default());
+        f(self.trend.entry((bucket, env)).or_default());
+    }
+
+    /// Add a duration to both cells of `key`.
+    fn push(&mut self, (env, service, bucket): CellKey, kind: Kind, v: f64) {
+        kind.of(self.services.entry((env, service)).or_default())
+            .push(v);
+        kind.of(self.trend.entry((bucket, env)).or_default())
+            .push(v);
+        if bucket < self.spilled_below {
+            self.late.insert((bucket, env));
+        }
+    }
+
+    /// Set aside the exact durations of trend cells whose bucket (`width` seconds) ended
+    /// at or before `before`. A failure to write keeps them in memory; a failure to read
+    /// back what was set aside is an error (the numbers would be wrong without it).
+    fn spill_ended(&mut self, before: i64, width: i64) -> Result<(), String> {
+        let end = before.saturating_sub(width).saturating_add(1);
+        if end <= self.spilled_below && self.late.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<(i64, u32)> = self
+            .trend
+            .range((self.spilled_below, 0)..(end.max(self.spilled_below), 0))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.extend(self.late.drain());
+        self.spilled_below = self.spilled_below.max(end);
+        if matches!(self.spill, SpillState::Unopened) {
+            self.spill = Spill::new().map_or(SpillState::Unavailable, |spill| SpillState::Open {
+                spill,
+                full: false,
+            });
+        }
+        let SpillState::Open { spill, full } = &mut self.spill else {
+            return Ok(());
+        };
+        if *full {
+            return Ok(());
+        }
+        for key in keys {
+            let Some(cell) = self.trend.get_mut(&key) else {
+                continue;
+            };
+            for kind in Kind::ALL {
+                let Samples::Exact(values) = kind.of(cell) else {
+                    // A sketch is already of bounded size.
+                    continue;
+                };
+                if values.is_empty() {
+                    continue;
+                }
+                // What an earlier sweep set aside joins these values.
+                let mut all = spill.take(key, kind as u8)?;
+                all.append(values);
+                if spill.put(key, kind as u8, &all).is_err() {
+                    // Keep them all in memory rather than lose any.
+                    *kind.of(cell) = Samples::Exact(Vec::new());
+                    for v in all {
+                        kind.of(cell).push(v);
+                    }
+                    *full = true;
+                    return Ok(());
+                }
+                *kind.of(cell) = Samples::Exact(Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Trend cell `key` whole again: what was set aside pushed back into it.
+    fn restore(&mut self, key: (i64, u32), cell: &mut Cell) -> Result<(), String> {
+        let SpillState::Open { spill, .. } = &mut self.spill else {
+            return Ok(());
+        };
+        for kind in Kind::ALL {
+            for v in spill.take(key, kind as u8)? {
+                kind.of(cell).push(v);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A promotion attempt (one request digest), until it is folded into its cell.
 #[derive(Debug)]
 struct Attempt {
@@ -420,8 +596,10 @@ pub struct Completeness {
 
 /// The streaming aggregator: feed records in seq order, then [`Aggregator::finish`].
 /// Attempts, promotions and artifacts idle for [`Options::horizon`] seconds of log time
-/// are folded into the counters and forgotten, so its memory follows the log's recent
-/// activity and its length in buckets, not its length in records.
+/// are folded into the counters and forgotten, and the exact durations of trend buckets
+/// that ended a horizon ago are set aside in a scratch file (see `Cells`), so its memory
+/// follows the log's recent activity, not its length in records (a trend point's counters,
+/// a few hundred bytes each, are all that grows with its span).
 #[derive(Debug)]
 pub struct Aggregator {
     opts: Options,
@@ -432,7 +610,7 @@ pub struct Aggregator {
     envs: Interner,
     services: Interner,
     violations: Interner,
-    cells: HashMap<CellKey, Cell>,
+    cells: Cells,
     attempts: HashMap<[u8; 16], Attempt>,
     promos: HashMap<(ArtifactKey, u32), Promo>,
     artifacts: HashMap<ArtifactKey, ArtifactState>,
@@ -451,6 +629,8 @@ pub struct Aggregator {
     /// The latest decision time seen, and when to look for idle state next.
     now: i64,
     next_sweep: Option<i64>,
+    /// Why durations set aside could not be read back, if they could not.
+    broken: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -594,7 +774,7 @@ impl Aggregator {
             envs: Interner::default(),
             services: Interner::default(),
             violations: Interner::default(),
-            cells: HashMap::new(),
+            cells: Cells::new(),
             attempts: HashMap::new(),
             promos: HashMap::new(),
             artifacts: HashMap::new(),
@@ -613,7 +793,21 @@ impl Aggregator {
             recent_complete: Vec::with_capacity(RECENT),
             now: i64::MIN,
             next_sweep: None,
+            broken: None,
         }
+    }
+
+    /// This aggregator with every duration kept in memory (the numbers must not change).
+    #[cfg(test)]
+    pub(super) fn without_spill(mut self) -> Self {
+        self.cells.spill = SpillState::Unavailable;
+        self
+    }
+
+    /// Whether durations were set aside in the scratch file.
+    #[cfg(test)]
+    pub(super) fn spilled(&self) -> bool {
+        matches!(self.cells.spill, SpillState::Open { .. })
     }
 
     /// Records with seq above this are outside the verified part of the chain (for a
@@ -701,15 +895,14 @@ impl Aggregator {
         );
         let (finished, first_any) = self.artifact(record, artifact, t);
 
-        let cell = self.cells.entry(key).or_default();
-        cell.decisions += 1;
-        cell.traced += u64::from(signed.traced);
-        if break_glass {
-            cell.break_glass += 1;
-        }
-        if !record.allowed && record.violations.iter().any(|v| v == FREEZE_ACTIVE) {
-            cell.freeze_blocked += 1;
-        }
+        let freeze_blocked =
+            !record.allowed && record.violations.iter().any(|v| v == FREEZE_ACTIVE);
+        self.cells.count(key, |cell| {
+            cell.decisions += 1;
+            cell.traced += u64::from(signed.traced);
+            cell.break_glass += u64::from(break_glass);
+            cell.freeze_blocked += u64::from(freeze_blocked);
+        });
         self.attempt(record, key, t, facts.requested);
         let step = PromoStep {
             key: (artifact, env),
@@ -764,8 +957,8 @@ impl Aggregator {
                 .as_ref()
                 .and_then(|r| approval_completed(r, t));
             if let (Some(done), Some(req)) = (done, requested) {
-                let cell = self.cells.entry(key).or_default();
-                cell.approval.push((done - req).max(0) as f64);
+                self.cells
+                    .push(key, Kind::Approval, (done - req).max(0) as f64);
             }
         }
         if !record.allowed {
@@ -796,21 +989,21 @@ impl Aggregator {
         } = step;
         let promo = self.promos.entry(key).or_default();
         promo.last = t;
-        let cell = self.cells.entry(cell_key).or_default();
+        let cells = &mut self.cells;
         if record.allowed {
             if let Some(since) = promo.denied_since.take() {
-                cell.unblock.push((t - since).max(0) as f64);
+                cells.push(cell_key, Kind::Unblock, (t - since).max(0) as f64);
             }
             if promo.first_allowed.is_none() {
                 promo.first_allowed = Some((t, cell_key));
-                cell.promotions += 1;
+                cells.count(cell_key, |cell| cell.promotions += 1);
                 if let Some(f) = finished {
-                    cell.ttp.push((t - f).max(0) as f64);
+                    cells.push(cell_key, Kind::TimeToPromote, (t - f).max(0) as f64);
                 }
                 if record.to == self.opts.production {
                     if let Some(first) = first_any {
                         let lead = (t - first).max(0) as f64;
-                        cell.lead.push(lead);
+                        cells.push(cell_key, Kind::LeadTime, lead);
                         let bin = LEAD_BINS.iter().position(|(_, upper)| lead < *upper);
                         if let Some(n) = bin.and_then(|i| self.lead_bins.get_mut(i)) {
                             *n += 1;
@@ -854,7 +1047,11 @@ impl Aggregator {
         let horizon = self.opts.horizon.max(1);
         let next = *self.next_sweep.get_or_insert(t.saturating_add(horizon));
         if self.now >= next {
-            self.fold_idle(self.now.saturating_sub(horizon));
+            let before = self.now.saturating_sub(horizon);
+            self.fold_idle(before);
+            if let Err(e) = self.cells.spill_ended(before, self.opts.bucket.width()) {
+                self.broken.get_or_insert(e);
+            }
             self.next_sweep = Some(self.now.saturating_add((horizon / 8).max(1)));
         }
     }
@@ -869,10 +1066,11 @@ impl Aggregator {
             if attempt.last >= before {
                 return true;
             }
-            let cell = cells.entry(attempt.cell).or_default();
-            cell.attempts += 1;
-            cell.allowed_attempts += u64::from(attempt.allowed);
-            cell.first_pass += u64::from(attempt.first_allowed);
+            cells.count(attempt.cell, |cell| {
+                cell.attempts += 1;
+                cell.allowed_attempts += u64::from(attempt.allowed);
+                cell.first_pass += u64::from(attempt.first_allowed);
+            });
             for id in &attempt.blockers {
                 let id = usize::from(*id);
                 if blocker_attempts.len() <= id {
@@ -898,10 +1096,14 @@ impl Aggregator {
                         list.iter()
                             .any(|(k, at)| *k == kind && *at >= t && *at - t <= window)
                     };
-                    let cell = cells.entry(key).or_default();
-                    cell.rolled_back += u64::from(any(EventKind::Rollback, i64::MAX));
-                    cell.canary_failed += u64::from(any(EventKind::CanaryFailure, i64::MAX));
-                    cell.incidents += u64::from(any(EventKind::Incident, INCIDENT_WINDOW_SECONDS));
+                    let rolled_back = u64::from(any(EventKind::Rollback, i64::MAX));
+                    let canary_failed = u64::from(any(EventKind::CanaryFailure, i64::MAX));
+                    let incidents = u64::from(any(EventKind::Incident, INCIDENT_WINDOW_SECONDS));
+                    cells.count(key, |cell| {
+                        cell.rolled_back += rolled_back;
+                        cell.canary_failed += canary_failed;
+                        cell.incidents += incidents;
+                    });
                 }
             }
             false
@@ -910,8 +1112,12 @@ impl Aggregator {
     }
 
     /// Fold what is left (with `--events`), then roll the cells up.
-    pub fn finish(mut self, catalog: &BTreeMap<String, String>) -> Totals {
+    /// Fails only if durations set aside in the scratch file cannot be read back.
+    pub fn finish(mut self, catalog: &BTreeMap<String, String>) -> Result<Totals, ReportError> {
         self.fold_idle(i64::MAX);
+        if let Some(reason) = self.broken.take() {
+            return Err(ReportError::Scratch { reason });
+        }
         let blocker_attempts = &self.blocker_attempts;
         let has_events = self.events.is_some();
         let mut blockers: Vec<Blocker> = self
@@ -936,17 +1142,33 @@ impl Aggregator {
         let mut total = Cell::default();
         let mut by_env: BTreeMap<String, Cell> = BTreeMap::new();
         let mut by_service: BTreeMap<(String, String), Cell> = BTreeMap::new();
-        let mut trend: BTreeMap<(i64, String), Cell> = BTreeMap::new();
-        for ((env, service, bucket), cell) in &self.cells {
-            let env = self.envs.name(*env).to_owned();
-            let service = self.services.name(*service).to_owned();
-            total.merge(cell);
-            by_env.entry(env.clone()).or_default().merge(cell);
-            by_service
-                .entry((env.clone(), service))
-                .or_default()
-                .merge(cell);
-            trend.entry((*bucket, env)).or_default().merge(cell);
+        for ((env, service), cell) in std::mem::take(&mut self.cells.services) {
+            let env = self.envs.name(env).to_owned();
+            let service = self.services.name(service).to_owned();
+            total.merge(&cell);
+            by_env.entry(env.clone()).or_default().merge(&cell);
+            by_service.insert((env, service), cell);
+        }
+        // Bucket, then environment by name; each cell made whole and rendered in turn, so
+        // only one cell's set-aside durations are in memory at a time.
+        let mut order: Vec<(i64, String, u32)> = self
+            .cells
+            .trend
+            .keys()
+            .map(|(bucket, env)| (*bucket, self.envs.name(*env).to_owned(), *env))
+            .collect();
+        order.sort();
+        let mut trend = Vec::with_capacity(order.len());
+        for (bucket, environment, env) in order {
+            let mut cell = self.cells.trend.remove(&(bucket, env)).unwrap_or_default();
+            self.cells
+                .restore((bucket, env), &mut cell)
+                .map_err(|reason| ReportError::Scratch { reason })?;
+            trend.push(TrendPoint {
+                bucket: rfc3339(bucket),
+                environment,
+                metrics: cell.metrics(has_events),
+            });
         }
         let lead_time_histogram = LEAD_BINS
             .iter()
@@ -956,7 +1178,7 @@ impl Aggregator {
                 count,
             })
             .collect();
-        Totals {
+        Ok(Totals {
             lead_time_histogram,
             summary: total.metrics(has_events),
             environments: by_env
@@ -974,14 +1196,7 @@ impl Aggregator {
                     metrics: c.metrics(has_events),
                 })
                 .collect(),
-            trend: trend
-                .into_iter()
-                .map(|((bucket, environment), c)| TrendPoint {
-                    bucket: rfc3339(bucket),
-                    environment,
-                    metrics: c.metrics(has_events),
-                })
-                .collect(),
+            trend,
             blockers,
             break_glass: BreakGlassList {
                 count: self.break_glass_count,
@@ -989,7 +1204,7 @@ impl Aggregator {
             },
             completeness: self.completeness,
             admission_records: self.admission_records,
-        }
+        })
     }
 }
 

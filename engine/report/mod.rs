@@ -3,6 +3,7 @@
 pub mod html;
 pub mod metrics;
 pub mod render;
+mod spill;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,13 @@ pub enum ReportError {
         /// 1-based line number.
         line: usize,
         /// Why.
+        reason: String,
+    },
+    /// The report's scratch file (a temporary file of set-aside durations) could not be
+    /// read back; no numbers are given rather than wrong ones.
+    #[error("cannot read back the report's temporary file of durations (check TMPDIR): {reason}")]
+    Scratch {
+        /// SQLite's words.
         reason: String,
     },
     /// The targets file is not a targets object.
@@ -271,8 +279,9 @@ pub struct Inputs {
 /// Verify `log` with `keys` and stream its records into the metrics in the same read
 /// (each record's [`Facts`] decoded in parallel with its checks); records after a break
 /// in the chain are read on (in chunks of [`READ_CHUNK`]) and count as unverified.
-/// Memory follows the log's recent activity (see [`metrics::Aggregator`]) and its span
-/// in buckets, never its length in records or their contents.
+/// Memory follows the log's recent activity (see [`metrics::Aggregator`]), never its
+/// length in records or their contents; the verifier's decision ids and the trend's
+/// set-aside durations go to temporary files (in `TMPDIR`).
 pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Report, ReportError> {
     let has_events = inputs.events.is_some();
     let mut agg = metrics::Aggregator::new(inputs.options.clone(), u64::MAX, inputs.events);
@@ -321,7 +330,7 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
             }
         }
     }
-    let totals = agg.finish(&inputs.catalog);
+    let totals = agg.finish(&inputs.catalog)?;
     let c = totals.completeness;
     let audit_completeness =
         (c.records > 0).then(|| c.complete_and_verified as f64 / c.records as f64);

@@ -204,6 +204,7 @@ fn run_records(
         "freeze.active".to_owned(),
         "a freeze window covers now".to_owned(),
     )]))
+    .unwrap()
 }
 
 #[test]
@@ -445,6 +446,93 @@ fn a_retry_after_the_horizon_is_a_new_attempt() {
     let t = run_records(Options::default(), 2, None, records());
     assert_eq!((t.summary.attempts, t.summary.allowed_attempts), (1, 1));
     assert_eq!(t.summary.time_to_unblock.median_seconds, Some(172_800.0));
+}
+
+/// `r` moved from 2026-11-26 to `day` (its time, the stored request's times and the
+/// provenance's `finishedOn`), as artifact `artifact` and attempt `attempt`.
+fn moved(r: &Record, day: &str, seq: u64, artifact: &str, attempt: &str) -> Record {
+    let mut r = r.clone();
+    r.seq = seq;
+    r.decision_id = format!("d{seq}");
+    r.evaluated_at = r.evaluated_at.replace("2026-11-26", day);
+    r.artifact
+        .digest
+        .insert("sha256".into(), artifact.to_owned());
+    r.request_digest.sha256 = attempt.to_owned();
+    if let Some(request) = &r.request {
+        let mut request: Value =
+            serde_json::from_str(&request.to_string().replace("2026-11-26", day)).unwrap();
+        for a in request["attestations"].as_array_mut().unwrap() {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let text = String::from_utf8(b64.decode(a["payload"].as_str().unwrap()).unwrap())
+                .unwrap()
+                .replace("2026-11-26", day);
+            a["payload"] = b64.encode(text).into();
+        }
+        r.request = Some(request);
+    }
+    r
+}
+
+/// The hand-counted log again every third day for `copies` copies (each its own
+/// artifacts and attempts), then `late` copies dated back to the first days.
+fn long_log(copies: i64, late: i64) -> Vec<Record> {
+    let base = unix("2026-11-26T00:00:00Z").unwrap();
+    let mut out = Vec::new();
+    let mut seq = 0;
+    let days = (0..copies).map(|k| 3 * k).chain((0..late).map(|k| k % 5));
+    for (copy, day) in days.enumerate() {
+        let day = &super::metrics::rfc3339(base + day * 86_400)[..10];
+        for r in log() {
+            seq += 1;
+            let artifact = format!(
+                "{:064x}",
+                copy * 2 + usize::from(r.artifact.digest["sha256"] == B)
+            );
+            let attempt = format!("{}-{copy}", r.request_digest.sha256);
+            out.push(moved(&r, day, seq, &artifact, &attempt));
+        }
+    }
+    out
+}
+
+#[test]
+fn durations_set_aside_come_back_to_the_same_numbers() {
+    // Day buckets and a two-day horizon: every sweep sets ended days aside, and the late
+    // copies land in days already set aside.
+    let opts = Options {
+        bucket: Bucket::Day,
+        horizon: 2 * 86_400,
+        ..Options::default()
+    };
+    let records = long_log(60, 12);
+    let n = records.len() as u64;
+    let mut spilling = Aggregator::new(opts.clone(), n, None);
+    let mut whole = Aggregator::new(opts, n, None).without_spill();
+    for r in &records {
+        spilling.add(r);
+        whole.add(r);
+    }
+    assert!(spilling.spilled() && !whole.spilled());
+    let catalog = BTreeMap::new();
+    let (spilled, whole) = (
+        spilling.finish(&catalog).unwrap(),
+        whole.finish(&catalog).unwrap(),
+    );
+    assert_eq!(spilled, whole);
+    assert_eq!(spilled.summary.decisions, n);
+    // 60 days with decisions, and the late copies' days 1, 2 and 4 (new cells behind
+    // the set-aside ones), three environments each.
+    assert_eq!(spilled.trend.len(), 3 * 63);
+    let first_prod = spilled
+        .trend
+        .iter()
+        .find(|p| p.environment == "prod")
+        .unwrap();
+    // Day one holds its own copy and three late ones: four of each duration.
+    assert_eq!(first_prod.bucket, "2026-11-26T00:00:00Z");
+    assert_eq!(first_prod.metrics.time_to_unblock.count, 4);
+    assert_eq!(first_prod.metrics.approval_latency.count, 4);
 }
 
 #[test]
