@@ -6,7 +6,6 @@
 //! value `openssl pkey -pubin -outform DER | sha256sum` prints for the key file.
 
 use std::fmt;
-use std::sync::Arc;
 
 use ed25519_dalek::pkcs8::KeypairBytes;
 // `p256::pkcs8` is the whole pkcs8 crate (with `der` and `spki`); ed25519-dalek shares it.
@@ -79,8 +78,6 @@ pub struct PublicKey {
     inner: PublicInner,
     spki_der: Vec<u8>,
     keyid: String,
-    /// An Ed25519 key's table for checking many signatures ([`PublicKey::prepared`]).
-    prepared: Option<Arc<super::ed25519::Prepared>>,
 }
 
 impl PublicKey {
@@ -145,20 +142,7 @@ impl PublicKey {
             inner,
             spki_der,
             keyid,
-            prepared: None,
         }
-    }
-
-    /// This key, ready to check many signatures: an Ed25519 key gets a table of its
-    /// multiples (about 30 KB, built once), which makes each check about a fifth faster
-    /// and accepts exactly what [`PublicKey::verify`] accepts without it (see
-    /// `attest::ed25519`). For a reader of many records, such as `audit verify`; a P-256
-    /// key is returned as it is.
-    pub fn prepared(mut self) -> PublicKey {
-        if let PublicInner::Ed25519(key) = &self.inner {
-            self.prepared = Some(Arc::new(super::ed25519::Prepared::new(key)));
-        }
-        self
     }
 
     /// Lowercase hex SHA-256 of the SPKI DER.
@@ -210,19 +194,15 @@ impl PublicKey {
     /// Whether `sig` is a valid signature of exactly `msg` by this key. Any length of `sig`
     /// is safe to pass.
     ///
-    /// Ed25519 accepts what ed25519-dalek's `verify_strict` accepts (it rejects small-order
-    /// keys and `R`, and non-canonical `s` and `R`, which no honest signer produces), with or
-    /// without [`PublicKey::prepared`]. P-256 accepts raw 64-byte r||s and ASN.1 DER, both seen
+    /// Ed25519 uses `verify_strict` (rejects small-order keys and non-canonical `R`, which
+    /// no honest signer produces). P-256 accepts raw 64-byte r||s and ASN.1 DER, both seen
     /// in real envelopes, and high-S values (Go's `crypto/ecdsa` does not normalise them).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         match &self.inner {
-            PublicInner::Ed25519(key) => {
-                match (&self.prepared, ed25519_dalek::Signature::from_slice(sig)) {
-                    (Some(table), _) => table.verify(key, msg, sig),
-                    (None, Ok(sig)) => key.verify_strict(msg, &sig).is_ok(),
-                    (None, Err(_)) => false,
-                }
-            }
+            PublicInner::Ed25519(key) => match ed25519_dalek::Signature::from_slice(sig) {
+                Ok(sig) => key.verify_strict(msg, &sig).is_ok(),
+                Err(_) => false,
+            },
             PublicInner::EcdsaP256(key) => {
                 use p256::ecdsa::signature::Verifier as _;
                 // A DER signature is 8 to 72 bytes, so it can be exactly 64: try raw first

@@ -18,7 +18,6 @@
 
 pub mod cache;
 pub mod dsse;
-mod ed25519;
 pub mod evidence;
 pub mod files;
 pub mod keyless;

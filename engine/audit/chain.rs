@@ -369,11 +369,9 @@ fn walk<T: Send>(
     checkpoint: Option<&Checkpoint>,
     visitor: Visitor<'_, T>,
 ) -> Result<VerifyReport, AuditError> {
-    // Every record is checked against the same few keys: each gets its fixed-base table.
-    let keys: Vec<PublicKey> = keys.iter().cloned().map(PublicKey::prepared).collect();
     let mut walker = Walker {
         source,
-        keys: &keys,
+        keys,
         visitor,
         checkpoint,
         report: VerifyReport {
