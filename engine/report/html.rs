@@ -217,6 +217,10 @@ fn bar_chart(id: &str, rows: &[(String, u64)], colour: &str) -> String {
 }
 
 /// The report as one HTML page.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the page top to bottom, section by section, as a reader sees it"
+)]
 pub fn html(r: &Report) -> String {
     let mut out = String::new();
     let _ = write!(

@@ -334,10 +334,26 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
     let c = totals.completeness;
     let audit_completeness =
         (c.records > 0).then(|| c.complete_and_verified as f64 / c.records as f64);
-    let s = &totals.summary;
-    let t = &inputs.targets;
+    let headline = headline(&totals.summary, &inputs.targets, audit_completeness);
+    let no_data = no_data(&totals.summary, audit_completeness);
+    Ok(Report {
+        log: log.path().display().to_string(),
+        filters: inputs.filters,
+        bucket: inputs.options.bucket,
+        verification,
+        targets: inputs.targets,
+        headline,
+        audit_completeness,
+        events: has_events,
+        no_data,
+        totals,
+    })
+}
+
+/// The headline row: each number beside the team's target for it, where one is set.
+fn headline(s: &Metrics, t: &Targets, audit_completeness: Option<f64>) -> Vec<Headline> {
     let pct = |v: f64| format!("{} %", render::trim(v * 100.0));
-    let headline = vec![
+    vec![
         Headline {
             key: "successRate".into(),
             label: "Promotion success rate".into(),
@@ -395,7 +411,11 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
             target: Some(">= 100 %".into()),
             met: audit_completeness.map(|v| v >= 1.0),
         },
-    ];
+    ]
+}
+
+/// The metrics with no data in the window, named rather than shown as zero.
+fn no_data(s: &Metrics, audit_completeness: Option<f64>) -> Vec<String> {
     let mut no_data = Vec::new();
     let mut missing = |name: &str, none: bool| {
         if none {
@@ -413,18 +433,7 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
     missing("canaryFailureRate", s.canary_failure_rate.is_none());
     missing("postPromoteIncidents", s.post_promote_incidents.is_none());
     missing("auditCompleteness", audit_completeness.is_none());
-    Ok(Report {
-        log: log.path().display().to_string(),
-        filters: inputs.filters,
-        bucket: inputs.options.bucket,
-        verification,
-        targets: inputs.targets,
-        headline,
-        audit_completeness,
-        events: has_events,
-        no_data,
-        totals,
-    })
+    no_data
 }
 
 #[cfg(test)]

@@ -6,6 +6,10 @@
     clippy::panic,
     reason = "a test fails loudly on a broken fixture"
 )]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario test reads top to bottom; splitting it hides the story"
+)]
 
 use std::collections::BTreeMap;
 
