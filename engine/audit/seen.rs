@@ -32,19 +32,10 @@ impl SeenIds {
         let scratch = |e: rusqlite::Error| AuditError::Scratch {
             reason: e.to_string(),
         };
-        // The empty path is SQLite's "private temporary on-disk database": a file in
-        // SQLITE_TMPDIR, TMPDIR, /var/tmp or /tmp, unlinked when the connection closes.
-        let conn = Connection::open("").map_err(scratch)?;
-        // Nothing here needs to survive a crash: no journal, no syncs, one long
-        // transaction (its pages spill to the file once the cache is full).
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = OFF;
-             PRAGMA synchronous = OFF;
-             PRAGMA temp_store = FILE;
-             PRAGMA cache_size = -{SEEN_CACHE_KIB};
-             CREATE TABLE seen (id BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-             BEGIN;"
-        ))
+        let conn = super::store::scratch_database(
+            SEEN_CACHE_KIB,
+            "CREATE TABLE seen (id BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
+        )
         .map_err(scratch)?;
         Ok(Self { conn })
     }

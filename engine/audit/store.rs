@@ -652,6 +652,24 @@ fn row_record(raw: RawRow) -> Row {
     (seq, record)
 }
 
+/// A private scratch database for work too big for memory (the verifier's decision ids,
+/// the report's set-aside durations): SQLite's temporary on-disk file (in SQLITE_TMPDIR,
+/// TMPDIR, /var/tmp or /tmp, unlinked when the connection closes) with no journal and no
+/// syncs, since nothing in it has to survive a crash; `schema` created and one long
+/// transaction open, whose pages spill to the file once the `cache_kib` cache is full.
+pub(crate) fn scratch_database(cache_kib: i64, schema: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open("")?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = OFF;
+         PRAGMA synchronous = OFF;
+         PRAGMA temp_store = FILE;
+         PRAGMA cache_size = -{cache_kib};
+         {schema}
+         BEGIN;"
+    ))?;
+    Ok(conn)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

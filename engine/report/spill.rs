@@ -17,23 +17,16 @@ pub(super) struct Spill {
 impl Spill {
     /// A new, empty scratch database.
     pub(super) fn new() -> Result<Self, String> {
-        let conn = Connection::open("").map_err(|e| e.to_string())?;
-        // Nothing here has to survive a crash: no journal, no syncs, one transaction
-        // that spills to the file once the cache is full.
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = OFF;
-             PRAGMA synchronous = OFF;
-             PRAGMA temp_store = FILE;
-             PRAGMA cache_size = -{SPILL_CACHE_KIB};
-             CREATE TABLE durations (
+        let conn = crate::audit::store::scratch_database(
+            SPILL_CACHE_KIB,
+            "CREATE TABLE durations (
                  bucket INTEGER NOT NULL,
                  env    INTEGER NOT NULL,
                  kind   INTEGER NOT NULL,
                  vals   BLOB NOT NULL,
                  PRIMARY KEY (bucket, env, kind)
-             ) WITHOUT ROWID;
-             BEGIN;"
-        ))
+             ) WITHOUT ROWID;",
+        )
         .map_err(|e| e.to_string())?;
         Ok(Self { conn })
     }
