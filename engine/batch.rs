@@ -47,7 +47,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditError, AuditLog, Record, RecordOptions};
+use crate::audit::{AuditError, Record, RecordOptions, Sink};
 use crate::decision::Decision;
 use crate::evaluator::{Engine, Evaluator};
 use crate::input::{InputError, Item, Origin, Refusal, ShardError, TimeRule};
@@ -135,7 +135,7 @@ pub fn default_jobs() -> usize {
 #[derive(Debug)]
 pub struct Recorder<'a> {
     /// The log, opened for appending before the batch starts.
-    pub log: &'a mut AuditLog,
+    pub log: &'a mut dyn Sink,
     /// Masking, and whether requests are stored.
     pub options: &'a RecordOptions,
 }
@@ -458,7 +458,7 @@ struct Committed {
 impl ChunkWriter {
     fn spawn<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
-        log: &'scope mut AuditLog,
+        log: &'scope mut dyn Sink,
     ) -> Self {
         // One chunk in flight: the next one waits for it, so memory stays two chunks.
         let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);

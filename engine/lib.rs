@@ -15,6 +15,7 @@ pub mod input;
 pub mod plugin;
 pub mod policy;
 pub mod pool;
+#[cfg(feature = "audit")]
 pub mod report;
 pub mod request;
 #[cfg(feature = "server")]

@@ -1,7 +1,7 @@
 //! Policy testing: runs the bundle's Rego unit tests and the corpus cases through the
 //! real evaluator; it reports, it never edits policies or expectations.
 
-#[cfg(any(test, feature = "test-support"))]
+#[cfg(all(feature = "audit", any(test, feature = "test-support")))]
 pub mod auditgen;
 pub mod diff;
 #[cfg(any(test, feature = "test-support"))]

@@ -25,8 +25,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::seen::SeenIds;
-use super::store::{AuditLog, Filter, Head, Row, READ_CHUNK};
-use super::{AuditError, Checkpoint, Record, GENESIS};
+use super::store::{AuditLog, Filter, Row, READ_CHUNK};
+use super::{AuditError, Checkpoint, Head, Record, GENESIS};
 use crate::attest::PublicKey;
 use crate::sign::verify_decision_envelope;
 

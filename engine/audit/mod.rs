@@ -38,9 +38,12 @@
 //! every promotion metric; `audit verify`, `query` and `export` treat them like any
 //! other record.
 
+#[cfg(feature = "audit")]
 pub mod chain;
 pub mod checkpoint;
+#[cfg(feature = "audit")]
 mod seen;
+#[cfg(feature = "audit")]
 pub mod store;
 
 use std::path::PathBuf;
@@ -52,9 +55,11 @@ use sha2::{Digest, Sha256};
 use crate::decision::{canonical_json, canonical_json_object, sha256_set, Decision};
 use crate::request::Artifact;
 
+#[cfg(feature = "audit")]
 pub use chain::{Finding, Tamper, VerifyReport};
 pub use checkpoint::Checkpoint;
-pub use store::{AuditLog, Filter, Head};
+#[cfg(feature = "audit")]
+pub use store::{AuditLog, Filter};
 
 /// The violation id that marks the audit record of a break-glass admission.
 pub const BREAK_GLASS_ID: &str = "admission.break_glass";
@@ -96,6 +101,35 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// What a masked value is replaced with.
 pub const MASK_MARKER: &str = "***masked***";
+
+/// The last record of the log: its seq (0 for an empty log) and hash ([`GENESIS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    /// The last seq.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl Head {
+    /// The head of an empty log.
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        }
+    }
+}
+
+/// Where decisions are appended, in order: the SQLite [`AuditLog`] (feature `audit`), or
+/// anything else that chains records the same way (a batch only needs this much).
+pub trait Sink: Send + std::fmt::Debug {
+    /// The last record committed.
+    fn head(&self) -> Head;
+    /// Append `records` (their `seq`, `prevHash` and `hash` are filled in) in one
+    /// transaction; the new head, or an error after which nothing of them is kept.
+    fn append(&mut self, records: &mut [Record]) -> Result<Head, AuditError>;
+}
 
 /// Why the audit log could not be opened, written, read or checked. Every variant names
 /// the file; none is ever turned into a decision.

@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AuditError, Digest256, Record, GENESIS};
+use super::{AuditError, Digest256, Head, Record, Sink};
 use crate::request::Artifact;
 
 /// SQLite's `application_id` of an audit log: "ppau" (promo-policy audit), so a database
@@ -70,25 +70,6 @@ const COLUMNS: &str = "seq, decision_id, request_id, artifact_name, artifact_dig
 /// A row as read back: its seq, and the record or why its columns are not one (a column
 /// edited to garbage), for the verifier to report rather than fail on.
 pub type Row = (u64, Result<Record, String>);
-
-/// The last record of the log: its seq (0 for an empty log) and hash ([`GENESIS`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Head {
-    /// The last seq.
-    pub seq: u64,
-    /// Its hash.
-    pub hash: String,
-}
-
-impl Head {
-    /// The head of an empty log.
-    pub fn genesis() -> Self {
-        Self {
-            seq: 0,
-            hash: GENESIS.to_string(),
-        }
-    }
-}
 
 /// Which records `audit query` returns; every field narrows, `None` does not.
 #[derive(Debug, Clone, Default)]
@@ -652,6 +633,16 @@ fn row_record(raw: RawRow) -> Row {
     (seq, record)
 }
 
+impl Sink for AuditLog {
+    fn head(&self) -> Head {
+        AuditLog::head(self).clone()
+    }
+
+    fn append(&mut self, records: &mut [Record]) -> Result<Head, AuditError> {
+        AuditLog::append(self, records)
+    }
+}
+
 /// A private scratch database for work too big for memory (the verifier's decision ids,
 /// the report's set-aside durations): SQLite's temporary on-disk file (in SQLITE_TMPDIR,
 /// TMPDIR, /var/tmp or /tmp, unlinked when the connection closes) with no journal and no
@@ -680,7 +671,7 @@ pub(crate) fn scratch_database(cache_kib: i64, schema: &str) -> rusqlite::Result
 mod tests {
     use super::*;
     use crate::audit::tests::signed;
-    use crate::audit::RecordOptions;
+    use crate::audit::{RecordOptions, GENESIS};
 
     fn records(n: usize) -> Vec<Record> {
         let (decision, envelope, request) = signed();
