@@ -698,20 +698,7 @@ impl PolicyBundle {
             .collect::<Result<Vec<_>, PolicyError>>()?;
 
         let mut engine = new_engine(&policies, &data)?;
-        let as_json = |path: &str, v: &regorus::Value| {
-            serde_json::to_value(v).map_err(|source| PolicyError::DataJson {
-                path: path.to_string(),
-                source,
-            })
-        };
-        let mounted = data
-            .iter()
-            .map(|(p, v)| Ok((p.clone(), as_json(p, v)?)))
-            .collect::<Result<Vec<_>, PolicyError>>()?;
-        config::check(&as_json("data", &engine.get_data())?, &mounted)?;
-        if let Some(roots) = roots {
-            check_roots(dir, &roots, &engine, &mounted)?;
-        }
+        let mounted = check_data(dir, roots.as_deref(), &engine, &data)?;
         // Before anything evaluates: both engines recurse on the native stack.
         recursion::check(&engine).map_err(|source| PolicyError::Recursion {
             bundle: dir.display().to_string(),
@@ -736,11 +723,9 @@ impl PolicyBundle {
         let vm = plan_backend(backend, compiled, &mut lints);
         let catalog = read_catalog(&engine, &packages, &mut lints);
         let words = lint::policy_words(&policies)?;
-        // The data as mounted (already parsed above), keys from `data` down.
-        for (path, value) in &data {
-            if let Ok(value) = serde_json::to_value(value) {
-                lint::unread_data(path, &value, &words, &mut lints);
-            }
+        // The data as mounted (already read as JSON above), keys from `data` down.
+        for (path, value) in &mounted {
+            lint::unread_data(path, value, &words, &mut lints);
         }
 
         Ok(Self {
@@ -858,6 +843,32 @@ pub fn execute_vm(vm: &mut RegoVM, input: regorus::Value) -> Result<regorus::Val
     vm.set_input(input);
     vm.execute()
         .map_err(|e| PolicyError::Runtime(e.to_string()))
+}
+
+/// Each data file as JSON (what the bundle-config schema, the manifest roots and the
+/// lints read), after checking the bundle's merged data against its config schema and,
+/// where the manifest names `roots`, that everything lies under one of them.
+fn check_data(
+    dir: &Path,
+    roots: Option<&[String]>,
+    engine: &regorus::Engine,
+    data: &[(String, regorus::Value)],
+) -> Result<Vec<(String, serde_json::Value)>, PolicyError> {
+    let as_json = |path: &str, v: &regorus::Value| {
+        serde_json::to_value(v).map_err(|source| PolicyError::DataJson {
+            path: path.to_string(),
+            source,
+        })
+    };
+    let mounted = data
+        .iter()
+        .map(|(p, v)| Ok((p.clone(), as_json(p, v)?)))
+        .collect::<Result<Vec<_>, PolicyError>>()?;
+    config::check(&as_json("data", &engine.get_data())?, &mounted)?;
+    if let Some(roots) = roots {
+        check_roots(dir, roots, engine, &mounted)?;
+    }
+    Ok(mounted)
 }
 
 /// Why the entry point did not compile for the VM.
