@@ -25,7 +25,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use promo_policy::attest::cache::VerifyCache;
 use promo_policy::attest::verify_attestations;
 use promo_policy::batch::workload::{Workload, DEFAULT_ARTIFACTS, WORKLOAD_AT};
-use promo_policy::batch::{self, Input, NoProgress, Options, Shard};
+use promo_policy::batch::{self, BatchOptions, Input, NoProgress, Shard};
 use promo_policy::input::parse_time;
 use promo_policy::{Engine, EngineConfig, PromotionRequest};
 
@@ -73,7 +73,7 @@ fn benches(c: &mut Criterion) {
 
     let run = |jobs: usize| {
         let mut input = Input::from_reader(std::io::Cursor::new(jsonl.clone()), "bench", None);
-        let options = Options {
+        let options = BatchOptions {
             jobs,
             shard: Shard::ALL,
             at: Some(now),

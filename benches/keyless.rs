@@ -13,7 +13,6 @@
     reason = "a bench fails loudly on a broken fixture"
 )]
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 
@@ -21,6 +20,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use promo_policy::attest::cache::VerifyCache;
 use promo_policy::attest::verify::verify_envelope;
 use promo_policy::attest::TrustStore;
+use promo_policy::digest::DigestSet;
 use serde_json::{json, Value};
 
 /// A prod request whose provenance is a key-signed envelope, and one whose provenance is
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 const KEYED: &str = "corpus/cases/prod-allow-baseline/request.json";
 const KEYLESS: &str = "corpus/cases/prod-keyless-github-attestation-allow/request.json";
 
-fn first_attestation(path: &str) -> (Value, BTreeMap<String, String>) {
+fn first_attestation(path: &str) -> (Value, DigestSet) {
     let request: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let digest = serde_json::from_value(request["artifact"]["digest"].clone()).unwrap();
     (request["attestations"][0].clone(), digest)

@@ -6,7 +6,7 @@
 //! Read by [`crate::input`] (JSONL lines, a directory of request files, stdin; limits,
 //! positions, records vs bare requests). Each input gets a 0-based `index` in input
 //! order and a `source`: `line N` (1-based) for JSONL, the file name for a directory.
-//! Each is evaluated at the time [`crate::input::time`] gives: `--at` ([`Options::at`])
+//! Each is evaluated at the time [`crate::input::time`] gives: `--at` ([`BatchOptions::at`])
 //! when set, else a record's own `evaluatedAt`, else the clock (read per decision).
 //!
 //! # Results
@@ -107,7 +107,7 @@ pub enum BatchError {
 
 /// How to run a batch.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct BatchOptions {
     /// Worker threads (at least 1).
     pub jobs: usize,
     /// Which inputs to evaluate.
@@ -116,7 +116,7 @@ pub struct Options {
     pub at: Option<OffsetDateTime>,
 }
 
-impl Default for Options {
+impl Default for BatchOptions {
     fn default() -> Self {
         Self {
             jobs: default_jobs(),
@@ -295,7 +295,7 @@ pub fn run(
     engine: &Arc<Engine>,
     input: &mut Input,
     out: &mut dyn Write,
-    options: &Options,
+    options: &BatchOptions,
     progress: &dyn Progress,
 ) -> Result<BatchSummary, BatchError> {
     run_recorded(engine, input, out, options, progress, None)
@@ -306,7 +306,7 @@ pub fn run_recorded(
     engine: &Arc<Engine>,
     input: &mut Input,
     out: &mut dyn Write,
-    options: &Options,
+    options: &BatchOptions,
     progress: &dyn Progress,
     recorder: Option<Recorder<'_>>,
 ) -> Result<BatchSummary, BatchError> {
@@ -412,7 +412,7 @@ impl BatchSummary {
     fn new(
         counts: &Counts,
         skipped: u64,
-        options: &Options,
+        options: &BatchOptions,
         jobs: usize,
         elapsed: Duration,
         recorded: Option<RecordedRange>,
@@ -753,8 +753,8 @@ mod tests {
         Engine::load(&EngineConfig::with_policies("policies")).unwrap()
     }
 
-    fn options(jobs: usize) -> Options {
-        Options {
+    fn options(jobs: usize) -> BatchOptions {
+        BatchOptions {
             jobs,
             shard: Shard::ALL,
             at: Some(parse_time(AT).unwrap()),
@@ -769,7 +769,7 @@ mod tests {
     fn run_bytes(
         engine: &Arc<Engine>,
         body: Vec<u8>,
-        options: &Options,
+        options: &BatchOptions,
     ) -> (Vec<Value>, BatchSummary) {
         let mut input = Input::from_reader(std::io::Cursor::new(body), "test", None);
         let mut out = Vec::new();

@@ -1,11 +1,9 @@
 //! The decision record and the one fail-closed combine that turns stage results into
 //! allow or deny; nothing else in the engine may decide `allowed`.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::digest::DigestSet;
 use crate::plugin::manifest::Mode;
 use crate::plugin::PluginOutcome;
 use crate::policy::{PolicyError, PolicyOutcome, RuleFinding};
@@ -41,7 +39,7 @@ pub struct Decision {
     /// The evaluation time (RFC 3339), the `input.now` policy saw.
     pub evaluated_at: String,
     /// sha256 of the canonical request JSON.
-    pub input_digest: BTreeMap<String, String>,
+    pub input_digest: DigestSet,
     /// The exact policy bundle.
     pub policy: PolicyRef,
     /// Plugins that ran, with their digests and results.
@@ -68,7 +66,7 @@ pub struct CollectedRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_manifest: Option<String>,
     /// sha256 of the collected JSONL evidence file (what `collect --out` writes).
-    pub evidence_digest: BTreeMap<String, String>,
+    pub evidence_digest: DigestSet,
 }
 
 /// One reason for a deny, or a warning.
@@ -181,7 +179,7 @@ pub struct PolicyRef {
     /// Where it was loaded from.
     pub uri: String,
     /// `{"sha256": <bundle digest>}`.
-    pub digest: BTreeMap<String, String>,
+    pub digest: DigestSet,
     /// The bundle `.manifest`'s `revision`, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -197,7 +195,7 @@ pub struct PluginRecord {
     /// Plugin name.
     pub name: String,
     /// `{"sha256": <module digest>}`.
-    pub digest: BTreeMap<String, String>,
+    pub digest: DigestSet,
     /// Whether it ran and passed.
     pub ok: bool,
     /// `required` or `advisory`.
@@ -288,7 +286,7 @@ pub fn plugin_findings(outcomes: &[PluginOutcome]) -> PluginFindings {
         }
         out.records.push(PluginRecord {
             name: o.name.clone(),
-            digest: [("sha256".to_string(), o.digest.clone())].into(),
+            digest: o.digest.map(DigestSet::from).unwrap_or_default(),
             ok: passed,
             mode: if o.required {
                 Mode::Required
@@ -438,11 +436,6 @@ fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
             let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-}
-
-/// `{"sha256": hex}` of some bytes.
-pub fn sha256_set(bytes: &[u8]) -> BTreeMap<String, String> {
-    BTreeMap::from([("sha256".to_string(), hex::encode(Sha256::digest(bytes)))])
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use crate::attest::cache::VerifyCache;
 use crate::attest::keys::SigningKey;
 use crate::attest::{AttestError, TrustStore, Verified};
 use crate::decision::{
-    canonical_json, combine, plugin_findings, sha256_set, Decision, EngineRef, PluginFindings,
-    PolicyRef, StageResults,
+    canonical_json, combine, plugin_findings, Decision, EngineRef, PluginFindings, PolicyRef,
+    StageResults,
 };
+use crate::digest::DigestSet;
 use crate::input::time::{format_time, TimeError};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginOutcome};
 use crate::policy::{self, data_path, data_ref, PolicyBundle, PolicyError};
@@ -370,10 +371,10 @@ impl Evaluator {
             violations: verdict.violations,
             warnings: verdict.warnings,
             evaluated_at: now_text,
-            input_digest: sha256_set(&canonical_json(&request.raw)),
+            input_digest: DigestSet::sha256_of(&canonical_json(&request.raw)),
             policy: PolicyRef {
                 uri: bundle.uri().to_string(),
-                digest: [("sha256".to_string(), bundle.digest().to_string())].into(),
+                digest: bundle.digest().into(),
                 revision: bundle.revision().map(str::to_string),
                 signed_by: bundle.signed_by().map(str::to_string),
             },

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod batch;
 pub mod collect;
 pub mod decision;
+pub mod digest;
 pub mod error_chain;
 pub mod evaluator;
 pub mod explain;

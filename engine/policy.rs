@@ -12,7 +12,9 @@ use regorus::rvm::vm::RegoVM;
 
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Digest as _;
+
+use crate::digest::Sha256;
 
 pub mod archive;
 mod bounded;
@@ -349,7 +351,7 @@ pub struct BundleFile {
 #[derive(Clone)]
 pub struct PolicyBundle {
     uri: String,
-    digest: String,
+    digest: Sha256,
     revision: Option<String>,
     signed_by: Option<String>,
     policies: Vec<BundleFile>,
@@ -430,7 +432,7 @@ struct BundleFiles {
     policies: Vec<BundleFile>,
     tests: Vec<BundleFile>,
     data_files: Vec<BundleFile>,
-    digest: String,
+    digest: Sha256,
     manifest: Option<Manifest>,
     signatures: Option<Vec<u8>>,
 }
@@ -503,26 +505,21 @@ fn read_bundle_files(path: &Path) -> Result<BundleFiles, PolicyError> {
         archive::read_directory(path)?
     };
     raw.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut out = BundleFiles {
-        policies: Vec::new(),
-        tests: Vec::new(),
-        data_files: Vec::new(),
-        digest: String::new(),
-        manifest: None,
-        signatures: None,
-    };
-    let mut hasher = Sha256::new();
+    let (mut policies, mut tests, mut data_files) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut manifest, mut signatures) = (None, None);
+    let mut hasher = sha2::Sha256::new();
     for RawFile { path: rel, bytes } in raw {
         if rel == archive::SIGNATURES {
-            out.signatures = Some(bytes);
+            signatures = Some(bytes);
             continue;
         }
         if rel == archive::MANIFEST {
-            let manifest = Manifest::parse(bytes).map_err(|source| PolicyError::Manifest {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            out.manifest = Some(manifest);
+            manifest = Some(
+                Manifest::parse(bytes).map_err(|source| PolicyError::Manifest {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
             continue;
         }
         let contents = String::from_utf8(bytes).map_err(|source| PolicyError::NotUtf8 {
@@ -534,7 +531,7 @@ fn read_bundle_files(path: &Path) -> Result<BundleFiles, PolicyError> {
             contents,
         };
         if file.path.ends_with("_test.rego") {
-            out.tests.push(file);
+            tests.push(file);
             continue;
         }
         // Length-prefixed pairs, so no two different bundles hash alike.
@@ -543,13 +540,19 @@ fn read_bundle_files(path: &Path) -> Result<BundleFiles, PolicyError> {
         hasher.update((file.contents.len() as u64).to_be_bytes());
         hasher.update(file.contents.as_bytes());
         if file.path.ends_with(".rego") {
-            out.policies.push(file);
+            policies.push(file);
         } else {
-            out.data_files.push(file);
+            data_files.push(file);
         }
     }
-    out.digest = hex::encode(hasher.finalize());
-    Ok(out)
+    Ok(BundleFiles {
+        policies,
+        tests,
+        data_files,
+        digest: Sha256::finish(hasher),
+        manifest,
+        signatures,
+    })
 }
 
 /// The bundle key that signed `files`, `None` for an unsigned bundle the trust file allows.
@@ -783,10 +786,10 @@ impl PolicyBundle {
         &self.uri
     }
 
-    /// Hex sha256 over the sorted, length-prefixed (path, contents) pairs of the
-    /// policy and data files (tests excluded: they do not change decisions).
-    pub fn digest(&self) -> &str {
-        &self.digest
+    /// SHA-256 over the sorted, length-prefixed (path, contents) pairs of the policy and
+    /// data files (tests excluded: they do not change decisions).
+    pub fn digest(&self) -> Sha256 {
+        self.digest
     }
 
     /// The `.manifest`'s `revision`, when the bundle has one.

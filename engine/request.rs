@@ -1,10 +1,10 @@
 //! The `promo-policy/v1` promotion request: strict parsing under limits, JSON Schema
 //! validation and the typed view; it never decides anything about the request's merits.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
+use crate::digest::DigestSet;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -121,7 +121,7 @@ pub struct Artifact {
     /// Repository or package name.
     pub name: String,
     /// in-toto DigestSet: algorithm -> hex.
-    pub digest: BTreeMap<String, String>,
+    pub digest: DigestSet,
 }
 
 impl PromotionRequest {
@@ -397,7 +397,7 @@ mod tests {
     fn minimal_request_is_accepted() {
         let r = PromotionRequest::from_value(minimal()).unwrap();
         assert_eq!(r.typed.to, "staging");
-        assert_eq!(r.typed.artifact.digest["sha256"], "ab");
+        assert_eq!(r.typed.artifact.digest.sha256().unwrap_or_default(), "ab");
     }
 
     #[test]

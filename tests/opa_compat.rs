@@ -183,7 +183,7 @@ async fn provenance_names_the_version_and_the_bundle_evaluated() {
     let r = post_json(&s, "/v1/data/promo/decision?provenance", &body).await;
     let p = &r.json()["provenance"];
     assert_eq!(p["version"], env!("CARGO_PKG_VERSION"), "{p}");
-    let digest = s.loaded().engine.bundle().digest().to_string();
+    let digest = s.loaded().engine.bundle().digest().hex();
     assert_eq!(p["bundles"]["promo"]["digest"]["sha256"], digest, "{p}");
     assert!(p["bundles"]["promo"]["revision"].is_string(), "{p}");
     let r = send(

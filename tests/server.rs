@@ -576,7 +576,7 @@ async fn metrics_count_decisions_errors_and_name_the_bundle() {
         "{t}"
     );
     assert!(t.contains("promo_decision_duration_seconds_bucket"), "{t}");
-    let digest = s.loaded().engine.bundle().digest().to_string();
+    let digest = s.loaded().engine.bundle().digest().hex();
     assert!(
         t.contains(&format!(r#"promo_bundle_info{{digest="{digest}"}} 1"#)),
         "{t}"
@@ -1273,11 +1273,11 @@ fn touch_policy(bundle: &Path, comment: &str) {
 async fn reload_swaps_a_good_bundle_and_keeps_serving_on_a_broken_one() {
     let bundle = bundle_copy();
     let s = Server::new(config(bundle.path(), Some("prod"))).unwrap();
-    let first = s.loaded().engine.bundle().digest().to_string();
+    let first = s.loaded().engine.bundle().digest().hex();
 
     touch_policy(bundle.path(), "changed");
     s.reload().await.unwrap();
-    let second = s.loaded().engine.bundle().digest().to_string();
+    let second = s.loaded().engine.bundle().digest().hex();
     assert_ne!(first, second);
 
     std::fs::write(
@@ -1286,7 +1286,7 @@ async fn reload_swaps_a_good_bundle_and_keeps_serving_on_a_broken_one() {
     )
     .unwrap();
     assert!(s.reload().await.is_err());
-    assert_eq!(s.loaded().engine.bundle().digest(), second);
+    assert_eq!(s.loaded().engine.bundle().digest().hex(), second);
 
     let health = send(&s, Method::GET, "/health", None).await;
     assert_eq!(health.status, StatusCode::OK);
@@ -1645,7 +1645,7 @@ fn the_watcher_reloads_a_changed_bundle() {
     let mut cfg = config(bundle.path(), Some("prod"));
     cfg.watch_interval = Some(std::time::Duration::from_millis(50));
     let running = Running::start(cfg);
-    let first = running.server.loaded().engine.bundle().digest().to_string();
+    let first = running.server.loaded().engine.bundle().digest().hex();
     // Give the watcher its baseline, then change a file.
     let _ = ureq::get(&running.url("/health")).call().unwrap();
     let mut reloaded = false;
@@ -1653,7 +1653,7 @@ fn the_watcher_reloads_a_changed_bundle() {
         if i % 50 == 0 {
             touch_policy(bundle.path(), &format!("edit {i}"));
         }
-        if running.server.loaded().engine.bundle().digest() != first {
+        if running.server.loaded().engine.bundle().digest().hex() != first {
             reloaded = true;
             break;
         }

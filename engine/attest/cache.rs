@@ -8,7 +8,7 @@
 //! store's digest, the artifact digest (for `subjectMatches`) and the target environment
 //! (for key permissions). Rejections are cached too: they are just as deterministic.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::attest::trust::TrustStore;
 use crate::attest::verify::{
-    collect_verified, verify_envelope, Signer, Verified, VerifiedAttestation,
+    collect_verified, verify_envelope, AttestationSigner, Verified, VerifiedAttestation,
 };
 use crate::attest::AttestError;
+use crate::digest::DigestSet;
 
 /// Entries kept by [`VerifyCache::default`]. A release train or a re-evaluation of
 /// recorded requests touches a few hundred distinct artifacts; 4096 covers that with
@@ -43,8 +44,8 @@ impl CacheKey {
     /// artifact with `artifact_digest` into `environment`.
     pub fn new(
         envelope_sha256: &[u8; 32],
-        trust_digest: &str,
-        artifact_digest: &BTreeMap<String, String>,
+        trust_digest: &crate::digest::Sha256,
+        artifact_digest: &DigestSet,
         environment: &str,
     ) -> Self {
         // Every variable-length field is length-prefixed, so no two different tuples
@@ -58,7 +59,7 @@ impl CacheKey {
         field(&mut h, envelope_sha256);
         field(&mut h, trust_digest.as_bytes());
         h.update((artifact_digest.len() as u64).to_be_bytes());
-        for (alg, hex) in artifact_digest {
+        for (alg, hex) in artifact_digest.iter() {
             field(&mut h, alg.as_bytes());
             field(&mut h, hex.as_bytes());
         }
@@ -145,7 +146,7 @@ impl VerifyCache {
         &self,
         store: &TrustStore,
         attestations: &[Value],
-        artifact_digest: &BTreeMap<String, String>,
+        artifact_digest: &DigestSet,
         environment: &str,
     ) -> Verified {
         collect_verified(attestations, |index, value| {
@@ -159,7 +160,7 @@ impl VerifyCache {
         store: &TrustStore,
         index: usize,
         value: &Value,
-        artifact_digest: &BTreeMap<String, String>,
+        artifact_digest: &DigestSet,
         environment: &str,
     ) -> Result<VerifiedAttestation, AttestError> {
         let Ok(bytes) = serde_json::to_vec(value) else {
@@ -316,20 +317,19 @@ pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize 
             }
         }
     }
-    fn strings(d: &BTreeMap<String, String>) -> usize {
+    fn strings<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> usize {
         // A B-tree node holds up to 11 pairs; a digest set has one or two.
-        alloc(11 * 2 * size_of::<String>())
-            + d.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>()
+        alloc(11 * 2 * size_of::<String>()) + pairs.map(|(k, v)| text(k) + text(v)).sum::<usize>()
     }
-    fn signer_size(signer: &Signer) -> usize {
+    fn signer_size(signer: &AttestationSigner) -> usize {
         match signer {
-            Signer::Key { id } => text(id),
-            Signer::Keyless(k) => {
+            AttestationSigner::Key { id } => text(id),
+            AttestationSigner::Keyless(k) => {
                 text(&k.identity)
                     + text(&k.issuer)
                     + text(&k.subject)
                     + text(&k.signed_at)
-                    + strings(&k.extensions)
+                    + strings(k.extensions.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                     + k.transparency_log
                         .as_ref()
                         .map_or(0, |l| l.integrated_time.as_deref().map_or(0, text))
@@ -358,7 +358,7 @@ pub fn approx_size(outcome: &Result<VerifiedAttestation, AttestError>) -> usize 
                 + a.evidence
                     .as_ref()
                     .map_or(0, |f| serde_json::to_value(f).map_or(0, |v| json(&v)))
-                + strings(&a.envelope_digest)
+                + strings(a.envelope_digest.iter())
         }
         // Every variant holds at most a few short strings.
         Err(e) => 2 * text(&e.to_string()),
@@ -391,7 +391,7 @@ mod tests {
 
     const CASE: &str = "corpus/cases/prod-allow-baseline";
 
-    fn fixture() -> (TrustStore, Vec<Value>, BTreeMap<String, String>) {
+    fn fixture() -> (TrustStore, Vec<Value>, DigestSet) {
         let store = TrustStore::load(Path::new("policies/trust.json")).unwrap();
         let request: Value =
             serde_json::from_slice(&std::fs::read(format!("{CASE}/request.json")).unwrap())
@@ -439,7 +439,7 @@ mod tests {
         let _ = cache.verify_attestations(&store, &atts, &digest, "prod");
 
         // Another artifact: the same envelope no longer matches the subject.
-        let other = BTreeMap::from([("sha256".to_string(), "ab".repeat(32))]);
+        let other = DigestSet::sha256_hex("ab".repeat(32));
         let got = cache.verify_attestations(&store, &atts, &other, "prod");
         assert_eq!(got, verify_attestations(&store, &atts, &other, "prod"));
         assert!(!got.attestations[0].subject_matches);

@@ -323,7 +323,7 @@ mod tests {
         use crate::attest::keys::SigningKey;
         use crate::attest::trust::{TrustStore, TrustedKey};
         use crate::attest::verify::verify_attestations;
-        use std::collections::BTreeMap;
+        use crate::digest::DigestSet;
         let key = SigningKey::ed25519_from_seed(&[9; 32]);
         let store = TrustStore::new(
             vec![TrustedKey::new(
@@ -364,7 +364,7 @@ mod tests {
                 json!({"approver": "bob", "decision": "perhaps"}),
             ),
         ];
-        let digest = BTreeMap::from([("sha256".to_owned(), ours)]);
+        let digest = DigestSet::sha256_hex(ours);
         let v = verify_attestations(&store, &atts, &digest, "prod");
         assert_eq!(
             v.evidence.approvals.len(),
@@ -397,7 +397,7 @@ mod tests {
         use crate::attest::keys::SigningKey;
         use crate::attest::trust::TrustStore;
         use crate::attest::verify::verify_attestations;
-        use std::collections::BTreeMap;
+        use crate::digest::DigestSet;
         let key = SigningKey::ed25519_from_seed(&[11; 32]);
         let store = TrustStore::from_json(
             &json!({"keys": [{"id": "bot", "publicKey": key.public_key().to_pem(),
@@ -420,7 +420,7 @@ mod tests {
             approval("carol"),
             approval("mallory"),
         ];
-        let digest = BTreeMap::from([("sha256".to_owned(), ours.clone())]);
+        let digest = DigestSet::sha256_hex(ours.clone());
         let v = verify_attestations(&store, &atts, &digest, "prod");
         let approvers: Vec<&str> = v
             .evidence

@@ -27,8 +27,9 @@ use sigstore_verify::VerificationPolicy;
 use crate::attest::roots::{names_of, Root};
 use crate::attest::statement::Statement;
 use crate::attest::trust::{Grants, TrustStore};
-use crate::attest::verify::{SignedStatement, Signer, VerifiedAttestation};
+use crate::attest::verify::{AttestationSigner, SignedStatement, VerifiedAttestation};
 use crate::attest::{AttestError, INTOTO_PAYLOAD_TYPE};
+use crate::digest::DigestSet;
 
 /// The bundle media types read here (v0.1, v0.2 and both spellings of v0.3).
 pub const BUNDLE_MEDIA_TYPES: &[&str] = &[
@@ -415,7 +416,7 @@ pub fn verify_bundle(
     store: &TrustStore,
     index: usize,
     value: &Value,
-    artifact_digest: &BTreeMap<String, String>,
+    artifact_digest: &DigestSet,
     environment: &str,
 ) -> Result<VerifiedAttestation, AttestError> {
     let ReadBundle {
@@ -443,7 +444,7 @@ pub fn verify_bundle(
     Ok(signed.verified(
         index,
         keyid,
-        Signer::Keyless(signer),
+        AttestationSigner::Keyless(signer),
         vec![identity.id.clone()],
         artifact_digest,
         text.as_bytes(),
@@ -917,7 +918,7 @@ pub(crate) mod tests {
     }
 
     fn verify_one(store: &TrustStore, value: &Value) -> Result<VerifiedAttestation, String> {
-        let digest = BTreeMap::from([("sha256".to_owned(), "00".repeat(32))]);
+        let digest = DigestSet::sha256_hex("00".repeat(32));
         let mut v = verify_attestations(store, std::slice::from_ref(value), &digest, "prod");
         match (v.attestations.pop(), v.rejected.pop()) {
             (Some(a), None) => Ok(a),
@@ -935,7 +936,7 @@ pub(crate) mod tests {
 
     fn keyless(a: &VerifiedAttestation) -> &KeylessSigner {
         match &a.signer {
-            Signer::Keyless(k) => k,
+            AttestationSigner::Keyless(k) => k,
             other => panic!("not keyless: {other:?}"),
         }
     }
@@ -979,10 +980,9 @@ pub(crate) mod tests {
         );
         assert!(k.transparency_log.is_none(), "GitHub's root has no log");
         // The wheel's digest is the statement's subject.
-        let whl = BTreeMap::from([(
-            "sha256".to_owned(),
-            "ae57936def59bc4c75edd3a837d89bcefc6d3a5e31d55a6fa7a71624f92c3c3b".to_owned(),
-        )]);
+        let whl = DigestSet::sha256_hex(
+            "ae57936def59bc4c75edd3a837d89bcefc6d3a5e31d55a6fa7a71624f92c3c3b",
+        );
         let v = verify_attestations(
             &store,
             &[bundle(
@@ -1325,7 +1325,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             keyed.digest(),
-            hex::encode(Sha256::digest(canonical.as_bytes()))
+            crate::digest::Sha256::of(canonical.as_bytes())
         );
         let plain = TrustStore::from_json(&json!({"keys": []}), Path::new(".")).unwrap();
         assert_eq!(plain.digest(), TrustStore::empty().digest());

@@ -33,7 +33,7 @@ pub use keys::{KeyAlgorithm, PublicKey, SigningKey};
 pub use slsa::Provenance;
 pub use statement::{Statement, Subject};
 pub use trust::{TrustStore, TrustedKey};
-pub use verify::{verify_attestations, Rejected, Signer, Verified, VerifiedAttestation};
+pub use verify::{verify_attestations, AttestationSigner, Rejected, Verified, VerifiedAttestation};
 
 /// Everything that can go wrong while reading keys, trust files and attestations.
 ///

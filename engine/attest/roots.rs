@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 use sigstore_verify::trust_root::{SigstoreInstance, TrustedRoot};
 use sigstore_verify::Verifier;
 
@@ -41,8 +41,8 @@ pub struct Root {
     pub name: String,
     /// Where it came from: `builtin:public-good` or the path as the trust file gives it.
     pub source: String,
-    /// Lowercase hex SHA-256 of the root's JSON as read: what identifies it in digests.
-    pub digest: String,
+    /// SHA-256 of the root's JSON as read: what identifies it in digests.
+    pub digest: Sha256,
     /// Whether it lists transparency logs: then a bundle must carry a verified log entry.
     pub has_tlogs: bool,
     /// Whether it lists CT logs: then the certificate's SCT must verify.
@@ -172,7 +172,7 @@ impl Root {
         Ok(Root {
             name: name.to_owned(),
             source: source.to_owned(),
-            digest: hex::encode(Sha256::digest(json.as_bytes())),
+            digest: Sha256::of(json.as_bytes()),
             has_tlogs: !root.tlogs.is_empty(),
             has_ctlogs: !root.ctlogs.is_empty(),
             newest_entry: starts.max().map(|t| t.to_string()),

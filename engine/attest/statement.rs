@@ -4,11 +4,10 @@
 //! Spec: <https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md>. Unknown
 //! fields are ignored, as the spec asks of consumers; digest sets may use any algorithm name.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use crate::attest::AttestError;
+use crate::digest::DigestSet;
 
 /// `_type` of an in-toto Statement v1.
 pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
@@ -30,7 +29,7 @@ pub struct Subject {
     /// `name`, when present.
     pub name: Option<String>,
     /// `digest`: algorithm -> hex value, algorithms as written (sha256, sha512, gitCommit...).
-    pub digest: BTreeMap<String, String>,
+    pub digest: DigestSet,
 }
 
 /// A parsed in-toto Statement.
@@ -127,11 +126,9 @@ impl Statement {
         })
     }
 
-    /// Whether some subject names the artifact: see [`digest_matches`].
-    pub fn subject_matches(&self, artifact: &BTreeMap<String, String>) -> bool {
-        self.subject
-            .iter()
-            .any(|s| digest_matches(&s.digest, artifact))
+    /// Whether some subject names the artifact: see [`DigestSet::matches`].
+    pub fn subject_matches(&self, artifact: &DigestSet) -> bool {
+        self.subject.iter().any(|s| s.digest.matches(artifact))
     }
 }
 
@@ -153,38 +150,14 @@ fn parse_subject(i: usize, value: &Value) -> Result<Subject, AttestError> {
     if digest_obj.is_empty() {
         return Err(bad(format!("`subject[{i}].digest` is empty")));
     }
-    let mut digest = BTreeMap::new();
+    let mut digest = DigestSet::default();
     for (alg, v) in digest_obj {
         let v = v
             .as_str()
             .ok_or_else(|| bad(format!("`subject[{i}].digest.{alg}` is not a string")))?;
-        digest.insert(alg.clone(), v.to_owned());
+        digest.insert(alg.as_str(), v);
     }
     Ok(Subject { name, digest })
-}
-
-/// Whether a subject digest set names the same artifact as `artifact`: they share at least
-/// one algorithm, and every shared algorithm has an equal value (hex compared without case).
-///
-/// Requiring *all* shared algorithms to agree stops a subject that pairs the right sha256
-/// with a wrong sha512 from matching. Algorithm names are compared without case too, so
-/// `SHA256` cannot sneak a second, conflicting value past the check.
-pub fn digest_matches(
-    subject: &BTreeMap<String, String>,
-    artifact: &BTreeMap<String, String>,
-) -> bool {
-    let mut shared = 0usize;
-    for (alg, value) in subject {
-        for (art_alg, art_value) in artifact {
-            if alg.eq_ignore_ascii_case(art_alg) {
-                if !value.eq_ignore_ascii_case(art_value) || value.is_empty() {
-                    return false;
-                }
-                shared += 1;
-            }
-        }
-    }
-    shared > 0
 }
 
 #[cfg(test)]
@@ -197,13 +170,6 @@ pub fn digest_matches(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn digest(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(a, v)| (a.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn v1_and_v01_parse_with_unknown_fields_and_odd_digest_algorithms() {
@@ -278,43 +244,5 @@ mod tests {
             err.starts_with("payload is not an in-toto statement: payload is not JSON"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn digest_matching_needs_a_shared_algorithm_and_agreement_on_all_of_them() {
-        let art = digest(&[("sha256", "abcd"), ("sha512", "ef01")]);
-        assert!(
-            digest_matches(&digest(&[("sha256", "ABCD")]), &art),
-            "hex case ignored"
-        );
-        assert!(digest_matches(
-            &digest(&[("sha256", "abcd"), ("md5", "zz")]),
-            &art
-        ));
-        assert!(digest_matches(
-            &digest(&[("sha256", "abcd"), ("sha512", "ef01")]),
-            &art
-        ));
-        assert!(!digest_matches(
-            &digest(&[("sha256", "abcd"), ("sha512", "0000")]),
-            &art
-        ));
-        assert!(!digest_matches(&digest(&[("sha256", "abce")]), &art));
-        assert!(
-            !digest_matches(&digest(&[("sha1", "abcd")]), &art),
-            "nothing shared"
-        );
-        assert!(!digest_matches(
-            &digest(&[("sha256", "abcd"), ("SHA256", "beef")]),
-            &art
-        ));
-        assert!(!digest_matches(
-            &digest(&[("sha256", "")]),
-            &digest(&[("sha256", "")])
-        ));
-        assert!(!digest_matches(
-            &digest(&[("sha256", "abcd")]),
-            &BTreeMap::new()
-        ));
     }
 }

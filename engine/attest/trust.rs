@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::digest::Sha256;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::attest::keyless::{roots_from_json, SubjectMatch, TrustedIdentity};
 use crate::attest::keys::PublicKey;
@@ -189,7 +189,7 @@ pub struct TrustStore {
     threshold: usize,
     roots: BTreeMap<String, Root>,
     identities: Vec<TrustedIdentity>,
-    digest: String,
+    digest: Sha256,
     require_signed_bundle: bool,
 }
 
@@ -439,11 +439,11 @@ impl TrustStore {
         self.roots.get(name)
     }
 
-    /// Lowercase hex SHA-256 over a canonical form of the keys (by keyid), their
-    /// permissions and the threshold: equal for files that mean the same, whatever the
-    /// order, format or key-file paths.
-    pub fn digest(&self) -> String {
-        self.digest.clone()
+    /// SHA-256 over a canonical form of the keys (by keyid), their permissions and the
+    /// threshold: equal for files that mean the same, whatever the order, format or
+    /// key-file paths.
+    pub fn digest(&self) -> Sha256 {
+        self.digest
     }
 }
 
@@ -452,7 +452,7 @@ fn digest_of(
     threshold: usize,
     roots: &BTreeMap<String, Root>,
     identities: &[TrustedIdentity],
-) -> String {
+) -> Sha256 {
     let mut canon: Vec<Value> = keys
         .iter()
         .map(|k| {
@@ -494,14 +494,15 @@ fn digest_of(
             })
             .collect();
         ids.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let roots: BTreeMap<&String, &String> = roots.iter().map(|(n, r)| (n, &r.digest)).collect();
+        let roots: BTreeMap<&String, String> =
+            roots.iter().map(|(n, r)| (n, r.digest.hex())).collect();
         doc["trustedRoots"] = json!(roots);
         doc["identities"] = json!(ids);
     }
     // Serialising a Value we built cannot fail; an empty input would still give a digest
     // that matches no real store.
     let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-    hex::encode(Sha256::digest(bytes))
+    Sha256::of(bytes)
 }
 
 fn parse_key(index: usize, entry: &Value, base_dir: &Path) -> Result<TrustedKey, AttestError> {
@@ -675,7 +676,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(from_yaml.digest(), from_json.digest());
-        assert_eq!(from_yaml.digest().len(), 64);
+        assert_eq!(from_yaml.digest().hex().len(), 64);
         let other = TrustStore::from_json(
             &json!({"keys": [{"id": "ci", "publicKey": pem(3), "predicateTypes": ["a", "b"], "builders": ["x"], "environments": []}]}),
             Path::new("."),

@@ -3,11 +3,8 @@
 //! permitted for what they sign; it must never panic, never trust a `keyid`, and never report
 //! an unverified claim as a fact.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::attest::dsse::{Envelope, EnvelopeSignature, INTOTO_PAYLOAD_TYPE};
 use crate::attest::evidence::{Evidence, Fact};
@@ -16,6 +13,7 @@ use crate::attest::slsa::Provenance;
 use crate::attest::statement::Statement;
 use crate::attest::trust::{TrustStore, TrustedKey};
 use crate::attest::AttestError;
+use crate::digest::DigestSet;
 
 /// What the engine proved about a request's attestations: `input.verified`.
 ///
@@ -49,7 +47,7 @@ pub struct VerifiedAttestation {
     /// keyless signer, the certificate's key), computed, never copied from the envelope.
     pub keyid: String,
     /// Who signed: a trusted key, or a keyless identity with its certificate's claims.
-    pub signer: Signer,
+    pub signer: AttestationSigner,
     /// Trust-file ids of every distinct permitted signer, in signature order.
     pub signers: Vec<String>,
     /// The statement's predicateType.
@@ -70,13 +68,13 @@ pub struct VerifiedAttestation {
     pub evidence: Option<Fact>,
     /// `{"sha256": ...}` of the envelope as received (compact JSON, key order kept): what a
     /// signed decision lists under `inputAttestations`.
-    pub envelope_digest: BTreeMap<String, String>,
+    pub envelope_digest: DigestSet,
 }
 
 /// The first permitted signer of a verified attestation (`signer` in Rego), by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Signer {
+pub enum AttestationSigner {
     /// A key listed under `keys`: `{"kind": "key", "id": ...}`.
     Key {
         /// The trust file's id of the key.
@@ -86,12 +84,12 @@ pub enum Signer {
     Keyless(KeylessSigner),
 }
 
-impl Signer {
+impl AttestationSigner {
     /// The trust file's id of the key or identity.
     pub fn id(&self) -> &str {
         match self {
-            Signer::Key { id } => id,
-            Signer::Keyless(k) => &k.identity,
+            AttestationSigner::Key { id } => id,
+            AttestationSigner::Keyless(k) => &k.identity,
         }
     }
 }
@@ -117,7 +115,7 @@ pub struct Rejected {
 pub fn verify_attestations(
     store: &TrustStore,
     attestations: &[Value],
-    artifact_digest: &BTreeMap<String, String>,
+    artifact_digest: &DigestSet,
     environment: &str,
 ) -> Verified {
     collect_verified(attestations, |index, value| {
@@ -154,7 +152,7 @@ pub fn verify_envelope(
     store: &TrustStore,
     index: usize,
     value: &Value,
-    artifact_digest: &BTreeMap<String, String>,
+    artifact_digest: &DigestSet,
     environment: &str,
 ) -> Result<VerifiedAttestation, AttestError> {
     if is_bundle(value) {
@@ -195,7 +193,7 @@ pub fn verify_envelope(
     Ok(signed.verified(
         index,
         first.key.keyid().to_owned(),
-        Signer::Key {
+        AttestationSigner::Key {
             id: first.id.clone(),
         },
         permitted.iter().map(|k| k.id.clone()).collect(),
@@ -246,9 +244,9 @@ impl SignedStatement {
         self,
         index: usize,
         keyid: String,
-        signer: Signer,
+        signer: AttestationSigner,
         signers: Vec<String>,
-        artifact_digest: &BTreeMap<String, String>,
+        artifact_digest: &DigestSet,
         as_received: &[u8],
     ) -> VerifiedAttestation {
         let statement = self.statement;
@@ -263,10 +261,7 @@ impl SignedStatement {
             predicate: statement.predicate,
             provenance: self.provenance,
             evidence: self.evidence,
-            envelope_digest: BTreeMap::from([(
-                "sha256".to_owned(),
-                hex::encode(Sha256::digest(as_received)),
-            )]),
+            envelope_digest: DigestSet::sha256_of(as_received),
         }
     }
 }
@@ -460,8 +455,8 @@ mod tests {
         .unwrap()
     }
 
-    fn artifact() -> BTreeMap<String, String> {
-        BTreeMap::from([("sha256".to_owned(), DIGEST.to_owned())])
+    fn artifact() -> DigestSet {
+        DigestSet::sha256_hex(DIGEST.to_owned())
     }
 
     fn provenance_v1(builder: &str, digest: &str) -> Value {
@@ -559,8 +554,8 @@ mod tests {
             Some("2026-11-25T08:00:00.000000001Z")
         );
         assert_eq!(
-            a.envelope_digest["sha256"],
-            hex::encode(Sha256::digest(serde_json::to_vec(&env).unwrap()))
+            a.envelope_digest.sha256().unwrap_or_default(),
+            crate::digest::Sha256::of(serde_json::to_vec(&env).unwrap()).hex()
         );
     }
 
@@ -840,7 +835,7 @@ mod tests {
         let mut st = provenance_v1(BUILDER, DIGEST);
         st["subject"][0]["digest"]["sha512"] = json!("aa");
         let mut art = artifact();
-        art.insert("sha512".into(), "bb".into());
+        art.insert("sha512", "bb");
         let v = verify_attestations(&store(&fx, 1), &[signed(&st, &fx.ci)], &art, "prod");
         assert!(!v.attestations[0].subject_matches);
     }

@@ -52,7 +52,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{canonical_json, canonical_json_object, sha256_set, Decision};
+use crate::decision::{canonical_json, canonical_json_object, Decision};
+use crate::digest::DigestSet;
 use crate::request::Artifact;
 
 #[cfg(feature = "audit")]
@@ -369,9 +370,7 @@ impl Record {
     /// anywhere: the first differing field, named.
     // Long by design: one comparison per stored column, in column order.
     pub fn mismatch(&self, signed: &Decision) -> Option<String> {
-        let sha = |set: &std::collections::BTreeMap<String, String>| {
-            set.get("sha256").cloned().unwrap_or_default()
-        };
+        let sha = |set: &DigestSet| set.sha256().unwrap_or_default().to_owned();
         let ids: Vec<&str> = signed.violations.iter().map(|v| v.id.as_str()).collect();
         let fields = [
             (
@@ -444,10 +443,10 @@ impl Record {
                 });
             }
             // An unmasked stored request must be the one the decision was made on.
-            let digest = sha256_set(&canonical_json(request));
+            let digest = DigestSet::sha256_of(&canonical_json(request));
             differs((
                 "request",
-                format!("sha256 {}", digest.get("sha256").map_or("", String::as_str)),
+                format!("sha256 {}", digest.sha256().unwrap_or("")),
                 format!("sha256 {}", self.request_digest.sha256),
             ))
         })
@@ -530,9 +529,11 @@ impl RecordOptions {
         envelope: &Value,
         request: &Value,
     ) -> Result<Record, AuditError> {
-        let sha = |set: &std::collections::BTreeMap<String, String>, what: &str| {
-            set.get("sha256")
-                .map(|s| Digest256 { sha256: s.clone() })
+        let sha = |set: &DigestSet, what: &str| {
+            set.sha256()
+                .map(|s| Digest256 {
+                    sha256: s.to_owned(),
+                })
                 .ok_or_else(|| AuditError::Unrecordable {
                     decision_id: decision.decision_id.clone(),
                     reason: format!("its {what} has no sha256 digest"),

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use promo_policy::attest::evidence::{APPROVAL_V1, SLO_SNAPSHOT_V1, TEST_RESULT_V01};
 use promo_policy::attest::keys::SigningKey;
+use promo_policy::digest::{DigestSet, Sha256};
 use promo_policy::input::{format_time, parse_time};
 use promo_policy::sign::{load_signing_key, sign_statement};
 
@@ -209,18 +210,9 @@ fn subject(artifact: &str) -> anyhow::Result<Value> {
     let (name, digest) = artifact
         .rsplit_once('@')
         .with_context(|| format!("--artifact `{artifact}` is not NAME@sha256:HEX"))?;
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-        .with_context(|| {
-            format!(
-                "--artifact `{artifact}`: the digest must be sha256: and 64 lowercase hex digits"
-            )
-        })?;
+    let digest = Sha256::parse_prefixed(digest).with_context(|| {
+        format!("--artifact `{artifact}`: the digest must be sha256: and 64 lowercase hex digits")
+    })?;
     anyhow::ensure!(!name.is_empty(), "--artifact `{artifact}` has no name");
-    Ok(json!({"name": name, "digest": {"sha256": hex}}))
+    Ok(json!({"name": name, "digest": DigestSet::from(digest)}))
 }

@@ -158,7 +158,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<Exit> {
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot write `{}`", args.out.display()))?;
     eprintln!(
-        "wrote {} ({} files, {} bytes); bundle digest sha256:{}{}",
+        "wrote {} ({} files, {} bytes); bundle digest {}{}",
         args.out.display(),
         files.len(),
         bytes.len(),
@@ -207,7 +207,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<Exit> {
     if args.json {
         let out = serde_json::json!({
             "uri": bundle.uri(),
-            "digest": {"sha256": bundle.digest()},
+            "digest": {"sha256": bundle.digest().hex()},
             "revision": bundle.revision(),
             "signedBy": bundle.signed_by(),
             "signature": signature,
@@ -216,7 +216,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("bundle:    {}", bundle.uri());
-        println!("digest:    sha256:{}", bundle.digest());
+        println!("digest:    {}", bundle.digest());
         println!("revision:  {}", bundle.revision().unwrap_or("(none)"));
         println!("signature: {signature}");
         println!("policies:  {} files", files.len());

@@ -269,11 +269,7 @@ fn add_collected(
     let record = promo_policy::decision::CollectedRef {
         image: collected.image,
         platform_manifest: collected.platform_digest,
-        evidence_digest: [(
-            "sha256".to_string(),
-            evidence_digest.trim_start_matches("sha256:").to_string(),
-        )]
-        .into(),
+        evidence_digest: evidence_digest.into(),
     };
     Ok((serde_json::to_vec(&request)?, record))
 }
@@ -320,7 +316,7 @@ fn run_batch(args: EvalArgs) -> anyhow::Result<Exit> {
             }
         );
     }
-    let options = batch::Options {
+    let options = batch::BatchOptions {
         jobs: args.jobs.map_or_else(batch::default_jobs, usize::from),
         shard: args.shard.unwrap_or(Shard::ALL),
         at,
@@ -442,7 +438,7 @@ fn artifact_ref(d: &Decision) -> String {
     let digest = d
         .artifact
         .digest
-        .get("sha256")
+        .sha256()
         .map(|h| format!("sha256:{}", &h[..h.len().min(12)]))
         .or_else(|| {
             d.artifact
@@ -478,12 +474,7 @@ pub fn render_text(d: &Decision) -> String {
             printable(&v.msg)
         ));
     }
-    let policy = d
-        .policy
-        .digest
-        .get("sha256")
-        .map(String::as_str)
-        .unwrap_or("");
+    let policy = d.policy.digest.sha256().unwrap_or("");
     s.push_str(&format!(
         "  policy {} sha256:{}  at {}  decision {}\n",
         printable(&d.policy.uri),

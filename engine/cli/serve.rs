@@ -256,7 +256,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         };
         eprintln!(
             "promo-policy: serving on {scheme}://{bound} (bundle sha256:{}, {environments})",
-            &loaded.engine.bundle().digest()[..12],
+            &loaded.engine.bundle().digest().hex()[..12],
         );
         drop(loaded);
         let flusher = server.clone();

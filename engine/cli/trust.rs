@@ -31,7 +31,7 @@ pub fn run(cmd: TrustCmd) -> anyhow::Result<Exit> {
             "name": root.name,
             "source": root.source,
             "about": about,
-            "sha256": root.digest,
+            "sha256": root.digest.hex(),
             "newestEntry": root.newest_entry,
             "counts": root.counts,
         })

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use promo_policy::attest::keys::PublicKey;
-use promo_policy::decision::{canonical_json, sha256_set};
+use promo_policy::decision::canonical_json;
+use promo_policy::digest::DigestSet;
 use promo_policy::fsio;
 use promo_policy::input::parse_time;
 use promo_policy::sign::{
@@ -123,7 +124,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Exit> {
     }
     let request = PromotionRequest::from_slice(&bytes)
         .with_context(|| format!("invalid request `{}`", replay.display()))?;
-    if sha256_set(&canonical_json(&request.raw)) != decision.input_digest {
+    if DigestSet::sha256_of(&canonical_json(&request.raw)) != decision.input_digest {
         println!(
             "MISMATCH  `{}` is not the request this decision was made on (inputDigest differs)",
             replay.display()

@@ -6,9 +6,9 @@ pub mod registry;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::digest::Sha256;
 use oci_client::Reference;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::attest::files::MAX_ATTESTATIONS;
 use crate::request::parse_strict;
@@ -145,7 +145,7 @@ pub struct CollectOptions {
 
 /// One collected attestation and where it came from.
 #[derive(Debug, Clone)]
-pub struct Item {
+pub struct CollectedItem {
     /// The envelope or bundle.
     pub document: Value,
     /// Where it was found, for stderr (e.g. `cosign .att of sha256:... (index)`).
@@ -162,7 +162,7 @@ pub struct Collected {
     /// The platform manifest's digest, when `--platform` picked one.
     pub platform_digest: Option<String>,
     /// The attestations, de-duplicated by blob digest, in discovery order.
-    pub items: Vec<Item>,
+    pub items: Vec<CollectedItem>,
     /// Notes for stderr: what was skipped and why.
     pub notes: Vec<String>,
 }
@@ -179,9 +179,9 @@ impl Collected {
         out
     }
 
-    /// `sha256:<hex>` of [`Collected::jsonl`], recorded in decisions.
-    pub fn jsonl_digest(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(self.jsonl())))
+    /// The SHA-256 of [`Collected::jsonl`], recorded in decisions.
+    pub fn jsonl_digest(&self) -> Sha256 {
+        Sha256::of(self.jsonl())
     }
 }
 
@@ -333,7 +333,7 @@ async fn collect_subject(
     reg: &Registry,
     subject: &str,
     label: &str,
-    items: &mut Vec<Item>,
+    items: &mut Vec<CollectedItem>,
     seen: &mut BTreeSet<String>,
     notes: &mut Vec<String>,
 ) -> Result<(), CollectError> {
@@ -381,7 +381,7 @@ async fn read_layers(
     reg: &Registry,
     manifest: &[u8],
     origin: &str,
-    items: &mut Vec<Item>,
+    items: &mut Vec<CollectedItem>,
     seen: &mut BTreeSet<String>,
     notes: &mut Vec<String>,
 ) -> Result<(), CollectError> {
@@ -415,7 +415,7 @@ async fn read_layers(
                         format!("{origin}: blob {digest} is not a JSON object"),
                     ));
                 }
-                items.push(Item {
+                items.push(CollectedItem {
                     document,
                     origin: origin.to_string(),
                 });

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::digest::Sha256;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
-use sha2::{Digest, Sha256};
 
 use super::{CollectError, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, MAX_REDIRECTS, REQUEST_TIMEOUT};
 
@@ -43,8 +43,9 @@ pub struct Fetched {
     pub digest: String,
 }
 
+/// `sha256:<hex>` of `bytes`, as descriptors and references spell a digest.
 fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    Sha256::of(bytes).to_string()
 }
 
 impl Registry {

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use crate::digest::Sha256;
 use wasmtime::{
     Config, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap,
@@ -57,8 +57,8 @@ pub struct PluginInfo {
     pub name: String,
     /// The manifest's description.
     pub description: String,
-    /// Hex sha256 of the module file's bytes; empty when the file could not be read.
-    pub digest: String,
+    /// SHA-256 of the module file's bytes; `None` when the file could not be read.
+    pub digest: Option<Sha256>,
     /// The manifest file.
     pub manifest: PathBuf,
     /// The module file.
@@ -323,7 +323,7 @@ impl PluginHost {
         };
         PluginOutcome {
             name: p.info.name.clone(),
-            digest: p.info.digest.clone(),
+            digest: p.info.digest,
             required: p.info.required_for(environment),
             result,
         }
@@ -821,7 +821,7 @@ fn prepare(
     let mut info = PluginInfo {
         name: m.name.clone(),
         description: m.description.clone(),
-        digest: String::new(),
+        digest: None,
         manifest: m.path.clone(),
         module: m.module.clone(),
         environments: m.environments.clone(),
@@ -866,10 +866,10 @@ fn make_ready(
             e.reason()
         )),
     })?;
-    let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    info.digest = hex::encode(sha);
+    let sha = Sha256::of(&bytes);
+    info.digest = Some(sha);
 
-    let cached = cache.and_then(|c| c.load(engine, &sha));
+    let cached = cache.and_then(|c| c.load(engine, sha.as_bytes()));
     info.from_cache = cached.is_some();
     let module = match cached {
         Some(module) => module,
@@ -884,7 +884,7 @@ fn make_ready(
             })?;
             tracing::debug!(plugin = %name, ms = started.elapsed().as_millis() as u64, "compiled plugin module");
             if let Some(c) = cache {
-                c.store(&module, &sha);
+                c.store(&module, sha.as_bytes());
             }
             module
         }

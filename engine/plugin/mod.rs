@@ -173,8 +173,8 @@ pub struct PluginOutput {
 pub struct PluginOutcome {
     /// The plugin name from its manifest.
     pub name: String,
-    /// Hex sha256 of the module file's bytes; empty when the file could not be read.
-    pub digest: String,
+    /// SHA-256 of the module file's bytes; `None` when the file could not be read.
+    pub digest: Option<crate::digest::Sha256>,
     /// Whether a failure or `ok: false` denies for this environment (else it warns).
     pub required: bool,
     /// The validated output, or why there is none.

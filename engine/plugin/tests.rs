@@ -198,7 +198,7 @@ fn misbehaving_fixtures_fail_closed_with_their_own_kind() {
         assert_eq!(good.facts, json!({"fixture": "well-behaved"}));
         // Digests are of the module files, failed or not (not-wasm's bytes are readable).
         assert!(
-            outcomes.values().all(|o| o.digest.len() == 64),
+            outcomes.values().all(|o| o.digest.is_some()),
             "round {round}"
         );
     }
@@ -781,7 +781,7 @@ fn directory_level_errors() {
     let f = host.plugins()[0].load_error.clone().unwrap();
     assert_eq!(f.kind, FailureKind::LoadFailed);
     assert!(f.message.contains("cannot read module"), "{}", f.message);
-    assert_eq!(host.plugins()[0].digest, "");
+    assert_eq!(host.plugins()[0].digest, None);
 }
 
 #[test]

@@ -886,13 +886,7 @@ impl Aggregator {
             traced: false,
         });
         let break_glass = record.allowed && signed.warnings.iter().any(|w| w == BREAK_GLASS);
-        let artifact = ArtifactKey::of(
-            record
-                .artifact
-                .digest
-                .get("sha256")
-                .map_or("", String::as_str),
-        );
+        let artifact = ArtifactKey::of(record.artifact.digest.sha256().unwrap_or(""));
         let (finished, first_any) = self.artifact(record, artifact, t);
 
         let freeze_blocked =

@@ -14,6 +14,7 @@ use crate::attest::PublicKey;
 use crate::audit::chain::{verify_log_with, Visitor};
 use crate::audit::store::READ_CHUNK;
 use crate::audit::{AuditError, AuditLog, Filter};
+use crate::digest::DigestSet;
 pub use metrics::{Bucket, EventKind, Events, Facts, Metrics, Options, Totals};
 
 /// Cap for `--events` and `--targets` files and the policy catalog.
@@ -137,7 +138,7 @@ struct EventArtifact {
         reason = "the digest identifies the artifact; the name is for people"
     )]
     name: Option<String>,
-    digest: BTreeMap<String, String>,
+    digest: DigestSet,
 }
 
 /// Read `--events` (JSONL): `{"type": "rollback"|"canary_failure"|"incident",
@@ -173,7 +174,7 @@ pub fn load_events(path: &Path) -> Result<Events, ReportError> {
         let digest = e
             .artifact
             .digest
-            .get("sha256")
+            .sha256()
             .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| bad("artifact.digest.sha256 must be 64 hex digits".into()))?;
         let at = metrics::unix(&e.at).ok_or_else(|| bad(format!("`{}` is not RFC 3339", e.at)))?;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::metrics::{unix, Aggregator, Bucket, EventKind, Events, Options, Totals};
 use crate::audit::{Digest256, Record};
+use crate::digest::DigestSet;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -63,7 +64,7 @@ fn record(r: R) -> Record {
         request_id: r.attempt.to_owned(),
         artifact: crate::request::Artifact {
             name: service.to_owned(),
-            digest: BTreeMap::from([("sha256".to_owned(), r.artifact.to_owned())]),
+            digest: DigestSet::sha256_hex(r.artifact.to_owned()),
         },
         from: String::new(),
         to: r.to.to_owned(),
@@ -459,9 +460,7 @@ fn moved(r: &Record, day: &str, seq: u64, artifact: &str, attempt: &str) -> Reco
     r.seq = seq;
     r.decision_id = format!("d{seq}");
     r.evaluated_at = r.evaluated_at.replace("2026-11-26", day);
-    r.artifact
-        .digest
-        .insert("sha256".into(), artifact.to_owned());
+    r.artifact.digest.insert("sha256", artifact);
     r.request_digest.sha256 = attempt.to_owned();
     if let Some(request) = &r.request {
         let mut request: Value =
@@ -491,7 +490,7 @@ fn long_log(copies: i64, late: i64) -> Vec<Record> {
             seq += 1;
             let artifact = format!(
                 "{:064x}",
-                copy * 2 + usize::from(r.artifact.digest["sha256"] == B)
+                copy * 2 + usize::from(r.artifact.digest.sha256().unwrap_or_default() == B)
             );
             let attempt = format!("{}-{copy}", r.request_digest.sha256);
             out.push(moved(&r, day, seq, &artifact, &attempt));

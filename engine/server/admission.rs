@@ -18,6 +18,7 @@ use super::rollout::{self, AdmissionEvent, GlassRule, Outcome};
 use super::routes::{fail, pretty, read_body};
 use super::{Loaded, Server, ServerError, MAX_ADMISSION_BODY_BYTES};
 use crate::attest::PublicKey;
+use crate::digest::{DigestError, Sha256};
 use crate::evaluator::Engine;
 use crate::request::RequestError;
 use crate::sign::{verify_decision_envelope, DECISION_PREDICATE_TYPE, MAX_DECISION_FILE_BYTES};
@@ -92,7 +93,7 @@ pub fn verify_allowing_decision(
     environment: &str,
     source: &str,
     rules: &DecisionRules,
-) -> Result<(String, AllowedDecision), String> {
+) -> Result<(Sha256, AllowedDecision), String> {
     // The one verifier every reader of a signed decision uses (`verify`, `audit verify`,
     // admission): signature by a trusted key, decision predicate type, the predicate read
     // as a typed decision, and its artifact (name and every digest) among the subjects.
@@ -116,16 +117,15 @@ pub fn verify_allowing_decision(
             ));
         }
     }
-    let bundle = decision.policy.digest.get("sha256").map(String::as_str);
+    let bundle = decision.policy.digest.sha256();
     if let Some(why) = rules.bundle_refusal(&id, bundle) {
         return Err(why);
     }
     let digest = decision
         .artifact
         .digest
-        .get("sha256")
-        .filter(|h| is_sha256_hex(h))
-        .cloned()
+        .sha256()
+        .and_then(|h| Sha256::parse_hex(h).ok())
         .ok_or_else(|| format!("decision `{id}` carries no sha256 artifact digest"))?;
     Ok((
         digest,
@@ -155,15 +155,11 @@ fn trusted_signers(envelope: &Value, keys: &[PublicKey]) -> usize {
     signers.len()
 }
 
-fn is_sha256_hex(h: &str) -> bool {
-    h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// Allowed decisions into one environment by artifact sha256, read from
 /// `--decisions DIR` and verified once per load.
 #[derive(Debug, Clone, Default)]
 pub struct DecisionIndex {
-    by_digest: HashMap<String, AllowedDecision>,
+    by_digest: HashMap<Sha256, AllowedDecision>,
 }
 
 impl DecisionIndex {
@@ -269,7 +265,7 @@ impl DecisionIndex {
     }
 
     /// The allowing decision for an artifact sha256, if any.
-    pub fn get(&self, sha256: &str) -> Option<&AllowedDecision> {
+    pub fn get(&self, sha256: &Sha256) -> Option<&AllowedDecision> {
         self.by_digest.get(sha256)
     }
 
@@ -467,22 +463,19 @@ fn pod_spec_pointer(group: &str, kind: &str) -> Option<&'static str> {
 /// grammar of `distribution/reference` that the kubelet and containerd use): anything it
 /// does not parse is refused (a space, two `@`, an upper-case repository), so the digest
 /// checked is the one the runtime will pull, never a suffix of something else.
-pub fn pinned_digest(image: &str) -> Result<String, String> {
+pub fn pinned_digest(image: &str) -> Result<Sha256, String> {
     const HOW: &str = "pin it as `registry/name@sha256:<64 hex>`";
     let reference = oci_spec::distribution::Reference::try_from(image)
         .map_err(|e| format!("is not a valid image reference ({e}); {HOW}"))?;
     let Some(digest) = reference.digest() else {
         return Err(format!("is not pinned by digest; {HOW}"));
     };
-    let Some(hex) = digest.strip_prefix("sha256:") else {
-        return Err(format!("digest `{digest}` is not a sha256 digest; {HOW}"));
-    };
-    if !is_sha256_hex(hex) {
-        return Err(format!(
-            "digest `{digest}` is not `sha256:` and 64 lowercase hex digits"
-        ));
-    }
-    Ok(hex.to_string())
+    Sha256::parse_prefixed(digest).map_err(|e| match e {
+        DigestError::NotSha256 => format!("digest `{digest}` is not a sha256 digest; {HOW}"),
+        DigestError::BadHex => {
+            format!("digest `{digest}` is not `sha256:` and 64 lowercase hex digits")
+        }
+    })
 }
 
 /// One image to check: which container list, the container's name, the image.
@@ -531,7 +524,7 @@ fn annotated_decisions(
     keys: &[PublicKey],
     environment: &str,
     rules: &DecisionRules,
-    allowed: &mut HashMap<String, AllowedDecision>,
+    allowed: &mut HashMap<Sha256, AllowedDecision>,
     notes: &mut Vec<String>,
 ) {
     let key = DECISIONS_ANNOTATION.replace('~', "~0").replace('/', "~1");
@@ -910,7 +903,7 @@ fn judge_images(
             None => {
                 reasons.push(format!(
                     "{label} image `{shown}`: no verified decision allowed `sha256:{}` into `{environment}`",
-                    &digest[..12]
+                    &digest.hex()[..12]
                 ));
                 verdict
                     .images
@@ -1192,9 +1185,9 @@ mod tests {
     #[test]
     fn pinned_images_yield_their_digest() {
         let image = format!("registry.example.com/payments/api@sha256:{HEX}");
-        assert_eq!(pinned_digest(&image).unwrap(), HEX);
+        assert_eq!(pinned_digest(&image).unwrap().hex(), HEX);
         let tagged = format!("registry.example.com:5000/api:1.2@sha256:{HEX}");
-        assert_eq!(pinned_digest(&tagged).unwrap(), HEX);
+        assert_eq!(pinned_digest(&tagged).unwrap().hex(), HEX);
     }
 
     #[test]
@@ -1219,7 +1212,9 @@ mod tests {
             assert!(pinned_digest(&bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            pinned_digest(&format!("localhost:5000/a/b-c_d.e:v1.2@sha256:{HEX}")).unwrap(),
+            pinned_digest(&format!("localhost:5000/a/b-c_d.e:v1.2@sha256:{HEX}"))
+                .unwrap()
+                .hex(),
             HEX
         );
     }

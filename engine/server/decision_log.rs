@@ -389,7 +389,7 @@ pub fn event(
             path,
             timestamp: &d.evaluated_at,
             bundle_revision: d.policy.revision.as_deref(),
-            bundle_sha256: d.policy.digest.get("sha256").map_or("", String::as_str),
+            bundle_sha256: d.policy.digest.sha256().unwrap_or(""),
         },
         input,
         Some(result),

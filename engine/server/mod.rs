@@ -544,7 +544,7 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let loaded = Loaded::build(&config)?;
         let metrics = Metrics::new();
-        metrics.set_bundle(loaded.engine.bundle().digest());
+        metrics.set_bundle(&loaded.engine.bundle().digest().hex());
         metrics.set_revision(loaded.engine.bundle().revision());
         let gate = Gate::new(&config.limits);
         let audit = config

@@ -166,7 +166,7 @@ async fn query_data(
                         path: path.trim_matches('/'),
                         timestamp: &crate::input::format_time(now),
                         bundle_revision: bundle.revision(),
-                        bundle_sha256: bundle.digest(),
+                        bundle_sha256: &bundle.digest().hex(),
                     };
                     Some(super::decision_log::query_event(
                         &facts,

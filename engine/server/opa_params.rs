@@ -160,7 +160,7 @@ pub(super) fn provenance(bundle: &crate::PolicyBundle) -> Value {
         "bundles": {
             "promo": {
                 "revision": bundle.revision().unwrap_or_default(),
-                "digest": {"sha256": bundle.digest()},
+                "digest": {"sha256": bundle.digest().hex()},
             }
         },
     })

@@ -30,7 +30,7 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
         .and_then(|r| r);
     match built {
         Ok(loaded) => {
-            let digest = loaded.engine.bundle().digest().to_string();
+            let digest = loaded.engine.bundle().digest().hex();
             server
                 .inner
                 .metrics
@@ -56,7 +56,7 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
                     at: crate::input::format_time(time::OffsetDateTime::now_utc()),
                     reason: ErrorChain(&e).to_string(),
                 })));
-            tracing::error!(error = %ErrorChain(&e), serving = %server.loaded().engine.bundle().digest(), "reload failed; the previous bundle keeps serving");
+            tracing::error!(error = %ErrorChain(&e), serving = %server.loaded().engine.bundle().digest().hex(), "reload failed; the previous bundle keeps serving");
             Err(e)
         }
     }

@@ -4,9 +4,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::admission_config::Mode;
-use crate::decision::{
-    canonical_json, sha256_set, Decision, EngineRef, PolicyRef, Source, Violation,
-};
+use crate::decision::{canonical_json, Decision, EngineRef, PolicyRef, Source, Violation};
+use crate::digest::DigestSet;
 use crate::evaluator::{Engine, Evaluation};
 
 /// Most warnings in one AdmissionReview response. kubectl prints each on its own line and
@@ -232,7 +231,7 @@ impl AdmissionEvent<'_> {
                 "user": self.user,
                 "breakGlass": glass,
                 "reasons": self.reasons,
-                "objectDigest": sha256_set(&canonical_json(self.object)),
+                "objectDigest": DigestSet::sha256_of(&canonical_json(self.object)),
             }
         })
     }
@@ -278,7 +277,7 @@ impl AdmissionEvent<'_> {
             request_id: self.uid.to_string(),
             artifact: crate::request::Artifact {
                 name: format!("admission: {}", self.subject),
-                digest: sha256_set(&canonical_json(self.object)),
+                digest: DigestSet::sha256_of(&canonical_json(self.object)),
             },
             from: format!("{ADMISSION_FROM_PREFIX}{}", self.namespace.unwrap_or("")),
             to: self.environment.unwrap_or("").to_string(),
@@ -286,10 +285,10 @@ impl AdmissionEvent<'_> {
             violations,
             warnings: Vec::new(),
             evaluated_at: crate::input::format_time(now),
-            input_digest: sha256_set(&canonical_json(&summary)),
+            input_digest: DigestSet::sha256_of(&canonical_json(&summary)),
             policy: PolicyRef {
                 uri: bundle.uri().to_string(),
-                digest: [("sha256".to_string(), bundle.digest().to_string())].into(),
+                digest: bundle.digest().into(),
                 revision: bundle.revision().map(str::to_string),
                 signed_by: bundle.signed_by().map(str::to_string),
             },

@@ -272,7 +272,7 @@ pub(super) async fn health(State(server): State<Server>) -> Response {
                 "ok": false,
                 "at": failure.at,
                 "error": failure.reason,
-                "serving": {"sha256": server.loaded().engine.bundle().digest()},
+                "serving": {"sha256": server.loaded().engine.bundle().digest().hex()},
             }
         }),
     };
@@ -281,7 +281,7 @@ pub(super) async fn health(State(server): State<Server>) -> Response {
         let bundle = loaded.engine.bundle();
         body["bundle"] = json!({
             "revision": bundle.revision(),
-            "digest": {"sha256": bundle.digest()},
+            "digest": {"sha256": bundle.digest().hex()},
             "signedBy": bundle.signed_by(),
             "source": state.snapshot(),
         });

@@ -347,7 +347,7 @@ pub fn budget_remaining(period_error_ratio: f64, objective: f64) -> Result<f64, 
 }
 
 /// Where instant-query results come from: Prometheus's HTTP API, or a test's table.
-pub trait Source {
+pub trait FigureSource {
     /// The server, as the snapshot's `source.url` records it.
     fn url(&self) -> &str;
     /// One instant query evaluated at `at`.
@@ -382,7 +382,7 @@ pub struct Snapshot {
 /// Read every figure of `plan` from `src` and build the snapshot. Only the backend failing
 /// (unreachable, an error status, an unreadable answer) is an error; a figure without a
 /// usable series is left out and listed.
-pub fn collect(src: &dyn Source, plan: &Plan<'_>) -> Result<Snapshot, PromError> {
+pub fn collect(src: &dyn FigureSource, plan: &Plan<'_>) -> Result<Snapshot, PromError> {
     let mut queries = Map::new();
     let mut left_out: Vec<(String, String)> = Vec::new();
 
@@ -469,7 +469,7 @@ pub fn collect(src: &dyn Source, plan: &Plan<'_>) -> Result<Snapshot, PromError>
 
 /// One figure: exactly one finite, fresh sample, or why not.
 fn read_figure(
-    src: &dyn Source,
+    src: &dyn FigureSource,
     query: &str,
     plan: &Plan<'_>,
 ) -> Result<Result<f64, Unavailable>, PromError> {
@@ -659,7 +659,7 @@ mod tests {
         asked: RefCell<Vec<String>>,
     }
 
-    impl Source for Table {
+    impl FigureSource for Table {
         fn url(&self) -> &str {
             "http://prometheus.test:9090"
         }

@@ -273,7 +273,7 @@ impl Prometheus {
     }
 }
 
-impl super::Source for Prometheus {
+impl super::FigureSource for Prometheus {
     fn url(&self) -> &str {
         &self.base
     }

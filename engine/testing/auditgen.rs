@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 
 use crate::attest::{SigningKey, Verified};
 use crate::audit::{AuditLog, RecordOptions};
-use crate::decision::{
-    canonical_json, sha256_set, Decision, EngineRef, PolicyRef, Source, Violation,
-};
+use crate::decision::{canonical_json, Decision, EngineRef, PolicyRef, Source, Violation};
+use crate::digest::DigestSet;
 use crate::sign::{decision_statement, Signer, DEV_SIGNING_KEY_PEM};
 
 /// What to generate.
@@ -340,7 +339,7 @@ pub fn generate(path: &Path, opts: &GenOptions) -> Result<u64, String> {
             request_id: request["id"].as_str().unwrap_or_default().to_owned(),
             artifact: crate::request::Artifact {
                 name: walk.name(),
-                digest: BTreeMap::from([("sha256".to_owned(), walk.digest.clone())]),
+                digest: [("sha256", walk.digest.as_str())].into_iter().collect(),
             },
             from: request["from"].as_str().unwrap_or_default().to_owned(),
             to: env.to_owned(),
@@ -356,10 +355,10 @@ pub fn generate(path: &Path, opts: &GenOptions) -> Result<u64, String> {
                 .map(|v| Violation::new(*v, Source::Policy, format!("break-glass used: {v}")))
                 .collect(),
             evaluated_at: rfc(t),
-            input_digest: sha256_set(&canonical_json(&request)),
+            input_digest: DigestSet::sha256_of(&canonical_json(&request)),
             policy: PolicyRef {
                 uri: "policies/".into(),
-                digest: BTreeMap::from([("sha256".to_owned(), BUNDLE.to_owned())]),
+                digest: DigestSet::sha256_hex(BUNDLE.to_owned()),
                 revision: None,
                 signed_by: None,
             },

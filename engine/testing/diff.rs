@@ -123,7 +123,7 @@ impl BundleRef {
     fn of(side: &Side) -> Self {
         Self {
             label: side.label.clone(),
-            digest: side.engine.bundle().digest().to_string(),
+            digest: side.engine.bundle().digest().hex(),
             trust: side.engine.trust_path().map(|p| p.display().to_string()),
         }
     }
@@ -202,7 +202,7 @@ pub enum ErrorKind {
 
 /// An input that could not be compared.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct InputError {
+pub struct UncomparedInput {
     /// Which input.
     pub source: String,
     /// Invalid (same on both sides) or unread (unknown).
@@ -262,7 +262,7 @@ impl DiffSummary {
 
 /// The whole diff: both bundles, the tallies, every change and every error.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct DiffReport {
     /// The old bundle (`--base`).
     pub base: BundleRef,
     /// The new bundle (`--policies`).
@@ -273,10 +273,10 @@ pub struct Report {
     /// input order within each.
     pub changes: Vec<Change>,
     /// Every input that could not be compared, in input order.
-    pub errors: Vec<InputError>,
+    pub errors: Vec<UncomparedInput>,
 }
 
-impl Report {
+impl DiffReport {
     fn new(base: &Side, new: &Side) -> Self {
         Self {
             base: BundleRef::of(base),
@@ -339,7 +339,7 @@ enum SideOutcome {
     Changed(Box<Change>),
     /// An audit record of an admission: no promotion request, nothing to compare.
     AdmissionRecord,
-    Error(InputError),
+    Error(UncomparedInput),
 }
 
 /// Evaluate every input under both sides and compare, at the times `rule` gives. Only
@@ -350,8 +350,8 @@ pub fn run(
     new: &Side,
     inputs: &[PathBuf],
     rule: TimeRule,
-) -> Result<Report, DiffError> {
-    let mut report = Report::new(base, new);
+) -> Result<DiffReport, DiffError> {
+    let mut report = DiffReport::new(base, new);
     let threads = rayon::current_num_threads();
     let base_pool = EvaluatorPool::new(Arc::clone(&base.engine), threads);
     let new_pool = EvaluatorPool::new(Arc::clone(&new.engine), threads);
@@ -371,7 +371,7 @@ pub fn run(
                     base_pool
                         .guarded(|b| new_pool.with(|n| compare(b, n, &item, &source, rule)))
                         .unwrap_or_else(|panicked| {
-                            SideOutcome::Error(InputError {
+                            SideOutcome::Error(UncomparedInput {
                                 source,
                                 kind: ErrorKind::Unread,
                                 msg: panicked.to_string(),
@@ -403,7 +403,7 @@ fn compare(
     rule: TimeRule,
 ) -> SideOutcome {
     let error = |kind, msg: String| {
-        SideOutcome::Error(InputError {
+        SideOutcome::Error(UncomparedInput {
             source: source.to_string(),
             kind,
             msg,
@@ -698,7 +698,7 @@ fn temp_dir() -> io::Result<PathBuf> {
 
 /// The report as an aligned table for a terminal or a CI log, ending with the
 /// summary line.
-pub fn render_text(report: &Report) -> String {
+pub fn render_text(report: &DiffReport) -> String {
     let mut out = String::new();
     for (name, b) in [("base", &report.base), ("new ", &report.new)] {
         let _ = writeln!(
@@ -780,7 +780,7 @@ pub fn render_text(report: &Report) -> String {
 
 /// The report as Markdown for a pull-request comment: a warning when anything flips
 /// from deny to allow, both bundles, the summary, then one table of changes and errors.
-pub fn render_markdown(report: &Report) -> String {
+pub fn render_markdown(report: &DiffReport) -> String {
     let mut out = String::from("## promo-policy diff\n\n");
     if report.loosens() {
         let _ = writeln!(
@@ -994,12 +994,12 @@ mod tests {
                 warn: vec![],
             },
         };
-        let report = Report {
+        let report = DiffReport {
             base: side("a"),
             new: side("b"),
             summary: DiffSummary::default(),
             changes: vec![change; 2000],
-            errors: vec![InputError {
+            errors: vec![UncomparedInput {
                 source: "log:1".into(),
                 kind: ErrorKind::Invalid,
                 msg: "x".repeat(5000),
