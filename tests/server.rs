@@ -1738,6 +1738,36 @@ fn the_serve_binary_answers_reloads_on_sighup_and_stops_on_sigterm() {
     assert!(rest.contains("stopped"), "{rest}");
 }
 
+/// A SIGHUP right after the "serving on" line (a config-reloader sidecar does this when
+/// the pod starts) must not kill the sidecar: the handler is in place before the line,
+/// as SIGTERM's is. Before, the default action (terminate) applied until the reload
+/// trigger started inside `serve`.
+#[test]
+fn a_sighup_right_after_start_does_not_kill_the_sidecar() {
+    for _ in 0..5 {
+        let sidecar = crate::support::spawn_serve([
+            "--environment",
+            "prod",
+            "--watch-interval",
+            "0",
+            "--at",
+            AT,
+        ]);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -HUP {}", sidecar.id()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let health = ureq::get(&format!("{}/health", sidecar.base)).call();
+        assert!(
+            health.is_ok_and(|h| h.status() == 200),
+            "the sidecar died of an early SIGHUP"
+        );
+        crate::support::stop_serve(sidecar);
+    }
+}
+
 /// The guard `spawn_serve` returns kills its sidecar when dropped (a test that panics
 /// before `stop_serve` must not leave one running), and `stop_serve` still sees a clean
 /// exit on SIGTERM.

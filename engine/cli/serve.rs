@@ -248,6 +248,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .with_context(|| format!("cannot listen on `{}`", args.addr))?;
         let bound = listener.local_addr()?;
         let shutdown = shutdown_signal();
+        // SIGHUP's handler too, before the line: a SIGHUP right after it reloads rather
+        // than killing the process (SIGHUP's default action until a handler exists).
+        #[cfg(unix)]
+        if let Err(e) = server.listen_for_reload_signal() {
+            eprintln!(
+                "promo-policy: warning: cannot listen for SIGHUP ({e}); reload by signal is off"
+            );
+        }
         // One line on stderr that scripts (and tests binding port 0) can read.
         let scheme = if args.tls_cert.is_some() {
             "https"

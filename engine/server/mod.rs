@@ -537,6 +537,10 @@ struct Inner {
     body_budget: Arc<Semaphore>,
     /// The certificate pair new connections are handshaken with, when serving TLS.
     tls: Option<Arc<tls::TlsState>>,
+    /// SIGHUP's listener when [`Server::listen_for_reload_signal`] registered it before
+    /// `serve`; `serve`'s reload trigger takes it (or registers its own).
+    #[cfg(unix)]
+    hangups: std::sync::Mutex<Option<tokio::signal::unix::Signal>>,
 }
 
 impl Server {
@@ -581,12 +585,29 @@ impl Server {
                     Arc::new(state)
                 }),
                 tls,
+                #[cfg(unix)]
+                hangups: std::sync::Mutex::new(None),
                 body_budget: Arc::new(Semaphore::new(
                     (config.limits.max_body_bytes_in_flight / 1024).max(1),
                 )),
                 config,
             }),
         })
+    }
+
+    /// Install the SIGHUP handler now, before `serve` starts: from this call on a SIGHUP
+    /// reloads (once `serve` runs) instead of terminating the process, SIGHUP's default.
+    /// Call it before announcing that the sidecar serves, as `promo-policy serve` does;
+    /// must run inside the runtime. Without it `serve` installs the handler itself.
+    #[cfg(unix)]
+    pub fn listen_for_reload_signal(&self) -> std::io::Result<()> {
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        *self
+            .inner
+            .hangups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hangups);
+        Ok(())
     }
 
     /// The configuration the sidecar runs with.

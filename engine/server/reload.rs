@@ -114,7 +114,13 @@ async fn poll_bundles(
 #[cfg(unix)]
 async fn on_sighup(server: Server) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
+    let early = server
+        .inner
+        .hangups
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let mut hangups = match early.map_or_else(|| signal(SignalKind::hangup()), Ok) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by signal is off");
