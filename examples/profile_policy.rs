@@ -83,6 +83,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The VM: each rule compiled as its own entry point, run on the pipeline's input.
     let input = regorus::Value::from(evaluator.policy_input(&request, at));
+    profile_vm(&engine, &input, &packages);
+    profile_deadline(&engine, &input)
+}
+
+/// Each package's `deny` and `warn` (and `PROFILE_RULES`) as its own VM entry point.
+fn profile_vm(engine: &Engine, input: &regorus::Value, packages: &[String]) {
     println!();
     println!("{:<28} {:>10}", "rule (register VM)", "median µs");
     let mut sum = Duration::ZERO;
@@ -97,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for rule in &rules {
         // A package without a `warn` rule has nothing to compile.
-        let Ok(t) = vm_median(&engine, rule, &input) else {
+        let Ok(t) = vm_median(engine, rule, input) else {
             continue;
         };
         if rule.starts_with("data.promo.rules.") {
@@ -114,13 +120,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sum of the packages",
         sum.as_secs_f64() * 1e6
     );
+}
 
-    // The deadline check's cost: the pipeline's VM reads the clock every `interval`
-    // instructions (see `policy::time_limit`).
+/// The deadline check's cost: the pipeline's VM reads the clock every `interval`
+/// instructions (see `policy::time_limit`).
+fn profile_deadline(
+    engine: &Engine,
+    input: &regorus::Value,
+) -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("{:<28} {:>10}", "decision, deadline check", "median µs");
     for interval in [None, Some(1), Some(16), Some(256), Some(4096)] {
-        let t = vm_median_timed(&engine, "data.promo.decision", &input, interval)?;
+        let t = vm_median_timed(engine, "data.promo.decision", input, interval)?;
         let label = interval.map_or("no deadline".to_string(), |i| format!("every {i} instr."));
         println!("{:<28} {:>10.1}", label, t.as_secs_f64() * 1e6);
     }

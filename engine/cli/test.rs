@@ -240,21 +240,10 @@ fn xml_safe(s: &str) -> String {
 /// JUnit XML as Jenkins, GitLab and GitHub test reporters read it: `<testsuites>` with
 /// a `rego` and a `corpus` suite; failures as `<failure>`, errors as `<error>`; lints
 /// and coverage as suite properties.
-// Long by design: the XML document top to bottom, element by element, as a reader
-// compares it with the JUnit schema.
 fn render_junit(report: &Report) -> anyhow::Result<String> {
-    use quick_xml::events::{BytesDecl, BytesText, Event};
-    use quick_xml::Writer;
-    let secs = |d: std::time::Duration| format!("{:.6}", d.as_secs_f64());
-    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    use quick_xml::events::{BytesDecl, Event};
+    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let count = |kind: TestKind, pred: &dyn Fn(&TestOutcome) -> bool| {
-        report
-            .results
-            .iter()
-            .filter(|r| r.kind == kind && pred(&r.outcome))
-            .count()
-    };
     let total_time: std::time::Duration = report.results.iter().map(|r| r.duration).sum();
     let errors_all = report
         .results
@@ -270,70 +259,99 @@ fn render_junit(report: &Report) -> anyhow::Result<String> {
                 (report.failed - errors_all).to_string().as_str(),
             ),
             ("errors", errors_all.to_string().as_str()),
-            ("time", secs(total_time).as_str()),
+            ("time", junit_seconds(total_time).as_str()),
         ])
         .write_inner_content(|w| {
             for (kind, name) in [(TestKind::Rego, "rego"), (TestKind::Corpus, "corpus")] {
-                let results: Vec<&TestResult> =
-                    report.results.iter().filter(|r| r.kind == kind).collect();
-                let time: std::time::Duration = results.iter().map(|r| r.duration).sum();
-                w.create_element("testsuite")
-                    .with_attributes([
-                        ("name", name),
-                        ("tests", results.len().to_string().as_str()),
-                        (
-                            "failures",
-                            count(kind, &|o| matches!(o, TestOutcome::Fail(_)))
-                                .to_string()
-                                .as_str(),
-                        ),
-                        (
-                            "errors",
-                            count(kind, &|o| matches!(o, TestOutcome::Error(_)))
-                                .to_string()
-                                .as_str(),
-                        ),
-                        ("skipped", "0"),
-                        ("time", secs(time).as_str()),
-                    ])
-                    .write_inner_content(|w| {
-                        if kind == TestKind::Rego {
-                            write_properties(w, report)?;
-                        }
-                        for r in &results {
-                            let classname = match r.name.rsplit_once('.') {
-                                Some((pkg, _)) if kind == TestKind::Rego => pkg.to_string(),
-                                _ => name.to_string(),
-                            };
-                            let el = w.create_element("testcase").with_attributes([
-                                ("name", xml_safe(&r.name).as_str()),
-                                ("classname", xml_safe(&classname).as_str()),
-                                ("time", secs(r.duration).as_str()),
-                            ]);
-                            let (tag, why) = match &r.outcome {
-                                TestOutcome::Pass => {
-                                    el.write_empty()?;
-                                    continue;
-                                }
-                                TestOutcome::Fail(why) => ("failure", why),
-                                TestOutcome::Error(why) => ("error", why),
-                            };
-                            let why = xml_safe(why);
-                            el.write_inner_content(|w| {
-                                w.create_element(tag)
-                                    .with_attribute(("message", why.as_str()))
-                                    .write_text_content(BytesText::new(&why))?;
-                                Ok(())
-                            })?;
-                        }
-                        Ok(())
-                    })?;
+                write_suite(w, report, kind, name)?;
             }
             Ok(())
         })?;
     let mut xml = String::from_utf8(w.into_inner()).context("JUnit report is not UTF-8")?;
     xml.push('\n');
     Ok(xml)
+}
+
+/// JUnit's `time`: seconds with microseconds.
+fn junit_seconds(d: std::time::Duration) -> String {
+    format!("{:.6}", d.as_secs_f64())
+}
+
+/// One `<testsuite>`: the results of one kind, with its counts (and, for Rego, the
+/// lints and coverage as properties).
+fn write_suite(
+    w: &mut quick_xml::Writer<Vec<u8>>,
+    report: &Report,
+    kind: TestKind,
+    name: &str,
+) -> std::io::Result<()> {
+    let results: Vec<&TestResult> = report.results.iter().filter(|r| r.kind == kind).collect();
+    let count =
+        |pred: &dyn Fn(&TestOutcome) -> bool| results.iter().filter(|r| pred(&r.outcome)).count();
+    let time: std::time::Duration = results.iter().map(|r| r.duration).sum();
+    w.create_element("testsuite")
+        .with_attributes([
+            ("name", name),
+            ("tests", results.len().to_string().as_str()),
+            (
+                "failures",
+                count(&|o| matches!(o, TestOutcome::Fail(_)))
+                    .to_string()
+                    .as_str(),
+            ),
+            (
+                "errors",
+                count(&|o| matches!(o, TestOutcome::Error(_)))
+                    .to_string()
+                    .as_str(),
+            ),
+            ("skipped", "0"),
+            ("time", junit_seconds(time).as_str()),
+        ])
+        .write_inner_content(|w| {
+            if kind == TestKind::Rego {
+                write_properties(w, report)?;
+            }
+            for r in &results {
+                write_testcase(w, r, name)?;
+            }
+            Ok(())
+        })?;
+    Ok(())
+}
+
+/// One `<testcase>`, empty when it passed, else holding its `<failure>` or `<error>`.
+/// A Rego test's class is its package; a corpus case's is the suite.
+fn write_testcase(
+    w: &mut quick_xml::Writer<Vec<u8>>,
+    r: &TestResult,
+    suite: &str,
+) -> std::io::Result<()> {
+    let classname = match r.name.rsplit_once('.') {
+        Some((pkg, _)) if r.kind == TestKind::Rego => pkg.to_string(),
+        _ => suite.to_string(),
+    };
+    let el = w.create_element("testcase").with_attributes([
+        ("name", xml_safe(&r.name).as_str()),
+        ("classname", xml_safe(&classname).as_str()),
+        ("time", junit_seconds(r.duration).as_str()),
+    ]);
+    let (tag, why) = match &r.outcome {
+        TestOutcome::Pass => {
+            el.write_empty()?;
+            return Ok(());
+        }
+        TestOutcome::Fail(why) => ("failure", why),
+        TestOutcome::Error(why) => ("error", why),
+    };
+    let why = xml_safe(why);
+    el.write_inner_content(|w| {
+        w.create_element(tag)
+            .with_attribute(("message", why.as_str()))
+            .write_text_content(quick_xml::events::BytesText::new(&why))?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Lints and coverage as `<properties>` of the rego suite (JUnit has no place for them

@@ -48,18 +48,68 @@ fn sha256(bytes: &[u8]) -> String {
     Sha256::of(bytes).to_string()
 }
 
+/// The HTTP client for our own bounded reads (redirects, timeouts, the `--ca-file`'s
+/// CAs), and those CAs again for oci-client's token requests.
+fn http_client(
+    host: &str,
+    access: &Access,
+) -> Result<(reqwest::Client, Vec<oci_client::client::Certificate>), CollectError> {
+    let client = |what| {
+        let host = host.to_owned();
+        move |source| CollectError::Client { host, what, source }
+    };
+    let mut certs = Vec::new();
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("promo-policy/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &access.ca_pem {
+        let cas = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(client("cannot read the --ca-file"))?;
+        if cas.is_empty() {
+            return Err(CollectError::Registry {
+                host: host.to_owned(),
+                msg: "the --ca-file holds no certificate".into(),
+            });
+        }
+        for ca in cas {
+            builder = builder.tls_certs_merge([ca]);
+        }
+        certs.push(oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Pem,
+            data: pem.clone(),
+        });
+    }
+    let http = builder
+        .build()
+        .map_err(client("cannot build the HTTP client"))?;
+    Ok((http, certs))
+}
+
+/// The `Authorization` header for our reads: the token oci-client obtained, else the
+/// credentials given.
+fn authorization(token: Option<String>, auth: &RegistryAuth) -> Option<String> {
+    match (token, auth) {
+        (Some(token), _) => Some(format!("Bearer {token}")),
+        (None, RegistryAuth::Basic(user, pass)) => {
+            use base64::Engine as _;
+            let raw = format!("{user}:{pass}");
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ))
+        }
+        (None, RegistryAuth::Bearer(token)) => Some(format!("Bearer {token}")),
+        (None, RegistryAuth::Anonymous) => None,
+    }
+}
+
 impl Registry {
     /// Connects to the registry of `reference`, authenticating for pulls.
     pub async fn connect(reference: &Reference, access: &Access) -> Result<Self, CollectError> {
         let host = reference.resolve_registry().to_string();
-        let err = |msg: String| CollectError::Registry {
-            host: host.clone(),
-            msg,
-        };
-        let client = |what| {
-            let host = host.clone();
-            move |source| CollectError::Client { host, what, source }
-        };
+        let (http, certs) = http_client(&host, access)?;
         let oci_err = |what| {
             let host = host.clone();
             move |source| CollectError::Oci {
@@ -68,29 +118,6 @@ impl Registry {
                 source: Box::new(source),
             }
         };
-        let mut certs = Vec::new();
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("promo-policy/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &access.ca_pem {
-            let cas = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(client("cannot read the --ca-file"))?;
-            if cas.is_empty() {
-                return Err(err("the --ca-file holds no certificate".into()));
-            }
-            for ca in cas {
-                builder = builder.tls_certs_merge([ca]);
-            }
-            certs.push(oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Pem,
-                data: pem.clone(),
-            });
-        }
-        let http = builder
-            .build()
-            .map_err(client("cannot build the HTTP client"))?;
         let protocol = if access.insecure {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
@@ -110,19 +137,7 @@ impl Registry {
             .auth(reference, &access.auth, RegistryOperation::Pull)
             .await
             .map_err(oci_err("cannot authenticate"))?;
-        let auth_header = match (token, &access.auth) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, RegistryAuth::Basic(user, pass)) => {
-                use base64::Engine as _;
-                let raw = format!("{user}:{pass}");
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ))
-            }
-            (None, RegistryAuth::Bearer(token)) => Some(format!("Bearer {token}")),
-            (None, RegistryAuth::Anonymous) => None,
-        };
+        let auth_header = authorization(token, &access.auth);
         let scheme = if access.insecure { "http" } else { "https" };
         let api_host = if host == "docker.io" {
             "registry-1.docker.io".to_string()

@@ -46,8 +46,6 @@ pub(super) struct RulePackage {
 }
 
 /// Walk the policy modules: lint deny/warn heads and gather each rule package.
-// Long by design: one walk over each module's syntax tree, matching the rule shapes
-// (deny/warn heads, catalogs, literal ids) in the order they appear.
 pub(super) fn rule_packages(
     engine: &mut regorus::Engine,
     lints: &mut Vec<Lint>,
@@ -69,73 +67,7 @@ pub(super) fn rule_packages(
                 ..RulePackage::default()
             });
         for rule in &module.policy {
-            let Rule::Spec { head, span, .. } = rule.as_ref() else {
-                continue;
-            };
-            let (refr, key) = match head {
-                RuleHead::Set { refr, key, .. } => (refr, key.as_ref()),
-                RuleHead::Compr { refr, .. } => (refr, None),
-                RuleHead::Func { .. } => continue,
-            };
-            let rule_name = refr.span().text();
-            if rule_name == "catalog" {
-                entry.has_catalog = true;
-            }
-            if rule_name != "deny" && rule_name != "warn" {
-                continue;
-            }
-            entry.emits = true;
-            let line = span.line;
-            let Some(key) = key else {
-                lints.push(Lint {
-                    path: path.clone(),
-                    line,
-                    message: format!(
-                        "`{rule_name}` of promo.rules.{name} is a single value, not a set: write `{rule_name} contains {{\"id\": ..., \"msg\": ...}} if {{ ... }}` (a single value is reported as policy.malformed_violation)"
-                    ),
-                });
-                continue;
-            };
-            match key.as_ref() {
-                Expr::Object { fields, .. } => {
-                    let id = fields.iter().find_map(|(_, k, v)| match k.as_ref() {
-                        Expr::String { value, .. } | Expr::RawString { value, .. }
-                            if value.as_string().is_ok_and(|s| s.as_ref() == "id") =>
-                        {
-                            Some(v)
-                        }
-                        _ => None,
-                    });
-                    match id.map(|v| v.as_ref()) {
-                        None => lints.push(Lint {
-                            path: path.clone(),
-                            line,
-                            message: format!(
-                                "a `{rule_name}` entry of promo.rules.{name} has no \"id\": every entry needs a stable id (it is reported as policy.malformed_violation)"
-                            ),
-                        }),
-                        Some(Expr::String { value, .. } | Expr::RawString { value, .. }) => {
-                            if let Ok(id) = value.as_string() {
-                                entry
-                                    .literal_ids
-                                    .push((id.to_string(), path.clone(), line));
-                            }
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Expr::String { .. } | Expr::RawString { .. } | Expr::Number { .. } => {
-                    lints.push(Lint {
-                        path: path.clone(),
-                        line,
-                        message: format!(
-                            "a `{rule_name}` entry of promo.rules.{name} is a bare value: entries must be objects {{\"id\", \"msg\", \"facts\"}} (a bare value is reported as policy.malformed_violation)"
-                        ),
-                    });
-                }
-                // A variable or a call: its shape is only known at evaluation time.
-                _ => {}
-            }
+            lint_rule(rule, &path, name, entry, lints);
         }
     }
     for (name, pkg) in &packages {
@@ -150,6 +82,69 @@ pub(super) fn rule_packages(
         }
     }
     packages
+}
+
+/// One rule of package `promo.rules.<name>` in `path`: a `catalog` is noted; a `deny` or
+/// `warn` head must be a set whose entries are objects with an `"id"`.
+fn lint_rule(rule: &Rule, path: &str, name: &str, entry: &mut RulePackage, lints: &mut Vec<Lint>) {
+    let Rule::Spec { head, span, .. } = rule else {
+        return;
+    };
+    let (refr, key) = match head {
+        RuleHead::Set { refr, key, .. } => (refr, key.as_ref()),
+        RuleHead::Compr { refr, .. } => (refr, None),
+        RuleHead::Func { .. } => return,
+    };
+    let rule_name = refr.span().text();
+    if rule_name == "catalog" {
+        entry.has_catalog = true;
+    }
+    if rule_name != "deny" && rule_name != "warn" {
+        return;
+    }
+    entry.emits = true;
+    let line = span.line;
+    let lint = |message: String| Lint {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let Some(key) = key else {
+        lints.push(lint(format!(
+            "`{rule_name}` of promo.rules.{name} is a single value, not a set: write `{rule_name} contains {{\"id\": ..., \"msg\": ...}} if {{ ... }}` (a single value is reported as policy.malformed_violation)"
+        )));
+        return;
+    };
+    match key.as_ref() {
+        Expr::Object { fields, .. } => {
+            let id = fields.iter().find_map(|(_, k, v)| match k.as_ref() {
+                Expr::String { value, .. } | Expr::RawString { value, .. }
+                    if value.as_string().is_ok_and(|s| s.as_ref() == "id") =>
+                {
+                    Some(v)
+                }
+                _ => None,
+            });
+            match id.map(|v| v.as_ref()) {
+                None => lints.push(lint(format!(
+                    "a `{rule_name}` entry of promo.rules.{name} has no \"id\": every entry needs a stable id (it is reported as policy.malformed_violation)"
+                ))),
+                Some(Expr::String { value, .. } | Expr::RawString { value, .. }) => {
+                    if let Ok(id) = value.as_string() {
+                        entry.literal_ids.push((id.to_string(), path.to_owned(), line));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Expr::String { .. } | Expr::RawString { .. } | Expr::Number { .. } => {
+            lints.push(lint(format!(
+                "a `{rule_name}` entry of promo.rules.{name} is a bare value: entries must be objects {{\"id\", \"msg\", \"facts\"}} (a bare value is reported as policy.malformed_violation)"
+            )));
+        }
+        // A variable or a call: its shape is only known at evaluation time.
+        _ => {}
+    }
 }
 
 /// The names policies use: identifiers (`cfg.minCount`) and string literals

@@ -1112,8 +1112,37 @@ impl Aggregator {
         if let Some(reason) = self.broken.take() {
             return Err(ReportError::Scratch { reason });
         }
-        let blocker_attempts = &self.blocker_attempts;
         let has_events = self.events.is_some();
+        let blockers = self.blockers(catalog);
+        let (summary, environments, services) = self.roll_up_services(has_events);
+        let trend = self.trend_points(has_events)?;
+        let lead_time_histogram = LEAD_BINS
+            .iter()
+            .zip(self.lead_bins)
+            .map(|((label, _), count)| HistogramBin {
+                label: (*label).to_owned(),
+                count,
+            })
+            .collect();
+        Ok(Totals {
+            lead_time_histogram,
+            summary,
+            environments,
+            services,
+            trend,
+            blockers,
+            break_glass: BreakGlassList {
+                count: self.break_glass_count,
+                listed: self.break_glass,
+            },
+            completeness: self.completeness,
+            admission_records: self.admission_records,
+        })
+    }
+
+    /// Violation ids by the decisions and attempts they blocked, most first, with the
+    /// catalog's text.
+    fn blockers(&self, catalog: &BTreeMap<String, String>) -> Vec<Blocker> {
         let mut blockers: Vec<Blocker> = self
             .violations
             .names
@@ -1122,7 +1151,7 @@ impl Aggregator {
             .map(|(i, id)| Blocker {
                 id: id.clone(),
                 decisions: self.blocker_decisions.get(i).copied().unwrap_or(0),
-                attempts: blocker_attempts.get(i).copied().unwrap_or(0),
+                attempts: self.blocker_attempts.get(i).copied().unwrap_or(0),
                 catalog: catalog.get(id).cloned(),
             })
             .collect();
@@ -1132,7 +1161,15 @@ impl Aggregator {
                 .then(b.attempts.cmp(&a.attempts))
                 .then(a.id.cmp(&b.id))
         });
+        blockers
+    }
 
+    /// The (environment, service) cells rolled up: the whole log, each environment, each
+    /// service into each environment (by name).
+    fn roll_up_services(
+        &mut self,
+        has_events: bool,
+    ) -> (Metrics, Vec<EnvMetrics>, Vec<ServiceMetrics>) {
         let mut total = Cell::default();
         let mut by_env: BTreeMap<String, Cell> = BTreeMap::new();
         let mut by_service: BTreeMap<(String, String), Cell> = BTreeMap::new();
@@ -1143,8 +1180,28 @@ impl Aggregator {
             by_env.entry(env.clone()).or_default().merge(&cell);
             by_service.insert((env, service), cell);
         }
-        // Bucket, then environment by name; each cell made whole and rendered in turn, so
-        // only one cell's set-aside durations are in memory at a time.
+        let environments = by_env
+            .into_iter()
+            .map(|(environment, c)| EnvMetrics {
+                environment,
+                metrics: c.metrics(has_events),
+            })
+            .collect();
+        let services = by_service
+            .into_iter()
+            .map(|((environment, service), c)| ServiceMetrics {
+                environment,
+                service,
+                metrics: c.metrics(has_events),
+            })
+            .collect();
+        (total.metrics(has_events), environments, services)
+    }
+
+    /// The trend: bucket, then environment by name; each cell made whole (its set-aside
+    /// durations read back) and rendered in turn, so only one cell's durations are in
+    /// memory at a time.
+    fn trend_points(&mut self, has_events: bool) -> Result<Vec<TrendPoint>, ReportError> {
         let mut order: Vec<(i64, String, u32)> = self
             .cells
             .trend
@@ -1164,41 +1221,7 @@ impl Aggregator {
                 metrics: cell.metrics(has_events),
             });
         }
-        let lead_time_histogram = LEAD_BINS
-            .iter()
-            .zip(self.lead_bins)
-            .map(|((label, _), count)| HistogramBin {
-                label: (*label).to_owned(),
-                count,
-            })
-            .collect();
-        Ok(Totals {
-            lead_time_histogram,
-            summary: total.metrics(has_events),
-            environments: by_env
-                .into_iter()
-                .map(|(environment, c)| EnvMetrics {
-                    environment,
-                    metrics: c.metrics(has_events),
-                })
-                .collect(),
-            services: by_service
-                .into_iter()
-                .map(|((environment, service), c)| ServiceMetrics {
-                    environment,
-                    service,
-                    metrics: c.metrics(has_events),
-                })
-                .collect(),
-            trend,
-            blockers,
-            break_glass: BreakGlassList {
-                count: self.break_glass_count,
-                listed: self.break_glass,
-            },
-            completeness: self.completeness,
-            admission_records: self.admission_records,
-        })
+        Ok(trend)
     }
 }
 

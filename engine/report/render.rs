@@ -141,18 +141,8 @@ pub fn markdown(r: &Report) -> String {
             }
         );
     }
-    let table = |out: &mut String, first: &[&str], rows: Vec<(Vec<String>, &Metrics)>| {
-        let mut header: Vec<&str> = first.to_vec();
-        header.extend(COLUMNS);
-        let _ = writeln!(out, "\n| {} |", header.join(" | "));
-        let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
-        for (mut keys, m) in rows {
-            keys.extend(cells(m));
-            let _ = writeln!(out, "| {} |", keys.join(" | "));
-        }
-    };
     let _ = writeln!(out, "\n## By environment");
-    table(
+    markdown_table(
         &mut out,
         &["environment"],
         r.totals
@@ -162,7 +152,7 @@ pub fn markdown(r: &Report) -> String {
             .collect(),
     );
     let _ = writeln!(out, "\n## By service");
-    table(
+    markdown_table(
         &mut out,
         &["environment", "service"],
         r.totals
@@ -172,7 +162,26 @@ pub fn markdown(r: &Report) -> String {
             .collect(),
     );
     let _ = writeln!(out, "\n## Trend ({:?})", r.bucket);
-    table(&mut out, &["bucket", "environment"], trend_rows(r));
+    markdown_table(&mut out, &["bucket", "environment"], trend_rows(r));
+    markdown_lists(&mut out, r);
+    out
+}
+
+/// One Markdown table of metrics: the key columns `first`, then [`COLUMNS`].
+fn markdown_table(out: &mut String, first: &[&str], rows: Vec<(Vec<String>, &Metrics)>) {
+    let mut header: Vec<&str> = first.to_vec();
+    header.extend(COLUMNS);
+    let _ = writeln!(out, "\n| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for (mut keys, m) in rows {
+        keys.extend(cells(m));
+        let _ = writeln!(out, "| {} |", keys.join(" | "));
+    }
+}
+
+/// The Markdown report's closing sections: blockers, break-glass promotions, freezes and
+/// the metrics that had no data.
+fn markdown_lists(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\n## Top blockers\n\n| violation | denied decisions | attempts blocked | catalog |\n|---|---|---|---|"
@@ -212,7 +221,6 @@ pub fn markdown(r: &Report) -> String {
     if !r.no_data.is_empty() {
         let _ = writeln!(out, "\nNo data for: {}.", r.no_data.join(", "));
     }
-    out
 }
 
 /// The report for a terminal.

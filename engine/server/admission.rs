@@ -174,32 +174,7 @@ impl DecisionIndex {
         keys_by_environment: &BTreeMap<String, Vec<PublicKey>>,
         rules: &DecisionRules,
     ) -> Result<BTreeMap<String, DecisionIndex>, ServerError> {
-        let err = |path: &Path, reason: String| ServerError::Decisions {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| err(dir, e.to_string()))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|p| {
-                let hidden = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'));
-                !hidden && p.extension().is_some_and(|e| e == "json") && p.is_file()
-            })
-            .collect();
-        files.sort();
-        if files.len() > MAX_DECISION_FILES {
-            return Err(err(
-                dir,
-                format!(
-                    "{} decision files; the limit is {MAX_DECISION_FILES}",
-                    files.len()
-                ),
-            ));
-        }
+        let files = decision_files(dir)?;
         let mut indexes: BTreeMap<String, DecisionIndex> = keys_by_environment
             .keys()
             .map(|env| (env.clone(), DecisionIndex::default()))
@@ -217,26 +192,7 @@ impl DecisionIndex {
             };
             for (i, envelope) in envelopes.iter().enumerate() {
                 let source = format!("{shown}#{i}");
-                // The unverified `to` only picks which environment's keys verify the
-                // envelope; the verification then checks `to` again, signed.
-                let target = claimed_environment(envelope);
-                let verified = match target
-                    .as_deref()
-                    .and_then(|to| keys_by_environment.get_key_value(to))
-                {
-                    Some((env, keys)) => {
-                        verify_allowing_decision(envelope, keys, env, &source, rules)
-                            .map(|allowed| (env.clone(), allowed))
-                    }
-                    None => Err(match target {
-                        Some(to) => format!(
-                            "it is a decision into `{}`, an environment no namespace is admitted against",
-                            crate::textsafe::printable(&to)
-                        ),
-                        None => "it is not a signed promotion decision (no readable `predicate.to`)".into(),
-                    }),
-                };
-                match verified {
+                match verify_into_its_environment(envelope, keys_by_environment, &source, rules) {
                     Ok((env, (digest, decision))) => {
                         if let Some(index) = indexes.get_mut(&env) {
                             index.by_digest.entry(digest).or_insert(decision);
@@ -277,6 +233,62 @@ impl DecisionIndex {
     /// Whether no decision was accepted.
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
+    }
+}
+
+/// The `*.json` files directly in `dir` (hidden ones left out), sorted, at most
+/// [`MAX_DECISION_FILES`] of them.
+fn decision_files(dir: &Path) -> Result<Vec<PathBuf>, ServerError> {
+    let err = |reason: String| ServerError::Decisions {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| err(e.to_string()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|p| {
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            !hidden && p.extension().is_some_and(|e| e == "json") && p.is_file()
+        })
+        .collect();
+    files.sort();
+    if files.len() > MAX_DECISION_FILES {
+        return Err(err(format!(
+            "{} decision files; the limit is {MAX_DECISION_FILES}",
+            files.len()
+        )));
+    }
+    Ok(files)
+}
+
+/// Verify `envelope` as an allow into the environment its decision names, with that
+/// environment's keys; the environment comes back with the digest and decision. The
+/// unverified `to` only picks which keys verify the envelope; the verification then checks
+/// `to` again, signed.
+fn verify_into_its_environment(
+    envelope: &Value,
+    keys_by_environment: &BTreeMap<String, Vec<PublicKey>>,
+    source: &str,
+    rules: &DecisionRules,
+) -> Result<(String, (Sha256, AllowedDecision)), String> {
+    let target = claimed_environment(envelope);
+    match target
+        .as_deref()
+        .and_then(|to| keys_by_environment.get_key_value(to))
+    {
+        Some((env, keys)) => verify_allowing_decision(envelope, keys, env, source, rules)
+            .map(|allowed| (env.clone(), allowed)),
+        None => Err(match target {
+            Some(to) => format!(
+                "it is a decision into `{}`, an environment no namespace is admitted against",
+                crate::textsafe::printable(&to)
+            ),
+            None => "it is not a signed promotion decision (no readable `predicate.to`)".into(),
+        }),
     }
 }
 

@@ -178,100 +178,134 @@ pub fn derive_evidence_sources(
     at: &str,
     kinds: &[String],
 ) -> Result<Vec<AttestationSource>, String> {
-    use crate::attest::evidence::{from_predicate, APPROVAL_V1, SLO_SNAPSHOT_V1, TEST_RESULT_V01};
-    use serde_json::{json, Value};
-    let subject =
-        json!([{"name": request["artifact"]["name"], "digest": request["artifact"]["digest"]}]);
+    let subject = serde_json::json!([{"name": request["artifact"]["name"], "digest": request["artifact"]["digest"]}]);
     let mut out = Vec::new();
-    let mut push = |kind: &str, predicate_type: &str, predicate: Value| {
-        // Only what the engine reads back: a claim it could not sign stays a claim.
-        if !matches!(from_predicate(predicate_type, &predicate), Ok(Some(_))) {
-            return;
-        }
-        let key = EVIDENCE_KEYS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map_or_else(String::new, |(_, key)| (*key).to_owned());
-        out.push(AttestationSource {
-            key,
-            keyless: None,
-            statement: json!({
-                "_type": "https://in-toto.io/Statement/v1",
-                "subject": subject,
-                "predicateType": predicate_type,
-                "predicate": predicate,
-            }),
-            mode: default_mode(),
-            url_safe: false,
-        });
-    };
-    let list = |field: &str| request[field].as_array().cloned().unwrap_or_default();
     for kind in kinds {
-        match kind.as_str() {
-            "approvals" => {
-                for a in list("approvals") {
-                    push(
-                        kind,
-                        APPROVAL_V1,
-                        json!({
-                            "approver": a["approver"], "roles": a.get("roles").cloned().unwrap_or(json!([])),
-                            "decision": a["decision"], "at": a["at"],
-                            "from": request["from"], "to": request["to"],
-                        }),
-                    );
-                }
-            }
-            "checks" => {
-                for c in list("checks") {
-                    let result = match c["status"].as_str() {
-                        Some("passed") => "PASSED",
-                        Some("failed") => "FAILED",
-                        _ => continue,
-                    };
-                    if c.get("environment").is_none() || c.get("at").is_none() {
-                        continue;
-                    }
-                    push(
-                        kind,
-                        TEST_RESULT_V01,
-                        json!({
-                            "result": result,
-                            "configuration": [{"name": c["name"], "annotations": {
-                                "environment": c["environment"], "at": c["at"]}}],
-                            "passedTests": [], "warnedTests": [], "failedTests": [],
-                        }),
-                    );
-                }
-            }
-            "slo" => {
-                let Some(slo) = request["slo"].as_object() else {
-                    continue;
-                };
-                let measured =
-                    parse_time(at).map_err(|e| e.to_string())? - time::Duration::minutes(5);
-                let service = request["artifact"]["name"]
-                    .as_str()
-                    .and_then(|n| n.rsplit('/').next())
-                    .unwrap_or("service");
-                push(
-                    kind,
-                    SLO_SNAPSHOT_V1,
-                    json!({
-                        "service": service,
-                        "objective": slo.get("objective").cloned().unwrap_or(Value::Null),
-                        "window": slo.get("window").cloned().unwrap_or(Value::Null),
-                        "errorBudgetRemaining": slo.get("errorBudgetRemaining").cloned().unwrap_or(Value::Null),
-                        "burnRates": slo.get("burnRates").cloned().unwrap_or(Value::Null),
-                        "measuredAt": crate::input::format_time(measured),
-                    }),
-                );
-            }
+        let predicates = match kind.as_str() {
+            "approvals" => approval_predicates(request),
+            "checks" => test_result_predicates(request),
+            "slo" => slo_predicates(request, at)?,
             other => {
                 return Err(format!(
                     "signedEvidence: unknown kind `{other}` (approvals, checks, slo)"
                 ))
             }
-        }
+        };
+        out.extend(
+            predicates
+                .into_iter()
+                .filter_map(|(t, predicate)| evidence_source(&subject, kind, t, predicate)),
+        );
     }
     Ok(out)
+}
+
+/// The statement signing `predicate` about `subject` with the kind's evidence key, if the
+/// engine reads it back as evidence: a claim it could not sign stays a claim.
+fn evidence_source(
+    subject: &serde_json::Value,
+    kind: &str,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+) -> Option<AttestationSource> {
+    if !matches!(
+        crate::attest::evidence::from_predicate(predicate_type, &predicate),
+        Ok(Some(_))
+    ) {
+        return None;
+    }
+    let key = EVIDENCE_KEYS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or_else(String::new, |(_, key)| (*key).to_owned());
+    Some(AttestationSource {
+        key,
+        keyless: None,
+        statement: serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": subject,
+            "predicateType": predicate_type,
+            "predicate": predicate,
+        }),
+        mode: default_mode(),
+        url_safe: false,
+    })
+}
+
+fn claimed(request: &serde_json::Value, field: &str) -> Vec<serde_json::Value> {
+    request[field].as_array().cloned().unwrap_or_default()
+}
+
+/// An approval predicate per claimed approval, for this promotion.
+fn approval_predicates(request: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
+    use crate::attest::evidence::APPROVAL_V1;
+    claimed(request, "approvals")
+        .into_iter()
+        .map(|a| {
+            (
+                APPROVAL_V1,
+                serde_json::json!({
+                    "approver": a["approver"], "roles": a.get("roles").cloned().unwrap_or(serde_json::json!([])),
+                    "decision": a["decision"], "at": a["at"],
+                    "from": request["from"], "to": request["to"],
+                }),
+            )
+        })
+        .collect()
+}
+
+/// A test-result predicate per claimed check run that passed or failed and says where
+/// and when it ran.
+fn test_result_predicates(request: &serde_json::Value) -> Vec<(&'static str, serde_json::Value)> {
+    use crate::attest::evidence::TEST_RESULT_V01;
+    claimed(request, "checks")
+        .into_iter()
+        .filter_map(|c| {
+            let result = match c["status"].as_str() {
+                Some("passed") => "PASSED",
+                Some("failed") => "FAILED",
+                _ => return None,
+            };
+            if c.get("environment").is_none() || c.get("at").is_none() {
+                return None;
+            }
+            Some((
+                TEST_RESULT_V01,
+                serde_json::json!({
+                    "result": result,
+                    "configuration": [{"name": c["name"], "annotations": {
+                        "environment": c["environment"], "at": c["at"]}}],
+                    "passedTests": [], "warnedTests": [], "failedTests": [],
+                }),
+            ))
+        })
+        .collect()
+}
+
+/// An SLO snapshot with the claimed figures, measured five minutes before `at`.
+fn slo_predicates(
+    request: &serde_json::Value,
+    at: &str,
+) -> Result<Vec<(&'static str, serde_json::Value)>, String> {
+    use crate::attest::evidence::SLO_SNAPSHOT_V1;
+    use serde_json::Value;
+    let Some(slo) = request["slo"].as_object() else {
+        return Ok(Vec::new());
+    };
+    let measured = parse_time(at).map_err(|e| e.to_string())? - time::Duration::minutes(5);
+    let service = request["artifact"]["name"]
+        .as_str()
+        .and_then(|n| n.rsplit('/').next())
+        .unwrap_or("service");
+    Ok(vec![(
+        SLO_SNAPSHOT_V1,
+        serde_json::json!({
+            "service": service,
+            "objective": slo.get("objective").cloned().unwrap_or(Value::Null),
+            "window": slo.get("window").cloned().unwrap_or(Value::Null),
+            "errorBudgetRemaining": slo.get("errorBudgetRemaining").cloned().unwrap_or(Value::Null),
+            "burnRates": slo.get("burnRates").cloned().unwrap_or(Value::Null),
+            "measuredAt": crate::input::format_time(measured),
+        }),
+    )])
 }
