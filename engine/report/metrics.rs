@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
-use super::spill::Spill;
+use super::spill::{Spill, SpillError};
 use super::ReportError;
 use crate::audit::{Record, RecordKind};
 
@@ -422,7 +422,7 @@ impl Cells {
     /// Set aside the exact durations of trend cells whose bucket (`width` seconds) ended
     /// at or before `before`. A failure to write keeps them in memory; a failure to read
     /// back what was set aside is an error (the numbers would be wrong without it).
-    fn spill_ended(&mut self, before: i64, width: i64) -> Result<(), String> {
+    fn spill_ended(&mut self, before: i64, width: i64) -> Result<(), SpillError> {
         let end = before.saturating_sub(width).saturating_add(1);
         if end <= self.spilled_below && self.late.is_empty() {
             return Ok(());
@@ -477,7 +477,7 @@ impl Cells {
     }
 
     /// Trend cell `key` whole again: what was set aside pushed back into it.
-    fn restore(&mut self, key: (i64, u32), cell: &mut Cell) -> Result<(), String> {
+    fn restore(&mut self, key: (i64, u32), cell: &mut Cell) -> Result<(), SpillError> {
         let SpillState::Open { spill, .. } = &mut self.spill else {
             return Ok(());
         };
@@ -630,7 +630,7 @@ pub struct Aggregator {
     now: i64,
     next_sweep: Option<i64>,
     /// Why durations set aside could not be read back, if they could not.
-    broken: Option<String>,
+    broken: Option<SpillError>,
 }
 
 #[derive(Debug, Default)]
@@ -1109,8 +1109,8 @@ impl Aggregator {
     /// Fails only if durations set aside in the scratch file cannot be read back.
     pub fn finish(mut self, catalog: &BTreeMap<String, String>) -> Result<Totals, ReportError> {
         self.fold_idle(i64::MAX);
-        if let Some(reason) = self.broken.take() {
-            return Err(ReportError::Scratch { reason });
+        if let Some(e) = self.broken.take() {
+            return Err(ReportError::Scratch(e));
         }
         let has_events = self.events.is_some();
         let blockers = self.blockers(catalog);
@@ -1214,7 +1214,7 @@ impl Aggregator {
             let mut cell = self.cells.trend.remove(&(bucket, env)).unwrap_or_default();
             self.cells
                 .restore((bucket, env), &mut cell)
-                .map_err(|reason| ReportError::Scratch { reason })?;
+                .map_err(ReportError::Scratch)?;
             trend.push(TrendPoint {
                 bucket: rfc3339(bucket),
                 environment,

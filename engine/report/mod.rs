@@ -3,7 +3,7 @@
 pub mod html;
 pub mod metrics;
 pub mod render;
-mod spill;
+pub mod spill;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -46,11 +46,8 @@ pub enum ReportError {
     },
     /// The report's scratch file (a temporary file of set-aside durations) could not be
     /// read back; no numbers are given rather than wrong ones.
-    #[error("cannot read back the report's temporary file of durations (check TMPDIR): {reason}")]
-    Scratch {
-        /// SQLite's words.
-        reason: String,
-    },
+    #[error("cannot read back the report's temporary file of durations (check TMPDIR)")]
+    Scratch(#[source] spill::SpillError),
     /// The targets file is not a targets object.
     #[error("targets file `{path}`: {reason}")]
     Targets {

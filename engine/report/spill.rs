@@ -9,6 +9,20 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// so the cache only has to hold the b-tree's path.
 pub const SPILL_CACHE_KIB: i64 = 1024;
 
+/// Why set-aside durations could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    /// SQLite refused (the temporary file could not be made, written or read).
+    #[error("SQLite")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A cell's stored bytes are not whole 8-byte values.
+    #[error("{bytes} bytes of durations for one cell are not whole values")]
+    Torn {
+        /// How many bytes were stored.
+        bytes: usize,
+    },
+}
+
 /// Durations set aside, by trend cell (bucket start, environment id) and kind.
 pub(super) struct Spill {
     conn: Connection,
@@ -16,7 +30,7 @@ pub(super) struct Spill {
 
 impl Spill {
     /// A new, empty scratch database.
-    pub(super) fn new() -> Result<Self, String> {
+    pub(super) fn new() -> Result<Self, SpillError> {
         let conn = crate::audit::store::scratch_database(
             SPILL_CACHE_KIB,
             "CREATE TABLE durations (
@@ -26,13 +40,17 @@ impl Spill {
                  vals   BLOB NOT NULL,
                  PRIMARY KEY (bucket, env, kind)
              ) WITHOUT ROWID;",
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Self { conn })
     }
 
     /// Set `values` aside under the key; refused (an error) if values are already there.
-    pub(super) fn put(&mut self, key: (i64, u32), kind: u8, values: &[f64]) -> Result<(), String> {
+    pub(super) fn put(
+        &mut self,
+        key: (i64, u32),
+        kind: u8,
+        values: &[f64],
+    ) -> Result<(), SpillError> {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.conn
             .prepare_cached(
@@ -40,11 +58,11 @@ impl Spill {
             )
             .and_then(|mut insert| insert.execute(params![key.0, key.1, kind, bytes]))
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(SpillError::from)
     }
 
     /// The values set aside under the key, removed from the file; none if nothing is there.
-    pub(super) fn take(&mut self, key: (i64, u32), kind: u8) -> Result<Vec<f64>, String> {
+    pub(super) fn take(&mut self, key: (i64, u32), kind: u8) -> Result<Vec<f64>, SpillError> {
         let bytes: Option<Vec<u8>> = self
             .conn
             .prepare_cached(
@@ -54,16 +72,12 @@ impl Spill {
                 delete
                     .query_row(params![key.0, key.1, kind], |row| row.get(0))
                     .optional()
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
         let Some(bytes) = bytes else {
             return Ok(Vec::new());
         };
         if bytes.len() % 8 != 0 {
-            return Err(format!(
-                "{} bytes of durations for one cell are not whole values",
-                bytes.len()
-            ));
+            return Err(SpillError::Torn { bytes: bytes.len() });
         }
         Ok(bytes
             .chunks_exact(8)
