@@ -213,11 +213,8 @@ pub enum AuditError {
     },
     /// The verifier's scratch database of decision ids (a temporary file) failed: a
     /// full or unwritable temporary directory. Nothing is concluded about the log.
-    #[error("cannot keep the verifier's decision ids in a temporary file (set TMPDIR to a writable directory with room): {reason}")]
-    Scratch {
-        /// SQLite's words.
-        reason: String,
-    },
+    #[error("cannot keep the verifier's decision ids in a temporary file (set TMPDIR to a writable directory with room)")]
+    Scratch(#[source] store::ScratchError),
     /// A checkpoint file is unusable.
     #[error("checkpoint `{path}`: {reason}")]
     Checkpoint {

@@ -13,6 +13,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::store::ScratchError;
 use super::AuditError;
 
 /// Page cache of the scratch database, in KiB: the ids of a log are about 40 bytes each
@@ -29,9 +30,7 @@ pub(crate) struct SeenIds {
 impl SeenIds {
     /// An empty set in a new scratch database.
     pub(crate) fn new() -> Result<Self, AuditError> {
-        let scratch = |e: rusqlite::Error| AuditError::Scratch {
-            reason: e.to_string(),
-        };
+        let scratch = |e: rusqlite::Error| AuditError::Scratch(e.into());
         let conn = super::store::scratch_database(
             SEEN_CACHE_KIB,
             "CREATE TABLE seen (id BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
@@ -43,9 +42,7 @@ impl SeenIds {
     /// Record that the record at `seq` carries decision `id`; if an earlier record
     /// already carried it, that record's seq (and `id` stays recorded at it).
     pub(crate) fn first_seen(&mut self, id: &str, seq: u64) -> Result<Option<u64>, AuditError> {
-        let scratch = |e: rusqlite::Error| AuditError::Scratch {
-            reason: e.to_string(),
-        };
+        let scratch = |e: rusqlite::Error| AuditError::Scratch(e.into());
         let key = id_key(id).to_be_bytes();
         let inserted = self
             .conn
@@ -71,9 +68,9 @@ impl SeenIds {
             // INVARIANT: the insert was ignored only because the id is there; its absence
             // means the scratch database is not behaving, and the walk must not go on as
             // if the id were new.
-            None => Err(AuditError::Scratch {
-                reason: format!("decision `{id}` was neither recorded nor found"),
-            }),
+            None => Err(AuditError::Scratch(ScratchError::Inconsistent(format!(
+                "decision `{id}` was neither recorded nor found"
+            )))),
         }
     }
 }

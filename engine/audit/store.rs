@@ -643,6 +643,17 @@ impl Sink for AuditLog {
     }
 }
 
+/// Why a scratch database (see [`scratch_database`]) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    /// SQLite refused: the temporary file could not be made, written or read.
+    #[error("SQLite")]
+    Sqlite(#[from] rusqlite::Error),
+    /// What was written is not what came back: the scratch file is not behaving.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
 /// A private scratch database for work too big for memory (the verifier's decision ids,
 /// the report's set-aside durations): SQLite's temporary on-disk file (in SQLITE_TMPDIR,
 /// TMPDIR, /var/tmp or /tmp, unlinked when the connection closes) with no journal and no

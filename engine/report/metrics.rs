@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
-use super::spill::{Spill, SpillError};
+use super::spill::Spill;
 use super::ReportError;
+use crate::audit::store::ScratchError;
 use crate::audit::{Record, RecordKind};
 
 /// Violation id of a freeze that blocked a promotion.
@@ -422,7 +423,7 @@ impl Cells {
     /// Set aside the exact durations of trend cells whose bucket (`width` seconds) ended
     /// at or before `before`. A failure to write keeps them in memory; a failure to read
     /// back what was set aside is an error (the numbers would be wrong without it).
-    fn spill_ended(&mut self, before: i64, width: i64) -> Result<(), SpillError> {
+    fn spill_ended(&mut self, before: i64, width: i64) -> Result<(), ScratchError> {
         let end = before.saturating_sub(width).saturating_add(1);
         if end <= self.spilled_below && self.late.is_empty() {
             return Ok(());
@@ -477,7 +478,7 @@ impl Cells {
     }
 
     /// Trend cell `key` whole again: what was set aside pushed back into it.
-    fn restore(&mut self, key: (i64, u32), cell: &mut Cell) -> Result<(), SpillError> {
+    fn restore(&mut self, key: (i64, u32), cell: &mut Cell) -> Result<(), ScratchError> {
         let SpillState::Open { spill, .. } = &mut self.spill else {
             return Ok(());
         };
@@ -630,7 +631,7 @@ pub struct Aggregator {
     now: i64,
     next_sweep: Option<i64>,
     /// Why durations set aside could not be read back, if they could not.
-    broken: Option<SpillError>,
+    broken: Option<ScratchError>,
 }
 
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 pub mod html;
 pub mod metrics;
 pub mod render;
-pub mod spill;
+mod spill;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ pub enum ReportError {
     /// The report's scratch file (a temporary file of set-aside durations) could not be
     /// read back; no numbers are given rather than wrong ones.
     #[error("cannot read back the report's temporary file of durations (check TMPDIR)")]
-    Scratch(#[source] spill::SpillError),
+    Scratch(#[source] crate::audit::store::ScratchError),
     /// The targets file is not a targets object.
     #[error("targets file `{path}`: {reason}")]
     Targets {

@@ -5,23 +5,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::audit::store::ScratchError;
+
 /// Page cache of the scratch database, in KiB: values are written once and read once,
 /// so the cache only has to hold the b-tree's path.
 pub const SPILL_CACHE_KIB: i64 = 1024;
-
-/// Why set-aside durations could not be written or read back.
-#[derive(Debug, thiserror::Error)]
-pub enum SpillError {
-    /// SQLite refused (the temporary file could not be made, written or read).
-    #[error("SQLite")]
-    Sqlite(#[from] rusqlite::Error),
-    /// A cell's stored bytes are not whole 8-byte values.
-    #[error("{bytes} bytes of durations for one cell are not whole values")]
-    Torn {
-        /// How many bytes were stored.
-        bytes: usize,
-    },
-}
 
 /// Durations set aside, by trend cell (bucket start, environment id) and kind.
 pub(super) struct Spill {
@@ -30,7 +18,7 @@ pub(super) struct Spill {
 
 impl Spill {
     /// A new, empty scratch database.
-    pub(super) fn new() -> Result<Self, SpillError> {
+    pub(super) fn new() -> Result<Self, ScratchError> {
         let conn = crate::audit::store::scratch_database(
             SPILL_CACHE_KIB,
             "CREATE TABLE durations (
@@ -50,7 +38,7 @@ impl Spill {
         key: (i64, u32),
         kind: u8,
         values: &[f64],
-    ) -> Result<(), SpillError> {
+    ) -> Result<(), ScratchError> {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.conn
             .prepare_cached(
@@ -58,11 +46,11 @@ impl Spill {
             )
             .and_then(|mut insert| insert.execute(params![key.0, key.1, kind, bytes]))
             .map(|_| ())
-            .map_err(SpillError::from)
+            .map_err(ScratchError::from)
     }
 
     /// The values set aside under the key, removed from the file; none if nothing is there.
-    pub(super) fn take(&mut self, key: (i64, u32), kind: u8) -> Result<Vec<f64>, SpillError> {
+    pub(super) fn take(&mut self, key: (i64, u32), kind: u8) -> Result<Vec<f64>, ScratchError> {
         let bytes: Option<Vec<u8>> = self
             .conn
             .prepare_cached(
@@ -77,7 +65,10 @@ impl Spill {
             return Ok(Vec::new());
         };
         if bytes.len() % 8 != 0 {
-            return Err(SpillError::Torn { bytes: bytes.len() });
+            return Err(ScratchError::Inconsistent(format!(
+                "{} bytes of durations for one cell are not whole values",
+                bytes.len()
+            )));
         }
         Ok(bytes
             .chunks_exact(8)
