@@ -62,13 +62,12 @@ impl AuditSink {
     /// Open the log (refusing to start if it cannot be written) and start the writer
     /// thread. Blocking.
     pub(super) fn start(config: &AuditConfig, metrics: AuditMetrics) -> Result<Self, ServerError> {
-        let log = AuditLog::open_for_append(&config.path, config.max_pages)
-            .map_err(|e| ServerError::Audit(e.to_string()))?;
+        let log = AuditLog::open_for_append(&config.path, config.max_pages)?;
         let (tx, rx) = mpsc::channel(AUDIT_CHANNEL_CAPACITY);
         std::thread::Builder::new()
             .name("promo-audit".into())
             .spawn(move || write_loop(log, rx, &metrics))
-            .map_err(|e| ServerError::Audit(format!("cannot start the audit writer: {e}")))?;
+            .map_err(ServerError::AuditWriter)?;
         Ok(Self {
             tx,
             options: config.options.clone(),

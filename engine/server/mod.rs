@@ -244,17 +244,26 @@ pub enum ServerError {
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
     /// The blocking reload task died.
-    #[error("reload task failed: {0}")]
-    Task(String),
+    #[error("reload task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// The audit log cannot be opened for writing (`serve --audit`).
-    #[error("{0}")]
-    Audit(String),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The audit writer thread could not be started.
+    #[error("cannot start the audit writer")]
+    AuditWriter(#[source] std::io::Error),
     /// The decision-log shipper could not start.
-    #[error("cannot start the decision log: {0}")]
-    DecisionLog(String),
+    #[error("cannot start the decision log")]
+    DecisionLog(#[source] std::io::Error),
     /// The TLS certificate, key or client CA cannot be read or used (`serve --tls-*`).
-    #[error("{0}")]
-    Tls(String),
+    #[error("{what}")]
+    Tls {
+        /// Which file or step, e.g. ``TLS key `key.pem` ``.
+        what: String,
+        /// The reader's or rustls's error, when one was the cause.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The admission config cannot be read or is invalid (`serve --admission-config`).
     #[error("admission config `{path}`: {reason}")]
     AdmissionConfig {
@@ -559,7 +568,7 @@ impl Server {
         let decision_log = match &config.decision_log {
             Some(setup) => Some(
                 decision_log::DecisionLogger::start(setup.log.clone(), metrics.decision_log())
-                    .map_err(|e| ServerError::DecisionLog(e.to_string()))?,
+                    .map_err(ServerError::DecisionLog)?,
             ),
             None => None,
         };

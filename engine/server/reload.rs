@@ -26,7 +26,7 @@ pub(super) async fn reload(server: &Server) -> Result<(), ServerError> {
     let config = server.inner.config.clone();
     let built = tokio::task::spawn_blocking(move || Loaded::build(&config))
         .await
-        .map_err(|e| ServerError::Task(e.to_string()))
+        .map_err(ServerError::Task)
         .and_then(|r| r);
     match built {
         Ok(loaded) => {

@@ -13,6 +13,17 @@ use tokio::task::JoinHandle;
 
 use super::ServerError;
 
+/// A TLS setup failure: `what` failed because of `source`.
+fn tls_error(
+    what: String,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> ServerError {
+    ServerError::Tls {
+        what,
+        source: Some(source.into()),
+    }
+}
+
 /// How long a client has to finish the TLS handshake before the connection is dropped
 /// (a client that opens a socket and says nothing would otherwise hold a slot).
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,7 +109,10 @@ impl TlsState {
     pub(super) fn refresh(&self) -> Result<bool, ServerError> {
         let (files, fingerprint) = read_files(&self.config)?;
         let Ok(mut seen) = self.seen.lock() else {
-            return Err(ServerError::Tls("the TLS state lock is poisoned".into()));
+            return Err(ServerError::Tls {
+                what: "the TLS state lock is poisoned".into(),
+                source: None,
+            });
         };
         if seen.0 == fingerprint || seen.1 == Some(fingerprint) {
             return Ok(false);
@@ -133,7 +147,7 @@ impl TlsState {
                     ),
                     Ok(Ok(false)) => {}
                     Ok(Err(e)) => tracing::error!(
-                        error = %e,
+                        error = %crate::error_chain::ErrorChain(&e),
                         "TLS reload failed; the previous certificate pair keeps serving"
                     ),
                     Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
@@ -152,7 +166,8 @@ struct Files {
 
 fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, ServerError> {
     crate::fsio::read_capped(path, MAX_PEM_BYTES)
-        .map_err(|e| ServerError::Tls(format!("TLS {what} `{}`: {}", path.display(), e.reason())))
+        // The read error names the file.
+        .map_err(|e| tls_error(format!("TLS {what}"), e))
 }
 
 fn read_files(config: &TlsConfig) -> Result<(Files, Fingerprint), ServerError> {
@@ -185,12 +200,12 @@ fn certificates(
 ) -> Result<Vec<CertificateDer<'static>>, ServerError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServerError::Tls(format!("TLS {what} `{}`: {e}", path.display())))?;
+        .map_err(|e| tls_error(format!("TLS {what} `{}`", path.display()), e))?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!(
-            "TLS {what} `{}`: no PEM CERTIFICATE block",
-            path.display()
-        )));
+        return Err(ServerError::Tls {
+            what: format!("TLS {what} `{}`: no PEM CERTIFICATE block", path.display()),
+            source: None,
+        });
     }
     Ok(certs)
 }
@@ -201,30 +216,31 @@ fn build(config: &TlsConfig, files: Files) -> Result<rustls::ServerConfig, Serve
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(&files.cert, &config.cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_slice(&files.key)
-        .map_err(|e| ServerError::Tls(format!("TLS key `{}`: {e}", config.key.display())))?;
+        .map_err(|e| tls_error(format!("TLS key `{}`", config.key.display()), e))?;
     let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-        ServerError::Tls(format!(
-            "TLS pair `{}` / `{}`: {e}",
-            config.cert.display(),
-            config.key.display()
-        ))
+        tls_error(
+            format!(
+                "TLS pair `{}` / `{}`",
+                config.cert.display(),
+                config.key.display()
+            ),
+            e,
+        )
     })?;
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServerError::Tls(format!("TLS protocol versions: {e}")))?;
+        .map_err(|e| tls_error("TLS protocol versions".into(), e))?;
     let builder = match (&config.client_ca, &files.client_ca) {
         (Some(path), Some(pem)) => {
             let mut roots = rustls::RootCertStore::empty();
             for ca in certificates(pem, path, "client CA")? {
-                roots.add(ca).map_err(|e| {
-                    ServerError::Tls(format!("TLS client CA `{}`: {e}", path.display()))
-                })?;
+                roots
+                    .add(ca)
+                    .map_err(|e| tls_error(format!("TLS client CA `{}`", path.display()), e))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| {
-                    ServerError::Tls(format!("TLS client CA `{}`: {e}", path.display()))
-                })?;
+                .map_err(|e| tls_error(format!("TLS client CA `{}`", path.display()), e))?;
             builder.with_client_cert_verifier(verifier)
         }
         _ => builder.with_no_client_auth(),
