@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::admission_config::{AdmissionConfig, DecisionRules, Mode, NamespacePolicy};
+use super::admission_config::{AdmissionConfig, DecisionRules, NamespacePolicy, RolloutMode};
 use super::errors::{json_response, ApiError};
 use super::rollout::{self, AdmissionEvent, GlassRule, Outcome};
 use super::routes::{fail, pretty, read_body};
@@ -395,7 +395,7 @@ struct AdmissionVerdict {
     /// What the admission config says for that namespace.
     policy: NamespacePolicy,
     /// The mode applied: the stricter of the route's and the config's.
-    mode: Mode,
+    mode: RolloutMode,
     /// What the gate did.
     outcome: Outcome,
     /// The response's `warnings`.
@@ -674,7 +674,7 @@ struct Judge<'a> {
     now: time::OffsetDateTime,
     max_age: Option<std::time::Duration>,
     /// The mode the webhook route asks for (`/v1/admission/{mode}`), if any.
-    route_mode: Option<Mode>,
+    route_mode: Option<RolloutMode>,
     /// How admissions are recorded, when they are (`serve --audit`): break-glass needs it.
     audit: Option<crate::audit::RecordOptions>,
 }
@@ -947,7 +947,7 @@ pub(super) async fn handle_mode(
     AxumPath(mode): AxumPath<String>,
     req: Request,
 ) -> Response {
-    match Mode::parse(&mode) {
+    match RolloutMode::parse(&mode) {
         Ok(mode) => answer(server, Some(mode), req).await,
         Err(message) => fail(
             &server,
@@ -960,7 +960,7 @@ pub(super) async fn handle_mode(
     }
 }
 
-async fn answer(server: Server, route_mode: Option<Mode>, req: Request) -> Response {
+async fn answer(server: Server, route_mode: Option<RolloutMode>, req: Request) -> Response {
     let started = Instant::now();
     let pretty = pretty(req.uri());
     let outcome = async {

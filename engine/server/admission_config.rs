@@ -28,7 +28,7 @@ pub const OTHER_NAMESPACE: &str = "other";
 /// How a gate acts on a review it would refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Mode {
+pub enum RolloutMode {
     /// Refuse (Gatekeeper `deny`, policy-controller `enforce`).
     #[default]
     Enforce,
@@ -39,14 +39,14 @@ pub enum Mode {
     DryRun,
 }
 
-impl Mode {
+impl RolloutMode {
     /// The mode named `text` (`enforce`, `warn`, `dry-run`); anything else is an error,
     /// never a quiet fallback to a weaker mode.
-    pub fn parse(text: &str) -> Result<Mode, String> {
+    pub fn parse(text: &str) -> Result<RolloutMode, String> {
         match text {
-            "enforce" => Ok(Mode::Enforce),
-            "warn" => Ok(Mode::Warn),
-            "dry-run" => Ok(Mode::DryRun),
+            "enforce" => Ok(RolloutMode::Enforce),
+            "warn" => Ok(RolloutMode::Warn),
+            "dry-run" => Ok(RolloutMode::DryRun),
             other => Err(format!(
                 "unknown admission mode `{}`: use `enforce`, `warn` or `dry-run`",
                 crate::textsafe::printable(other)
@@ -57,22 +57,22 @@ impl Mode {
     /// The mode's name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::DryRun => "dry-run",
+            RolloutMode::Enforce => "enforce",
+            RolloutMode::Warn => "warn",
+            RolloutMode::DryRun => "dry-run",
         }
     }
 
     fn strictness(self) -> u8 {
         match self {
-            Mode::Enforce => 2,
-            Mode::Warn => 1,
-            Mode::DryRun => 0,
+            RolloutMode::Enforce => 2,
+            RolloutMode::Warn => 1,
+            RolloutMode::DryRun => 0,
         }
     }
 
     /// The stricter of two modes: a webhook route can tighten the config, never loosen it.
-    pub fn stricter(self, other: Mode) -> Mode {
+    pub fn stricter(self, other: RolloutMode) -> RolloutMode {
         if other.strictness() > self.strictness() {
             other
         } else {
@@ -94,7 +94,7 @@ pub struct AdmissionConfig {
     pub environment: Option<String>,
     /// The mode where no namespace rule says otherwise (default `enforce`).
     #[serde(default)]
-    pub mode: Mode,
+    pub mode: RolloutMode,
     /// Break-glass defaults: the annotation read and whether it is honoured.
     #[serde(default)]
     pub break_glass: BreakGlassConfig,
@@ -188,7 +188,7 @@ pub struct NamespaceRule {
     pub environment: Option<String>,
     /// The mode for matching namespaces (default: the top-level `mode`).
     #[serde(default)]
-    pub mode: Option<Mode>,
+    pub mode: Option<RolloutMode>,
     /// Break-glass for matching namespaces (default: the top-level `breakGlass.allowed`).
     #[serde(default)]
     pub break_glass: Option<BreakGlassRule>,
@@ -209,7 +209,7 @@ pub struct NamespacePolicy {
     /// and every image is refused.
     pub environment: Option<String>,
     /// The configured mode.
-    pub mode: Mode,
+    pub mode: RolloutMode,
     /// Whether break-glass is honoured.
     pub break_glass: bool,
     /// The bounded metric label: the matching rule's `name`, or [`OTHER_NAMESPACE`].
@@ -495,17 +495,17 @@ mod tests {
         let shop = c.for_namespace(Some("shop"));
         assert_eq!(
             (shop.mode, shop.break_glass, shop.label.as_str()),
-            (Mode::Enforce, false, "shop")
+            (RolloutMode::Enforce, false, "shop")
         );
         let team = c.for_namespace(Some("team-a"));
         assert_eq!(
             (team.mode, team.break_glass, team.label.as_str()),
-            (Mode::Warn, true, "team-*")
+            (RolloutMode::Warn, true, "team-*")
         );
         let other = c.for_namespace(Some("kube-public"));
         assert_eq!(
             (other.mode, other.break_glass, other.label.as_str()),
-            (Mode::DryRun, true, "other")
+            (RolloutMode::DryRun, true, "other")
         );
     }
 
@@ -513,7 +513,7 @@ mod tests {
     fn the_defaults_are_enforce_without_break_glass() {
         let c = AdmissionConfig::parse("{}").unwrap();
         let p = c.for_namespace(Some("shop"));
-        assert_eq!((p.mode, p.break_glass), (Mode::Enforce, false));
+        assert_eq!((p.mode, p.break_glass), (RolloutMode::Enforce, false));
         assert_eq!(c.break_glass.annotation, DEFAULT_BREAK_GLASS_ANNOTATION);
         assert_eq!(c.decisions.threshold, 1);
     }
@@ -648,11 +648,20 @@ mod tests {
 
     #[test]
     fn modes_parse_strictly_and_the_stricter_wins() {
-        assert_eq!(Mode::parse("dry-run").unwrap(), Mode::DryRun);
-        assert!(Mode::parse("dryrun").is_err());
-        assert!(Mode::parse("Enforce").is_err());
-        assert_eq!(Mode::DryRun.stricter(Mode::Warn), Mode::Warn);
-        assert_eq!(Mode::Enforce.stricter(Mode::DryRun), Mode::Enforce);
-        assert_eq!(Mode::Warn.stricter(Mode::Warn), Mode::Warn);
+        assert_eq!(RolloutMode::parse("dry-run").unwrap(), RolloutMode::DryRun);
+        assert!(RolloutMode::parse("dryrun").is_err());
+        assert!(RolloutMode::parse("Enforce").is_err());
+        assert_eq!(
+            RolloutMode::DryRun.stricter(RolloutMode::Warn),
+            RolloutMode::Warn
+        );
+        assert_eq!(
+            RolloutMode::Enforce.stricter(RolloutMode::DryRun),
+            RolloutMode::Enforce
+        );
+        assert_eq!(
+            RolloutMode::Warn.stricter(RolloutMode::Warn),
+            RolloutMode::Warn
+        );
     }
 }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admission_config::Mode;
+use super::admission_config::RolloutMode;
 use crate::decision::{canonical_json, Decision, EngineRef, PolicyRef, Source, Violation};
 use crate::digest::DigestSet;
 use crate::evaluator::{Engine, Evaluation};
@@ -112,7 +112,7 @@ pub struct GlassRule {
 /// Settle a review judged with `reasons` (empty: nothing wrong) under `mode`; returns the
 /// outcome and may add to `reasons` (why a break-glass did not apply).
 pub fn settle(
-    mode: Mode,
+    mode: RolloutMode,
     rule: GlassRule,
     glass: Option<Result<BreakGlass, String>>,
     reasons: &mut Vec<String>,
@@ -122,10 +122,10 @@ pub fn settle(
     }
     match mode {
         // Rollout: admit, and let the caller count and audit what enforce would refuse.
-        Mode::DryRun => Outcome::DryRun,
+        RolloutMode::DryRun => Outcome::DryRun,
         // Rollout: admit, and tell the user why enforce would refuse.
-        Mode::Warn => Outcome::Warned,
-        Mode::Enforce => match glass {
+        RolloutMode::Warn => Outcome::Warned,
+        RolloutMode::Enforce => match glass {
             // No break-glass asked for: refuse.
             None => Outcome::Denied,
             // A break-glass that cannot be read bypasses nothing: refuse, saying why.
@@ -203,7 +203,7 @@ pub struct AdmissionEvent<'a> {
     /// The environment the review was judged against (its namespace's).
     pub environment: Option<&'a str>,
     /// The mode applied.
-    pub mode: Mode,
+    pub mode: RolloutMode,
     /// What happened.
     pub outcome: &'a Outcome,
     /// Why `enforce` would refuse it.
@@ -363,7 +363,7 @@ mod tests {
         let reasons = || vec!["container `a` image `x` is not pinned".to_string()];
         let mut r = reasons();
         assert!(matches!(
-            settle(Mode::Enforce, OPEN, glass(), &mut r),
+            settle(RolloutMode::Enforce, OPEN, glass(), &mut r),
             Outcome::BreakGlass(_)
         ));
         let closed = GlassRule {
@@ -372,7 +372,7 @@ mod tests {
         };
         let mut r = reasons();
         assert_eq!(
-            settle(Mode::Enforce, closed, glass(), &mut r),
+            settle(RolloutMode::Enforce, closed, glass(), &mut r),
             Outcome::Denied
         );
         assert!(r[1].contains("not allowed in this namespace"), "{r:?}");
@@ -382,25 +382,31 @@ mod tests {
         };
         let mut r = reasons();
         assert_eq!(
-            settle(Mode::Enforce, unaudited, glass(), &mut r),
+            settle(RolloutMode::Enforce, unaudited, glass(), &mut r),
             Outcome::Denied
         );
         let mut r = reasons();
         let bad = Some(BreakGlass::parse("{}"));
-        assert_eq!(settle(Mode::Enforce, OPEN, bad, &mut r), Outcome::Denied);
+        assert_eq!(
+            settle(RolloutMode::Enforce, OPEN, bad, &mut r),
+            Outcome::Denied
+        );
         assert!(r[1].contains("does not count"), "{r:?}");
         let mut r = reasons();
-        assert_eq!(settle(Mode::Enforce, OPEN, None, &mut r), Outcome::Denied);
         assert_eq!(
-            settle(Mode::Warn, OPEN, None, &mut reasons()),
+            settle(RolloutMode::Enforce, OPEN, None, &mut r),
+            Outcome::Denied
+        );
+        assert_eq!(
+            settle(RolloutMode::Warn, OPEN, None, &mut reasons()),
             Outcome::Warned
         );
         assert_eq!(
-            settle(Mode::DryRun, OPEN, glass(), &mut reasons()),
+            settle(RolloutMode::DryRun, OPEN, glass(), &mut reasons()),
             Outcome::DryRun
         );
         assert_eq!(
-            settle(Mode::Enforce, OPEN, glass(), &mut Vec::new()),
+            settle(RolloutMode::Enforce, OPEN, glass(), &mut Vec::new()),
             Outcome::Passed
         );
     }
@@ -417,7 +423,10 @@ mod tests {
             reason: "down".into(),
             ticket: "INC-1".into(),
         });
-        for (outcome, mode) in [(glass, Mode::Enforce), (Outcome::DryRun, Mode::DryRun)] {
+        for (outcome, mode) in [
+            (glass, RolloutMode::Enforce),
+            (Outcome::DryRun, RolloutMode::DryRun),
+        ] {
             let event = AdmissionEvent {
                 uid: "u",
                 subject: "Pod `shop/web`",
