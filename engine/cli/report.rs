@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use promo_policy::audit::AuditLog;
-use promo_policy::report::{self, html, render, Bucket, Inputs, Options, Targets};
+use promo_policy::report::{self, html, render, Bucket, Inputs, ReportOptions, Targets};
 
 use super::audit::KeyArgs;
 use super::Exit;
@@ -94,7 +94,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<Exit> {
         Some(p) => Targets::load(p)?,
         None => Targets::default(),
     };
-    let options = Options {
+    let options = ReportOptions {
         since: time("since", args.since.as_ref())?,
         until: time("until", args.until.as_ref())?,
         env: args.env.clone(),

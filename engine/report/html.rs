@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::metrics::Metrics;
+use super::metrics::ReportMetrics;
 use super::render::{cells, headline_value, percent, trend_rows, COLUMNS, NO_DATA};
 use super::Report;
 
@@ -72,7 +72,7 @@ const PALETTE: [&str; 6] = [
     "#7f8c8d",
 ];
 
-fn sort_value(m: &Metrics, col: usize) -> String {
+fn sort_value(m: &ReportMetrics, col: usize) -> String {
     let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     match col {
         0 => m.attempts.to_string(),
@@ -88,7 +88,7 @@ fn sort_value(m: &Metrics, col: usize) -> String {
     }
 }
 
-fn table(out: &mut String, id: &str, first: &[&str], rows: Vec<(Vec<String>, &Metrics)>) {
+fn table(out: &mut String, id: &str, first: &[&str], rows: Vec<(Vec<String>, &ReportMetrics)>) {
     let _ = write!(out, "<table class=\"sortable\" id=\"{id}\"><thead><tr>");
     for h in first.iter().chain(COLUMNS.iter()) {
         let _ = write!(out, "<th>{}</th>", escape(h));

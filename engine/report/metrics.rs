@@ -52,7 +52,7 @@ impl Bucket {
 
 /// What to count.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct ReportOptions {
     /// Decisions at or after this time (unix seconds).
     pub since: Option<i64>,
     /// Decisions before this time.
@@ -73,10 +73,10 @@ pub struct Options {
 /// How many of the latest verified records [`Aggregator::set_verified_through`] can take back.
 const RECENT: usize = 8;
 
-/// The default [`Options::horizon`]: 90 days.
+/// The default [`ReportOptions::horizon`]: 90 days.
 pub const DEFAULT_HORIZON_SECONDS: i64 = 90 * 86_400;
 
-impl Default for Options {
+impl Default for ReportOptions {
     fn default() -> Self {
         Self {
             since: None,
@@ -218,7 +218,7 @@ impl Samples {
 /// or distribution with nothing to measure is `None` ("no data"), never 0.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Metrics {
+pub struct ReportMetrics {
     /// Decisions in the slice.
     pub decisions: u64,
     /// Distinct promotion attempts (request digests), by their first decision.
@@ -292,7 +292,7 @@ impl Cell {
         self.incidents += o.incidents;
     }
 
-    fn metrics(mut self, events: bool) -> Metrics {
+    fn metrics(mut self, events: bool) -> ReportMetrics {
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         let with_events = |n: u64| {
             if events {
@@ -301,7 +301,7 @@ impl Cell {
                 None
             }
         };
-        Metrics {
+        ReportMetrics {
             decisions: self.decisions,
             attempts: self.attempts,
             allowed_attempts: self.allowed_attempts,
@@ -554,7 +554,7 @@ impl ArtifactKey {
 /// One promotion admitted by break-glass.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BreakGlass {
+pub struct BreakGlassPromotion {
     /// When it was decided.
     pub evaluated_at: String,
     /// Target environment.
@@ -596,14 +596,14 @@ pub struct Completeness {
 }
 
 /// The streaming aggregator: feed records in seq order, then [`Aggregator::finish`].
-/// Attempts, promotions and artifacts idle for [`Options::horizon`] seconds of log time
+/// Attempts, promotions and artifacts idle for [`ReportOptions::horizon`] seconds of log time
 /// are folded into the counters and forgotten, and the exact durations of trend buckets
 /// that ended a horizon ago are set aside in a scratch file (see `Cells`), so its memory
 /// follows the log's recent activity, not its length in records (a trend point's counters,
 /// a few hundred bytes each, are all that grows with its span).
 #[derive(Debug)]
 pub struct Aggregator {
-    opts: Options,
+    opts: ReportOptions,
     /// `--events`, applied to each promotion as it is folded.
     events: Option<Events>,
     /// `since` and `until` as the log's text, compared as the log's reader compares them.
@@ -618,7 +618,7 @@ pub struct Aggregator {
     blocker_decisions: Vec<u64>,
     blocker_attempts: Vec<u64>,
     lead_bins: [u64; LEAD_BINS.len()],
-    break_glass: Vec<BreakGlass>,
+    break_glass: Vec<BreakGlassPromotion>,
     break_glass_count: u64,
     completeness: Completeness,
     /// Audit records of admissions in the window, left out of everything else.
@@ -766,7 +766,7 @@ impl Facts {
 impl Aggregator {
     /// A new aggregator; records with seq above `verified_through` are outside the
     /// verified part of the chain.
-    pub fn new(opts: Options, verified_through: u64, events: Option<Events>) -> Self {
+    pub fn new(opts: ReportOptions, verified_through: u64, events: Option<Events>) -> Self {
         let window = (opts.since.map(rfc3339), opts.until.map(rfc3339));
         Self {
             opts,
@@ -1025,7 +1025,7 @@ impl Aggregator {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        self.break_glass.push(BreakGlass {
+        self.break_glass.push(BreakGlassPromotion {
             evaluated_at: record.evaluated_at.clone(),
             environment: record.to.clone(),
             service: record.artifact.name.clone(),
@@ -1170,7 +1170,7 @@ impl Aggregator {
     fn roll_up_services(
         &mut self,
         has_events: bool,
-    ) -> (Metrics, Vec<EnvMetrics>, Vec<ServiceMetrics>) {
+    ) -> (ReportMetrics, Vec<EnvMetrics>, Vec<ServiceMetrics>) {
         let mut total = Cell::default();
         let mut by_env: BTreeMap<String, Cell> = BTreeMap::new();
         let mut by_service: BTreeMap<(String, String), Cell> = BTreeMap::new();
@@ -1233,7 +1233,7 @@ pub struct EnvMetrics {
     pub environment: String,
     /// Its metrics.
     #[serde(flatten)]
-    pub metrics: Metrics,
+    pub metrics: ReportMetrics,
 }
 
 /// Metrics of one service into one environment.
@@ -1245,7 +1245,7 @@ pub struct ServiceMetrics {
     pub service: String,
     /// Its metrics.
     #[serde(flatten)]
-    pub metrics: Metrics,
+    pub metrics: ReportMetrics,
 }
 
 /// Metrics of one bucket into one environment.
@@ -1257,7 +1257,7 @@ pub struct TrendPoint {
     pub environment: String,
     /// Its metrics.
     #[serde(flatten)]
-    pub metrics: Metrics,
+    pub metrics: ReportMetrics,
 }
 
 /// Break-glass promotions: how many, and the first [`MAX_LISTED`].
@@ -1266,7 +1266,7 @@ pub struct BreakGlassList {
     /// All of them.
     pub count: u64,
     /// Listed, in log order.
-    pub listed: Vec<BreakGlass>,
+    pub listed: Vec<BreakGlassPromotion>,
 }
 
 /// Everything the aggregator computed.
@@ -1274,7 +1274,7 @@ pub struct BreakGlassList {
 #[serde(rename_all = "camelCase")]
 pub struct Totals {
     /// The whole (filtered) log.
-    pub summary: Metrics,
+    pub summary: ReportMetrics,
     /// Per target environment.
     pub environments: Vec<EnvMetrics>,
     /// Per environment and service.

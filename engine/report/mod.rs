@@ -15,7 +15,7 @@ use crate::audit::chain::{verify_log_with, Visitor};
 use crate::audit::store::READ_CHUNK;
 use crate::audit::{AuditError, AuditLog, Filter};
 use crate::digest::DigestSet;
-pub use metrics::{Bucket, EventKind, Events, Facts, Metrics, Options, Totals};
+pub use metrics::{Bucket, EventKind, Events, Facts, ReportMetrics, ReportOptions, Totals};
 
 /// Cap for `--events` and `--targets` files and the policy catalog.
 pub const MAX_EVENTS_BYTES: u64 = 64 << 20;
@@ -263,7 +263,7 @@ pub struct Report {
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     /// Filters and bucket.
-    pub options: Options,
+    pub options: ReportOptions,
     /// The targets.
     pub targets: Targets,
     /// `--events`, if given.
@@ -349,7 +349,7 @@ pub fn build(log: &AuditLog, keys: &[PublicKey], inputs: Inputs) -> Result<Repor
 }
 
 /// The headline row: each number beside the team's target for it, where one is set.
-fn headline(s: &Metrics, t: &Targets, audit_completeness: Option<f64>) -> Vec<Headline> {
+fn headline(s: &ReportMetrics, t: &Targets, audit_completeness: Option<f64>) -> Vec<Headline> {
     let pct = |v: f64| format!("{} %", render::trim(v * 100.0));
     vec![
         Headline {
@@ -413,7 +413,7 @@ fn headline(s: &Metrics, t: &Targets, audit_completeness: Option<f64>) -> Vec<He
 }
 
 /// The metrics with no data in the window, named rather than shown as zero.
-fn no_data(s: &Metrics, audit_completeness: Option<f64>) -> Vec<String> {
+fn no_data(s: &ReportMetrics, audit_completeness: Option<f64>) -> Vec<String> {
     let mut no_data = Vec::new();
     let mut missing = |name: &str, none: bool| {
         if none {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::metrics::{Dist, Metrics};
+use super::metrics::{Dist, ReportMetrics};
 use super::Report;
 
 /// "no data", the one spelling every renderer uses for a missing value.
@@ -73,7 +73,7 @@ pub const COLUMNS: [&str; 10] = [
 ];
 
 /// The cells of one row, in [`COLUMNS`] order.
-pub fn cells(m: &Metrics) -> Vec<String> {
+pub fn cells(m: &ReportMetrics) -> Vec<String> {
     vec![
         m.attempts.to_string(),
         percent(m.success_rate),
@@ -168,7 +168,7 @@ pub fn markdown(r: &Report) -> String {
 }
 
 /// One Markdown table of metrics: the key columns `first`, then [`COLUMNS`].
-fn markdown_table(out: &mut String, first: &[&str], rows: Vec<(Vec<String>, &Metrics)>) {
+fn markdown_table(out: &mut String, first: &[&str], rows: Vec<(Vec<String>, &ReportMetrics)>) {
     let mut header: Vec<&str> = first.to_vec();
     header.extend(COLUMNS);
     let _ = writeln!(out, "\n| {} |", header.join(" | "));
@@ -273,7 +273,7 @@ pub fn text(r: &Report) -> String {
 }
 
 /// The trend table's rows (bucket day, environment) for every format that prints one.
-pub(super) fn trend_rows(r: &Report) -> Vec<(Vec<String>, &Metrics)> {
+pub(super) fn trend_rows(r: &Report) -> Vec<(Vec<String>, &ReportMetrics)> {
     r.totals
         .trend
         .iter()

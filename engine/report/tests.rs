@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::metrics::{unix, Aggregator, Bucket, EventKind, Events, Options, Totals};
+use super::metrics::{unix, Aggregator, Bucket, EventKind, Events, ReportOptions, Totals};
 use crate::audit::{Digest256, Record};
 use crate::digest::DigestSet;
 
@@ -191,12 +191,12 @@ fn log() -> Vec<Record> {
     ]
 }
 
-fn run(opts: Options, verified_through: u64, events: Option<&Events>) -> Totals {
+fn run(opts: ReportOptions, verified_through: u64, events: Option<&Events>) -> Totals {
     run_records(opts, verified_through, events, log())
 }
 
 fn run_records(
-    opts: Options,
+    opts: ReportOptions,
     verified_through: u64,
     events: Option<&Events>,
     records: Vec<Record>,
@@ -214,7 +214,7 @@ fn run_records(
 
 #[test]
 fn every_metric_matches_the_hand_count() {
-    let t = run(Options::default(), 7, None);
+    let t = run(ReportOptions::default(), 7, None);
     let s = &t.summary;
     assert_eq!(s.decisions, 7);
     // Attempts are request digests: r1, r2 (retried once), r4, r5 (denied twice), r6.
@@ -272,7 +272,7 @@ fn every_metric_matches_the_hand_count() {
 
 #[test]
 fn per_environment_and_service_split_the_same_counts() {
-    let t = run(Options::default(), 7, None);
+    let t = run(ReportOptions::default(), 7, None);
     let env = |name: &str| {
         &t.environments
             .iter()
@@ -301,18 +301,18 @@ fn per_environment_and_service_split_the_same_counts() {
 #[test]
 fn filters_and_the_verified_part_narrow_what_counts() {
     let prod = run(
-        Options {
+        ReportOptions {
             env: Some("prod".into()),
-            ..Options::default()
+            ..ReportOptions::default()
         },
         7,
         None,
     );
     assert_eq!(prod.summary.attempts, 3);
     let late = run(
-        Options {
+        ReportOptions {
             since: unix(&at("14:00")),
-            ..Options::default()
+            ..ReportOptions::default()
         },
         7,
         None,
@@ -320,10 +320,10 @@ fn filters_and_the_verified_part_narrow_what_counts() {
     assert_eq!(late.summary.attempts, 2);
     assert_eq!(late.summary.success_rate, Some(0.5));
     let b = run(
-        Options {
+        ReportOptions {
             service: Some("svc/b".into()),
             until: unix(&at("14:10")),
-            ..Options::default()
+            ..ReportOptions::default()
         },
         7,
         None,
@@ -332,7 +332,7 @@ fn filters_and_the_verified_part_narrow_what_counts() {
     assert_eq!(b.summary.success_rate, Some(0.0));
     // A chain broken at seq 3: only records 1 and 2 are verified and complete.
     assert_eq!(
-        run(Options::default(), 2, None)
+        run(ReportOptions::default(), 2, None)
             .completeness
             .complete_and_verified,
         2
@@ -358,7 +358,7 @@ fn events_give_rates_per_promotion_and_a_real_zero_is_zero() {
         (A.into(), "staging".into()),
         vec![e("12:30", EventKind::Incident)],
     );
-    let t = run(Options::default(), 7, Some(&events));
+    let t = run(ReportOptions::default(), 7, Some(&events));
     let env = |name: &str| {
         &t.environments
             .iter()
@@ -381,7 +381,7 @@ fn state_folded_after_the_horizon_gives_the_same_numbers() {
         (A.into(), "prod".into()),
         vec![(EventKind::Rollback, unix(&at("14:00")).unwrap())],
     );
-    let whole = run(Options::default(), 7, Some(&events));
+    let whole = run(ReportOptions::default(), 7, Some(&events));
     // 200 days later a decision into dev: everything above is idle past the horizon,
     // folded (events applied) and forgotten while the log is still being read.
     let mut later = record(R {
@@ -399,7 +399,7 @@ fn state_folded_after_the_horizon_gives_the_same_numbers() {
     later.evaluated_at = "2027-06-14T10:00:00Z".into();
     let mut records = log();
     records.push(later);
-    let folded = run_records(Options::default(), 8, Some(&events), records);
+    let folded = run_records(ReportOptions::default(), 8, Some(&events), records);
     for env in ["staging", "prod"] {
         let metrics = |t: &Totals| {
             t.environments
@@ -439,16 +439,16 @@ fn a_retry_after_the_horizon_is_a_new_attempt() {
             decision(2, "2026-11-04T10:00:00Z", true),
         ]
     };
-    let day = Options {
+    let day = ReportOptions {
         horizon: 86_400,
-        ..Options::default()
+        ..ReportOptions::default()
     };
     let t = run_records(day, 2, None, records());
     assert_eq!((t.summary.attempts, t.summary.allowed_attempts), (2, 1));
     // The denied promotion was idle a day too: the allowed decision starts a new one,
     // with no denial to be unblocked from.
     assert_eq!(t.summary.time_to_unblock.count, 0);
-    let t = run_records(Options::default(), 2, None, records());
+    let t = run_records(ReportOptions::default(), 2, None, records());
     assert_eq!((t.summary.attempts, t.summary.allowed_attempts), (1, 1));
     assert_eq!(t.summary.time_to_unblock.median_seconds, Some(172_800.0));
 }
@@ -503,10 +503,10 @@ fn long_log(copies: i64, late: i64) -> Vec<Record> {
 fn durations_set_aside_come_back_to_the_same_numbers() {
     // Day buckets and a two-day horizon: every sweep sets ended days aside, and the late
     // copies land in days already set aside.
-    let opts = Options {
+    let opts = ReportOptions {
         bucket: Bucket::Day,
         horizon: 2 * 86_400,
-        ..Options::default()
+        ..ReportOptions::default()
     };
     let records = long_log(60, 12);
     let n = records.len() as u64;
