@@ -89,7 +89,7 @@ enum AuditCommand {
 
 /// Keys that check the decisions' signatures.
 #[derive(Debug, clap::Args)]
-pub(super) struct KeyArgs {
+pub(super) struct AuditKeyArgs {
     /// Public key (SPKI PEM) the decisions must be signed with [default: the keys the
     /// trust file trusts for decisions].
     #[arg(long = "key", value_name = "PUB.pem")]
@@ -102,7 +102,7 @@ pub(super) struct KeyArgs {
     pub(super) policies: PathBuf,
 }
 
-impl KeyArgs {
+impl AuditKeyArgs {
     pub(super) fn keys(&self) -> anyhow::Result<Vec<promo_policy::attest::PublicKey>> {
         let common = CommonArgs {
             policies: self.policies.clone(),
@@ -143,7 +143,7 @@ struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
     #[command(flatten)]
-    keys: KeyArgs,
+    keys: AuditKeyArgs,
 }
 
 /// Arguments of `audit checkpoint`.

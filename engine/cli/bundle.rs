@@ -25,7 +25,7 @@ pub enum BundleCmd {
 
 /// The signing flags `build` and `sign` share.
 #[derive(Debug, clap::Args)]
-pub struct KeyArgs {
+pub struct BundleKeyArgs {
     /// Bundle-signing key, PKCS#8 PEM (Ed25519 or ECDSA P-256); the trust file must list
     /// its public key with predicate type `https://promo-policy.dev/policy-bundle/v1`.
     #[arg(long, value_name = "FILE")]
@@ -52,7 +52,7 @@ pub struct BuildArgs {
     #[arg(long = "root", value_name = "PATH")]
     roots: Vec<String>,
     #[command(flatten)]
-    key: KeyArgs,
+    key: BundleKeyArgs,
 }
 
 /// Arguments of `bundle sign`.
@@ -62,7 +62,7 @@ pub struct SignArgs {
     #[arg(value_name = "DIR")]
     dir: PathBuf,
     #[command(flatten)]
-    key: KeyArgs,
+    key: BundleKeyArgs,
 }
 
 /// Arguments of `bundle inspect`.
@@ -119,7 +119,7 @@ fn bundle_files(
 }
 
 /// `.signatures.json` for `files`, when a key is given.
-fn signatures(files: &[RawFile], key: &KeyArgs) -> anyhow::Result<Option<RawFile>> {
+fn signatures(files: &[RawFile], key: &BundleKeyArgs) -> anyhow::Result<Option<RawFile>> {
     let Some(path) = &key.key else {
         return Ok(None);
     };

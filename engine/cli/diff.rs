@@ -12,7 +12,7 @@ use super::{CommonArgs, Exit};
 
 /// How to print the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum DiffFormat {
     /// An aligned table, deny->allow first, ending with the summary line.
     Text,
     /// One JSON document: both bundles, summary counts, every change and error.
@@ -56,7 +56,7 @@ pub struct DiffArgs {
     policies_rev: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    format: DiffFormat,
     /// Evaluation time (RFC 3339) of every input: it wins over a case's `at`, a
     /// record's `evaluatedAt` and a request's `requestedAt`.
     #[arg(long, value_name = "TIME")]
@@ -105,11 +105,11 @@ pub fn run(args: DiffArgs) -> anyhow::Result<Exit> {
     let (base, new) = (base?, new?);
     let report = diff::run(&base, &new, &args.inputs, rule)?;
     match args.format {
-        Format::Text => print!("{}", diff::render_text(&report)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Markdown => print!("{}", diff::render_markdown(&report)),
+        DiffFormat::Text => print!("{}", diff::render_text(&report)),
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        DiffFormat::Markdown => print!("{}", diff::render_markdown(&report)),
     }
-    if args.format != Format::Text {
+    if args.format != DiffFormat::Text {
         // The machine formats go to a file or a comment; the CI log still gets the gist.
         eprintln!("promo-policy diff: {}", report.summary.line());
     }

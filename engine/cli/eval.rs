@@ -19,7 +19,7 @@ use super::{CommonArgs, Exit};
 
 /// How to print the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum EvalFormat {
     /// ALLOWED/DENIED and one line per violation.
     Text,
     /// `{"decision", "envelope"}`: the decision and its signed DSSE envelope.
@@ -51,7 +51,7 @@ pub struct EvalArgs {
     request: PathBuf,
     /// Output format (default: text on a terminal, json otherwise).
     #[arg(long, value_enum, conflicts_with = "batch")]
-    format: Option<Format>,
+    format: Option<EvalFormat>,
     /// Evaluation time (RFC 3339) instead of the clock, for replay and tests.
     #[arg(long, value_name = "TIME")]
     at: Option<String>,
@@ -193,9 +193,9 @@ fn render(
 ) -> anyhow::Result<String> {
     let decision = &signed.decision;
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
-        Format::Text
+        EvalFormat::Text
     } else {
-        Format::Json
+        EvalFormat::Json
     });
     let explanation = args
         .explain
@@ -217,10 +217,10 @@ fn render(
                 .unwrap_or_default()
     };
     let out = match (format, &explanation) {
-        (Format::Text, None) => render_text(decision),
-        (Format::Text, Some(e)) => render_text(decision) + &explained_text(e),
-        (Format::Json, None) => serde_json::to_string_pretty(signed)? + "\n",
-        (Format::Json, Some(e)) => {
+        (EvalFormat::Text, None) => render_text(decision),
+        (EvalFormat::Text, Some(e)) => render_text(decision) + &explained_text(e),
+        (EvalFormat::Json, None) => serde_json::to_string_pretty(signed)? + "\n",
+        (EvalFormat::Json, Some(e)) => {
             let mut doc = serde_json::to_value(signed)?;
             if let Some(obj) = doc.as_object_mut() {
                 obj.insert("explanation".into(), serde_json::to_value(e)?);
@@ -230,8 +230,8 @@ fn render(
             }
             serde_json::to_string_pretty(&doc)? + "\n"
         }
-        (Format::Github, None) => render_github(decision),
-        (Format::Github, Some(e)) => {
+        (EvalFormat::Github, None) => render_github(decision),
+        (EvalFormat::Github, Some(e)) => {
             render_github(decision)
                 + "::group::promo-policy: checks\n"
                 + &explained_text(e)

@@ -8,12 +8,12 @@ use anyhow::Context;
 use promo_policy::audit::AuditLog;
 use promo_policy::report::{self, html, render, Bucket, Inputs, ReportOptions, Targets};
 
-use super::audit::KeyArgs;
+use super::audit::AuditKeyArgs;
 use super::Exit;
 
 /// Output format of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
+enum ReportFormat {
     /// One self-contained page: summary against targets, SVG charts, sortable tables.
     Html,
     /// Every number, for machines.
@@ -68,13 +68,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     horizon_days: u32,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
     /// Write here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     #[command(flatten)]
-    keys: KeyArgs,
+    keys: AuditKeyArgs,
 }
 
 fn time(flag: &str, value: Option<&String>) -> anyhow::Result<Option<i64>> {
@@ -130,10 +130,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<Exit> {
     };
     let report = report::build(&log, &keys, inputs)?;
     let text = match args.format {
-        Format::Html => html::html(&report),
-        Format::Json => render::json(&report)? + "\n",
-        Format::Markdown => render::markdown(&report),
-        Format::Text => render::text(&report),
+        ReportFormat::Html => html::html(&report),
+        ReportFormat::Json => render::json(&report)? + "\n",
+        ReportFormat::Markdown => render::markdown(&report),
+        ReportFormat::Text => render::text(&report),
     };
     match &args.out {
         Some(path) => std::fs::write(path, text)

@@ -19,12 +19,12 @@ use super::Exit;
 pub enum SloCmd {
     /// Read error-budget and burn-rate figures from Prometheus and write them as a signed
     /// SLO snapshot (a figure without a usable series is left out and named on stderr).
-    Collect(CollectArgs),
+    Collect(SloCollectArgs),
 }
 
 /// Arguments of `slo collect`.
 #[derive(Debug, clap::Args)]
-pub struct CollectArgs {
+pub struct SloCollectArgs {
     /// The Prometheus server's base URL (plain http), e.g. `http://prometheus:9090`.
     #[arg(long, value_name = "URL")]
     prometheus: String,
@@ -65,7 +65,7 @@ pub fn run(cmd: SloCmd) -> anyhow::Result<Exit> {
     }
 }
 
-fn collect(a: CollectArgs) -> anyhow::Result<Exit> {
+fn collect(a: SloCollectArgs) -> anyhow::Result<Exit> {
     anyhow::ensure!(!a.service.trim().is_empty(), "--service is empty");
     let key = a.common.signing_key()?;
     let max_staleness = duration("--max-staleness", &a.max_staleness)?;

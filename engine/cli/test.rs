@@ -14,7 +14,7 @@ use super::{CommonArgs, Exit};
 
 /// How to print results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum TestFormat {
     /// A line per failure (every test with -v), lints, coverage, then the tally.
     Text,
     /// One JSON document: tally, results, lints, coverage.
@@ -45,7 +45,7 @@ pub struct TestArgs {
     run: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    format: TestFormat,
     /// Write the report (json or junit) to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -120,9 +120,9 @@ pub fn run(args: TestArgs) -> anyhow::Result<Exit> {
     };
     let verbose = tracing::enabled!(tracing::Level::INFO);
     let document = match args.format {
-        Format::Text => render_text(&report, verbose),
-        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
-        Format::Junit => render_junit(&report)?,
+        TestFormat::Text => render_text(&report, verbose),
+        TestFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        TestFormat::Junit => render_junit(&report)?,
     };
     let tally = format!("{passed} passed, {failed} failed\n");
     match (&args.out, args.format) {
@@ -131,7 +131,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<Exit> {
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
             print!("{tally}");
         }
-        (None, Format::Text) => print!("{document}{tally}"),
+        (None, TestFormat::Text) => print!("{document}{tally}"),
         (None, _) => {
             print!("{document}");
             std::io::stdout().flush()?;
