@@ -515,7 +515,7 @@ impl ChunkWriter {
                 return Err(fail(
                     AuditError::Append {
                         path: PathBuf::from("<audit log>"),
-                        reason: "the audit writer thread stopped".into(),
+                        cause: "the audit writer thread stopped".into(),
                         head: crate::audit::Head {
                             seq: range.last_seq,
                             hash: String::new(),

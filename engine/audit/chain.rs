@@ -163,7 +163,7 @@ impl Jsonl {
         // must not block the open. Each line is capped in `next_line`.
         let file = crate::fsio::open_regular(path, u64::MAX).map_err(|e| AuditError::Read {
             path: path.to_path_buf(),
-            reason: e.reason(),
+            cause: e.reason().into(),
         })?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -180,7 +180,7 @@ impl Jsonl {
                 crate::fsio::read_line_capped(&mut self.reader, &mut buf, MAX_RECORD_LINE_BYTES)
                     .map_err(|e| AuditError::Read {
                         path: self.path.clone(),
-                        reason: format!("after line {}: {e}", self.line),
+                        cause: format!("after line {}: {e}", self.line).into(),
                     })?;
             match read {
                 crate::fsio::CappedLine::Eof => return Ok(None),
@@ -188,10 +188,11 @@ impl Jsonl {
                     self.line += 1;
                     return Err(AuditError::Read {
                         path: self.path.clone(),
-                        reason: format!(
+                        cause: format!(
                             "line {} is {size} bytes; the limit is {MAX_RECORD_LINE_BYTES}",
                             self.line
-                        ),
+                        )
+                        .into(),
                     });
                 }
                 crate::fsio::CappedLine::Line => {
@@ -199,7 +200,7 @@ impl Jsonl {
                     let text = String::from_utf8(std::mem::take(&mut buf)).map_err(|_| {
                         AuditError::Read {
                             path: self.path.clone(),
-                            reason: format!("line {} is not UTF-8", self.line),
+                            cause: format!("line {} is not UTF-8", self.line).into(),
                         }
                     })?;
                     if !text.trim().is_empty() {

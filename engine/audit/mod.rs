@@ -132,6 +132,40 @@ pub trait Sink: Send + std::fmt::Debug {
     fn append(&mut self, records: &mut [Record]) -> Result<Head, AuditError>;
 }
 
+/// Why the log's store failed: SQLite's error (kept whole, as the source), or what we
+/// found in the way. Printed as the words of either.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreCause {
+    /// SQLite refused (boxed: SQLite's error is large, and errors travel by value). Its
+    /// words are the message, so the chain stops here: rusqlite's own source is the
+    /// same words again behind an error code.
+    #[cfg(feature = "audit")]
+    #[error("{0}")]
+    Sqlite(Box<rusqlite::Error>),
+    /// Our own finding (a directory where the file should be, a line too long).
+    #[error("{0}")]
+    Finding(String),
+}
+
+#[cfg(feature = "audit")]
+impl From<rusqlite::Error> for StoreCause {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreCause::Sqlite(Box::new(e))
+    }
+}
+
+impl From<String> for StoreCause {
+    fn from(finding: String) -> Self {
+        StoreCause::Finding(finding)
+    }
+}
+
+impl From<&str> for StoreCause {
+    fn from(finding: &str) -> Self {
+        StoreCause::Finding(finding.to_owned())
+    }
+}
+
 /// Why the audit log could not be opened, written, read or checked. Every variant names
 /// the file; none is ever turned into a decision.
 #[derive(Debug, thiserror::Error)]
@@ -143,20 +177,22 @@ pub enum AuditError {
         path: PathBuf,
     },
     /// The log cannot be created or opened for writing there.
-    #[error("cannot open audit log `{path}` for writing: {reason}")]
+    #[error("cannot open audit log `{path}` for writing: {cause}")]
     Unwritable {
         /// The path given.
         path: PathBuf,
-        /// SQLite's or the file system's words (a directory, no permission, a lock).
-        reason: String,
+        /// SQLite's error, or what is in the way (a directory, a missing directory).
+        #[source]
+        cause: StoreCause,
     },
     /// The file is not a readable SQLite database (garbage, a corrupt page).
-    #[error("audit log `{path}` is corrupt: {reason}")]
+    #[error("audit log `{path}` is corrupt: {cause}")]
     Corrupt {
         /// The path given.
         path: PathBuf,
-        /// SQLite's words.
-        reason: String,
+        /// SQLite's error.
+        #[source]
+        cause: StoreCause,
     },
     /// A SQLite database, but not a promo-policy audit log.
     #[error("`{path}` is not a promo-policy audit log: {reason}")]
@@ -178,22 +214,24 @@ pub enum AuditError {
     },
     /// Appending failed (a full disk, a lock held too long); the transaction was rolled
     /// back, so the log still ends at `head`.
-    #[error("cannot append to audit log `{path}`: {reason}; the log ends at seq {} and holds every record up to it", .head.seq)]
+    #[error("cannot append to audit log `{path}`: {cause}; the log ends at seq {} and holds every record up to it", .head.seq)]
     Append {
         /// The path given.
         path: PathBuf,
-        /// SQLite's words.
-        reason: String,
+        /// SQLite's error, or why the writer could not append.
+        #[source]
+        cause: StoreCause,
         /// The last record committed before the failure.
         head: Head,
     },
     /// Reading failed.
-    #[error("cannot read audit log `{path}`: {reason}")]
+    #[error("cannot read audit log `{path}`: {cause}")]
     Read {
         /// The path given.
         path: PathBuf,
-        /// SQLite's, the file system's or the JSON reader's words, with the line for exports.
-        reason: String,
+        /// SQLite's error, or what the export reader found (with the line).
+        #[source]
+        cause: StoreCause,
     },
     /// A mask pointer is not a JSON pointer.
     #[error("mask `{pointer}` is not a JSON pointer: {reason}")]
@@ -214,6 +252,7 @@ pub enum AuditError {
     /// The verifier's scratch database of decision ids (a temporary file) failed: a
     /// full or unwritable temporary directory. Nothing is concluded about the log.
     #[error("cannot keep the verifier's decision ids in a temporary file (set TMPDIR to a writable directory with room)")]
+    #[cfg(feature = "audit")]
     Scratch(#[source] store::ScratchError),
     /// A checkpoint file is unusable.
     #[error("checkpoint `{path}`: {reason}")]

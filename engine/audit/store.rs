@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AuditError, Digest256, Head, Record, Sink};
+use super::{AuditError, Digest256, Head, Record, Sink, StoreCause};
 use crate::request::Artifact;
 
 /// SQLite's `application_id` of an audit log: "ppau" (promo-policy audit), so a database
@@ -106,9 +106,9 @@ impl AuditLog {
     /// anything it could not record. `max_pages` caps the file (`PRAGMA max_page_count`;
     /// tests use it to fill the "disk").
     pub fn open_for_append(path: &Path, max_pages: Option<u64>) -> Result<Self, AuditError> {
-        let unwritable = |reason: String| AuditError::Unwritable {
+        let unwritable = |finding: String| AuditError::Unwritable {
             path: path.to_path_buf(),
-            reason,
+            cause: finding.into(),
         };
         if path.is_dir() {
             return Err(unwritable("it is a directory".into()));
@@ -163,7 +163,7 @@ impl AuditLog {
         if path.is_dir() {
             return Err(AuditError::Read {
                 path: path.to_path_buf(),
-                reason: "it is a directory".into(),
+                cause: "it is a directory".into(),
             });
         }
         // Read-write without create: reading a WAL database may have to recover it. On a
@@ -228,10 +228,10 @@ impl AuditLog {
         let path = self.path.clone();
         let last_committed = self.head.clone();
         let fail = |e: rusqlite::Error, head: &Head| match classify(&path, e, Access::Write) {
-            AuditError::Unwritable { reason, .. } | AuditError::Read { reason, .. } => {
+            AuditError::Unwritable { cause, .. } | AuditError::Read { cause, .. } => {
                 AuditError::Append {
                     path: path.clone(),
-                    reason,
+                    cause,
                     head: head.clone(),
                 }
             }
@@ -462,10 +462,11 @@ fn use_wal(conn: &Connection, path: &Path) -> Result<(), AuditError> {
         if std::time::Instant::now() >= deadline {
             return Err(AuditError::Unwritable {
                 path: path.to_path_buf(),
-                reason: format!(
+                cause: format!(
                     "cannot switch it to write-ahead logging within {} s: {busy}",
                     BUSY_TIMEOUT.as_secs()
-                ),
+                )
+                .into(),
             });
         }
         std::thread::sleep(pause);
@@ -516,15 +517,15 @@ enum Access {
 /// Name SQLite's failure in the log's terms.
 fn classify(path: &Path, e: rusqlite::Error, access: Access) -> AuditError {
     let path = path.to_path_buf();
-    let reason = e.to_string();
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            AuditError::Corrupt { path, reason }
-        }
-        _ => match access {
-            Access::Write => AuditError::Unwritable { path, reason },
-            Access::Read => AuditError::Read { path, reason },
-        },
+    let corrupt = matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    );
+    let cause = StoreCause::from(e);
+    match (corrupt, access) {
+        (true, _) => AuditError::Corrupt { path, cause },
+        (false, Access::Write) => AuditError::Unwritable { path, cause },
+        (false, Access::Read) => AuditError::Read { path, cause },
     }
 }
 
@@ -762,11 +763,12 @@ mod tests {
             }
             assert!(appended < 10_000, "the page limit never bit");
         };
-        let AuditError::Append { head, reason, .. } = &err else {
+        let AuditError::Append { head, cause, .. } = &err else {
             panic!("{err}")
         };
-        assert_eq!(head.seq, appended, "{reason}");
-        assert!(reason.contains("full"), "{reason}");
+        assert_eq!(head.seq, appended, "{cause}");
+        assert!(matches!(cause, StoreCause::Sqlite(_)), "{cause:?}");
+        assert!(cause.to_string().contains("full"), "{cause}");
         drop(log);
         let log = AuditLog::open_existing(&path).unwrap();
         assert_eq!(
