@@ -16,8 +16,9 @@ root=$(git rev-parse --show-toplevel)
 work=$(mktemp -d)
 git -C "$root" worktree add -q --detach "$work/base" "$base"
 trap 'git -C "$root" worktree remove --force "$work/base"; rm -rf "$work"' EXIT
-# One target directory: the dependencies are built once for both sides.
-export CARGO_TARGET_DIR="$root/target/bench-ab"
+# One target directory: the dependencies are built once for both sides (set
+# CARGO_TARGET_DIR to reuse a release build's).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/bench-ab}"
 build() {
   (cd "$1" && cargo bench --locked --bench decision --no-run 2>&1) |
     sed -n 's/.*Executable benches\/decision.rs (\(.*\))/\1/p' | tail -1
