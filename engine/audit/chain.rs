@@ -25,10 +25,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::seen::SeenIds;
-use super::store::{AuditLog, Filter, Row, READ_CHUNK};
-use super::{AuditError, Checkpoint, Head, Record, GENESIS};
+use super::store::{AuditLog, Filter, Row, RowError, READ_CHUNK};
+use super::{AuditError, Checkpoint, Head, Record, StoreCause, GENESIS};
 use crate::attest::PublicKey;
-use crate::sign::verify_decision_envelope;
+use crate::error_chain::ErrorChain;
+use crate::sign::{verify_decision_envelope, SignError};
 
 /// What is wrong at the first broken record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -163,7 +164,7 @@ impl Jsonl {
         // must not block the open. Each line is capped in `next_line`.
         let file = crate::fsio::open_regular(path, u64::MAX).map_err(|e| AuditError::Read {
             path: path.to_path_buf(),
-            cause: e.reason().into(),
+            cause: StoreCause::File(e),
         })?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -180,7 +181,10 @@ impl Jsonl {
                 crate::fsio::read_line_capped(&mut self.reader, &mut buf, MAX_RECORD_LINE_BYTES)
                     .map_err(|e| AuditError::Read {
                         path: self.path.clone(),
-                        cause: format!("after line {}: {e}", self.line).into(),
+                        cause: StoreCause::Line {
+                            line: self.line,
+                            source: e,
+                        },
                     })?;
             match read {
                 crate::fsio::CappedLine::Eof => return Ok(None),
@@ -217,8 +221,10 @@ impl Source for Jsonl {
         let mut out = Vec::new();
         while out.len() < READ_CHUNK {
             let Some(text) = self.next_line()? else { break };
-            let parsed = serde_json::from_str::<Record>(&text)
-                .map_err(|e| format!("line {} is not an audit record: {e}", self.line));
+            let parsed = serde_json::from_str::<Record>(&text).map_err(|source| RowError::Line {
+                line: self.line,
+                source,
+            });
             let seq = match &parsed {
                 Ok(r) => r.seq,
                 Err(_) => serde_json::from_str::<SeqHash>(&text).map_or(0, |s| s.seq),
@@ -258,9 +264,9 @@ impl Source for Jsonl {
 /// One record with its own checks done, and what the caller extracted from it.
 struct Checked<T> {
     seq: u64,
-    record: Result<Record, String>,
+    record: Result<Record, RowError>,
     hash_ok: bool,
-    signature: Result<(), String>,
+    signature: Result<(), SignError>,
     mismatch: Option<String>,
     extra: Option<T>,
 }
@@ -293,7 +299,7 @@ fn check<T>(
     let hash_ok = r.compute_hash() == r.hash;
     let (signature, mismatch) = match verify_decision_envelope(&r.envelope, keys) {
         Ok(decision) => (Ok(()), r.mismatch(&decision)),
-        Err(e) => (Err(e.to_string()), None),
+        Err(e) => (Err(e), None),
     };
     Checked {
         seq,
@@ -441,7 +447,7 @@ impl<T: Send> Walker<'_, '_, T> {
                     return Ok(Some(Finding {
                         seq: if c.seq > 0 { c.seq } else { self.expected },
                         kind: Tamper::Edited,
-                        detail: format!("the record cannot be read back: {why}"),
+                        detail: format!("the record cannot be read back: {}", ErrorChain(why)),
                     }))
                 }
             };
@@ -682,7 +688,11 @@ fn judge_contents<T>(
         }
     }
     if let Err(e) = &c.signature {
-        return at(r.seq, Tamper::BadSignature, format!("its envelope: {e}"));
+        return at(
+            r.seq,
+            Tamper::BadSignature,
+            format!("its envelope: {}", ErrorChain(e)),
+        );
     }
     if !c.hash_ok {
         let what = c

@@ -7,10 +7,24 @@ use serde_json::{json, Value};
 
 use super::Head;
 use crate::attest::PublicKey;
-use crate::sign::verify_typed_envelope;
+use crate::sign::{verify_typed_envelope, SignError};
 
 /// predicateType of an audit-log checkpoint statement.
 pub const CHECKPOINT_PREDICATE_TYPE: &str = "https://promo-policy.dev/audit-checkpoint/v1";
+
+/// Why a signed checkpoint cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The envelope does not verify with the keys, or is not a checkpoint statement.
+    #[error(transparent)]
+    Envelope(SignError),
+    /// The statement verifies, but its predicate is not a checkpoint.
+    #[error("the predicate is not a checkpoint")]
+    Predicate(#[source] serde_json::Error),
+    /// The statement's subject names another hash than its predicate.
+    #[error("the statement's subject digest is not the checkpoint's hash")]
+    Subject,
+}
 
 /// A log's head at a moment: store it away from the log, and `audit verify --against`
 /// proves the chain up to it is unchanged and still there.
@@ -52,13 +66,13 @@ impl Checkpoint {
     }
 
     /// Read a signed checkpoint back, verifying its envelope with `keys`.
-    pub fn from_envelope(envelope: &Value, keys: &[PublicKey]) -> Result<Self, String> {
+    pub fn from_envelope(envelope: &Value, keys: &[PublicKey]) -> Result<Self, CheckpointError> {
         let statement = verify_typed_envelope(envelope, keys, CHECKPOINT_PREDICATE_TYPE)
-            .map_err(|e| e.to_string())?;
+            .map_err(CheckpointError::Envelope)?;
         let checkpoint: Checkpoint = serde_json::from_value(statement["predicate"].clone())
-            .map_err(|e| format!("the predicate is not a checkpoint: {e}"))?;
+            .map_err(CheckpointError::Predicate)?;
         if statement["subject"][0]["digest"]["sha256"] != checkpoint.hash.as_str() {
-            return Err("the statement's subject digest is not the checkpoint's hash".into());
+            return Err(CheckpointError::Subject);
         }
         Ok(checkpoint)
     }
@@ -93,6 +107,9 @@ mod tests {
             cp
         );
         let other = SigningKey::ed25519_from_seed(&[8; 32]);
-        assert!(Checkpoint::from_envelope(&envelope, &[other.public_key()]).is_err());
+        assert!(matches!(
+            Checkpoint::from_envelope(&envelope, &[other.public_key()]),
+            Err(CheckpointError::Envelope(SignError::BadSignature { .. }))
+        ));
     }
 }

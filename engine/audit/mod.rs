@@ -58,7 +58,7 @@ use crate::request::Artifact;
 
 #[cfg(feature = "audit")]
 pub use chain::{Finding, Tamper, VerifyReport};
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, CheckpointError};
 #[cfg(feature = "audit")]
 pub use store::{AuditLog, Filter};
 
@@ -142,9 +142,46 @@ pub enum StoreCause {
     #[cfg(feature = "audit")]
     #[error("{0}")]
     Sqlite(Box<rusqlite::Error>),
+    /// Another process kept the log locked, or its journal mode, past the busy timeout
+    /// while we switched it to write-ahead logging.
+    #[cfg(feature = "audit")]
+    #[error("cannot switch it to write-ahead logging within {seconds} s: {refusal}")]
+    Wal {
+        /// How long we tried.
+        seconds: u64,
+        /// SQLite's last answer.
+        #[source]
+        refusal: WalRefusal,
+    },
+    /// An export could not be opened (kept whole; its words without the path, which
+    /// the message names already, are the message, so the chain stops here).
+    #[error("{}", .0.reason())]
+    File(crate::fsio::ReadError),
+    /// An export could not be read after a line.
+    #[error("after line {line}: {source}")]
+    Line {
+        /// The last line read whole.
+        line: u64,
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Our own finding (a directory where the file should be, a line too long).
     #[error("{0}")]
     Finding(String),
+}
+
+/// SQLite's last answer to switching a log to write-ahead logging.
+#[cfg(feature = "audit")]
+#[derive(Debug, thiserror::Error)]
+pub enum WalRefusal {
+    /// It answered with another journal mode.
+    #[error("the journal mode stayed `{0}`")]
+    Mode(String),
+    /// It was busy or locked (boxed, and its words are the message, as in
+    /// [`StoreCause::Sqlite`]).
+    #[error("{0}")]
+    Busy(Box<rusqlite::Error>),
 }
 
 #[cfg(feature = "audit")]

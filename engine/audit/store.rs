@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AuditError, Digest256, Head, Record, Sink, StoreCause};
+use super::{AuditError, Digest256, Head, Record, Sink, StoreCause, WalRefusal};
 use crate::request::Artifact;
 
 /// SQLite's `application_id` of an audit log: "ppau" (promo-policy audit), so a database
@@ -69,7 +69,69 @@ const COLUMNS: &str = "seq, decision_id, request_id, artifact_name, artifact_dig
 
 /// A row as read back: its seq, and the record or why its columns are not one (a column
 /// edited to garbage), for the verifier to report rather than fail on.
-pub type Row = (u64, Result<Record, String>);
+pub type Row = (u64, Result<Record, RowError>);
+
+/// Why a row (or an export's line) cannot be read back as a record. The verifier reports
+/// it as an edit; print it with [`crate::error_chain::ErrorChain`] for the cause's words.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// SQLite could not hand the column over.
+    #[error("column `{column}`")]
+    Sqlite {
+        /// The column.
+        column: &'static str,
+        /// SQLite's error (boxed: it is large, and rows travel by value).
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+    /// A text column holds another type.
+    #[error("column `{column}` holds {found}, not text")]
+    NotText {
+        /// The column.
+        column: &'static str,
+        /// What it holds.
+        found: rusqlite::types::Type,
+    },
+    /// A text column's bytes are not UTF-8.
+    #[error("column `{column}` is not UTF-8")]
+    NotUtf8 {
+        /// The column.
+        column: &'static str,
+        /// Where the bytes stop being UTF-8.
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// A JSON column's text is not JSON.
+    #[error("column `{column}` is not JSON")]
+    NotJson {
+        /// The column.
+        column: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON column holds JSON of another shape.
+    #[error("column `{column}`")]
+    Shape {
+        /// The column.
+        column: &'static str,
+        /// What does not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `allowed` is neither 0 nor 1.
+    #[error("column `allowed` is not 0 or 1")]
+    NotBool,
+    /// An export's line is not an audit record.
+    #[error("line {line} is not an audit record")]
+    Line {
+        /// The line (1-based).
+        line: u64,
+        /// What does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+}
 
 /// Which records `audit query` returns; every field narrows, `None` does not.
 #[derive(Debug, Clone, Default)]
@@ -445,28 +507,27 @@ fn use_wal(conn: &Connection, path: &Path) -> Result<(), AuditError> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        let busy = match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-        {
-            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
-            Ok(mode) => format!("the journal mode stayed `{mode}`"),
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-                ) =>
-            {
-                e.to_string()
-            }
-            Err(e) => return Err(classify(path, e, Access::Write)),
-        };
+        let refusal =
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(mode) => WalRefusal::Mode(mode),
+                Err(e)
+                    if matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) =>
+                {
+                    WalRefusal::Busy(Box::new(e))
+                }
+                Err(e) => return Err(classify(path, e, Access::Write)),
+            };
         if std::time::Instant::now() >= deadline {
             return Err(AuditError::Unwritable {
                 path: path.to_path_buf(),
-                cause: format!(
-                    "cannot switch it to write-ahead logging within {} s: {busy}",
-                    BUSY_TIMEOUT.as_secs()
-                )
-                .into(),
+                cause: StoreCause::Wal {
+                    seconds: BUSY_TIMEOUT.as_secs(),
+                    refusal,
+                },
             });
         }
         std::thread::sleep(pause);
@@ -529,8 +590,8 @@ fn classify(path: &Path, e: rusqlite::Error, access: Access) -> AuditError {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(v: Value, name: &str) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| format!("column `{name}`: {e}"))
+fn typed<T: serde::de::DeserializeOwned>(v: Value, column: &'static str) -> Result<T, RowError> {
+    serde_json::from_value(v).map_err(|source| RowError::Shape { column, source })
 }
 
 /// A row's columns as SQLite holds them, copied out so they can be decoded off the
@@ -545,8 +606,10 @@ enum Column {
     Text(Vec<u8>),
     Integer(i64),
     Null,
-    /// Another type, or why it could not be read.
-    Other(String),
+    /// Another type.
+    Other(rusqlite::types::Type),
+    /// SQLite could not hand it over.
+    Failed(rusqlite::Error),
 }
 
 /// Copy a row's columns out (the cheap, serial part of reading).
@@ -558,22 +621,32 @@ fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
             Ok(ValueRef::Text(t)) => Column::Text(t.to_vec()),
             Ok(ValueRef::Integer(n)) => Column::Integer(n),
             Ok(ValueRef::Null) => Column::Null,
-            Ok(other) => Column::Other(format!("{:?}", other.data_type())),
-            Err(e) => Column::Other(e.to_string()),
+            Ok(other) => Column::Other(other.data_type()),
+            Err(e) => Column::Failed(e),
         })
         .collect();
     Ok(RawRow { seq, columns })
 }
 
 /// A column as text, or why it is not.
-fn column_text(column: Column, name: &str) -> Result<String, String> {
+fn column_text(column: Column, name: &'static str) -> Result<String, RowError> {
+    use rusqlite::types::Type;
+    let not_text = |found| RowError::NotText {
+        column: name,
+        found,
+    };
     match column {
-        Column::Text(t) => {
-            String::from_utf8(t).map_err(|_| format!("column `{name}` is not UTF-8"))
-        }
-        Column::Integer(_) => Err(format!("column `{name}` holds Integer, not text")),
-        Column::Null => Err(format!("column `{name}` holds Null, not text")),
-        Column::Other(what) => Err(format!("column `{name}`: {what}")),
+        Column::Text(t) => String::from_utf8(t).map_err(|source| RowError::NotUtf8 {
+            column: name,
+            source,
+        }),
+        Column::Integer(_) => Err(not_text(Type::Integer)),
+        Column::Null => Err(not_text(Type::Null)),
+        Column::Other(found) => Err(not_text(found)),
+        Column::Failed(e) => Err(RowError::Sqlite {
+            column: name,
+            source: Box::new(e),
+        }),
     }
 }
 
@@ -581,11 +654,12 @@ fn column_text(column: Column, name: &str) -> Result<String, String> {
 fn row_record(raw: RawRow) -> Row {
     let RawRow { seq, columns } = raw;
     let mut columns = columns.into_iter();
-    let json = |text: Result<String, String>, name: &str| -> Result<Value, String> {
-        serde_json::from_str(&text?).map_err(|e| format!("column `{name}` is not JSON: {e}"))
+    let json = |text: Result<String, RowError>, column: &'static str| -> Result<Value, RowError> {
+        serde_json::from_str(&text?).map_err(|source| RowError::NotJson { column, source })
     };
-    let record = (|| -> Result<Record, String> {
-        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
+    let record = (|| -> Result<Record, RowError> {
+        let mut next =
+            |name: &'static str| column_text(columns.next().unwrap_or(Column::Null), name);
         let decision_id = next("decision_id")?;
         let request_id = next("request_id")?;
         let artifact_name = next("artifact_name")?;
@@ -595,9 +669,10 @@ fn row_record(raw: RawRow) -> Row {
         let allowed = match columns.next() {
             Some(Column::Integer(0)) => false,
             Some(Column::Integer(1)) => true,
-            _ => return Err("column `allowed` is not 0 or 1".into()),
+            _ => return Err(RowError::NotBool),
         };
-        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
+        let mut next =
+            |name: &'static str| column_text(columns.next().unwrap_or(Column::Null), name);
         let violations = json(next("violations"), "violations")?;
         let evaluated_at = next("evaluated_at")?;
         let bundle = next("bundle_sha256")?;
@@ -606,7 +681,8 @@ fn row_record(raw: RawRow) -> Row {
             Some(Column::Null) | None => None,
             Some(other) => Some(json(column_text(other, "request"), "request")?),
         };
-        let mut next = |name: &str| column_text(columns.next().unwrap_or(Column::Null), name);
+        let mut next =
+            |name: &'static str| column_text(columns.next().unwrap_or(Column::Null), name);
         Ok(Record {
             seq,
             decision_id,
@@ -722,6 +798,38 @@ mod tests {
         assert_eq!(log.read(2, 10, &Filter::default()).unwrap().len(), 1);
         assert_eq!(log.seq_with_hash(&first[1].hash, 0).unwrap(), Some(2));
         assert_eq!(log.seq_with_hash(&first[1].hash, 2).unwrap(), None);
+    }
+
+    #[test]
+    fn a_column_edited_to_garbage_is_named_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut log = AuditLog::open_for_append(&path, None).unwrap();
+        log.append(&mut records(4)).unwrap();
+        log.conn
+            .execute_batch(
+                "UPDATE records SET violations = 'nope' WHERE seq = 1;
+                 UPDATE records SET masked = 42 WHERE seq = 2;
+                 UPDATE records SET envelope = x'ff' WHERE seq = 3;
+                 UPDATE records SET artifact_digest = '[1]' WHERE seq = 4;",
+            )
+            .unwrap();
+        let said: Vec<String> = log
+            .read(0, 10, &Filter::default())
+            .unwrap()
+            .iter()
+            .map(|(_, r)| crate::error_chain::ErrorChain(r.as_ref().unwrap_err()).to_string())
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "column `violations` is not JSON: expected ident at line 1 column 2",
+                // TEXT affinity: SQLite stores the 42 as text.
+                "column `masked`: invalid type: integer `42`, expected a sequence",
+                "column `envelope` holds Blob, not text",
+                "column `artifact_digest`: invalid type: sequence, expected a map",
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use promo_policy::audit::chain::{verify_export, verify_log};
 use promo_policy::audit::{AuditLog, Checkpoint, Filter, Record, RecordOptions, VerifyReport};
+use promo_policy::error_chain::ErrorChain;
 use promo_policy::input::{format_time, parse_time};
 use promo_policy::server::AuditConfig;
 
@@ -256,7 +257,7 @@ fn read_checkpoint(
         .with_context(|| format!("checkpoint `{}` is not JSON", path.display()))?;
     let envelope = doc.get("envelope").unwrap_or(&doc);
     Checkpoint::from_envelope(envelope, keys)
-        .map_err(|e| anyhow::anyhow!("checkpoint `{}`: {e}", path.display()))
+        .with_context(|| format!("checkpoint `{}`", path.display()))
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
@@ -467,8 +468,9 @@ fn each_record(
         for (seq, row) in &rows {
             let record = row.as_ref().map_err(|why| {
                 anyhow::anyhow!(
-                    "record seq {seq} of `{}` cannot be read back ({why}): run `promo-policy audit verify`",
-                    log.path().display()
+                    "record seq {seq} of `{}` cannot be read back ({}): run `promo-policy audit verify`",
+                    log.path().display(),
+                    ErrorChain(why)
                 )
             })?;
             f(record)?;
