@@ -250,8 +250,9 @@ pub enum AuditError {
         supported: i64,
     },
     /// Appending failed (a full disk, a lock held too long); the transaction was rolled
-    /// back, so the log still ends at `head`.
-    #[error("cannot append to audit log `{path}`: {cause}; the log ends at seq {} and holds every record up to it", .head.seq)]
+    /// back, so the log still ends at `head`. The cause comes last, where
+    /// [`crate::error_chain::ErrorChain`] finds it said already.
+    #[error("cannot append to audit log `{path}` (the log ends at seq {} and holds every record up to it): {cause}", .head.seq)]
     Append {
         /// The path given.
         path: PathBuf,

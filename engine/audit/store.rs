@@ -877,6 +877,10 @@ mod tests {
         assert_eq!(head.seq, appended, "{cause}");
         assert!(matches!(cause, StoreCause::Sqlite(_)), "{cause:?}");
         assert!(cause.to_string().contains("full"), "{cause}");
+        // Printed with its chain, the cause is said once.
+        let said = crate::error_chain::ErrorChain(&err).to_string();
+        assert_eq!(said, err.to_string());
+        assert_eq!(said.matches("full").count(), 1, "{said}");
         drop(log);
         let log = AuditLog::open_existing(&path).unwrap();
         assert_eq!(
