@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::metrics::DecisionLogMetrics;
+use crate::error_chain::ErrorChain;
 
 /// How long `block` mode makes a decision wait for room before dropping its event.
 pub const BLOCK_WAIT: Duration = Duration::from_secs(5);
@@ -271,7 +272,8 @@ fn ship(shared: &Shared) {
                     delay = shared.config.retry_min;
                     break;
                 }
-                Err(why) => {
+                Err(e) => {
+                    let why = ErrorChain(&e);
                     shared.stats.failed_uploads.fetch_add(1, Ordering::Relaxed);
                     shared.metrics.failed_upload();
                     tracing::warn!(url = %shared.config.url, events = batch.len(), "decision log upload failed, retrying in {delay:?}: {why}");
@@ -333,19 +335,33 @@ fn next_batch(shared: &Shared) -> Option<Vec<Vec<u8>>> {
     Some(batch)
 }
 
-/// POST one gzipped JSON array; `Err` says why (for the log line).
-fn upload(agent: &ureq::Agent, url: &str, batch: &[Vec<u8>]) -> Result<(), String> {
+/// Why a batch did not reach the endpoint (for the log line; the batch is retried).
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    /// Gzip refused the bytes (writing to memory: not expected, but not hidden).
+    #[error("cannot compress the batch")]
+    Compress(#[source] std::io::Error),
+    /// The endpoint answered, but not with a success.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The request did not get an answer (boxed: ureq's error is large). Its words
+    /// already end with its causes.
+    #[error(transparent)]
+    Transport(Box<ureq::Error>),
+}
+
+/// POST one gzipped JSON array; `Err` says why.
+fn upload(agent: &ureq::Agent, url: &str, batch: &[Vec<u8>]) -> Result<(), UploadError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let io = |e: std::io::Error| e.to_string();
-    gz.write_all(b"[").map_err(io)?;
+    gz.write_all(b"[").map_err(UploadError::Compress)?;
     for (i, event) in batch.iter().enumerate() {
         if i > 0 {
-            gz.write_all(b",").map_err(io)?;
+            gz.write_all(b",").map_err(UploadError::Compress)?;
         }
-        gz.write_all(event).map_err(io)?;
+        gz.write_all(event).map_err(UploadError::Compress)?;
     }
-    gz.write_all(b"]").map_err(io)?;
-    let body = gz.finish().map_err(io)?;
+    gz.write_all(b"]").map_err(UploadError::Compress)?;
+    let body = gz.finish().map_err(UploadError::Compress)?;
     match agent
         .post(url)
         .set("Content-Type", "application/json")
@@ -353,8 +369,8 @@ fn upload(agent: &ureq::Agent, url: &str, batch: &[Vec<u8>]) -> Result<(), Strin
         .send_bytes(&body)
     {
         Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, _)) => Err(format!("HTTP {code}")),
-        Err(e) => Err(e.to_string()),
+        Err(ureq::Error::Status(code, _)) => Err(UploadError::Status(code)),
+        Err(e) => Err(UploadError::Transport(Box::new(e))),
     }
 }
 
