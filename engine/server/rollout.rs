@@ -41,26 +41,54 @@ pub struct BreakGlass {
     pub ticket: String,
 }
 
+/// Why a break-glass annotation does not count (a reason in the review's answer).
+#[derive(Debug, thiserror::Error)]
+pub enum BreakGlassError {
+    /// The value is not a string.
+    #[error("it is not a string")]
+    NotString,
+    /// The value is over [`MAX_BREAK_GLASS_BYTES`].
+    #[error("it is longer than {MAX_BREAK_GLASS_BYTES} bytes")]
+    TooLong,
+    /// Not the JSON object it must be (serde_json's error kept whole; its words are in
+    /// the message, which the user reads in one line).
+    #[error(r#"it is not `{{"reason": "...", "ticket": "..."}}` ({0})"#)]
+    Shape(serde_json::Error),
+    /// A field is blank.
+    #[error("its `{0}` is empty")]
+    Empty(&'static str),
+    /// A field is over its cap.
+    #[error("its `{field}` is longer than {max} characters")]
+    FieldTooLong {
+        /// `reason` or `ticket`.
+        field: &'static str,
+        /// Its cap.
+        max: usize,
+    },
+    /// A field holds control characters.
+    #[error("its `{0}` holds control characters")]
+    Control(&'static str),
+}
+
 impl BreakGlass {
     /// Parse and bound an annotation value; why it does not count, if it does not.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BreakGlassError> {
         if text.len() > MAX_BREAK_GLASS_BYTES {
-            return Err(format!("it is longer than {MAX_BREAK_GLASS_BYTES} bytes"));
+            return Err(BreakGlassError::TooLong);
         }
-        let glass: BreakGlass = serde_json::from_str(text)
-            .map_err(|e| format!(r#"it is not `{{"reason": "...", "ticket": "..."}}` ({e})"#))?;
+        let glass: BreakGlass = serde_json::from_str(text).map_err(BreakGlassError::Shape)?;
         for (field, value, max) in [
             ("reason", &glass.reason, MAX_REASON_CHARS),
             ("ticket", &glass.ticket, MAX_TICKET_CHARS),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("its `{field}` is empty"));
+                return Err(BreakGlassError::Empty(field));
             }
             if value.chars().count() > max {
-                return Err(format!("its `{field}` is longer than {max} characters"));
+                return Err(BreakGlassError::FieldTooLong { field, max });
             }
             if value.chars().any(char::is_control) {
-                return Err(format!("its `{field}` holds control characters"));
+                return Err(BreakGlassError::Control(field));
             }
         }
         Ok(glass)
@@ -73,13 +101,13 @@ pub fn read_break_glass(
     object: &Value,
     metadata_pointers: &[String],
     key: &str,
-) -> Option<Result<BreakGlass, String>> {
+) -> Option<Result<BreakGlass, BreakGlassError>> {
     let escaped = key.replace('~', "~0").replace('/', "~1");
     metadata_pointers.iter().find_map(|metadata| {
         let value = object.pointer(&format!("{metadata}/annotations/{escaped}"))?;
         Some(match value.as_str() {
             Some(text) => BreakGlass::parse(text),
-            None => Err("it is not a string".into()),
+            None => Err(BreakGlassError::NotString),
         })
     })
 }
@@ -114,7 +142,7 @@ pub struct GlassRule {
 pub fn settle(
     mode: RolloutMode,
     rule: GlassRule,
-    glass: Option<Result<BreakGlass, String>>,
+    glass: Option<Result<BreakGlass, BreakGlassError>>,
     reasons: &mut Vec<String>,
 ) -> Outcome {
     if reasons.is_empty() {
@@ -327,7 +355,7 @@ mod tests {
         audited: true,
     };
 
-    fn glass() -> Option<Result<BreakGlass, String>> {
+    fn glass() -> Option<Result<BreakGlass, BreakGlassError>> {
         Some(BreakGlass::parse(
             r#"{"reason": "prod down", "ticket": "INC-1"}"#,
         ))
@@ -349,12 +377,13 @@ mod tests {
                 "control characters",
             ),
         ] {
-            let why = BreakGlass::parse(text).unwrap_err();
+            let why = BreakGlass::parse(text).unwrap_err().to_string();
             assert!(why.contains(needle), "{text}: {why}");
         }
         let long = format!(r#"{{"reason": "x", "ticket": "{}"}}"#, "T".repeat(65));
         assert!(BreakGlass::parse(&long)
             .unwrap_err()
+            .to_string()
             .contains("longer than 64"));
     }
 
