@@ -13,6 +13,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::admission_config::{AdmissionConfig, DecisionRules, NamespacePolicy, RolloutMode};
+use super::audit::Unrecorded;
 use super::errors::{json_response, ApiError};
 use super::rollout::{self, AdmissionEvent, GlassRule, Outcome};
 use super::routes::{fail, pretty, read_body};
@@ -1006,7 +1007,7 @@ fn audit_record(
     judge: &Judge<'_>,
     review: &Review,
     verdict: &AdmissionVerdict,
-) -> Option<Result<crate::audit::Record, String>> {
+) -> Option<Result<crate::audit::Record, Unrecorded>> {
     let noteworthy = matches!(verdict.outcome, Outcome::BreakGlass(_) | Outcome::DryRun);
     let options = judge.audit.as_ref()?;
     if verdict.dry_run || !noteworthy {
@@ -1029,11 +1030,11 @@ fn audit_record(
     Some(
         event
             .sign(&judge.loaded.engine, judge.now)
-            .map_err(|e| e.to_string())
+            .map_err(Unrecorded::Unsigned)
             .and_then(|signed| {
                 options
                     .prepare(&signed.decision, &signed.envelope, &event.summary())
-                    .map_err(|e| e.to_string())
+                    .map_err(Unrecorded::Unprepared)
             }),
     )
 }
@@ -1044,14 +1045,14 @@ fn audit_record(
 async fn record(
     server: &Server,
     verdict: &AdmissionVerdict,
-    signed: Option<Result<crate::audit::Record, String>>,
+    signed: Option<Result<crate::audit::Record, Unrecorded>>,
 ) -> Result<(), ApiError> {
     let (Some(sink), Some(prepared)) = (server.inner.audit.as_ref(), signed) else {
         return Ok(());
     };
     let committed = match prepared {
         Ok(record) => sink.record(record).await,
-        Err(reason) => Err(ApiError::AuditUnavailable(reason)),
+        Err(unrecorded) => Err(ApiError::AuditUnavailable(unrecorded)),
     };
     match (&verdict.outcome, committed) {
         (_, Ok(_)) => Ok(()),

@@ -216,18 +216,33 @@ pub struct NamespacePolicy {
     pub label: String,
 }
 
+/// Why an admission config cannot be used; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionConfigError {
+    /// The file could not be read (kept whole; its words without the path, which the
+    /// caller names, are the message, so the chain stops here).
+    #[error("{}", .0.reason())]
+    Read(crate::fsio::ReadError),
+    /// Not YAML, or not of the config's shape (the parser names the field).
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    /// A field breaks a rule (named in the message).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl AdmissionConfig {
-    /// Read and check a config file; the error names the file and the field.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            crate::fsio::read_capped_string(path, MAX_CONFIG_BYTES).map_err(|e| e.reason())?;
+    /// Read and check a config file; the error names the field (the caller, the file).
+    pub fn load(path: &Path) -> Result<Self, AdmissionConfigError> {
+        let text = crate::fsio::read_capped_string(path, MAX_CONFIG_BYTES)
+            .map_err(AdmissionConfigError::Read)?;
         Self::parse(&text)
     }
 
     /// Parse (YAML, which includes JSON) and check a config.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut config: AdmissionConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-        config.check()?;
+    pub fn parse(text: &str) -> Result<Self, AdmissionConfigError> {
+        let mut config: AdmissionConfig = serde_yaml::from_str(text)?;
+        config.check().map_err(AdmissionConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -540,7 +555,7 @@ mod tests {
                 "missing field `allowed`",
             ),
         ] {
-            let err = AdmissionConfig::parse(text).unwrap_err();
+            let err = AdmissionConfig::parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }
@@ -604,7 +619,7 @@ mod tests {
             ),
             ("environment: ''", "`environment`"),
         ] {
-            let err = AdmissionConfig::parse(text).unwrap_err();
+            let err = AdmissionConfig::parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
         let configured: BTreeSet<String> = ["dev", "staging", "prod"].map(String::from).into();

@@ -8,6 +8,7 @@
 //! decisions nobody received, never the other way round.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::errors::ApiError;
 use super::metrics::AuditMetrics;
 use super::ServerError;
-use crate::audit::{AuditLog, Record, RecordOptions};
+use crate::audit::{AuditError, AuditLog, Record, RecordOptions};
+use crate::sign::SignError;
 
 /// Records waiting for the writer. Above the evaluation gate's default capacity (workers
 /// plus [`super::MAX_QUEUED_EVALUATIONS`]), so the channel only fills when commits fall
@@ -47,9 +49,35 @@ pub struct AuditConfig {
     pub max_pages: Option<u64>,
 }
 
+/// Why a decision was not recorded, and so is not handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum Unrecorded {
+    /// The writer's queue stayed full.
+    #[error("the audit log's queue stayed full ({AUDIT_CHANNEL_CAPACITY} records) for {} ms", AUDIT_ENQUEUE_TIMEOUT.as_millis())]
+    QueueFull,
+    /// The writer thread is gone.
+    #[error("the audit writer has stopped")]
+    Stopped,
+    /// The writer thread went away with the record.
+    #[error("the audit writer stopped before committing")]
+    Dropped,
+    /// The commit took longer than [`AUDIT_COMMIT_TIMEOUT`].
+    #[error("the audit log did not commit within {} s", AUDIT_COMMIT_TIMEOUT.as_secs())]
+    Slow,
+    /// The commit failed (one error for the whole batch, so shared).
+    #[error(transparent)]
+    Append(Arc<AuditError>),
+    /// The record could not be made (an admission's decision unsigned, a digest missing).
+    #[error(transparent)]
+    Unprepared(AuditError),
+    /// An admission's record could not be signed.
+    #[error(transparent)]
+    Unsigned(SignError),
+}
+
 struct Job {
     record: Record,
-    done: oneshot::Sender<Result<u64, String>>,
+    done: oneshot::Sender<Result<u64, Arc<AuditError>>>,
 }
 
 /// The handlers' end of the writer.
@@ -88,23 +116,15 @@ impl AuditSink {
             .await
             .map_err(|e| {
                 ApiError::AuditUnavailable(match e {
-                    mpsc::error::SendTimeoutError::Timeout(_) => format!(
-                        "the audit log's queue stayed full ({AUDIT_CHANNEL_CAPACITY} records) for {} ms",
-                        AUDIT_ENQUEUE_TIMEOUT.as_millis()
-                    ),
-                    mpsc::error::SendTimeoutError::Closed(_) => "the audit writer has stopped".into(),
+                    mpsc::error::SendTimeoutError::Timeout(_) => Unrecorded::QueueFull,
+                    mpsc::error::SendTimeoutError::Closed(_) => Unrecorded::Stopped,
                 })
             })?;
         match tokio::time::timeout(AUDIT_COMMIT_TIMEOUT, committed).await {
             Ok(Ok(Ok(seq))) => Ok(seq),
-            Ok(Ok(Err(reason))) => Err(ApiError::AuditUnavailable(reason)),
-            Ok(Err(_dropped)) => Err(ApiError::AuditUnavailable(
-                "the audit writer stopped before committing".into(),
-            )),
-            Err(_elapsed) => Err(ApiError::AuditUnavailable(format!(
-                "the audit log did not commit within {} s",
-                AUDIT_COMMIT_TIMEOUT.as_secs()
-            ))),
+            Ok(Ok(Err(e))) => Err(ApiError::AuditUnavailable(Unrecorded::Append(e))),
+            Ok(Err(_dropped)) => Err(ApiError::AuditUnavailable(Unrecorded::Dropped)),
+            Err(_elapsed) => Err(ApiError::AuditUnavailable(Unrecorded::Slow)),
         }
     }
 }
@@ -139,9 +159,9 @@ fn write_loop(mut log: AuditLog, mut rx: mpsc::Receiver<Job>, metrics: &AuditMet
             }
             Err(e) => {
                 tracing::error!(error = %e, records = senders.len(), "audit append failed: refusing these decisions");
-                let reason = e.to_string();
+                let e = Arc::new(e);
                 for done in senders {
-                    let _ = done.send(Err(reason.clone()));
+                    let _ = done.send(Err(Arc::clone(&e)));
                 }
             }
         }

@@ -51,12 +51,9 @@ pub enum ApiError {
         /// The budget.
         budget: Duration,
     },
-    /// The body could not be read (400).
-    #[error("cannot read the request body: {reason}")]
-    Body {
-        /// Why.
-        reason: String,
-    },
+    /// The body could not be read (400); axum's rejection, whose words say why.
+    #[error("cannot read the request body: {0}")]
+    Body(#[source] axum::extract::rejection::BytesRejection),
     /// A query parameter or query text is unusable (400).
     #[error("{0}")]
     Query(String),
@@ -83,7 +80,7 @@ pub enum ApiError {
     /// The decision could not be recorded in the audit log, so it is not handed out
     /// (503 + Retry-After).
     #[error("the decision could not be recorded in the audit log, so it is withheld: {0}")]
-    AuditUnavailable(String),
+    AuditUnavailable(#[source] super::audit::Unrecorded),
     /// The policy failed at runtime on valid input (500, as OPA answers).
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -133,7 +130,7 @@ impl ApiError {
             }
             ApiError::Request(_)
             | ApiError::Invalid { .. }
-            | ApiError::Body { .. }
+            | ApiError::Body(_)
             | ApiError::Query(_)
             | ApiError::ReadOnly { .. } => StatusCode::BAD_REQUEST,
             ApiError::ContentType { .. } | ApiError::ContentEncoding { .. } => {
@@ -158,7 +155,7 @@ impl ApiError {
         match self {
             ApiError::Request(_)
             | ApiError::Invalid { .. }
-            | ApiError::Body { .. }
+            | ApiError::Body(_)
             | ApiError::Query(_)
             | ApiError::ReadOnly { .. }
             | ApiError::ContentType { .. }
@@ -189,7 +186,7 @@ impl ApiError {
             ApiError::ContentType { .. } => "content_type",
             ApiError::ContentEncoding { .. } => "content_encoding",
             ApiError::BodyTimeout { .. } => "body_timeout",
-            ApiError::Body { .. } => "body_read",
+            ApiError::Body(_) => "body_read",
             ApiError::Query(_) => "query",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::BodyBudget { .. } => "body_budget",

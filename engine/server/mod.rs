@@ -33,12 +33,14 @@ use axum::Router;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
+use crate::error_chain::ErrorChain;
 use crate::evaluator::{Engine, EngineConfig, Evaluator};
 use crate::pool::EvaluatorPool;
 
 pub use admission::{DecisionIndex, EnvironmentDecisions, DECISIONS_ANNOTATION};
 pub use audit::{
-    AuditConfig, AUDIT_BATCH, AUDIT_CHANNEL_CAPACITY, AUDIT_COMMIT_TIMEOUT, AUDIT_ENQUEUE_TIMEOUT,
+    AuditConfig, Unrecorded, AUDIT_BATCH, AUDIT_CHANNEL_CAPACITY, AUDIT_COMMIT_TIMEOUT,
+    AUDIT_ENQUEUE_TIMEOUT,
 };
 pub use errors::ApiError;
 pub use metrics::Metrics;
@@ -265,16 +267,31 @@ pub enum ServerError {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The admission config cannot be read or is invalid (`serve --admission-config`).
-    #[error("admission config `{path}`: {reason}")]
+    #[error("admission config `{path}`: {cause}")]
     AdmissionConfig {
         /// The file.
         path: PathBuf,
         /// What is wrong, naming the field.
-        reason: String,
+        #[source]
+        cause: admission_config::AdmissionConfigError,
     },
     /// `serve --environment` names an environment the bundle does not configure.
     #[error("{0}")]
     Environment(String),
+}
+
+/// Why a client connection ended badly (logged at debug: clients hang up all the time).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    /// HTTP on the connection failed (hyper's words, then its cause).
+    #[error(transparent)]
+    Http(hyper::Error),
+    /// The client did not finish the TLS handshake in time.
+    #[error("TLS handshake timed out after {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The TLS handshake failed (or the connection was evicted during it).
+    #[error("TLS handshake failed")]
+    Handshake(#[source] std::io::Error),
 }
 
 /// Where the time of a decision comes from.
@@ -424,13 +441,13 @@ impl Loaded {
         let engine = Engine::load(&config.engine)?;
         engine.log_lints();
         let environments = configured_environments(&engine);
-        let config_error = |path: &PathBuf, reason: String| ServerError::AdmissionConfig {
+        let config_error = |path: &PathBuf, cause| ServerError::AdmissionConfig {
             path: path.clone(),
-            reason,
+            cause,
         };
         let mut admission = match &config.admission_config {
             Some(path) => admission_config::AdmissionConfig::load(path)
-                .map_err(|reason| config_error(path, reason))?,
+                .map_err(|cause| config_error(path, cause))?,
             None => admission_config::AdmissionConfig::default(),
         };
         // `--environment` is checked even when the file's own default overrides it: a
@@ -444,7 +461,10 @@ impl Loaded {
         admission
             .check_environments(&environments)
             .map_err(|reason| match &config.admission_config {
-                Some(path) => config_error(path, reason),
+                Some(path) => config_error(
+                    path,
+                    admission_config::AdmissionConfigError::Invalid(reason),
+                ),
                 None => ServerError::Environment(reason),
             })?;
         let keys: std::collections::BTreeMap<String, Vec<crate::attest::PublicKey>> = admission
@@ -810,10 +830,10 @@ impl Server {
                         let conn = $conn;
                         tokio::pin!(conn);
                         tokio::select! {
-                            result = conn.as_mut() => result.map_err(|e| e.to_string()),
+                            result = conn.as_mut() => result.map_err(ConnectionError::Http),
                             _ = stopped.changed() => {
                                 conn.as_mut().graceful_shutdown();
-                                conn.await.map_err(|e| e.to_string())
+                                conn.await.map_err(ConnectionError::Http)
                             }
                             // Evicted while idle: dropping it closes the socket.
                             () = close.notified() => Ok(()),
@@ -830,8 +850,8 @@ impl Server {
                             () = close.notified() => Ok(Err(std::io::Error::other("evicted"))),
                         };
                         match handshake {
-                            Err(_) => Err(format!("TLS handshake timed out after {budget:?}")),
-                            Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                            Err(_) => Err(ConnectionError::HandshakeTimeout(budget)),
+                            Ok(Err(e)) => Err(ConnectionError::Handshake(e)),
                             Ok(Ok(stream)) => {
                                 if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                                     let mut http2 = hyper::server::conn::http2::Builder::new(
@@ -848,7 +868,7 @@ impl Server {
                 };
                 open.remove(id);
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    tracing::debug!(error = %ErrorChain(&e), "connection ended with an error");
                 }
             });
             // Reap finished connections so the set stays as small as the open ones.

@@ -103,9 +103,7 @@ pub(super) async fn read_body(
         Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)))) => {
             Err(ApiError::TooLarge { limit })
         }
-        Ok(Err(other)) => Err(ApiError::Body {
-            reason: other.body_text(),
-        }),
+        Ok(Err(other)) => Err(ApiError::Body(other)),
         Err(_elapsed) => Err(ApiError::BodyTimeout { budget: timeout }),
     }
 }
