@@ -18,22 +18,29 @@ pub struct ErrorChain<'a>(pub &'a (dyn Error + 'a));
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Each cause's words, and for a `ReadError` its words without the path.
         let mut causes = Vec::new();
         let mut next = self.0.source();
         while let Some(c) = next {
-            causes.push(c.to_string().trim_end().to_string());
+            let reason = c
+                .downcast_ref::<crate::fsio::ReadError>()
+                .map(|r| r.reason().trim_end().to_string());
+            causes.push((c.to_string().trim_end().to_string(), reason));
             next = c.source();
         }
-        let root = causes.last().cloned().unwrap_or_default();
+        let root = causes.last().map(|(t, _)| t.clone()).unwrap_or_default();
         let mut said = self.0.to_string().trim_end().to_string();
-        for text in &causes {
+        for (text, reason) in &causes {
             // Said already, at the end of the message (an older-style message that
             // includes its cause), or a cause that ends with the root cause the
-            // message already ends with (a message that summarised it, e.g. with
-            // `ReadError::reason`).
+            // message already ends with, or a `ReadError` whose reason the message
+            // ends with (a message that summarised it with `ReadError::reason`).
             let repeats = text.is_empty()
                 || said.ends_with(text.as_str())
-                || (!root.is_empty() && said.ends_with(&root) && text.ends_with(&root));
+                || (!root.is_empty() && said.ends_with(&root) && text.ends_with(&root))
+                || reason
+                    .as_deref()
+                    .is_some_and(|r| !r.is_empty() && said.ends_with(r));
             if !repeats {
                 said.push_str(": ");
                 said.push_str(text);
@@ -50,6 +57,10 @@ impl fmt::Debug for ErrorChain<'_> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
 mod tests {
     use super::*;
 
@@ -64,6 +75,18 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read key `z`: gone")]
     struct Summarised(#[source] SaysItsCause);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key `k`: {}", .0.reason())]
+    struct ReadKey(#[source] crate::fsio::ReadError);
+
+    #[test]
+    fn a_read_error_summarised_by_its_reason_is_said_once() {
+        let dir = std::env::temp_dir();
+        let e = crate::fsio::read_capped(&dir, 10).unwrap_err();
+        let said = ErrorChain(&ReadKey(e)).to_string();
+        assert_eq!(said, "cannot read key `k`: not a regular file (directory)");
+    }
 
     #[test]
     fn each_cause_is_said_once() {
