@@ -111,5 +111,15 @@ mod tests {
             Checkpoint::from_envelope(&envelope, &[other.public_key()]),
             Err(CheckpointError::Envelope(SignError::BadSignature { .. }))
         ));
+        // Signed, but not a checkpoint: serde's words follow, once.
+        let mut statement = cp.statement();
+        statement["predicate"] = serde_json::json!({"seq": 3});
+        let envelope = sign_statement(&key, &statement).unwrap();
+        let e = Checkpoint::from_envelope(&envelope, &[key.public_key()]).unwrap_err();
+        assert!(matches!(e, CheckpointError::Predicate(_)), "{e:?}");
+        assert_eq!(
+            crate::error_chain::ErrorChain(&e).to_string(),
+            "the predicate is not a checkpoint: missing field `logId`"
+        );
     }
 }
