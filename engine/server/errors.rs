@@ -118,7 +118,27 @@ pub enum ApiError {
     Disabled(String),
     /// Something broke inside the sidecar (500).
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Internal),
+}
+
+/// What broke inside the sidecar (an [`ApiError::Internal`], 500).
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// The evaluation workers' semaphore was closed.
+    #[error("evaluation pool closed")]
+    PoolClosed,
+    /// The blocking evaluation task panicked or was cancelled.
+    #[error("evaluation task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The decision's audit record could not be made (a digest missing).
+    #[error(transparent)]
+    Record(crate::audit::AuditError),
+    /// The metrics registry could not be written out.
+    #[error("cannot encode metrics: {0}")]
+    Metrics(#[source] std::fmt::Error),
+    /// A query's bindings did not serialise.
+    #[error(transparent)]
+    Bindings(serde_json::Error),
 }
 
 impl ApiError {

@@ -42,7 +42,7 @@ pub use audit::{
     AuditConfig, Unrecorded, AUDIT_BATCH, AUDIT_CHANNEL_CAPACITY, AUDIT_COMMIT_TIMEOUT,
     AUDIT_ENQUEUE_TIMEOUT,
 };
-pub use errors::ApiError;
+pub use errors::{ApiError, Internal};
 pub use metrics::Metrics;
 pub use opa_params::MAX_QUERY_STRING_BYTES;
 pub use tls::{TlsConfig, TLS_HANDSHAKE_TIMEOUT, TLS_RELOAD_INTERVAL};
@@ -937,7 +937,7 @@ impl Gate {
         .await
         {
             Ok(Ok(permit)) => permit,
-            Ok(Err(_closed)) => return Err(ApiError::Internal("evaluation pool closed".into())),
+            Ok(Err(_closed)) => return Err(ApiError::Internal(errors::Internal::PoolClosed)),
             Err(_elapsed) => {
                 return Err(ApiError::EvaluationTimeout {
                     budget: self.timeout,
@@ -950,9 +950,7 @@ impl Gate {
         });
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(join)) => Err(ApiError::Internal(format!(
-                "evaluation task failed: {join}"
-            ))),
+            Ok(Err(join)) => Err(ApiError::Internal(errors::Internal::Task(join))),
             Err(_elapsed) => Err(ApiError::EvaluationTimeout {
                 budget: self.timeout,
             }),

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use serde_json::{json, Value};
 
-use super::errors::{json_response, ApiError};
+use super::errors::{json_response, ApiError, Internal};
 use super::opa_params::{
     decorate, OpaParams, Timers, TIMER_FACTS, TIMER_INPUT_PARSE, TIMER_QUERY_EVAL,
 };
@@ -515,31 +515,8 @@ async fn run_query(
     params: OpaParams,
     mut timers: Timers,
 ) -> Response {
-    if !server.inner.config.allow_query {
-        return fail(
-            server,
-            ROUTE_QUERY,
-            ApiError::Disabled(
-                "ad-hoc queries are off in this sidecar; start it with `serve --allow-query` to answer them".into(),
-            ),
-        );
-    }
-    if query.len() > MAX_QUERY_BYTES {
-        return fail(
-            server,
-            ROUTE_QUERY,
-            ApiError::Query(format!(
-                "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
-                query.len()
-            )),
-        );
-    }
-    if query.trim().is_empty() {
-        return fail(
-            server,
-            ROUTE_QUERY,
-            ApiError::Query("the query is empty".into()),
-        );
+    if let Err(e) = check_query(server, &query) {
+        return fail(server, ROUTE_QUERY, e);
     }
     let loaded = server.loaded();
     let evaluated = Arc::clone(&loaded);
@@ -568,12 +545,51 @@ async fn run_query(
         }
         Err(e) => return fail(server, ROUTE_QUERY, e),
     };
+    let solutions = match visible_bindings(results) {
+        Ok(solutions) => solutions,
+        Err(e) => {
+            return fail(
+                server,
+                ROUTE_QUERY,
+                ApiError::Internal(Internal::Bindings(e)),
+            )
+        }
+    };
+    let mut body = json!({"result": solutions});
+    let params = OpaParams {
+        provenance: false,
+        ..params
+    };
+    decorate(&mut body, &params, &timers, loaded.engine.bundle());
+    json_response(StatusCode::OK, &body, params.pretty)
+}
+
+/// Refuse an ad-hoc query this sidecar does not answer: queries off, too long or empty.
+fn check_query(server: &Server, query: &str) -> Result<(), ApiError> {
+    if !server.inner.config.allow_query {
+        return Err(ApiError::Disabled(
+            "ad-hoc queries are off in this sidecar; start it with `serve --allow-query` to answer them".into(),
+        ));
+    }
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::Query(format!(
+            "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+            query.len()
+        )));
+    }
+    if query.trim().is_empty() {
+        return Err(ApiError::Query("the query is empty".into()));
+    }
+    Ok(())
+}
+
+/// Each solution's variable bindings, internal ones (`__…`, `$…`) left out; solutions
+/// with none left are dropped, as OPA does.
+fn visible_bindings(results: regorus::QueryResults) -> Result<Vec<Value>, serde_json::Error> {
     let mut solutions = Vec::new();
     for result in results.result {
-        let bindings = match serde_json::to_value(&result.bindings) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => continue,
-            Err(e) => return fail(server, ROUTE_QUERY, ApiError::Internal(e.to_string())),
+        let Value::Object(bindings) = serde_json::to_value(&result.bindings)? else {
+            continue;
         };
         let visible: serde_json::Map<String, Value> = bindings
             .into_iter()
@@ -583,13 +599,7 @@ async fn run_query(
             solutions.push(Value::Object(visible));
         }
     }
-    let mut body = json!({"result": solutions});
-    let params = OpaParams {
-        provenance: false,
-        ..params
-    };
-    decorate(&mut body, &params, &timers, loaded.engine.bundle());
-    json_response(StatusCode::OK, &body, params.pretty)
+    Ok(solutions)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::errors::{json_response, ApiError};
+use super::errors::{json_response, ApiError, Internal};
 use super::Server;
 use crate::evaluator::SignedDecision;
 use crate::request::{parse_strict, PromotionRequest};
@@ -228,7 +228,7 @@ async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiErro
             let record = record_options
                 .map(|o| o.prepare(&signed.decision, &signed.envelope, &request.raw))
                 .transpose()
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                .map_err(|e| ApiError::Internal(Internal::Record(e)))?;
             let event = log_options.map(|(input, labels)| {
                 let input = input.masked(&request.raw).map(|(v, _)| v);
                 super::decision_log::event(&signed, input.as_ref(), ROUTE_EVALUATE_PATH, &labels)
@@ -324,7 +324,7 @@ pub(super) async fn metrics(State(server): State<Server>) -> Response {
             text,
         )
             .into_response(),
-        Err(e) => ApiError::Internal(format!("cannot encode metrics: {e}")).into_response(),
+        Err(e) => ApiError::Internal(Internal::Metrics(e)).into_response(),
     }
 }
 
