@@ -430,7 +430,7 @@ pub fn vsa_statement(d: &Decision, verified: &Verified) -> Value {
 }
 
 /// The in-toto Statement v1 for a decision: the decision fields plus the SLSA VSA v1
-/// fields ([`vsa_fields`]).
+/// fields (`vsa_fields`).
 pub fn decision_statement(d: &Decision, verified: &Verified) -> Result<Value, SignError> {
     let mut predicate = serde_json::to_value(d).map_err(|e| SignError::Unsignable {
         reason: e.to_string(),

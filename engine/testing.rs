@@ -167,7 +167,7 @@ pub struct CaseSpec {
     pub expect: Option<Expectation>,
     /// Kinds of the request's claims (`approvals`, `checks`, `slo`) that the corpus's
     /// evidence keys also sign as evidence, as the approval bot, CI and monitoring bridge
-    /// would (see [`derive_evidence_sources`]).
+    /// would (see `derive_evidence_sources`, with the `test-support` feature).
     #[serde(
         default,
         rename = "signedEvidence",

@@ -2,7 +2,7 @@
 //! trusted identity names and binds the certificate's identity to what the trust file lets it
 //! vouch for; a bundle is a fact only if every step holds.
 //!
-//! The cryptographic steps are `sigstore-verify`'s ([`Verifier::verify`]): the signing time
+//! The cryptographic steps are `sigstore-verify`'s ([`sigstore_verify::Verifier::verify`]): the signing time
 //! from a verified signed entry timestamp, inclusion proof with signed checkpoint or RFC
 //! 3161 timestamp (never from an unverified `integratedTime`); the certificate path to a
 //! CA of the root valid at that time; SCTs where the root lists CT logs; the DSSE

@@ -55,7 +55,7 @@ pub struct VerifiedAttestation {
     /// The statement's `subject`, as given.
     pub subject: Value,
     /// Whether a subject's digest equals the artifact's (see
-    /// [`crate::attest::statement::digest_matches`]). A `false` here is a verified
+    /// [`crate::digest::DigestSet::matches`]). A `false` here is a verified
     /// statement about *another* artifact: policy must check this field.
     pub subject_matches: bool,
     /// The statement's `predicate`, as given (`null` when absent).

@@ -720,7 +720,7 @@ impl Sink for AuditLog {
     }
 }
 
-/// Why a scratch database (see [`scratch_database`]) failed.
+/// Why a scratch database (see `scratch_database`) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScratchError {
     /// SQLite refused: the temporary file could not be made, written or read.

@@ -337,7 +337,7 @@ impl Metrics {
     }
 
     /// Count one promotion decided into `environment` and, when denied, each distinct
-    /// violation id in it (ids outside `catalog` as [`OTHER_VIOLATION`]).
+    /// violation id in it (ids outside `catalog` as `other`).
     pub fn promotion(&self, decision: &Decision, environment: &str, catalog: &[Check]) {
         self.attempts
             .get_or_create(&EnvironmentLabels {

@@ -639,6 +639,18 @@ impl Server {
         Ok(())
     }
 
+    /// What a decision-log event is built with (the masking rules and OPA's labels),
+    /// copied for the blocking pool, when decisions are shipped.
+    pub(super) fn decision_log_options(
+        &self,
+    ) -> Option<(crate::audit::RecordOptions, serde_json::Value)> {
+        self.inner
+            .decision_log
+            .as_ref()
+            .and(self.config().decision_log.as_ref())
+            .map(|s| (s.input.clone(), s.labels.clone()))
+    }
+
     /// The configuration the sidecar runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config

@@ -143,12 +143,7 @@ async fn query_data(
         strict_builtin_errors: params.strict_builtin_errors,
     };
     let counted = Arc::clone(&loaded);
-    let log_setup = server
-        .inner
-        .decision_log
-        .as_ref()
-        .and(server.config().decision_log.as_ref());
-    let log_options = log_setup.map(|s| (s.input.clone(), s.labels.clone()));
+    let log_options = server.decision_log_options();
     let (result, request, event) = server
         .inner
         .gate

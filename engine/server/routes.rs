@@ -207,12 +207,7 @@ async fn decide(server: &Server, req: Request) -> Result<SignedDecision, ApiErro
     let now = server.config().clock.now();
     let audit = server.inner.audit.as_ref();
     let record_options = audit.map(|a| a.options().clone());
-    let log_setup = server
-        .inner
-        .decision_log
-        .as_ref()
-        .and(server.config().decision_log.as_ref());
-    let log_options = log_setup.map(|s| (s.input.clone(), s.labels.clone()));
+    let log_options = server.decision_log_options();
     let (signed, record, event) = server
         .inner
         .gate
